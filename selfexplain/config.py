@@ -1,0 +1,297 @@
+"""Typed, documented configuration: YAML files plus `key=value` overrides, validated up front.
+
+A run is described by one :class:`RunConfig`. Packaged configs live in ``selfexplain/configs/``
+and are found by name (``demo``, ``tiny``); any other argument is read as a path. Every field
+carries a docstring; an unknown key or a bad value raises :class:`ConfigError` naming the key
+and the fix, before any output is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the message names the key and the fix."""
+
+
+@dataclass
+class GenerateConfig:
+    """Ground-truth generation: a Ray Data job over prompts, written as Parquet shards."""
+
+    prompts: str = "builtin"
+    """Prompt source: ``builtin`` (the packaged set), or a path to a .txt (one prompt a line)
+    or .jsonl (one object a line with a ``prompt`` field) file."""
+    max_prompts: int = 0
+    """Use at most this many prompts (0 = all); handy for quick runs."""
+    held_out_fraction: float = 0.2
+    """Fraction of prompts held out for evaluation. The split is by prompt, so no held-out
+    prompt is ever seen in training."""
+    prompts_per_shard: int = 16
+    """Prompts per Parquet shard: the unit of work for one actor call and of resume."""
+    num_actors: int = 1
+    """Ray Data actors, each loading the target model once."""
+    cpus_per_actor: float = 1.0
+    """Logical CPUs reserved per actor."""
+    gpus_per_actor: float = 0.0
+    """GPUs per actor (0 = run on CPU). Fractions share a GPU between actors."""
+
+
+@dataclass
+class TrainConfig:
+    """Explainer fine-tuning: Ray Train TorchTrainer running DeepSpeed."""
+
+    explainer: str = "self"
+    """Explainer model: ``self`` (the target explains itself), an embedded name, an HF
+    directory or a .gguf file."""
+    epochs: int = 1
+    """Passes over the training split."""
+    learning_rate: float = 5e-5
+    """Peak AdamW learning rate (the paper used 5e-5)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    batch_size: int = 8
+    """Examples per optimizer step per worker (micro-batch x gradient accumulation)."""
+    grad_accum: int = 1
+    """Gradient accumulation steps; micro-batch = batch_size / grad_accum."""
+    max_length: int = 128
+    """Examples whose tokenized query + answer exceed this many tokens are dropped."""
+    zero_stage: int = 2
+    """DeepSpeed ZeRO stage: 0, 1, 2 or 3."""
+    offload: bool = False
+    """ZeRO-3 only: offload parameters and optimizer state to CPU memory."""
+    gradient_clipping: float = 1.0
+    """Clip the global gradient norm to this value (0 = off)."""
+    warmup_steps: int = 10
+    """Linear learning-rate warmup steps."""
+    num_workers: int = 1
+    """Ray Train workers (data-parallel ranks)."""
+    use_gpu: bool = False
+    """Train on GPUs (bf16, NCCL); CPU training uses fp32 and gloo."""
+    cpus_per_worker: float = 1.0
+    """Logical CPUs reserved per train worker. Keep some free for Ray Data streaming."""
+    torch_threads: int = 0
+    """torch intra-op threads per worker (0 = CPU cores / workers)."""
+
+
+@dataclass
+class EvaluateConfig:
+    """Scoring the explainer on held-out queries against baselines."""
+
+    max_examples: int = 0
+    """Evaluate at most this many held-out examples (0 = all), sampled deterministically."""
+    batch_size: int = 32
+    """Queries decoded together."""
+    max_new_tokens: int = 12
+    """Generated tokens per answer."""
+    untrained_baseline: bool = True
+    """Also score the explainer before fine-tuning (zero-shot)."""
+
+
+@dataclass
+class RayConfig:
+    """The local Ray session used when no cluster is given."""
+
+    num_cpus: int = 4
+    """Logical CPUs for a local cluster. More than the physical cores on purpose: Ray Train
+    workers and Ray Data actors reserve CPUs, and on 2 cores they would otherwise starve each
+    other and `fit()` would hang."""
+    address: str = ""
+    """Connect to this cluster (``auto`` or ``ray://...``); empty starts a local one."""
+
+
+@dataclass
+class RunConfig:
+    """One experiment: a target model, its ground truth, an explainer and its evaluation."""
+
+    name: str = "demo"
+    """Run name; outputs go to ``<output_dir>/<name>/``. Rerunning a name reuses finished stages."""
+    output_dir: str = "runs"
+    """Root folder for all runs."""
+    target: str = "smollm2-135m"
+    """Target model: an embedded name (smollm2-135m, gemma3-270m, tiny-llama), an HF directory
+    or a .gguf file."""
+    task: str = "ablation"
+    """Explanation task. Only ``ablation`` (input ablation) is implemented so far."""
+    seed: int = 0
+    """Seed for splits, sampling, model init and training."""
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.task in TASKS, "task", f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")
+        _check(bool(self.name) and "/" not in self.name, "name", "give a non-empty name without '/'")
+        g, t, e = self.generate, self.train, self.evaluate
+        _check(0.0 < g.held_out_fraction < 1.0, "generate.held_out_fraction", "use a value in (0, 1)")
+        _check(g.prompts_per_shard >= 1, "generate.prompts_per_shard", "use 1 or more")
+        _check(g.num_actors >= 1, "generate.num_actors", "use 1 or more")
+        _check(g.max_prompts >= 0, "generate.max_prompts", "use 0 (all) or a positive number")
+        _check(t.zero_stage in (0, 1, 2, 3), "train.zero_stage", "use 0, 1, 2 or 3")
+        _check(not t.offload or t.zero_stage == 3, "train.offload", "offload needs train.zero_stage=3")
+        _check(t.num_workers >= 1, "train.num_workers", "use 1 or more")
+        _check(t.epochs >= 1, "train.epochs", "use 1 or more")
+        _check(t.learning_rate > 0, "train.learning_rate", "use a positive number")
+        _check(t.grad_accum >= 1 and t.batch_size % t.grad_accum == 0, "train.grad_accum",
+               f"use a divisor of train.batch_size={t.batch_size}")
+        _check(t.max_length >= 16, "train.max_length", "use 16 or more")
+        _check(e.batch_size >= 1 and e.max_new_tokens >= 1, "evaluate", "use positive batch_size and max_new_tokens")
+        _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")
+
+    @property
+    def explainer_ref(self) -> str:
+        """The explainer's model reference: the target itself for ``self``."""
+        return self.target if self.train.explainer == "self" else self.train.explainer
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, *sections: str) -> str:
+        """A short hash of the named sections (or everything), to tell if a stage's inputs changed."""
+        data = self.to_dict()
+        if sections:
+            data = {key: data[key] for key in sections}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+TASKS = {"ablation"}
+
+
+def _check(ok: bool, key: str, fix: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}': {fix}")
+
+
+def packaged_configs() -> list[str]:
+    folder = resources.files("selfexplain") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A packaged config by name (``demo``) or a YAML path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found; give a YAML path or one of {packaged_configs()}")
+        return path
+    packaged = resources.files("selfexplain") / "configs" / f"{name_or_path}.yaml"
+    if not packaged.is_file():
+        raise ConfigError(f"no config named {name_or_path!r}; give a YAML path or one of {packaged_configs()}")
+    return Path(str(packaged))
+
+
+def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not key=value; write e.g. train.epochs=2")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key '{key}': '{part}' is not a section")
+        node[leaf] = yaml.safe_load(raw) if raw else ""
+    return from_dict(RunConfig, data)
+
+
+def from_dict(cls: type, data: dict[str, Any], prefix: str = ""):
+    """Build a dataclass from a nested dict, checking every key and value type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key '{prefix.rstrip('.')}' must be a section (a mapping)")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}'; valid keys here: {', '.join(sorted(names))}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            kwargs[key] = from_dict(kind, value, prefix=f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, kind, full)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        for option in typing.get_args(kind):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}': {value!r} is not a {kind}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        return value
+    raise ConfigError(f"config key '{key}': expected {kind.__name__}, got {value!r}")
+
+
+def describe_fields(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, doc) for every field, from the attribute docstrings in this module's source."""
+    docs = _field_docs()
+    rows = []
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            rows.extend(describe_fields(type(value), f"{prefix}{f.name}."))
+        else:
+            rows.append((f"{prefix}{f.name}", repr(value), docs.get((cls.__name__, f.name), "")))
+    return rows
+
+
+def _field_docs() -> dict[tuple[str, str], str]:
+    import ast
+    import inspect
+    import sys
+
+    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+    docs = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        body = node.body
+        for stmt, nxt in zip(body, body[1:]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[(node.name, stmt.target.id)] = " ".join(nxt.value.value.split())
+    return docs

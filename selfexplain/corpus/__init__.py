@@ -1,0 +1,1 @@
+"""The ground-truth corpus: schemas, atomic sharded Parquet writes, manifests and splits."""

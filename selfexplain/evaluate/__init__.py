@@ -1,0 +1,1 @@
+"""Evaluation: decoding explainer answers, metrics, baselines and result tables."""

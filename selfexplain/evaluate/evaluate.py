@@ -1,0 +1,102 @@
+"""Score an explainer on the held-out split, next to the majority and untrained baselines.
+
+Each explainer is decoded in its own Ray task, so the trained and the untrained explainer run
+side by side (on a cluster, on GPU workers). Per-example predictions are kept in
+``predictions.parquet``, so a surprising number can be traced to the answers behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+import ray
+
+from selfexplain.config import RunConfig
+from selfexplain.corpus.io import read_corpus, write_json_atomic
+from selfexplain.evaluate.baselines import majority_answer
+from selfexplain.evaluate.metrics import score_change_predictions
+from selfexplain.evaluate.report import markdown_table
+from selfexplain.models.loading import resolve_model_dir
+from selfexplain.provenance import versions
+from selfexplain.tasks import get_task
+from selfexplain.train.loop import EXPORT_DIR
+
+log = logging.getLogger(__name__)
+
+
+@ray.remote
+def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: int,
+                 max_new_tokens: int, use_gpu: bool) -> list[str]:
+    import torch
+
+    from selfexplain.evaluate.generation import generate_answers
+    from selfexplain.models.loading import load_model
+
+    device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+    model, tokenizer = load_model(model_dir, device=device)
+    task = get_task(task_name)
+    return generate_answers(model, tokenizer, [task.format_query(r) for r in rows], batch_size, max_new_tokens)
+
+
+def held_out_rows(config: RunConfig) -> list[dict]:
+    test = read_corpus(config.run_dir / "corpus", split="test").to_pandas()
+    if test.empty:
+        raise ValueError("the held-out split is empty; raise generate.held_out_fraction or add prompts")
+    if config.evaluate.max_examples and len(test) > config.evaluate.max_examples:
+        test = test.sample(n=config.evaluate.max_examples, random_state=config.seed)
+    return test.sort_values(["prompt_id", "token_index"]).to_dict("records")
+
+
+def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
+    """Write results.json, results.md and predictions.parquet to the run folder; return the results."""
+    task = get_task(config.task)
+    export_dir = config.run_dir / EXPORT_DIR
+    if not (export_dir / "config.json").is_file():
+        raise FileNotFoundError(f"no trained explainer at {export_dir}; run `selfexplain train` first")
+    rows = held_out_rows(config)
+    train_rows = read_corpus(config.run_dir / "corpus", split="train").select(["changed", "new_top1"]).to_pylist()
+
+    explainers = {"trained explainer": str(export_dir)}
+    if config.evaluate.untrained_baseline:
+        explainers["untrained explainer"] = str(resolve_model_dir(config.explainer_ref))
+    use_gpu = config.train.use_gpu
+    pending = {
+        name: explain_rows.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
+            config.task, folder, rows, config.evaluate.batch_size, config.evaluate.max_new_tokens, use_gpu)
+        for name, folder in explainers.items()
+    }
+    log.info("decoding %d held-out queries with %d explainers", len(rows), len(pending))
+    answers = {name: ray.get(ref) for name, ref in pending.items()}
+
+    true_changed = [bool(r["changed"]) for r in rows]
+    true_tokens = [r["new_top1"] for r in rows]
+    results = {}
+    majority = majority_answer(train_rows)
+    results["majority baseline"] = score_change_predictions([majority] * len(rows), true_changed, true_tokens)
+    for name, texts in answers.items():
+        results[name] = score_change_predictions([task.parse_answer(t) for t in texts], true_changed, true_tokens)
+
+    _save(config, rows, answers, results)
+    return results
+
+
+def _save(config: RunConfig, rows: list[dict], answers: dict[str, list[str]], results: dict) -> None:
+    run_dir = config.run_dir
+    task = get_task(config.task)
+    frame = pd.DataFrame(
+        {"record_id": [r["record_id"] for r in rows], "prompt": [r["prompt"] for r in rows],
+         "token": [r["token"] for r in rows], "truth": [task.format_answer(r).strip() for r in rows],
+         **{f"answer: {name}": [t.strip() for t in texts] for name, texts in answers.items()}}
+    )
+    frame.to_parquet(run_dir / "predictions.parquet", index=False)
+    write_json_atomic({"results": results, "split": "test (held out by prompt)", "task": config.task,
+                       "target": config.target, "explainer": config.explainer_ref,
+                       "versions": versions(), "config_hash": config.fingerprint()}, run_dir / "results.json")
+    table = markdown_table(results)
+    (run_dir / "results.md").write_text(
+        f"# {config.name}: {config.task} on held-out prompts\n\n"
+        f"Target `{config.target}`, explainer `{config.explainer_ref}`, {len(rows)} held-out queries.\n\n"
+        f"{table}\n"
+    )

@@ -1,0 +1,32 @@
+"""Results as a Markdown table a person can read at a glance."""
+
+from __future__ import annotations
+
+COLUMNS = [
+    ("balanced_accuracy", "balanced acc. (changes?)"),
+    ("accuracy", "accuracy (changes?)"),
+    ("new_token_exact", "new-token exact"),
+    ("exact_match", "answer exact"),
+    ("parse_rate", "parse rate"),
+    ("n", "n"),
+]
+
+
+def markdown_table(results: dict[str, dict[str, float]]) -> str:
+    header = "| explainer | " + " | ".join(title for _, title in COLUMNS) + " |"
+    rule = "|---|" + "---:|" * len(COLUMNS)
+    lines = [header, rule]
+    for name, metrics in results.items():
+        cells = [_format(metrics.get(key)) for key, _ in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _format(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    if value != value:  # NaN: the metric is undefined for this split
+        return "n/a"
+    return f"{value:.3f}"

@@ -1,0 +1,49 @@
+"""Start (or join) the Ray cluster a pipeline stage runs on."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import ray
+
+from selfexplain.config import RayConfig
+
+log = logging.getLogger(__name__)
+
+# Env vars reach Ray workers only through the runtime_env, so the ones that change behaviour
+# (offline hub, DeepSpeed's accelerator, caches) are forwarded explicitly.
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "SELFEXPLAIN_CACHE",
+                 "TRANSFORMERS_NO_ADVISORY_WARNINGS", "OMP_NUM_THREADS")
+
+
+def worker_env() -> dict[str, str]:
+    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.update({key: os.environ[key] for key in FORWARDED_ENV if key in os.environ})
+    if "DS_ACCELERATOR" not in env:
+        import torch
+
+        env["DS_ACCELERATOR"] = "cuda" if torch.cuda.is_available() else "cpu"
+    return env
+
+
+@contextmanager
+def ray_session(config: RayConfig) -> Iterator[None]:
+    """Use the running Ray session if there is one; else connect to ``config.address`` or start a
+    local cluster with ``config.num_cpus`` logical CPUs, and shut it down afterwards."""
+    if ray.is_initialized():
+        yield
+        return
+    address = config.address or os.environ.get("RAY_ADDRESS") or None
+    runtime_env = {"env_vars": worker_env()}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(num_cpus=config.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=runtime_env,
+                 log_to_driver=True, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()

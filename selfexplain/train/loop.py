@@ -1,0 +1,123 @@
+"""The per-worker training loop that Ray Train runs on every rank.
+
+Each rank loads the explainer, wraps it with ``deepspeed.initialize`` (which joins the process
+group Ray Train already created: gloo on CPU, NCCL on GPU), streams its shard of the encoded
+examples with ``get_dataset_shard``, and reports metrics plus a checkpoint through
+``ray.train.report`` at the end of each epoch. Every rank saves its own DeepSpeed shard (ZeRO
+partitions optimizer state across ranks); rank 0 also writes the HF export on the last epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("selfexplain.train")
+EXPORT_DIR = "explainer"
+
+
+def _setup_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def warmup_cosine(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    import deepspeed
+    import ray.train
+
+    from selfexplain.config import RunConfig, from_dict
+    from selfexplain.models.loading import load_model
+    from selfexplain.train.deepspeed_config import deepspeed_config
+    from selfexplain.train.examples import collate
+
+    _setup_logging()
+    config: RunConfig = from_dict(RunConfig, loop_config["config"])
+    train = config.train
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    threads = train.torch_threads or max(1, (os.cpu_count() or 1) // world)
+    torch.set_num_threads(threads)
+    torch.manual_seed(config.seed)
+
+    use_gpu = train.use_gpu and torch.cuda.is_available()
+    device = torch.device("cuda", context.get_local_rank()) if use_gpu else torch.device("cpu")
+    model, tokenizer = load_model(loop_config["explainer_dir"], device=device)
+    model.train()
+    total_steps = loop_config["steps_per_epoch"] * train.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(train.warmup_steps, total_steps))
+    engine, optimizer, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler,
+        config=deepspeed_config(train, use_gpu), dist_init_required=False,
+    )
+
+    shard = ray.train.get_dataset_shard("train")
+    micro_batch = train.batch_size // train.grad_accum
+    step, loss_curve, started, tokens = 0, [], time.time(), 0
+    for epoch in range(train.epochs):
+        window = []
+        batches = shard.iter_batches(batch_size=micro_batch, batch_format="numpy",
+                                     local_shuffle_buffer_size=4 * micro_batch,
+                                     local_shuffle_seed=config.seed + epoch)
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in
+                      collate(batch["input_ids"], batch["answer_start"], tokenizer.pad_token_id).items()}
+            loss = engine(**inputs).loss
+            engine.backward(loss)
+            engine.step()
+            window.append(loss.item())
+            tokens += int(inputs["attention_mask"].sum())
+            if engine.is_gradient_accumulation_boundary():
+                step += 1
+                loss_curve.append(sum(window) / len(window))
+                window = []
+                if rank == 0 and (step % 10 == 0 or step == total_steps):
+                    log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s", step, total_steps,
+                             epoch + 1, loss_curve[-1], scheduler.get_last_lr()[0],
+                             tokens * world / (time.time() - started))
+        _report_epoch(engine, tokenizer, epoch, step, loss_curve, last=epoch == train.epochs - 1,
+                      rank=rank, model_card=loop_config["model_card"])
+
+
+def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_card) -> None:
+    import ray.train
+
+    metrics = {"epoch": epoch + 1, "step": step,
+               "loss": loss_curve[-1] if loss_curve else float("nan"), "loss_curve": list(loss_curve)}
+    with tempfile.TemporaryDirectory(prefix="selfexplain-ckpt-") as folder:
+        engine.save_checkpoint(folder, tag=f"epoch-{epoch + 1}")
+        if last:
+            _export(engine, tokenizer, Path(folder) / EXPORT_DIR, rank, model_card)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def _export(engine, tokenizer, out_dir: Path, rank: int, model_card: str) -> None:
+    """Save a plain HF directory (safetensors) of the trained explainer from rank 0."""
+    state_dict = None
+    if engine.zero_optimization_stage() == 3:
+        state_dict = engine._zero3_consolidated_16bit_state_dict()  # a collective: every rank calls it
+    if rank != 0:
+        return
+    model = engine.module
+    model.save_pretrained(out_dir, state_dict=state_dict, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "README.md").write_text(model_card)
