@@ -76,8 +76,7 @@ def format_query(row: dict) -> str:
     """The explainer's question about one ablation."""
     return (
         f"Text: <<<{row['prompt']}>>>\n"
-        f"Removed token: \"{row['token'].strip()}\" (token {row['token_index']})\n"
-        "If this token were removed, how would the next token change?\n"
+        f"Remove token {row['token_index']} \"{row['token'].strip()}\": how does the next token change?\n"
         "Answer:"
     )
 

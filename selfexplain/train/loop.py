@@ -47,7 +47,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from selfexplain.config import RunConfig, from_dict
     from selfexplain.models.loading import load_model
     from selfexplain.train.deepspeed_config import deepspeed_config
-    from selfexplain.train.examples import collate
+    from selfexplain.train.examples import answer_only_loss, collate
 
     _setup_logging()
     config: RunConfig = from_dict(RunConfig, loop_config["config"])
@@ -81,7 +81,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         for batch in batches:
             inputs = {k: v.to(device) for k, v in
                       collate(batch["input_ids"], batch["answer_start"], tokenizer.pad_token_id).items()}
-            loss = engine(**inputs).loss
+            loss = answer_only_loss(engine, inputs)
             engine.backward(loss)
             engine.step()
             window.append(loss.item())

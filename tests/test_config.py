@@ -1,0 +1,56 @@
+import pytest
+
+from selfexplain.config import ConfigError, RunConfig, describe_fields, load_config, packaged_configs
+
+
+def test_packaged_configs_load_and_start_with_the_command_that_runs_them():
+    from importlib import resources
+
+    assert {"demo", "tiny"} <= set(packaged_configs())
+    for name in ("demo", "tiny"):
+        config = load_config(name)
+        assert isinstance(config, RunConfig)
+        first_line = (resources.files("selfexplain") / "configs" / f"{name}.yaml").read_text().splitlines()[0]
+        assert first_line.startswith("# Run with:") and name in first_line
+
+
+def test_overrides_are_typed_and_nested():
+    config = load_config("tiny", ["train.epochs=3", "train.learning_rate=2e-4", "name=other", "train.offload=false"])
+    assert config.train.epochs == 3
+    assert config.train.learning_rate == pytest.approx(2e-4)
+    assert config.name == "other"
+
+
+@pytest.mark.parametrize(
+    ("override", "names"),
+    [
+        ("train.lrr=1", ["train.lrr", "learning_rate"]),
+        ("trian.epochs=1", ["trian"]),
+        ("train.epochs=many", ["train.epochs", "int"]),
+        ("train.zero_stage=4", ["train.zero_stage", "0, 1, 2 or 3"]),
+        ("train.offload=true", ["train.offload", "zero_stage=3"]),
+        ("noequals", ["key=value"]),
+    ],
+)
+def test_bad_keys_and_values_name_the_key_and_the_fix(override, names):
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", [override])
+    for name in names:
+        assert name in str(err.value)
+
+
+def test_unknown_config_name_lists_the_packaged_ones():
+    with pytest.raises(ConfigError, match="demo"):
+        load_config("no-such-config")
+
+
+def test_every_field_is_documented():
+    undocumented = [key for key, _, doc in describe_fields() if not doc]
+    assert undocumented == []
+
+
+def test_yaml_file_path(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\ntarget: tiny-llama\ntrain:\n  epochs: 2\n")
+    config = load_config(str(path))
+    assert (config.name, config.target, config.train.epochs) == ("mine", "tiny-llama", 2)

@@ -1,0 +1,46 @@
+"""Corpus files: explicit schema, atomic shards, splits by prompt."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from selfexplain.corpus.io import write_shard
+from selfexplain.corpus.prompts import PromptFileError, load_prompts
+from selfexplain.corpus.schema import ABLATION_SCHEMA
+from selfexplain.corpus.splits import split_for
+
+
+def test_failed_shard_write_leaves_nothing(tmp_path):
+    with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError, KeyError, TypeError)):
+        write_shard([{"record_id": "x", "token_index": "not a number"}], ABLATION_SCHEMA, tmp_path / "shard.parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_split_is_stable_and_near_the_fraction():
+    ids = [f"prompt-{i}" for i in range(2000)]
+    splits = [split_for(i, 0.2, seed=0) for i in ids]
+    assert splits == [split_for(i, 0.2, seed=0) for i in ids]
+    assert 0.17 < splits.count("test") / len(ids) < 0.23
+    assert splits != [split_for(i, 0.2, seed=1) for i in ids]
+
+
+def test_prompt_files(tmp_path):
+    text = tmp_path / "p.txt"
+    text.write_text("one two\n\none two\nthree four\n")
+    assert load_prompts(str(text)) == ["one two", "three four"]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"prompt": "a b"}\n{"prompt": "c d"}\n')
+    assert load_prompts(str(jsonl), max_prompts=1) == ["a b"]
+    jsonl.write_text('{"text": "a b"}\n')
+    with pytest.raises(PromptFileError, match="p.jsonl:1"):
+        load_prompts(str(jsonl))
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(PromptFileError, match="no prompts"):
+        load_prompts(str(tmp_path / "empty.txt"))
+    assert len(load_prompts("builtin")) >= 150
+
+
+def test_schema_has_no_inferred_types(tmp_path):
+    path = tmp_path / "s.parquet"
+    write_shard([], ABLATION_SCHEMA, path)
+    assert pq.read_schema(path).remove_metadata().equals(ABLATION_SCHEMA.remove_metadata())
