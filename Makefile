@@ -11,7 +11,6 @@ INSTALLED := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export DS_ACCELERATOR ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
-export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/selfexplain/torch_extensions
 export RAY_USAGE_STATS_ENABLED := 0
 
 CONFIG ?= demo
@@ -38,7 +37,7 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(INSTALLED)
-	$(BIN)/python -m pytest tests/bench -s $(PYTEST_ARGS)
+	cd tests/bench && ../../$(BIN)/python -m pytest -s -p no:cacheprovider . $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

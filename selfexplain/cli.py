@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"task={args.task}")
         config = load_config(args.config, overrides)
         if args.command == "generate":
-            pipeline.check_inputs(config)
+            pipeline.check_inputs(config, train=False)
             print(f"corpus written to {pipeline.run_generate(config)}")
         elif args.command == "train":
             print(f"explainer exported to {pipeline.run_train(config)}")

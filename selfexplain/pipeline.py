@@ -20,11 +20,12 @@ from selfexplain.models.loading import resolve_model_dir
 log = logging.getLogger(__name__)
 
 
-def check_inputs(config: RunConfig) -> None:
-    """Fail fast, before any folder is created, on the inputs a run needs."""
+def check_inputs(config: RunConfig, train: bool = True) -> None:
+    """Fail fast, before any folder is created, on the inputs the stages need."""
     load_prompts(config.generate.prompts, config.generate.max_prompts)
     resolve_model_dir(config.target)
-    resolve_model_dir(config.explainer_ref)
+    if train:
+        resolve_model_dir(config.explainer_ref)
 
 
 def save_config(config: RunConfig) -> None:

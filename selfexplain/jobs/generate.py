@@ -87,7 +87,7 @@ def generate(config: RunConfig) -> Path:
         results = dataset.map_batches(
             GroundTruthWorker,
             batch_size=1,
-            concurrency=min(gen.num_actors, len(todo)),
+            compute=ray.data.ActorPoolStrategy(size=min(gen.num_actors, len(todo))),
             num_cpus=gen.cpus_per_actor,
             num_gpus=gen.gpus_per_actor,
             fn_constructor_kwargs={

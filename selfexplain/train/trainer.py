@@ -9,6 +9,7 @@ from pathlib import Path
 
 import ray
 import ray.train
+from ray.data.expressions import col
 from ray.train.torch import TorchTrainer
 
 from selfexplain.config import RunConfig
@@ -25,8 +26,8 @@ def encoded_train_set(config: RunConfig, corpus_dir: Path, tokenizer_dir: Path) 
     """The training split as encoded examples, materialized so its size is known up front."""
     dataset = (
         ray.data.read_parquet(corpus_files(corpus_dir))
-        .filter(lambda row: row["split"] == "train")
-        .map_batches(ExampleEncoder, batch_format="pandas", concurrency=1, num_cpus=0.5,
+        .filter(expr=col("split") == "train")
+        .map_batches(ExampleEncoder, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5,
                      fn_constructor_kwargs={"task": config.task, "tokenizer_dir": str(tokenizer_dir),
                                             "max_length": config.train.max_length})
     )
