@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from selfexplain.storage import Location
+
 
 class ConfigError(ValueError):
     """A configuration problem the user can fix; the message names the key and the fix."""
@@ -82,6 +84,10 @@ class TrainConfig:
     """Logical CPUs reserved per train worker. Keep some free for Ray Data streaming."""
     torch_threads: int = 0
     """torch intra-op threads per worker (0 = CPU cores / workers)."""
+    keep_checkpoints: int = 1
+    """Epoch checkpoints kept in storage (the newest ones); a rerun resumes from the last."""
+    max_failures: int = 0
+    """Worker failures Ray Train recovers from by restarting from the last checkpoint."""
 
 
 @dataclass
@@ -117,7 +123,7 @@ class RunConfig:
     name: str = "demo"
     """Run name; outputs go to ``<output_dir>/<name>/``. Rerunning a name reuses finished stages."""
     output_dir: str = "runs"
-    """Root folder for all runs."""
+    """Root folder for all runs: a local path or a URI of any pyarrow filesystem (s3://bucket/runs)."""
     target: str = "smollm2-135m"
     """Target model: an embedded name (smollm2-135m, gemma3-270m, tiny-llama), an HF directory
     or a .gguf file."""
@@ -146,6 +152,7 @@ class RunConfig:
         _check(t.grad_accum >= 1 and t.batch_size % t.grad_accum == 0, "train.grad_accum",
                f"use a divisor of train.batch_size={t.batch_size}")
         _check(t.max_length >= 16, "train.max_length", "use 16 or more")
+        _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more")
         _check(e.batch_size >= 1 and e.max_new_tokens >= 1, "evaluate", "use positive batch_size and max_new_tokens")
         _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")
 
@@ -155,8 +162,8 @@ class RunConfig:
         return self.target if self.train.explainer == "self" else self.train.explainer
 
     @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.name
+    def run_dir(self) -> Location:
+        return Location(self.output_dir) / self.name
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -29,7 +29,6 @@ def check_inputs(config: RunConfig, train: bool = True) -> None:
 
 
 def save_config(config: RunConfig) -> None:
-    config.run_dir.mkdir(parents=True, exist_ok=True)
     (config.run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 

@@ -8,11 +8,12 @@ from selfexplain.corpus.io import write_shard
 from selfexplain.corpus.prompts import PromptFileError, load_prompts
 from selfexplain.corpus.schema import ABLATION_SCHEMA
 from selfexplain.corpus.splits import split_for
+from selfexplain.storage import Location
 
 
 def test_failed_shard_write_leaves_nothing(tmp_path):
     with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError, KeyError, TypeError)):
-        write_shard([{"record_id": "x", "token_index": "not a number"}], ABLATION_SCHEMA, tmp_path / "shard.parquet")
+        write_shard([{"record_id": "x", "token_index": "not a number"}], ABLATION_SCHEMA, Location(tmp_path / "shard.parquet"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -42,5 +43,5 @@ def test_prompt_files(tmp_path):
 
 def test_schema_has_no_inferred_types(tmp_path):
     path = tmp_path / "s.parquet"
-    write_shard([], ABLATION_SCHEMA, path)
+    write_shard([], ABLATION_SCHEMA, Location(path))
     assert pq.read_schema(path).remove_metadata().equals(ABLATION_SCHEMA.remove_metadata())

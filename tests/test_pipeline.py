@@ -18,14 +18,15 @@ def test_generate_job_matches_direct_computation_and_resumes(ray_cluster, tiny_c
     from selfexplain.jobs.generate import generate
 
     config = tiny_config("name=gen", "generate.max_prompts=10", "generate.prompts_per_shard=3")
-    corpus_dir = generate(config)
-    manifest = read_manifest(corpus_dir)
+    corpus = generate(config)
+    corpus_dir = corpus.local_path
+    manifest = read_manifest(corpus)
     assert len(manifest["shards"]) == 4
     for shard in manifest["shards"]:  # any Parquet reader sees the declared schema, no selfexplain needed
         schema = pq.read_schema(corpus_dir / shard["file"]).remove_metadata()
         assert schema.equals(ABLATION_SCHEMA.remove_metadata())
 
-    table = read_corpus(corpus_dir).to_pandas()
+    table = read_corpus(corpus).to_pandas()
     model, tokenizer = tiny_llama
     direct = pd.DataFrame([row for p in table.prompt.unique() for row in ablate_prompt(model, tokenizer, p, "tiny-llama")])
     merged = table.merge(direct, on="record_id", suffixes=("", "_direct"))
@@ -41,9 +42,9 @@ def test_generate_job_matches_direct_computation_and_resumes(ray_cluster, tiny_c
     mtimes = {s["file"]: os.stat(corpus_dir / s["file"]).st_mtime_ns for s in manifest["shards"]}
     (corpus_dir / shard_name(2)).unlink()
     generate(config)
-    after = {s["file"]: os.stat(corpus_dir / s["file"]).st_mtime_ns for s in read_manifest(corpus_dir)["shards"]}
+    after = {s["file"]: os.stat(corpus_dir / s["file"]).st_mtime_ns for s in read_manifest(corpus)["shards"]}
     assert {f for f in after if after[f] != mtimes[f]} == {shard_name(2)}
-    assert read_manifest(corpus_dir)["rows"] == manifest["rows"]
+    assert read_manifest(corpus)["rows"] == manifest["rows"]
     assert not [p for p in corpus_dir.iterdir() if p.name.startswith(".")]
 
 

@@ -1,72 +1,64 @@
-"""Writing and reading corpus shards and manifests, atomically.
+"""Writing and reading corpus shards and manifests, all-or-nothing, on any filesystem.
 
-A shard is written to a hidden temporary name in the same folder and renamed into place only
-when complete, so a killed job leaves either a whole shard or none, and a rerun can trust that
-every ``shard-*.parquet`` it finds is finished. The manifest is written last, the same way.
+A shard is published only when complete (see :mod:`selfexplain.storage`), so a killed job
+leaves either a whole shard or none, and a rerun can trust every ``shard-*.parquet`` it finds.
+The manifest is written last. ``plan.json`` records what a folder was made from, so a rerun
+with other settings is refused instead of mixing two corpora.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
-
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from selfexplain.config import ConfigError
+from selfexplain.storage import Location, parquet_bytes
+
 MANIFEST = "manifest.json"
+PLAN = "plan.json"
 
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
 
 
-def write_shard(rows: list[dict], schema: pa.Schema, path: Path) -> int:
-    """Write rows with an explicit schema to ``path`` atomically; return the row count."""
+def write_shard(rows: list[dict], schema: pa.Schema, location: Location) -> int:
+    """Write rows with an explicit schema, all-or-nothing; return the row count."""
     table = pa.Table.from_pylist(rows, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    location.write_bytes(parquet_bytes(table))
     return table.num_rows
 
 
-def write_json_atomic(data: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
-
-
-def read_manifest(corpus_dir: Path) -> dict:
-    path = Path(corpus_dir) / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no corpus at {corpus_dir} ({MANIFEST} missing); run `selfexplain generate` first"
+def claim_plan(folder: Location, plan: dict) -> None:
+    """Record what ``folder`` is made from, or refuse if it was made from something else."""
+    path = folder / PLAN
+    if path.exists() and path.read_json() != plan:
+        raise ConfigError(
+            f"{folder} was made with other settings or inputs; pick a new run name (name=...) "
+            "or delete that folder"
         )
-    return json.loads(path.read_text())
+    path.write_json(plan)
 
 
-def read_corpus(corpus_dir: Path, split: str | None = None) -> pa.Table:
-    """All finished shards of a corpus as one table, optionally one split only."""
-    manifest = read_manifest(corpus_dir)
-    files = [str(Path(corpus_dir) / shard["file"]) for shard in manifest["shards"]]
-    table = pq.read_table(files, schema=None) if files else None
-    if table is None:
-        raise ValueError(f"corpus {corpus_dir} has no shards")
+def read_manifest(corpus: Location) -> dict:
+    path = corpus / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"no corpus at {corpus} ({MANIFEST} missing); run `selfexplain generate` first")
+    return path.read_json()
+
+
+def corpus_files(corpus: Location) -> list[str]:
+    """Filesystem paths (for ``corpus.fs``) of every finished shard."""
+    return [(corpus / shard["file"]).path for shard in read_manifest(corpus)["shards"]]
+
+
+def read_corpus(corpus: Location, split: str | None = None, columns: list[str] | None = None) -> pa.Table:
+    """All finished shards as one table, optionally one split only."""
+    files = corpus_files(corpus)
+    if not files:
+        raise ValueError(f"corpus {corpus} has no shards")
+    table = pq.read_table(files, filesystem=corpus.fs, columns=columns)
     if split is not None:
-        table = table.filter(pa.compute.equal(table["split"], split))
+        table = table.filter(pc.equal(table["split"], split))
     return table
-
-
-def corpus_files(corpus_dir: Path) -> list[str]:
-    manifest = read_manifest(corpus_dir)
-    return [str((Path(corpus_dir) / shard["file"]).resolve()) for shard in manifest["shards"]]

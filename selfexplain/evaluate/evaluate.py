@@ -8,20 +8,21 @@ side by side (on a cluster, on GPU workers). Per-example predictions are kept in
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
 import pandas as pd
+import pyarrow as pa
 import ray
 
 from selfexplain.config import RunConfig
-from selfexplain.corpus.io import read_corpus, write_json_atomic
+from selfexplain.corpus.io import read_corpus
+from selfexplain.corpus.schema import stable_id
 from selfexplain.evaluate.baselines import majority_answer
 from selfexplain.evaluate.metrics import score_change_predictions
 from selfexplain.evaluate.report import markdown_table
-from selfexplain.models.loading import resolve_model_dir
+from selfexplain.models.loading import cache_root, resolve_model_dir
 from selfexplain.provenance import versions
+from selfexplain.storage import parquet_bytes
 from selfexplain.tasks import get_task
-from selfexplain.train.loop import EXPORT_DIR
+from selfexplain.train.trainer import export_location, is_trained
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,14 @@ def held_out_rows(config: RunConfig) -> list[dict]:
 def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
     """Write results.json, results.md and predictions.parquet to the run folder; return the results."""
     task = get_task(config.task)
-    export_dir = config.run_dir / EXPORT_DIR
-    if not (export_dir / "config.json").is_file():
-        raise FileNotFoundError(f"no trained explainer at {export_dir}; run `selfexplain train` first")
+    export = export_location(config)
+    if not is_trained(config):
+        raise FileNotFoundError(f"no trained explainer at {export}; run `selfexplain train` first")
     rows = held_out_rows(config)
-    train_rows = read_corpus(config.run_dir / "corpus", split="train").select(["changed", "new_top1"]).to_pylist()
+    train_rows = read_corpus(config.run_dir / "corpus", split="train", columns=["split", "changed", "new_top1"]).to_pylist()
 
-    explainers = {"trained explainer": str(export_dir)}
+    local_export = export.download_dir(cache_root() / "downloads" / stable_id(export.uri))
+    explainers = {"trained explainer": str(local_export)}
     if config.evaluate.untrained_baseline:
         explainers["untrained explainer"] = str(resolve_model_dir(config.explainer_ref))
     use_gpu = config.train.use_gpu
@@ -90,10 +92,10 @@ def _save(config: RunConfig, rows: list[dict], answers: dict[str, list[str]], re
          "token": [r["token"] for r in rows], "truth": [task.format_answer(r).strip() for r in rows],
          **{f"answer: {name}": [t.strip() for t in texts] for name, texts in answers.items()}}
     )
-    frame.to_parquet(run_dir / "predictions.parquet", index=False)
-    write_json_atomic({"results": results, "split": "test (held out by prompt)", "task": config.task,
+    (run_dir / "predictions.parquet").write_bytes(parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False)))
+    (run_dir / "results.json").write_json({"results": results, "split": "test (held out by prompt)", "task": config.task,
                        "target": config.target, "explainer": config.explainer_ref,
-                       "versions": versions(), "config_hash": config.fingerprint()}, run_dir / "results.json")
+                       "versions": versions(), "config_hash": config.fingerprint()})
     table = markdown_table(results)
     (run_dir / "results.md").write_text(
         f"# {config.name}: {config.task} on held-out prompts\n\n"

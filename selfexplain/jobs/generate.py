@@ -12,22 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import ray
 
-from selfexplain.config import ConfigError, RunConfig
-from selfexplain.corpus.io import MANIFEST, shard_name, write_json_atomic, write_shard
+from selfexplain.config import RunConfig
+from selfexplain.corpus.io import MANIFEST, claim_plan, shard_name, write_shard
 from selfexplain.corpus.prompts import load_prompts
 from selfexplain.corpus.schema import stable_id
 from selfexplain.corpus.splits import split_for
 from selfexplain.models.loading import load_model, resolve_model_dir
 from selfexplain.provenance import versions
+from selfexplain.storage import Location
 from selfexplain.tasks import get_task
 
 log = logging.getLogger(__name__)
-PLAN = "plan.json"
 
 
 class GroundTruthWorker:
@@ -41,7 +40,7 @@ class GroundTruthWorker:
         self.model, self.tokenizer = load_model(model_dir, device=device, dtype=dtype)
         self.task = get_task(task)
         self.target_name = target_name
-        self.corpus_dir = Path(corpus_dir)
+        self.corpus_dir = Location(corpus_dir)
 
     def __call__(self, batch: dict) -> dict:
         rows_written = []
@@ -64,7 +63,7 @@ def plan_shards(config: RunConfig, prompts: list[str]) -> list[list[dict]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def generate(config: RunConfig) -> Path:
+def generate(config: RunConfig) -> Location:
     """Write (or finish) the corpus for ``config`` and return its folder. Needs a Ray session."""
     started = time.time()
     gen = config.generate
@@ -75,9 +74,7 @@ def generate(config: RunConfig) -> Path:
     shards = plan_shards(config, prompts)
     plan = {"fingerprint": config.fingerprint("target", "task", "seed", "generate"),
             "prompts": stable_id(*prompts), "num_shards": len(shards)}
-    _check_plan(corpus_dir, plan)
-    corpus_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(plan, corpus_dir / PLAN)
+    claim_plan(corpus_dir, plan)
 
     todo = [i for i in range(len(shards)) if not (corpus_dir / shard_name(i)).exists()]
     log.info("ground truth: %d prompts in %d shards, %d to do", len(prompts), len(shards), len(todo))
@@ -92,7 +89,7 @@ def generate(config: RunConfig) -> Path:
             num_gpus=gen.gpus_per_actor,
             fn_constructor_kwargs={
                 "task": config.task, "model_dir": str(model_dir), "target_name": config.target,
-                "corpus_dir": str(corpus_dir.resolve()), "use_gpu": gen.gpus_per_actor > 0,
+                "corpus_dir": corpus_dir.uri, "use_gpu": gen.gpus_per_actor > 0,
             },
         ).take_all()
         log.info("wrote %d shards, %d rows", len(results), sum(r["rows"] for r in results))
@@ -101,20 +98,11 @@ def generate(config: RunConfig) -> Path:
     return corpus_dir
 
 
-def _check_plan(corpus_dir: Path, plan: dict) -> None:
-    path = corpus_dir / PLAN
-    if path.is_file() and json.loads(path.read_text()) != plan:
-        raise ConfigError(
-            f"corpus {corpus_dir} was generated with other settings or prompts; "
-            "pick a new run name (name=...) or delete that folder"
-        )
-
-
-def _write_manifest(config: RunConfig, corpus_dir: Path, num_shards: int, num_prompts: int, seconds: float) -> None:
+def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, num_prompts: int, seconds: float) -> None:
     shards, by_split = [], {}
     for index in range(num_shards):
         path = corpus_dir / shard_name(index)
-        splits = pq.read_table(path, columns=["split"])["split"].to_pylist()
+        splits = pq.read_table(path.path, filesystem=path.fs, columns=["split"])["split"].to_pylist()
         counts = {name: splits.count(name) for name in sorted(set(splits))}
         for name, count in counts.items():
             by_split[name] = by_split.get(name, 0) + count
@@ -132,4 +120,4 @@ def _write_manifest(config: RunConfig, corpus_dir: Path, num_shards: int, num_pr
         "versions": versions(),
         "seconds": round(seconds, 1),
     }
-    write_json_atomic(manifest, corpus_dir / MANIFEST)
+    (corpus_dir / MANIFEST).write_json(manifest)

@@ -14,14 +14,17 @@ from selfexplain.config import RayConfig
 log = logging.getLogger(__name__)
 
 # Env vars reach Ray workers only through the runtime_env, so the ones that change behaviour
-# (offline hub, DeepSpeed's accelerator, caches) are forwarded explicitly.
+# (offline hub, DeepSpeed's accelerator, caches) and storage credentials are forwarded
+# explicitly. They live only in the runtime_env: configs and manifests never record them.
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "SELFEXPLAIN_CACHE",
                  "TRANSFORMERS_NO_ADVISORY_WARNINGS", "OMP_NUM_THREADS")
+FORWARDED_PREFIXES = ("AWS_", "GOOGLE_", "GCS_", "AZURE_")
 
 
 def worker_env() -> dict[str, str]:
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.update({key: os.environ[key] for key in FORWARDED_ENV if key in os.environ})
+    env.update({key: value for key, value in os.environ.items()
+                if key in FORWARDED_ENV or key.startswith(FORWARDED_PREFIXES)})
     if "DS_ACCELERATOR" not in env:
         import torch
 

@@ -9,6 +9,7 @@ partitions optimizer state across ranks); rank 0 also writes the HF export on th
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -20,6 +21,8 @@ import torch
 
 log = logging.getLogger("selfexplain.train")
 EXPORT_DIR = "explainer"
+MODEL_CARD = "README.md"
+PROGRESS = "progress.json"
 
 
 def _setup_logging() -> None:
@@ -70,10 +73,25 @@ def train_loop_per_worker(loop_config: dict) -> None:
         config=deepspeed_config(train, use_gpu), dist_init_required=False,
     )
 
+    start_epoch, step, loss_curve = 0, 0, []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        # Epoch checkpoints: the next epoch's data order depends only on (seed, epoch), so
+        # resuming here continues exactly as the uninterrupted run would have.
+        with checkpoint.as_directory() as folder:
+            progress = json.loads((Path(folder) / PROGRESS).read_text())
+            engine.load_checkpoint(folder, tag=progress["tag"])
+        start_epoch, step, loss_curve = progress["epoch"], progress["step"], progress["loss_curve"]
+        if rank == 0:
+            log.info("resumed from checkpoint after epoch %d (step %d)", start_epoch, step)
+
     shard = ray.train.get_dataset_shard("train")
     micro_batch = train.batch_size // train.grad_accum
-    step, loss_curve, started, tokens = 0, [], time.time(), 0
-    for epoch in range(train.epochs):
+    started, tokens = time.time(), 0
+    if start_epoch == train.epochs:  # finished before, but the export never reached storage
+        _report_epoch(engine, tokenizer, start_epoch - 1, step, loss_curve, last=True, rank=rank,
+                      model_card=loop_config["model_card"])
+    for epoch in range(start_epoch, train.epochs):
         window = []
         batches = shard.iter_batches(batch_size=micro_batch, batch_format="numpy",
                                      local_shuffle_buffer_size=4 * micro_batch,
@@ -103,8 +121,11 @@ def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_
 
     metrics = {"epoch": epoch + 1, "step": step,
                "loss": loss_curve[-1] if loss_curve else float("nan"), "loss_curve": list(loss_curve)}
+    tag = f"epoch-{epoch + 1}"
     with tempfile.TemporaryDirectory(prefix="selfexplain-ckpt-") as folder:
-        engine.save_checkpoint(folder, tag=f"epoch-{epoch + 1}")
+        engine.save_checkpoint(folder, tag=tag)
+        if rank == 0:
+            (Path(folder) / PROGRESS).write_text(json.dumps({"tag": tag, **metrics}))
         if last:
             _export(engine, tokenizer, Path(folder) / EXPORT_DIR, rank, model_card)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
@@ -120,4 +141,4 @@ def _export(engine, tokenizer, out_dir: Path, rank: int, model_card: str) -> Non
     model = engine.module
     model.save_pretrained(out_dir, state_dict=state_dict, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    (out_dir / "README.md").write_text(model_card)
+    (out_dir / MODEL_CARD).write_text(model_card)

@@ -1,10 +1,13 @@
-"""Driving a training run: encode the corpus with Ray Data, fit with Ray Train, export the explainer."""
+"""Driving a training run: encode the corpus with Ray Data, fit with Ray Train, export the explainer.
+
+Checkpoints live under ``<run>/ray_train`` (local or object storage). Ray Train restores its
+checkpoint bookkeeping when a run with the same name starts again, and the loop resumes from
+the last finished epoch, so a rerun or a resubmitted job continues instead of starting over.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from pathlib import Path
 
 import ray
@@ -13,42 +16,56 @@ from ray.data.expressions import col
 from ray.train.torch import TorchTrainer
 
 from selfexplain.config import RunConfig
-from selfexplain.corpus.io import corpus_files, read_manifest, write_json_atomic
+from selfexplain.corpus.io import claim_plan, corpus_files, read_manifest
 from selfexplain.models.loading import resolve_model_dir
+from selfexplain.storage import Location
 from selfexplain.train.examples import ExampleEncoder
-from selfexplain.train.loop import EXPORT_DIR, train_loop_per_worker
+from selfexplain.train.loop import EXPORT_DIR, MODEL_CARD, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 
 
-
-def encoded_train_set(config: RunConfig, corpus_dir: Path, tokenizer_dir: Path) -> ray.data.Dataset:
+def encoded_train_set(config: RunConfig, corpus: Location, tokenizer_dir: Path) -> ray.data.Dataset:
     """The training split as encoded examples, materialized so its size is known up front."""
     dataset = (
-        ray.data.read_parquet(corpus_files(corpus_dir))
+        ray.data.read_parquet(corpus_files(corpus), filesystem=corpus.fs)
         .filter(expr=col("split") == "train")
-        .map_batches(ExampleEncoder, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5,
+        .map_batches(ExampleEncoder, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1),
+                     num_cpus=0.5,
                      fn_constructor_kwargs={"task": config.task, "tokenizer_dir": str(tokenizer_dir),
                                             "max_length": config.train.max_length})
     )
     return dataset.materialize()
 
 
-def train(config: RunConfig) -> Path:
+def export_location(config: RunConfig) -> Location:
+    return config.run_dir / EXPORT_DIR
+
+
+def is_trained(config: RunConfig) -> bool:
+    """The export is complete: its model card is written last."""
+    return (export_location(config) / MODEL_CARD).exists()
+
+
+def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     """Fine-tune the explainer on the run's corpus and return the exported HF directory.
 
-    A finished export is reused: rerunning a run skips training.
+    A finished export is reused; an interrupted run resumes from its last epoch checkpoint.
+    ``loop`` is the per-worker function (tests wrap it to inject worker failures).
     """
     train_cfg = config.train
-    corpus_dir = config.run_dir / "corpus"
-    manifest = read_manifest(corpus_dir)
+    corpus = config.run_dir / "corpus"
+    manifest = read_manifest(corpus)
     explainer_dir = resolve_model_dir(config.explainer_ref)
-    export_dir = config.run_dir / EXPORT_DIR
-    if (export_dir / "config.json").is_file():
+    export_dir = export_location(config)
+    if is_trained(config):
         log.info("explainer already trained at %s; skipping training", export_dir)
         return export_dir
+    storage = config.run_dir / "ray_train"
+    claim_plan(storage, {"fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
+                         "corpus": manifest["config_hash"]})
 
-    dataset = encoded_train_set(config, corpus_dir, explainer_dir)
+    dataset = encoded_train_set(config, corpus, explainer_dir)
     examples = dataset.count()
     if examples == 0:
         raise ValueError(f"no training examples fit in train.max_length={train_cfg.max_length}; raise it")
@@ -59,11 +76,8 @@ def train(config: RunConfig) -> Path:
     log.info("training on %d examples (%d over max_length dropped), %d workers, %d steps/epoch",
              examples, dropped, train_cfg.num_workers, steps_per_epoch)
 
-    storage = (config.run_dir / "ray_train").resolve()
-    # Mid-run resume comes with the checkpoint work; until then a crashed run restarts cleanly.
-    shutil.rmtree(storage, ignore_errors=True)
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        loop,
         train_loop_config={
             "config": config.to_dict(),
             "explainer_dir": str(explainer_dir),
@@ -76,29 +90,27 @@ def train(config: RunConfig) -> Path:
         ),
         datasets={"train": dataset},
         run_config=ray.train.RunConfig(
-            name="train", storage_path=str(storage),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            name="train", storage_path=storage.uri,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),
+            failure_config=ray.train.FailureConfig(max_failures=train_cfg.max_failures),
         ),
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as folder:
-        staging = export_dir.with_name(f".{EXPORT_DIR}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(Path(folder) / EXPORT_DIR, staging)
-        staging.rename(export_dir)
-    write_json_atomic({"examples": examples, "dropped_over_max_length": dropped, **result.metrics},
-                      config.run_dir / "train_metrics.json")
-    shutil.rmtree(storage, ignore_errors=True)  # DeepSpeed shards are large; the export is what is kept
+        export_dir.upload_dir(Path(folder) / EXPORT_DIR, marker=MODEL_CARD)
+    (config.run_dir / "train_metrics.json").write_json(
+        {"examples": examples, "dropped_over_max_length": dropped, **result.metrics})
     return export_dir
 
 
 def _model_card(config: RunConfig, manifest: dict, examples: int) -> str:
+    kind = "self" if config.train.explainer == "self" else "other"
     return (
         f"# selfexplain explainer: {config.name}\n\n"
         f"- target model: `{config.target}`\n"
-        f"- explainer base: `{config.explainer_ref}` ({'self' if config.train.explainer == 'self' else 'other'})\n"
+        f"- explainer base: `{config.explainer_ref}` ({kind})\n"
         f"- task: `{config.task}`\n"
-        f"- training examples: {examples} (corpus rows by split: {json.dumps(manifest['rows_by_split'])})\n"
+        f"- training examples: {examples} (corpus rows by split: {manifest['rows_by_split']})\n"
         f"- corpus config hash: `{manifest['config_hash']}`\n\n"
         "Load with `transformers.AutoModelForCausalLM.from_pretrained(<this folder>)`.\n"
     )
