@@ -10,13 +10,16 @@ INSTALLED := $(VENV)/.installed
 # Offline at run time: models come from PyPI packages, never from a hub.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
-export DS_ACCELERATOR ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo cuda || echo cpu)
 export RAY_USAGE_STATS_ENABLED := 0
 
 CONFIG ?= demo
 PYTEST_ARGS ?=
+# make submit JOB=<generate|train|evaluate|run> CONFIG=<name or yaml> ARGS="key=value ..."
+JOB ?= run
+ARGS ?=
+SUBMISSION_ID ?= selfexplain-$(JOB)-$(notdir $(basename $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench submit venv clean
 venv: $(INSTALLED)
 
 # torch first (the local CPU wheel), then everything else under a constraints file that pins it:
@@ -38,6 +41,14 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	cd tests/bench && ../../$(BIN)/python -m pytest -s -p no:cacheprovider . $(PYTEST_ARGS)
+
+# Submits to the cluster at RAY_ADDRESS (e.g. http://127.0.0.1:8265 through `ray dashboard
+# cluster.yaml`), with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN set as on the head. Resubmitting
+# the same run name resumes: finished shards and epochs are kept.
+submit:
+	@test -x $(BIN)/ray || { echo "no $(BIN)/ray: run 'make venv' first"; exit 1; }
+	$(BIN)/ray job submit --submission-id $(SUBMISSION_ID) \
+		--runtime-env selfexplain/configs/runtime_env.yaml -- python -m ray_jobs.$(JOB) $(CONFIG) $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs

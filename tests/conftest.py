@@ -19,7 +19,43 @@ def tiny_llama():
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def s3_server():
+    """A real S3-compatible server (moto in server mode) on loopback, with a bucket ``selfexplain``.
+
+    Started before the Ray cluster so that its endpoint and credentials reach Ray workers through
+    the runtime_env, as real cloud credentials would.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import boto3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    client = boto3.client("s3")
+    for _ in range(100):
+        try:
+            client.create_bucket(Bucket="selfexplain")
+            break
+        except Exception:
+            time.sleep(0.1)
+    try:
+        yield "s3://selfexplain"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(s3_server):
     """A real local Ray cluster (4 logical CPUs on 2 cores, as the pipeline uses), shared by tests."""
     from selfexplain.config import RayConfig
     from selfexplain.jobs.ray_session import ray_session

@@ -25,27 +25,29 @@ def worker_env() -> dict[str, str]:
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.update({key: value for key, value in os.environ.items()
                 if key in FORWARDED_ENV or key.startswith(FORWARDED_PREFIXES)})
-    if "DS_ACCELERATOR" not in env:
-        import torch
-
-        env["DS_ACCELERATOR"] = "cuda" if torch.cuda.is_available() else "cpu"
+    # DS_ACCELERATOR is left unset unless given: DeepSpeed then detects each worker's own
+    # hardware, which on a cluster differs from the driver's (a CPU head, GPU workers).
     return env
 
 
 @contextmanager
 def ray_session(config: RayConfig) -> Iterator[None]:
-    """Use the running Ray session if there is one; else connect to ``config.address`` or start a
-    local cluster with ``config.num_cpus`` logical CPUs, and shut it down afterwards."""
+    """Use the running Ray session if there is one; else connect to ``config.address`` (or
+    ``RAY_ADDRESS``, which ``ray job submit`` sets) or start a local cluster with
+    ``config.num_cpus`` logical CPUs, and shut it down afterwards.
+
+    A cluster job keeps the runtime_env it was submitted with (working_dir, env vars); a local
+    cluster gets the forwarded environment, and its dashboard listens on loopback only.
+    """
     if ray.is_initialized():
         yield
         return
     address = config.address or os.environ.get("RAY_ADDRESS") or None
-    runtime_env = {"env_vars": worker_env()}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=config.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", runtime_env=runtime_env,
-                 log_to_driver=True, configure_logging=False)
+        ray.init(num_cpus=config.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                 runtime_env={"env_vars": worker_env()}, log_to_driver=True, configure_logging=False)
     try:
         yield
     finally:

@@ -51,6 +51,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from selfexplain.models.loading import load_model
     from selfexplain.train.deepspeed_config import deepspeed_config
     from selfexplain.train.examples import answer_only_loss, collate
+    from selfexplain.train.safe_checkpoint import use_weights_only_loading
 
     _setup_logging()
     config: RunConfig = from_dict(RunConfig, loop_config["config"])
@@ -72,6 +73,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(train, use_gpu), dist_init_required=False,
     )
+    use_weights_only_loading(engine)
 
     start_epoch, step, loss_curve = 0, 0, []
     checkpoint = ray.train.get_checkpoint()

@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def encoded_train_set(config: RunConfig, corpus: Location, tokenizer_dir: Path) -> ray.data.Dataset:
-    """The training split as encoded examples, materialized so its size is known up front."""
+    """The training split as encoded examples, materialized so its size is known up front.
+
+    Block order is kept fixed: with Ray Data's default (first-finished block first) two runs
+    would batch the examples differently, and a resumed run could not match an uninterrupted one.
+    """
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     dataset = (
         ray.data.read_parquet(corpus_files(corpus), filesystem=corpus.fs)
         .filter(expr=col("split") == "train")

@@ -1,0 +1,24 @@
+"""cluster.yaml must pass Ray's own autoscaler validation, and keep the security defaults."""
+
+from pathlib import Path
+
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
+
+
+def test_cluster_yaml_validates_with_rays_schema():
+    config = yaml.safe_load(CLUSTER_YAML.read_text())
+    validate_config(prepare_config(config))
+
+
+def test_cluster_yaml_keeps_work_off_the_head_and_the_dashboard_on_loopback():
+    config = yaml.safe_load(CLUSTER_YAML.read_text())
+    head = config["available_node_types"][config["head_node_type"]]
+    assert head["resources"]["CPU"] == 0
+    workers = [t for name, t in config["available_node_types"].items() if name != config["head_node_type"]]
+    assert all(t["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot" for t in workers)
+    assert len({t["node_config"]["InstanceType"] for t in workers}) >= 3
+    start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in start and "RAY_AUTH_MODE=token" in start
