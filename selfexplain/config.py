@@ -131,6 +131,9 @@ class RunConfig:
     """Explanation task. Only ``ablation`` (input ablation) is implemented so far."""
     seed: int = 0
     """Seed for splits, sampling, model init and training."""
+    trust_remote_code: bool = False
+    """Let transformers run Python shipped inside a model folder. Off: only turn it on for models
+    whose code you have read."""
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)

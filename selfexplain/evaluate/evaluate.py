@@ -29,14 +29,14 @@ log = logging.getLogger(__name__)
 
 @ray.remote
 def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: int,
-                 max_new_tokens: int, use_gpu: bool) -> list[str]:
+                 max_new_tokens: int, use_gpu: bool, trust_remote_code: bool) -> list[str]:
     import torch
 
     from selfexplain.evaluate.generation import generate_answers
     from selfexplain.models.loading import load_model
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_model(model_dir, device=device)
+    model, tokenizer = load_model(model_dir, device=device, trust_remote_code=trust_remote_code)
     task = get_task(task_name)
     return generate_answers(model, tokenizer, [task.format_query(r) for r in rows], batch_size, max_new_tokens)
 
@@ -66,7 +66,8 @@ def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
     use_gpu = config.train.use_gpu
     pending = {
         name: explain_rows.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
-            config.task, folder, rows, config.evaluate.batch_size, config.evaluate.max_new_tokens, use_gpu)
+            config.task, folder, rows, config.evaluate.batch_size, config.evaluate.max_new_tokens, use_gpu,
+            config.trust_remote_code)
         for name, folder in explainers.items()
     }
     log.info("decoding %d held-out queries with %d explainers", len(rows), len(pending))

@@ -32,12 +32,14 @@ log = logging.getLogger(__name__)
 class GroundTruthWorker:
     """A Ray Data actor: loads the target once, then turns shards of prompts into Parquet files."""
 
-    def __init__(self, task: str, model_dir: str, target_name: str, corpus_dir: str, use_gpu: bool):
+    def __init__(self, task: str, model_dir: str, target_name: str, corpus_dir: str, use_gpu: bool,
+                 trust_remote_code: bool = False):
         import torch
 
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        self.model, self.tokenizer = load_model(model_dir, device=device, dtype=dtype)
+        self.model, self.tokenizer = load_model(model_dir, device=device, dtype=dtype,
+                                                trust_remote_code=trust_remote_code)
         self.task = get_task(task)
         self.target_name = target_name
         self.corpus_dir = Location(corpus_dir)
@@ -90,6 +92,7 @@ def generate(config: RunConfig) -> Location:
             fn_constructor_kwargs={
                 "task": config.task, "model_dir": str(model_dir), "target_name": config.target,
                 "corpus_dir": corpus_dir.uri, "use_gpu": gen.gpus_per_actor > 0,
+                "trust_remote_code": config.trust_remote_code,
             },
         ).take_all()
         log.info("wrote %d shards, %d rows", len(results), sum(r["rows"] for r in results))

@@ -99,17 +99,23 @@ def load_model(
     name_or_path: str,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    trust_remote_code: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load (model in eval mode, tokenizer with a pad token) from any accepted model reference."""
+    """Load (model in eval mode, tokenizer with a pad token) from any accepted model reference.
+
+    ``trust_remote_code`` stays off unless a config turns it on: a model folder's own Python
+    would otherwise run on every worker that loads it. Weights load from safetensors.
+    """
     folder = resolve_model_dir(name_or_path)
-    tokenizer = load_tokenizer(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
+    tokenizer = load_tokenizer(folder, trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True).to(device)
     model.eval()
     return model, tokenizer
 
 
-def load_tokenizer(folder: str | Path) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+def load_tokenizer(folder: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

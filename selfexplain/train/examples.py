@@ -68,12 +68,12 @@ def answer_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 class ExampleEncoder:
     """Ray Data callable: corpus rows -> encoded examples, dropping those over ``max_length``."""
 
-    def __init__(self, task: str, tokenizer_dir: str, max_length: int):
+    def __init__(self, task: str, tokenizer_dir: str, max_length: int, trust_remote_code: bool = False):
         from selfexplain.models.loading import load_tokenizer
         from selfexplain.tasks import get_task
 
         self.task = get_task(task)
-        self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
         self.max_length = max_length
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:

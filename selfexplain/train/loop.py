@@ -64,7 +64,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     use_gpu = train.use_gpu and torch.cuda.is_available()
     device = torch.device("cuda", context.get_local_rank()) if use_gpu else torch.device("cpu")
-    model, tokenizer = load_model(loop_config["explainer_dir"], device=device)
+    model, tokenizer = load_model(loop_config["explainer_dir"], device=device,
+                                  trust_remote_code=config.trust_remote_code)
     model.train()
     total_steps = loop_config["steps_per_epoch"] * train.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)

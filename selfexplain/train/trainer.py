@@ -38,7 +38,8 @@ def encoded_train_set(config: RunConfig, corpus: Location, tokenizer_dir: Path) 
         .map_batches(ExampleEncoder, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1),
                      num_cpus=0.5,
                      fn_constructor_kwargs={"task": config.task, "tokenizer_dir": str(tokenizer_dir),
-                                            "max_length": config.train.max_length})
+                                            "max_length": config.train.max_length,
+                                            "trust_remote_code": config.trust_remote_code})
     )
     return dataset.materialize()
 
