@@ -46,7 +46,8 @@ def ray_session(config: RayConfig) -> Iterator[None]:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=config.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+        # address="local": never attach to a cluster some `ray start` left on this machine.
+        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  runtime_env={"env_vars": worker_env()}, log_to_driver=True, configure_logging=False)
     try:
         yield
