@@ -115,15 +115,18 @@ def train_loop_per_worker(loop_config: dict) -> None:
                     log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s", step, total_steps,
                              epoch + 1, loss_curve[-1], scheduler.get_last_lr()[0],
                              tokens * world / (time.time() - started))
+        # Throughput over the training steps so far (checkpoint writes excluded), all ranks together.
+        throughput = {"tokens_per_second": tokens * world / (time.time() - started)}
         _report_epoch(engine, tokenizer, epoch, step, loss_curve, last=epoch == train.epochs - 1,
-                      rank=rank, model_card=loop_config["model_card"])
+                      rank=rank, model_card=loop_config["model_card"], extra=throughput)
 
 
-def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_card) -> None:
+def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_card, extra=None) -> None:
     import ray.train
 
     metrics = {"epoch": epoch + 1, "step": step,
-               "loss": loss_curve[-1] if loss_curve else float("nan"), "loss_curve": list(loss_curve)}
+               "loss": loss_curve[-1] if loss_curve else float("nan"), "loss_curve": list(loss_curve),
+               **(extra or {})}
     tag = f"epoch-{epoch + 1}"
     with tempfile.TemporaryDirectory(prefix="selfexplain-ckpt-") as folder:
         engine.save_checkpoint(folder, tag=tag)
