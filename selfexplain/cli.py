@@ -10,7 +10,7 @@ import sys
 from selfexplain.config import ConfigError, describe_fields, load_config, packaged_configs
 
 CONFIG_HELP = "a packaged config name ({names}) or a path to a YAML file"
-OVERRIDE_HELP = "config overrides as key=value, e.g. train.epochs=2 generate.max_prompts=50"
+OVERRIDE_HELP = "config overrides as key=value, e.g. train.epochs=2 generate.max_items=50"
 
 
 def _config_epilog() -> str:
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     gen = add("generate", "Write the ground-truth corpus for TASK as Parquet shards with a Ray Data job.")
-    gen.add_argument("task", choices=["ablation"], help="explanation task (input ablation)")
+    gen.add_argument("task", choices=["ablation", "patching", "features"],
+                     help="explanation task: input ablation, activation patching or feature descriptions")
     for name, help_text in (
         ("train", "Fine-tune the explainer on the corpus with Ray Train + DeepSpeed and export it."),
         ("evaluate", "Score the trained explainer on held-out prompts against baselines."),
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from selfexplain import pipeline
     from selfexplain.corpus.prompts import PromptFileError
+    from selfexplain.features.concepts import LexiconError
+    from selfexplain.features.saelens import SAEFormatError
+    from selfexplain.tasks.patching import PairFileError
     from selfexplain.evaluate.report import markdown_table
     from selfexplain.models.loading import ModelNotFoundError
 
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown_table(outcome["results"]))
             stages = ", ".join(f"{k} {v:.0f}s" for k, v in outcome["seconds"].items())
             print(f"\nstages: {stages}; outputs in {config.run_dir}/")
-    except (ConfigError, ModelNotFoundError, PromptFileError, FileNotFoundError) as err:
+    except (ConfigError, ModelNotFoundError, PromptFileError, PairFileError, LexiconError, SAEFormatError,
+            FileNotFoundError) as err:
         print(f"selfexplain: error: {err}", file=sys.stderr)
         return 2
     return 0

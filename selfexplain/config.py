@@ -29,24 +29,52 @@ class ConfigError(ValueError):
 
 @dataclass
 class GenerateConfig:
-    """Ground-truth generation: a Ray Data job over prompts, written as Parquet shards."""
+    """Ground-truth generation: a Ray Data job over work items (prompts, prompt pairs or
+    features), written as Parquet shards."""
 
     prompts: str = "builtin"
-    """Prompt source: ``builtin`` (the packaged set), or a path to a .txt (one prompt a line)
-    or .jsonl (one object a line with a ``prompt`` field) file."""
-    max_prompts: int = 0
-    """Use at most this many prompts (0 = all); handy for quick runs."""
+    """ablation: prompt source, ``builtin`` (the packaged set) or a path to a .txt (one prompt a
+    line) or .jsonl (one object a line with a ``prompt`` field) file."""
+    pairs: str = "builtin"
+    """patching: prompt pairs, ``builtin`` (templated facts the target must answer correctly) or a
+    .jsonl file of ``{"prompt": ..., "counterfactual": ...}`` objects (optionally ``answer``,
+    ``cf_answer``, ``relation``, ``template``, ``entity``)."""
+    features: str = "concepts"
+    """features: ``concepts`` (the packaged lexicon of 300+ concepts), a .tsv lexicon in the same
+    format, or a SAELens SAE directory (``cfg.json`` + ``sae_weights.safetensors``)."""
+    explanations: str = ""
+    """features from an SAE: a Neuronpedia explanation export (.json or .jsonl) giving each
+    feature index its description. Features without one are rejected, with the reason."""
+    max_items: int = 0
+    """Use at most this many work items (prompts, pairs or features; 0 = all)."""
     held_out_fraction: float = 0.2
-    """Fraction of prompts held out for evaluation. The split is by prompt, so no held-out
-    prompt is ever seen in training."""
-    prompts_per_shard: int = 16
-    """Prompts per Parquet shard: the unit of work for one actor call and of resume."""
+    """Fraction of groups held out for evaluation (see ``held_out_by``)."""
+    held_out_by: str = "auto"
+    """What the held-out split is made of, so evaluation measures generalization to new queries:
+    ``prompt`` (ablation), ``entity``, ``template`` or ``relation`` (patching), ``feature`` or
+    ``kind`` (features). ``auto`` picks the first of these the task knows."""
+    layers: list[int] = field(default_factory=list)
+    """patching and features: target layers (block indices) to use; empty = every layer."""
+    component: str = "residual"
+    """patching: what is patched, ``residual`` (the stream after a block), ``attn`` or ``mlp``
+    (that sub-layer's output)."""
+    max_tokens: int = 256
+    """Inputs that tokenize to more tokens than this are rejected (recorded, never silently lost)."""
+    min_probe_accuracy: float = 0.8
+    """features from concepts: a concept direction is kept only if a threshold on it separates
+    held-out contexts (new members, new sentence frames) with at least this accuracy."""
+    top_contexts: int = 5
+    """features: how many top-activating contexts to record per feature."""
+    items_per_shard: int = 16
+    """Work items per Parquet shard: the unit of work for one actor call and of resume."""
     num_actors: int = 1
     """Ray Data actors, each loading the target model once."""
     cpus_per_actor: float = 1.0
     """Logical CPUs reserved per actor."""
     gpus_per_actor: float = 0.0
     """GPUs per actor (0 = run on CPU). Fractions share a GPU between actors."""
+    max_actor_restarts: int = 3
+    """Times a crashed actor is restarted (its unfinished shard rerun) before the job fails."""
 
 
 @dataclass
@@ -128,7 +156,8 @@ class RunConfig:
     """Target model: an embedded name (smollm2-135m, gemma3-270m, tiny-llama), an HF directory
     or a .gguf file."""
     task: str = "ablation"
-    """Explanation task. Only ``ablation`` (input ablation) is implemented so far."""
+    """Explanation task: ``ablation`` (input ablation), ``patching`` (activation patching) or
+    ``features`` (feature descriptions). Training and evaluation support ``ablation`` so far."""
     seed: int = 0
     """Seed for splits, sampling, model init and training."""
     trust_remote_code: bool = False
@@ -144,9 +173,17 @@ class RunConfig:
         _check(bool(self.name) and "/" not in self.name, "name", "give a non-empty name without '/'")
         g, t, e = self.generate, self.train, self.evaluate
         _check(0.0 < g.held_out_fraction < 1.0, "generate.held_out_fraction", "use a value in (0, 1)")
-        _check(g.prompts_per_shard >= 1, "generate.prompts_per_shard", "use 1 or more")
+        _check(g.items_per_shard >= 1, "generate.items_per_shard", "use 1 or more")
         _check(g.num_actors >= 1, "generate.num_actors", "use 1 or more")
-        _check(g.max_prompts >= 0, "generate.max_prompts", "use 0 (all) or a positive number")
+        _check(g.max_items >= 0, "generate.max_items", "use 0 (all) or a positive number")
+        _check(g.held_out_by in HELD_OUT_BY[self.task] + ("auto",), "generate.held_out_by",
+               f"task {self.task} can hold out by {', '.join(HELD_OUT_BY[self.task])} or auto")
+        _check(all(isinstance(x, int) and x >= 0 for x in g.layers), "generate.layers",
+               "give block indices, e.g. [0, 4, 8], or [] for all")
+        _check(g.component in ("residual", "attn", "mlp"), "generate.component", "use residual, attn or mlp")
+        _check(g.max_tokens >= 2, "generate.max_tokens", "use 2 or more")
+        _check(0.5 <= g.min_probe_accuracy <= 1.0, "generate.min_probe_accuracy", "use a value in [0.5, 1]")
+        _check(g.top_contexts >= 0, "generate.top_contexts", "use 0 or more")
         _check(t.zero_stage in (0, 1, 2, 3), "train.zero_stage", "use 0, 1, 2 or 3")
         _check(not t.offload or t.zero_stage == 3, "train.offload", "offload needs train.zero_stage=3")
         _check(t.num_workers >= 1, "train.num_workers", "use 1 or more")
@@ -158,6 +195,11 @@ class RunConfig:
         _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more")
         _check(e.batch_size >= 1 and e.max_new_tokens >= 1, "evaluate", "use positive batch_size and max_new_tokens")
         _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")
+
+    @property
+    def held_out_by(self) -> str:
+        """The group the held-out split is made of, ``auto`` resolved for this task."""
+        return HELD_OUT_BY[self.task][0] if self.generate.held_out_by == "auto" else self.generate.held_out_by
 
     @property
     def explainer_ref(self) -> str:
@@ -179,7 +221,13 @@ class RunConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-TASKS = {"ablation"}
+# The groups each task can hold out, the default first; the tasks' work items carry these keys.
+HELD_OUT_BY: dict[str, tuple[str, ...]] = {
+    "ablation": ("prompt",),
+    "patching": ("entity", "template", "relation"),
+    "features": ("feature", "kind"),
+}
+TASKS = set(HELD_OUT_BY)
 
 
 def _check(ok: bool, key: str, fix: str) -> None:
@@ -257,6 +305,11 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f"config key '{key}': {value!r} is not a {kind}")
+    if typing.get_origin(kind) is list:
+        if isinstance(value, (list, tuple)):
+            (item_kind,) = typing.get_args(kind)
+            return [_coerce(item, item_kind, key) for item in value]
+        raise ConfigError(f"config key '{key}': expected a list such as [0, 4, 8], got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value

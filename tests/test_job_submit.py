@@ -50,7 +50,7 @@ def _submit(env, job: str, args: str) -> str:
 
 
 def test_submit_generate_and_train_then_resubmit_resumes(ray_head, tmp_path):
-    args = f"output_dir={tmp_path / 'runs'} name=job generate.max_prompts=8 evaluate.max_examples=8"
+    args = f"output_dir={tmp_path / 'runs'} name=job generate.max_items=8 evaluate.max_examples=8"
     logs = _submit(ray_head, "generate", args)
     assert "2 shards, 2 to do" in logs
     manifest = json.loads((tmp_path / "runs" / "job" / "corpus" / "manifest.json").read_text())

@@ -17,7 +17,7 @@ from selfexplain.tasks.ablation import ablate_prompt
 def test_generate_job_matches_direct_computation_and_resumes(ray_cluster, tiny_config, tiny_llama):
     from selfexplain.jobs.generate import generate
 
-    config = tiny_config("name=gen", "generate.max_prompts=10", "generate.prompts_per_shard=3")
+    config = tiny_config("name=gen", "generate.max_items=10", "generate.items_per_shard=3")
     corpus = generate(config)
     corpus_dir = corpus.local_path
     manifest = read_manifest(corpus)

@@ -11,7 +11,7 @@ from selfexplain.train.trainer import train
 
 
 def test_pipeline_round_trip_on_s3(ray_cluster, s3_server):
-    config = load_config("tiny", [f"output_dir={s3_server}/runs", "name=s3", "generate.max_prompts=8",
+    config = load_config("tiny", [f"output_dir={s3_server}/runs", "name=s3", "generate.max_items=8",
                                   "evaluate.max_examples=8"])
     outcome = run_all(config)
     assert outcome["results"]["trained explainer"]["n"] == 8

@@ -47,7 +47,7 @@ def loop_that_fails_once(loop_config):
 
 
 def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny_config):
-    overrides = ("generate.max_prompts=12", "train.epochs=3", "train.max_failures=1")
+    overrides = ("generate.max_items=12", "train.epochs=3", "train.max_failures=1")
     straight = tiny_config("name=straight", *overrides)
     generate(straight)
     train(straight)
@@ -69,10 +69,10 @@ def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny
 
 
 def test_rerun_with_other_training_settings_is_refused(ray_cluster, tiny_config):
-    config = tiny_config("name=refuse", "generate.max_prompts=8")
+    config = tiny_config("name=refuse", "generate.max_items=8")
     generate(config)
     train(config)
-    changed = tiny_config("name=refuse", "generate.max_prompts=8", "train.learning_rate=0.5")
+    changed = tiny_config("name=refuse", "generate.max_items=8", "train.learning_rate=0.5")
     (changed.run_dir / "explainer").delete_dir()
     with pytest.raises(ConfigError, match="new run name"):
         train(changed)

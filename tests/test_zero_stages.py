@@ -12,7 +12,7 @@ from selfexplain.train.trainer import train
 @pytest.mark.parametrize("overrides", [("train.zero_stage=3",), ("train.zero_stage=3", "train.offload=true")],
                          ids=["zero3", "zero3-offload"])
 def test_zero3_trains_and_exports_a_full_model(ray_cluster, tiny_config, overrides):
-    config = tiny_config("name=zero", "generate.max_prompts=8", "train.epochs=2", *overrides)
+    config = tiny_config("name=zero", "generate.max_items=8", "train.epochs=2", *overrides)
     assert config.train.num_workers == 2
     generate(config)
     export = train(config)

@@ -13,9 +13,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from selfexplain.config import ConfigError
+from selfexplain.corpus.schema import rows_to_table
 from selfexplain.storage import Location, parquet_bytes
 
 MANIFEST = "manifest.json"
+REJECTS = "rejects"
 PLAN = "plan.json"
 
 
@@ -25,7 +27,7 @@ def shard_name(index: int) -> str:
 
 def write_shard(rows: list[dict], schema: pa.Schema, location: Location) -> int:
     """Write rows with an explicit schema, all-or-nothing; return the row count."""
-    table = pa.Table.from_pylist(rows, schema=schema)
+    table = rows_to_table(rows, schema)
     location.write_bytes(parquet_bytes(table))
     return table.num_rows
 

@@ -1,123 +1,161 @@
-"""The ground-truth job: a Ray Data pipeline that shards prompts across model-holding actors.
+"""The ground-truth job: a Ray Data pipeline that shards work items across model-holding actors.
 
-The driver cuts the prompts into fixed shards (``generate.prompts_per_shard`` each) and assigns
-every prompt its split. Each shard becomes one row of a Ray Dataset; ``map_batches`` with a
-callable class runs it on an actor that loaded the target model once, computes the task's
-ground truth and writes ``shard-NNNNN.parquet`` atomically. A rerun skips shards already on
-disk, so an interrupted job resumes where it stopped. The manifest is written last.
+The task plans its work items on the driver (prompts, prompt pairs or features) and each item
+gets its split from its group (``generate.held_out_by``). Items are cut into fixed shards
+(``generate.items_per_shard`` each); each shard becomes one row of a Ray Dataset, and
+``map_batches`` with a callable class runs it on an actor that loaded the target model once,
+computes the task's ground truth and writes ``shard-NNNNN.parquet`` atomically. Items that cannot
+become ground truth go to ``rejects/shard-NNNNN.parquet`` with the reason, written first: the
+corpus shard is the completion mark, so a rerun skips exactly the shards that finished and a
+killed job resumes where it stopped. The manifest is written last.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import pyarrow.parquet as pq
 import ray
 
 from selfexplain.config import RunConfig
-from selfexplain.corpus.io import MANIFEST, claim_plan, shard_name, write_shard
-from selfexplain.corpus.prompts import load_prompts
-from selfexplain.corpus.schema import stable_id
+from selfexplain.corpus.io import MANIFEST, REJECTS, claim_plan, shard_name, write_shard
+from selfexplain.corpus.schema import REJECTS_SCHEMA, item_id, stable_id
 from selfexplain.corpus.splits import split_for
-from selfexplain.models.loading import load_model, resolve_model_dir
+from selfexplain.models.loading import load_model, load_tokenizer, resolve_model_dir
 from selfexplain.provenance import versions
 from selfexplain.storage import Location
-from selfexplain.tasks import get_task
+from selfexplain.tasks import GroundTruthContext, Rejected, get_task
 
 log = logging.getLogger(__name__)
 
 
 class GroundTruthWorker:
-    """A Ray Data actor: loads the target once, then turns shards of prompts into Parquet files."""
+    """A Ray Data actor: loads the target once, then turns shards of work items into Parquet files."""
 
     def __init__(self, task: str, model_dir: str, target_name: str, corpus_dir: str, use_gpu: bool,
-                 trust_remote_code: bool = False):
+                 options: dict, trust_remote_code: bool = False):
         import torch
+
+        from selfexplain.config import GenerateConfig, from_dict
 
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        self.model, self.tokenizer = load_model(model_dir, device=device, dtype=dtype,
-                                                trust_remote_code=trust_remote_code)
+        model, tokenizer = load_model(model_dir, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        options = from_dict(GenerateConfig, options)
+        layers = options.layers or list(range(model.config.num_hidden_layers))
+        self.context = GroundTruthContext(model, tokenizer, target_name, options, layers)
         self.task = get_task(task)
-        self.target_name = target_name
+        self.schema = self.task.schema(model.config.hidden_size)
         self.corpus_dir = Location(corpus_dir)
 
     def __call__(self, batch: dict) -> dict:
-        rows_written = []
+        rows_written, rejected = [], []
         for shard, payload in zip(batch["shard"], batch["payload"]):
-            rows = []
+            rows, rejects = [], []
             for item in json.loads(payload):
-                for row in self.task.ground_truth(self.model, self.tokenizer, item["prompt"], self.target_name):
+                try:
+                    item_rows = self.task.ground_truth(item, self.context)
+                except Rejected as why:
+                    rejects.append({"item_id": item_id(self.task.name, item), "task": self.task.name,
+                                    "reason": str(why), "item": json.dumps(item, sort_keys=True)})
+                    continue
+                for row in item_rows:
                     row["split"] = item["split"]
-                    rows.append(row)
-            rows_written.append(write_shard(rows, self.task.schema, self.corpus_dir / shard_name(int(shard))))
-        return {"shard": batch["shard"], "rows": rows_written}
+                rows.extend(item_rows)
+            # Rejects first: the corpus shard is what marks the shard done.
+            write_shard(rejects, REJECTS_SCHEMA, self.corpus_dir / REJECTS / shard_name(int(shard)))
+            rows_written.append(write_shard(rows, self.schema, self.corpus_dir / shard_name(int(shard))))
+            rejected.append(len(rejects))
+        return {"shard": batch["shard"], "rows": rows_written, "rejected": rejected}
 
 
-def plan_shards(config: RunConfig, prompts: list[str]) -> list[list[dict]]:
-    size = config.generate.prompts_per_shard
-    items = [
-        {"prompt": p, "split": split_for(stable_id(p), config.generate.held_out_fraction, config.seed)}
-        for p in prompts
-    ]
+def plan_shards(config: RunConfig, items: list[dict]) -> list[list[dict]]:
+    size = config.generate.items_per_shard
+    group = config.held_out_by
+    for item in items:
+        item["split"] = split_for(stable_id(group, item["groups"][group]), config.generate.held_out_fraction,
+                                  config.seed)
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def generate(config: RunConfig) -> Location:
-    """Write (or finish) the corpus for ``config`` and return its folder. Needs a Ray session."""
+def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
+    """Write (or finish) the corpus for ``config`` and return its folder. Needs a Ray session.
+
+    ``worker`` is the actor class; tests pass a subclass that injects faults."""
     started = time.time()
     gen = config.generate
+    task = get_task(config.task)
     # Everything that can be wrong with the inputs is checked before any folder is created.
-    prompts = load_prompts(gen.prompts, gen.max_prompts)
     model_dir = resolve_model_dir(config.target)
+    items = task.work_items(config, load_tokenizer(model_dir, config.trust_remote_code))
+    if not items:
+        raise ValueError(f"task {config.task} found no work items; check generate.* sources")
     corpus_dir = config.run_dir / "corpus"
-    shards = plan_shards(config, prompts)
+    shards = plan_shards(config, items)
     plan = {"fingerprint": config.fingerprint("target", "task", "seed", "generate"),
-            "prompts": stable_id(*prompts), "num_shards": len(shards)}
+            "items": stable_id(*(item_id(task.name, item) for item in items)), "num_shards": len(shards)}
     claim_plan(corpus_dir, plan)
 
     todo = [i for i in range(len(shards)) if not (corpus_dir / shard_name(i)).exists()]
-    log.info("ground truth: %d prompts in %d shards, %d to do", len(prompts), len(shards), len(todo))
+    log.info("%s ground truth: %d items in %d shards, %d to do (held out by %s)",
+             config.task, len(items), len(shards), len(todo), config.held_out_by)
     if todo:
-        items = [{"shard": i, "payload": json.dumps(shards[i])} for i in todo]
-        dataset = ray.data.from_items(items, override_num_blocks=len(items))
+        rows = [{"shard": i, "payload": json.dumps(shards[i])} for i in todo]
+        dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         results = dataset.map_batches(
-            GroundTruthWorker,
+            worker,
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(gen.num_actors, len(todo))),
             num_cpus=gen.cpus_per_actor,
             num_gpus=gen.gpus_per_actor,
+            # A crashed actor (preempted node, OOM) is restarted and its shard rerun; shards are
+            # written whole or not at all, so a retry neither loses nor duplicates records.
+            max_restarts=gen.max_actor_restarts,
+            max_task_retries=gen.max_actor_restarts,
             fn_constructor_kwargs={
                 "task": config.task, "model_dir": str(model_dir), "target_name": config.target,
                 "corpus_dir": corpus_dir.uri, "use_gpu": gen.gpus_per_actor > 0,
-                "trust_remote_code": config.trust_remote_code,
+                "options": config.to_dict()["generate"], "trust_remote_code": config.trust_remote_code,
             },
         ).take_all()
-        log.info("wrote %d shards, %d rows", len(results), sum(r["rows"] for r in results))
+        log.info("wrote %d shards: %d rows, %d items rejected", len(results),
+                 sum(r["rows"] for r in results), sum(r["rejected"] for r in results))
 
-    _write_manifest(config, corpus_dir, len(shards), len(prompts), time.time() - started)
+    _write_manifest(config, corpus_dir, len(shards), len(items), time.time() - started)
     return corpus_dir
 
 
-def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, num_prompts: int, seconds: float) -> None:
-    shards, by_split = [], {}
+def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, num_items: int, seconds: float) -> None:
+    shards, by_split, reject_reasons = [], {}, {}
     for index in range(num_shards):
         path = corpus_dir / shard_name(index)
         splits = pq.read_table(path.path, filesystem=path.fs, columns=["split"])["split"].to_pylist()
         counts = {name: splits.count(name) for name in sorted(set(splits))}
         for name, count in counts.items():
             by_split[name] = by_split.get(name, 0) + count
-        shards.append({"file": path.name, "rows": len(splits), "rows_by_split": counts})
+        rejects_path = corpus_dir / REJECTS / shard_name(index)
+        reasons = pq.read_table(rejects_path.path, filesystem=rejects_path.fs, columns=["reason"])["reason"].to_pylist()
+        for reason in reasons:
+            # Group reasons by their wording, without the numbers and details in parentheses.
+            reason_kind = re.sub(r"\d+(\.\d+)?", "N", reason.split(" (")[0])
+            reject_reasons[reason_kind] = reject_reasons.get(reason_kind, 0) + 1
+        shards.append({"file": path.name, "rows": len(splits), "rows_by_split": counts, "rejected": len(reasons)})
+    schema = pq.read_schema((corpus_dir / shard_name(0)).path, filesystem=corpus_dir.fs)
     manifest = {
         "task": config.task,
         "target": config.target,
-        "num_prompts": num_prompts,
+        "num_items": num_items,
         "rows": sum(s["rows"] for s in shards),
         "rows_by_split": by_split,
+        "held_out_by": config.held_out_by,
+        "rejected": sum(s["rejected"] for s in shards),
+        "rejected_by_reason": reject_reasons,
+        "rejects": f"{REJECTS}/",
         "shards": shards,
-        "schema": get_task(config.task).schema.to_string(show_schema_metadata=False),
+        "schema": schema.to_string(show_schema_metadata=False, show_field_metadata=False),
         "config": config.to_dict(),
         "config_hash": config.fingerprint(),
         "versions": versions(),

@@ -1,48 +1,59 @@
-"""Explanation tasks. Each is a small :class:`Task`: ground truth from the target model, then the
-explainer's question and answer in words, then a parser that reads an answer back for scoring.
+"""Explanation tasks. Each is a small :class:`Task`: work items planned on the driver, ground truth
+computed from the target model on a Ray Data actor, and (for tasks the explainer is trained on)
+the explainer's question and answer in words plus a parser that reads an answer back.
 Job runners, training and evaluation only talk to this protocol, never to a task module.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pyarrow as pa
 
-from selfexplain.corpus.schema import SCHEMAS
-from selfexplain.tasks import ablation
+
+class Rejected(Exception):
+    """A work item (or one of its rows) that cannot become ground truth. The job records it in the
+    rejects table with this reason instead of crashing or dropping it silently."""
+
+
+@dataclass
+class GroundTruthContext:
+    """What a task's ground truth needs on an actor: the loaded target and the job's options."""
+
+    model: Any
+    tokenizer: Any
+    target_name: str
+    options: Any
+    """The run's :class:`selfexplain.config.GenerateConfig`."""
+    layers: list[int]
+    """Target layers to use (``generate.layers`` with ``[]`` resolved to every layer)."""
+    cache: dict = field(default_factory=dict)
+    """Per-actor memo for work shared between items (e.g. activations of a text set)."""
 
 
 class Task(Protocol):
     name: str
-    schema: pa.Schema
+    trainable: bool
+    """Whether ``selfexplain train``/``evaluate`` support this task yet."""
 
-    def ground_truth(self, model, tokenizer, prompt: str, target_name: str) -> list[dict]:
-        """Corpus rows (without ``split``) for one input."""
+    def schema(self, d_model: int) -> pa.Schema:
+        """The corpus schema; vector columns are ``fixed_size_list<float32>[d_model]``."""
 
-    def format_query(self, row: dict) -> str:
-        """The explainer's prompt for one corpus row."""
+    def work_items(self, config, tokenizer) -> list[dict]:
+        """JSON-able work items in a deterministic order; each has ``groups``, the keys it can be
+        held out by (``{"prompt": ...}``, ``{"entity": ..., "template": ...}``...)."""
 
-    def format_answer(self, row: dict) -> str:
-        """The ground truth as the explainer should say it."""
-
-    def parse_answer(self, text: str) -> tuple[bool | None, str | None]:
-        """Read a generated answer back: (changed, new token), None where unreadable."""
-
-
-class AblationTask:
-    name = "ablation"
-    schema = SCHEMAS["ablation"]
-    ground_truth = staticmethod(ablation.ablate_prompt)
-    format_query = staticmethod(ablation.format_query)
-    format_answer = staticmethod(ablation.format_answer)
-    parse_answer = staticmethod(ablation.parse_answer)
-
-
-TASKS: dict[str, Task] = {"ablation": AblationTask()}
+    def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
+        """Corpus rows (without ``split``) for one item; raises :class:`Rejected` for bad input."""
 
 
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
-    return TASKS[name]
+    from selfexplain.tasks.ablation import ABLATION
+    from selfexplain.tasks.features import FEATURES
+    from selfexplain.tasks.patching import PATCHING
+
+    tasks = {task.name: task for task in (ABLATION, PATCHING, FEATURES)}
+    if name not in tasks:
+        raise ValueError(f"unknown task {name!r}; choose one of {sorted(tasks)}")
+    return tasks[name]

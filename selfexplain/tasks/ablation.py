@@ -17,7 +17,9 @@ from collections.abc import Iterable
 
 import torch
 
-from selfexplain.corpus.schema import stable_id
+from selfexplain.corpus.prompts import load_prompts
+from selfexplain.corpus.schema import ABLATION_SCHEMA, stable_id
+from selfexplain.tasks import GroundTruthContext, Rejected
 
 ANSWER_UNCHANGED = "unchanged"
 
@@ -100,6 +102,34 @@ def parse_answer(text: str) -> tuple[bool | None, str | None]:
     if match:
         return True, match.group(1)
     return None, None
+
+
+class AblationTask:
+    name = "ablation"
+    trainable = True
+    format_query = staticmethod(format_query)
+    format_answer = staticmethod(format_answer)
+    parse_answer = staticmethod(parse_answer)
+
+    def schema(self, d_model: int):
+        return ABLATION_SCHEMA
+
+    def work_items(self, config, tokenizer) -> list[dict]:
+        prompts = load_prompts(config.generate.prompts, config.generate.max_items)
+        return [{"prompt": p, "groups": {"prompt": stable_id(p)}} for p in prompts]
+
+    def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
+        prompt = item["prompt"]
+        num_tokens = len(context.tokenizer(prompt)["input_ids"])
+        if num_tokens > context.options.max_tokens:
+            raise Rejected(f"prompt has {num_tokens} tokens, over generate.max_tokens={context.options.max_tokens}")
+        rows = ablate_prompt(context.model, context.tokenizer, prompt, context.target_name)
+        if not rows:
+            raise Rejected("prompt has no removable token (empty, or only special tokens)")
+        return rows
+
+
+ABLATION = AblationTask()
 
 
 def ablate_prompts(model, tokenizer, prompts: Iterable[str], target_name: str) -> list[dict]:

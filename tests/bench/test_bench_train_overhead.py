@@ -40,7 +40,7 @@ def test_ray_train_deepspeed_overhead(tmp_path):
     from selfexplain.config import RayConfig
     from selfexplain.jobs.ray_session import ray_session
 
-    base = ["target=smollm2-135m", f"output_dir={tmp_path}", "generate.max_prompts=40", "generate.num_actors=1",
+    base = ["target=smollm2-135m", f"output_dir={tmp_path}", "generate.max_items=40", "generate.num_actors=1",
             "generate.held_out_fraction=0.1", f"train.batch_size={BATCH}", "train.epochs=1", "train.torch_threads=2"]
     with ray_session(RayConfig(num_cpus=4)):
         one = load_config("tiny", [*base, "name=one", "train.num_workers=1", "train.zero_stage=2"])

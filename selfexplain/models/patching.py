@@ -1,0 +1,150 @@
+"""Activation-patching sweeps: every (layer, position) site of a prompt, without one forward per site.
+
+Patching the site (layer L, position p) writes a vector into the stream at p after block L and
+reads the next-token logits. The naive sweep runs the whole prompt once per site. Two facts make
+that wasteful:
+
+* Attention is causal, so positions before ``p`` are exactly those of the unpatched run at every
+  layer: their keys and values can be taken from one clean run's KV cache, and only the suffix
+  ``p..n-1`` is recomputed.
+* Sites that share ``p`` need the same suffix, so all layers for one position run as one batch,
+  each row patched at its own layer.
+
+A sweep is therefore one clean forward plus one batched suffix forward per position. The result
+equals the naive loop up to float rounding (the tests and ``tests/bench`` check <= 1e-4).
+
+A site's *component* is where the vector is written: ``residual`` (the block's output, the
+stream itself), ``attn`` or ``mlp`` (that sub-layer's output, before it is added to the stream).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import torch
+
+from selfexplain.models.architectures import decoder_layers
+
+COMPONENTS = ("residual", "attn", "mlp")
+# Attribute of a decoder block holding each sub-layer; the same names in Llama, Gemma-3 and GPT-2.
+_SUBMODULE = {"llama": {"attn": "self_attn", "mlp": "mlp"},
+              "gemma3_text": {"attn": "self_attn", "mlp": "mlp"},
+              "gpt2": {"attn": "attn", "mlp": "mlp"}}
+
+
+def component_module(model: torch.nn.Module, layer: int, component: str) -> torch.nn.Module:
+    """The module whose output is the stream (``residual``) or a sub-layer's contribution."""
+    if component not in COMPONENTS:
+        raise ValueError(f"unknown patching component {component!r}; choose one of {COMPONENTS}")
+    block = decoder_layers(model)[layer]
+    if component == "residual":
+        return block
+    return getattr(block, _SUBMODULE[model.config.model_type][component])
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _with_first(output, first: torch.Tensor):
+    return (first, *output[1:]) if isinstance(output, tuple) else first
+
+
+def _cache_argument(model) -> str:
+    # transformers 5.2x renamed ``past_key_values`` to ``cache``; older versions know only the former.
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _output_cache(output):
+    return output["cache"] if "cache" in output else output["past_key_values"]
+
+
+@torch.no_grad()
+def capture_component(model, input_ids: torch.Tensor, layers: Sequence[int], component: str = "residual"
+                      ) -> dict[int, torch.Tensor]:
+    """``layer -> Float[Tensor, "pos d_model"]``: the component's output for one unbatched prompt."""
+    captured: dict[int, torch.Tensor] = {}
+    handles = []
+    for layer in layers:
+        def hook(_module, _inputs, output, layer=layer):
+            captured[layer] = _first(output)[0].detach().float().cpu()
+        handles.append(component_module(model, layer, component).register_forward_hook(hook))
+    try:
+        model(input_ids=input_ids[None].to(model.device), logits_to_keep=1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return captured
+
+
+@contextmanager
+def write_rows(model, row_layers: Sequence[int], offset: int, vectors: torch.Tensor, component: str
+               ) -> Iterator[None]:
+    """During the forwards inside, batch row ``b`` gets ``vectors[b]`` written at sequence index
+    ``offset`` of ``component`` in layer ``row_layers[b]``. Hooks are removed on exit, always."""
+    handles = []
+    by_layer: dict[int, list[int]] = {}
+    for row, layer in enumerate(row_layers):
+        by_layer.setdefault(layer, []).append(row)
+    for layer, rows in by_layer.items():
+        index = torch.tensor(rows)
+
+        def hook(_module, _inputs, output, index=index):
+            hidden = _first(output).clone()
+            hidden[index, offset, :] = vectors[index].to(hidden.device, hidden.dtype)
+            return _with_first(output, hidden)
+        handles.append(component_module(model, layer, component).register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def patch_sweep(
+    model,
+    input_ids: torch.Tensor,
+    sources: Mapping[int, torch.Tensor],
+    positions: Sequence[int],
+    component: str = "residual",
+) -> torch.Tensor:
+    """Next-token logits after patching each site, ``Float[Tensor, "position layer vocab"]``.
+
+    ``input_ids`` is one unbatched prompt; ``sources[layer][pos]`` is the vector written at that
+    site (the counterfactual run's activation). Rows follow ``positions`` and ``sorted(sources)``.
+    """
+    layers = sorted(sources)
+    device = model.device
+    ids = input_ids.to(device)
+    cache_argument = _cache_argument(model)
+    clean_cache = _output_cache(model(input_ids=ids[None], use_cache=True, logits_to_keep=1))
+    results = []
+    for position in positions:
+        vectors = torch.stack([sources[layer][position] for layer in layers])
+        suffix = ids[position:].expand(len(layers), -1)
+        past = None
+        if position > 0:
+            # The cache is mutated by crop/repeat and by the forward; each position needs its own.
+            past = copy.deepcopy(clean_cache)
+            # A negative count removes that many tokens: the one form every transformers
+            # version accepts (5.x refuses a positive target length).
+            past.crop(position - len(ids))
+            past.batch_repeat_interleave(len(layers))
+        with write_rows(model, layers, 0, vectors, component):
+            logits = model(input_ids=suffix, use_cache=past is not None, logits_to_keep=1,
+                           **{cache_argument: past}).logits[:, -1, :]
+        results.append(logits.float().cpu())
+    return torch.stack(results)
+
+
+@torch.no_grad()
+def patch_one_site(model, input_ids: torch.Tensor, layer: int, position: int, vector: torch.Tensor,
+                   component: str = "residual") -> torch.Tensor:
+    """The naive reference: one full forward with one site patched; ``Float[Tensor, "vocab"]``."""
+    with write_rows(model, [layer], position, vector[None], component):
+        logits = model(input_ids=input_ids[None].to(model.device), logits_to_keep=1).logits[0, -1, :]
+    return logits.float().cpu()

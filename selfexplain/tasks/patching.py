@@ -1,0 +1,173 @@
+"""Activation patching on CounterFact-style prompt pairs (Meng et al. 2022; the paper's task 2).
+
+A pair is an original and a counterfactual prompt that differ in one entity ("The capital of
+France is" / "The capital of Japan is"). For every site (layer, position) the counterfactual's
+activation is written into the original run at the same position, and the ground truth is what
+the next token becomes. The explainer later receives that activation as a vector and must say
+how the output changes.
+
+Built-in pairs come from templated facts (``selfexplain/data/facts.json``); a pair is kept only
+if the target answers *both* prompts correctly, so a change means the patched site carried the
+fact. Pairs must tokenize to the same length, so every position has a matching one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from selfexplain.corpus.schema import patching_schema, stable_id
+from selfexplain.models.patching import capture_component, patch_sweep
+from selfexplain.tasks import GroundTruthContext, Rejected
+
+
+class PairFileError(ValueError):
+    """The pairs file cannot be used; the message names the line and the fix."""
+
+
+def builtin_facts() -> dict:
+    text = (resources.files("selfexplain") / "data" / "facts.json").read_text(encoding="utf-8")
+    return json.loads(text)["relations"]
+
+
+def _token_count(tokenizer, text: str) -> int:
+    return len(tokenizer(text)["input_ids"])
+
+
+def templated_pairs(tokenizer, seed: int) -> list[dict]:
+    """Every ordered pair of facts with different answers, per relation and template, whose two
+    prompts tokenize to the same length; shuffled deterministically."""
+    pairs = []
+    for relation, spec in builtin_facts().items():
+        for template in spec["templates"]:
+            for (entity, answer), (cf_entity, cf_answer) in itertools.permutations(spec["facts"].items(), 2):
+                if answer == cf_answer:
+                    continue
+                prompt, counterfactual = template.format(entity), template.format(cf_entity)
+                if _token_count(tokenizer, prompt) != _token_count(tokenizer, counterfactual):
+                    continue
+                pairs.append({"prompt": prompt, "counterfactual": counterfactual, "answer": answer,
+                              "cf_answer": cf_answer, "relation": relation, "template": template,
+                              "entity": entity, "cf_entity": cf_entity})
+    random.Random(seed).shuffle(pairs)
+    return pairs
+
+
+def read_pairs_file(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise PairFileError(f"pairs file {path} not found; set generate.pairs to a .jsonl file or 'builtin'")
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PairFileError(f"{path}:{number} is not valid JSON ({err.msg}); write one object a line") from None
+        if not all(isinstance(record.get(key), str) for key in ("prompt", "counterfactual")):
+            raise PairFileError(f"{path}:{number} needs string fields 'prompt' and 'counterfactual'")
+        pairs.append({"prompt": record["prompt"], "counterfactual": record["counterfactual"],
+                      "answer": record.get("answer", ""), "cf_answer": record.get("cf_answer", ""),
+                      "relation": record.get("relation", "user"), "template": record.get("template", ""),
+                      "entity": record.get("entity", record["prompt"]),
+                      "cf_entity": record.get("cf_entity", record["counterfactual"])})
+    if not pairs:
+        raise PairFileError(f"pairs file {path} holds no pairs")
+    return pairs
+
+
+def _first_token(tokenizer, answer: str) -> int:
+    return tokenizer(" " + answer, add_special_tokens=False)["input_ids"][0]
+
+
+def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
+    """Ground-truth rows for every (layer, position) site of one pair."""
+    model, tokenizer, options = context.model, context.tokenizer, context.options
+    encoded = tokenizer(item["prompt"], return_special_tokens_mask=True)
+    ids = torch.tensor(encoded["input_ids"])
+    cf_ids = torch.tensor(tokenizer(item["counterfactual"])["input_ids"])
+    if len(ids) != len(cf_ids):
+        raise Rejected(f"prompts tokenize to different lengths ({len(ids)} vs {len(cf_ids)}); "
+                       "patching needs matching positions")
+    if len(ids) > options.max_tokens:
+        raise Rejected(f"prompt has {len(ids)} tokens, over generate.max_tokens={options.max_tokens}")
+
+    with torch.no_grad():
+        orig_logits = model(input_ids=ids[None].to(model.device), logits_to_keep=1).logits[0, -1].float().cpu()
+    sources = capture_component(model, cf_ids, context.layers, options.component)
+    cf_logits = _last_logits_of(model, cf_ids)
+    orig_id, cf_id = int(orig_logits.argmax()), int(cf_logits.argmax())
+    for answer, predicted, which in ((item["answer"], orig_id, "original"), (item["cf_answer"], cf_id, "counterfactual")):
+        if answer and predicted != _first_token(tokenizer, answer):
+            raise Rejected(f"target does not answer the {which} prompt correctly "
+                           f"(predicts {tokenizer.decode([predicted])!r}, fact says {answer!r})")
+    if orig_id == cf_id:
+        raise Rejected("both prompts have the same next token, so no patch can change it")
+    if not all(torch.isfinite(v).all() for v in sources.values()):
+        raise Rejected("non-finite activation in the counterfactual run")
+
+    positions = [i for i, special in enumerate(encoded["special_tokens_mask"]) if not special]
+    logits = patch_sweep(model, ids, sources, positions, options.component)  # [position, layer, vocab]
+    probs = torch.softmax(logits, dim=-1)
+    pair_id = stable_id(item["prompt"], item["counterfactual"])
+    decode = lambda token_id: tokenizer.decode([int(token_id)])  # noqa: E731
+    common = {
+        "pair_id": pair_id, "target_model": context.target_name, "relation": item["relation"],
+        "template": item["template"], "entity": item["entity"], "cf_entity": item["cf_entity"],
+        "prompt": item["prompt"], "counterfactual": item["counterfactual"], "num_tokens": len(ids),
+        "component": options.component, "orig_top1_id": orig_id, "orig_top1": decode(orig_id),
+        "cf_top1_id": cf_id, "cf_top1": decode(cf_id),
+        "clean_logit_diff": float(orig_logits[orig_id] - orig_logits[cf_id]),
+    }
+    rows = []
+    for p_index, position in enumerate(positions):
+        for l_index, layer in enumerate(sorted(sources)):
+            site_logits = logits[p_index, l_index]
+            new_id = int(site_logits.argmax())
+            rows.append({
+                **common,
+                "record_id": stable_id(context.target_name, "patching", item["prompt"], item["counterfactual"],
+                                       options.component, layer, position),
+                "layer": layer, "position": position,
+                "token": decode(ids[position]), "cf_token": decode(cf_ids[position]),
+                "vector": sources[layer][position].numpy(),
+                "new_top1_id": new_id, "new_top1": decode(new_id),
+                "new_prob_of_orig": float(probs[p_index, l_index, orig_id]),
+                "logit_diff": float(site_logits[orig_id] - site_logits[cf_id]),
+                "changed": new_id != orig_id,
+            })
+    return rows
+
+
+@torch.no_grad()
+def _last_logits_of(model, ids: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=ids[None].to(model.device), logits_to_keep=1).logits[0, -1].float().cpu()
+
+
+class PatchingTask:
+    name = "patching"
+    trainable = False
+
+    def schema(self, d_model: int):
+        return patching_schema(d_model)
+
+    def work_items(self, config, tokenizer) -> list[dict]:
+        source = config.generate.pairs
+        pairs = templated_pairs(tokenizer, config.seed) if source == "builtin" else read_pairs_file(Path(source))
+        if config.generate.max_items:
+            pairs = pairs[: config.generate.max_items]
+        for pair in pairs:
+            pair["groups"] = {"entity": pair["entity"], "template": pair["template"] or pair["prompt"],
+                              "relation": pair["relation"]}
+        return pairs
+
+    def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
+        return patch_pair(item, context)
+
+
+PATCHING = PatchingTask()
