@@ -1,0 +1,42 @@
+"""Activation-patching sweep (prefix KV reuse + all layers of a position in one batch) vs one full
+forward per (layer, position) site, on SmolLM2 with every layer, on CounterFact-style pairs."""
+
+import torch
+
+from selfexplain.models import load_model
+from selfexplain.models.patching import capture_component, patch_one_site, patch_sweep
+from timing import best_time
+
+PAIRS = [("The capital of France is", "The capital of Japan is"),
+         ("The official language of Mexico is", "The official language of Italy is"),
+         ("People in Russia speak", "People in Greece speak")]
+
+
+def naive_sweep(model, ids, sources):
+    return torch.stack([torch.stack([patch_one_site(model, ids, layer, position, sources[layer][position])
+                                     for layer in sorted(sources)]) for position in range(len(ids))])
+
+
+def test_patching_sweep_speedup():
+    torch.set_num_threads(2)
+    model, tokenizer = load_model("smollm2-135m")
+    layers = list(range(model.config.num_hidden_layers))
+    cases = []
+    for prompt, counterfactual in PAIRS:
+        ids = torch.tensor(tokenizer(prompt).input_ids)
+        cf_ids = torch.tensor(tokenizer(counterfactual).input_ids)
+        assert len(ids) == len(cf_ids)
+        cases.append((ids, capture_component(model, cf_ids, layers)))
+    sites = sum(len(ids) * len(layers) for ids, _ in cases)
+
+    worst = 0.0
+    for ids, sources in cases:  # same logits first: a fast wrong answer is no speedup
+        fast = patch_sweep(model, ids, sources, list(range(len(ids))))
+        worst = max(worst, float((fast - naive_sweep(model, ids, sources)).abs().max()))
+    assert worst <= 1e-4, worst
+
+    swept = best_time(lambda: [patch_sweep(model, ids, s, list(range(len(ids)))) for ids, s in cases], repeats=2)
+    naive = best_time(lambda: [naive_sweep(model, ids, s) for ids, s in cases], repeats=1)
+    print(f"\npatching, SmolLM2-135M, {len(PAIRS)} pairs x {len(layers)} layers = {sites} sites: "
+          f"naive {naive:.2f}s  sweep {swept:.2f}s  speedup {naive / swept:.2f}x  "
+          f"(max |logit diff| {worst:.1e})")
