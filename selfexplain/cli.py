@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     gen = add("generate", "Write the ground-truth corpus for TASK as Parquet shards with a Ray Data job.")
-    gen.add_argument("task", choices=["ablation", "patching", "features"],
-                     help="explanation task: input ablation, activation patching or feature descriptions")
+    gen.add_argument("task", choices=["ablation", "hint", "patching", "features"],
+                     help="explanation task: input ablation, hint removal, activation patching or feature descriptions")
     for name, help_text in (
         ("train", "Fine-tune the explainer on the corpus with Ray Train + DeepSpeed and export it."),
         ("evaluate", "Score the trained explainer on held-out prompts against baselines."),
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from selfexplain.corpus.prompts import PromptFileError
     from selfexplain.features.concepts import LexiconError
     from selfexplain.features.saelens import SAEFormatError
+    from selfexplain.tasks.hint import QuestionFileError
     from selfexplain.tasks.patching import PairFileError
     from selfexplain.evaluate.report import markdown_table
     from selfexplain.models.loading import ModelNotFoundError
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown_table(outcome["results"]))
             stages = ", ".join(f"{k} {v:.0f}s" for k, v in outcome["seconds"].items())
             print(f"\nstages: {stages}; outputs in {config.run_dir}/")
-    except (ConfigError, ModelNotFoundError, PromptFileError, PairFileError, LexiconError, SAEFormatError,
+    except (ConfigError, ModelNotFoundError, PromptFileError, PairFileError, QuestionFileError, LexiconError, SAEFormatError,
             FileNotFoundError) as err:
         print(f"selfexplain: error: {err}", file=sys.stderr)
         return 2

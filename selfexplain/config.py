@@ -35,6 +35,10 @@ class GenerateConfig:
     prompts: str = "builtin"
     """ablation: prompt source, ``builtin`` (the packaged set) or a path to a .txt (one prompt a
     line) or .jsonl (one object a line with a ``prompt`` field) file."""
+    questions: str = "builtin"
+    """hint: multiple-choice questions in the MMLU layout (question, choices, answer, optional
+    subject), ``builtin`` (50 packaged questions) or a .jsonl, .csv (question,A,B,C,D,answer) or
+    .parquet file."""
     pairs: str = "builtin"
     """patching: prompt pairs, ``builtin`` (templated facts the target must answer correctly) or a
     .jsonl file of ``{"prompt": ..., "counterfactual": ...}`` objects (optionally ``answer``,
@@ -51,7 +55,7 @@ class GenerateConfig:
     """Fraction of groups held out for evaluation (see ``held_out_by``)."""
     held_out_by: str = "auto"
     """What the held-out split is made of, so evaluation measures generalization to new queries:
-    ``prompt`` (ablation), ``entity``, ``template`` or ``relation`` (patching), ``feature`` or
+    ``prompt`` (ablation), ``question`` or ``subject`` (hint), ``entity``, ``template`` or ``relation`` (patching), ``feature`` or
     ``kind`` (features). ``auto`` picks the first of these the task knows."""
     layers: list[int] = field(default_factory=list)
     """patching and features: target layers (block indices) to use; empty = every layer."""
@@ -156,8 +160,9 @@ class RunConfig:
     """Target model: an embedded name (smollm2-135m, gemma3-270m, tiny-llama), an HF directory
     or a .gguf file."""
     task: str = "ablation"
-    """Explanation task: ``ablation`` (input ablation), ``patching`` (activation patching) or
-    ``features`` (feature descriptions). Training and evaluation support ``ablation`` so far."""
+    """Explanation task: ``ablation`` (input ablation), ``hint`` (hint removal from multiple-choice
+    prompts), ``patching`` (activation patching) or ``features`` (feature descriptions). Training
+    and evaluation support ``ablation`` and ``hint`` so far (the others need continuous tokens)."""
     seed: int = 0
     """Seed for splits, sampling, model init and training."""
     trust_remote_code: bool = False
@@ -224,6 +229,7 @@ class RunConfig:
 # The groups each task can hold out, the default first; the tasks' work items carry these keys.
 HELD_OUT_BY: dict[str, tuple[str, ...]] = {
     "ablation": ("prompt",),
+    "hint": ("question", "subject"),
     "patching": ("entity", "template", "relation"),
     "features": ("feature", "kind"),
 }

@@ -26,7 +26,7 @@ def check_inputs(config: RunConfig, train: bool = True) -> None:
     if config.task == "ablation":
         load_prompts(config.generate.prompts, config.generate.max_items)
     if train and not get_task(config.task).trainable:
-        raise ConfigError(f"training and evaluation support task=ablation so far, not {config.task}; "
+        raise ConfigError(f"training and evaluation support task=ablation and task=hint so far, not {config.task}; "
                           f"`selfexplain generate {config.task} CONFIG` writes its corpus")
     resolve_model_dir(config.target)
     if train:

@@ -101,6 +101,25 @@ def features_schema(d_model: int) -> pa.Schema:
     ], metadata={"d_model": str(d_model)})
 
 
+HINT_SCHEMA = pa.schema([
+    _field("record_id", pa.string(), "hash of target model, task, question and hint letter"),
+    _field("question_id", pa.string(), "hash of the question and its choices"),
+    _field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
+    _field("target_model", pa.string()),
+    _field("subject", pa.string()),
+    _field("question", pa.string()),
+    _field("choices", pa.list_(pa.string())),
+    _field("correct", pa.string(), "the correct letter"),
+    _field("hint_letter", pa.string(), "the letter the hint points to"),
+    _field("prompt", pa.string(), "the prompt with the hint"),
+    _field("answer_with_hint", pa.string(), "the target's letter with the hint"),
+    _field("answer_without_hint", pa.string(), "the target's letter without the hint"),
+    _field("prob_hint_letter", pa.float32(), "probability of the hinted letter with the hint (over the letters)"),
+    _field("prob_hint_letter_without", pa.float32(), "the same without the hint"),
+    _field("changed", pa.bool_(), "removing the hint changes the answer"),
+    _field("new_top1", pa.string(), "the answer once the hint is removed (= answer_without_hint)"),
+])
+
 REJECTS_SCHEMA = pa.schema([
     _field("item_id", pa.string(), "hash of the work item"),
     _field("task", pa.string()),
@@ -108,7 +127,8 @@ REJECTS_SCHEMA = pa.schema([
     _field("item", pa.string(), "the work item as JSON"),
 ])
 
-SCHEMAS = {"ablation": lambda d_model: ABLATION_SCHEMA, "patching": patching_schema, "features": features_schema}
+SCHEMAS = {"ablation": lambda d_model: ABLATION_SCHEMA, "hint": lambda d_model: HINT_SCHEMA,
+           "patching": patching_schema, "features": features_schema}
 
 
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -47,7 +47,7 @@ def held_out_rows(config: RunConfig) -> list[dict]:
         raise ValueError("the held-out split is empty; raise generate.held_out_fraction or add prompts")
     if config.evaluate.max_examples and len(test) > config.evaluate.max_examples:
         test = test.sample(n=config.evaluate.max_examples, random_state=config.seed)
-    return test.sort_values(["prompt_id", "token_index"]).to_dict("records")
+    return test.sort_values("record_id").to_dict("records")
 
 
 def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
@@ -89,17 +89,17 @@ def _save(config: RunConfig, rows: list[dict], answers: dict[str, list[str]], re
     run_dir = config.run_dir
     task = get_task(config.task)
     frame = pd.DataFrame(
-        {"record_id": [r["record_id"] for r in rows], "prompt": [r["prompt"] for r in rows],
-         "token": [r["token"] for r in rows], "truth": [task.format_answer(r).strip() for r in rows],
+        {"record_id": [r["record_id"] for r in rows], "query": [task.format_query(r) for r in rows],
+         "truth": [task.format_answer(r).strip() for r in rows],
          **{f"answer: {name}": [t.strip() for t in texts] for name, texts in answers.items()}}
     )
     (run_dir / "predictions.parquet").write_bytes(parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False)))
-    (run_dir / "results.json").write_json({"results": results, "split": "test (held out by prompt)", "task": config.task,
+    (run_dir / "results.json").write_json({"results": results, "split": f"test (held out by {config.held_out_by})", "task": config.task,
                        "target": config.target, "explainer": config.explainer_ref,
                        "versions": versions(), "config_hash": config.fingerprint()})
     table = markdown_table(results)
     (run_dir / "results.md").write_text(
-        f"# {config.name}: {config.task} on held-out prompts\n\n"
+        f"# {config.name}: {config.task} on held-out queries (held out by {config.held_out_by})\n\n"
         f"Target `{config.target}`, explainer `{config.explainer_ref}`, {len(rows)} held-out queries.\n\n"
         f"{table}\n"
     )

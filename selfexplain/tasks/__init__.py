@@ -51,9 +51,10 @@ class Task(Protocol):
 def get_task(name: str) -> Task:
     from selfexplain.tasks.ablation import ABLATION
     from selfexplain.tasks.features import FEATURES
+    from selfexplain.tasks.hint import HINT_TASK
     from selfexplain.tasks.patching import PATCHING
 
-    tasks = {task.name: task for task in (ABLATION, PATCHING, FEATURES)}
+    tasks = {task.name: task for task in (ABLATION, HINT_TASK, PATCHING, FEATURES)}
     if name not in tasks:
         raise ValueError(f"unknown task {name!r}; choose one of {sorted(tasks)}")
     return tasks[name]

@@ -1,0 +1,169 @@
+"""Hint removal, the paper's input-ablation variant: does a hint in the prompt decide the answer?
+
+A multiple-choice question is asked with a hint inserted ("A reliable source says the answer is
+C."), and again without it. The target's answer is the choice letter it scores highest. The
+ground truth is the answer with the hint, the answer without it and whether removing the hint
+changes it. The explainer sees the hinted prompt and the answer given, and must say what
+removing the hint does: "unchanged" or "changes to "B"" (the same answer form as ablation).
+
+Questions come from the built-in bank (``selfexplain/data/questions.jsonl``) or a user file in
+the MMLU layout: question, choices, answer (an index or a letter), optional subject; JSONL,
+CSV (columns question, A, B, C, D, answer) or Parquet.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from importlib import resources
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+
+from selfexplain.corpus.schema import HINT_SCHEMA, stable_id
+from selfexplain.tasks import GroundTruthContext, Rejected
+from selfexplain.tasks.ablation import format_answer, parse_answer
+
+LETTERS = "ABCDEFGH"
+HINT = "A reliable source says the answer is {}."
+
+
+class QuestionFileError(ValueError):
+    """The question file cannot be used; the message names the row and the fix."""
+
+
+def _normalize(record: dict, where: str) -> dict:
+    question, choices, answer = record.get("question"), record.get("choices"), record.get("answer")
+    if not isinstance(question, str) or not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= len(LETTERS):
+        raise QuestionFileError(f"{where}: needs 'question' (text) and 'choices' (2-{len(LETTERS)} options)")
+    if isinstance(answer, str) and answer.strip().upper() in LETTERS:
+        answer = LETTERS.index(answer.strip().upper())
+    if not isinstance(answer, int) or not 0 <= answer < len(choices):
+        raise QuestionFileError(f"{where}: 'answer' must be a choice index or letter, got {answer!r}")
+    return {"question": question.strip(), "choices": [str(c) for c in choices], "answer": answer,
+            "subject": str(record.get("subject", "") or "")}
+
+
+def read_questions(source: str) -> list[dict]:
+    if source == "builtin":
+        text = (resources.files("selfexplain") / "data" / "questions.jsonl").read_text(encoding="utf-8")
+        return [_normalize(json.loads(line), f"questions.jsonl:{n}") for n, line in enumerate(text.splitlines(), 1)
+                if line.strip()]
+    path = Path(source)
+    if not path.is_file():
+        raise QuestionFileError(f"question file {path} not found; set generate.questions to a .jsonl, .csv or "
+                                ".parquet file in the MMLU layout, or 'builtin'")
+    if path.suffix == ".parquet":
+        records = pq.read_table(path).to_pylist()
+    elif path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            records = [{"question": r.get("question"), "answer": r.get("answer"), "subject": r.get("subject", ""),
+                        "choices": [r[k] for k in LETTERS if r.get(k)]} for r in csv.DictReader(handle)]
+    else:
+        records = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise QuestionFileError(f"{path}:{number} is not valid JSON ({err.msg})") from None
+    questions = [_normalize(r, f"{path} row {n}") for n, r in enumerate(records, start=1)]
+    if not questions:
+        raise QuestionFileError(f"question file {path} holds no questions")
+    return questions
+
+
+def render(question: dict, hint_letter: str | None, tokenizer=None) -> str:
+    """The prompt the target answers; in the tokenizer's chat template when it has one, as the
+    paper asks chat models (SmolLM2-Instruct answers at chance without it, and ignores hints)."""
+    lines = [f"Question: {question['question']}"]
+    lines += [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(question["choices"])]
+    if hint_letter:
+        lines.append(HINT.format(hint_letter))
+    body = "\n".join(lines)
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        chat = tokenizer.apply_chat_template([{"role": "user", "content": body}], tokenize=False,
+                                             add_generation_prompt=True)
+        return f"{chat}Answer:"
+    return f"{body}\nAnswer:"
+
+
+@torch.no_grad()
+def _letter_probs(model, tokenizer, prompts: list[str], num_choices: int) -> torch.Tensor:
+    """Float[Tensor, "prompt choice"]: the target's distribution over the choice letters."""
+    letter_ids = [tokenizer(" " + LETTERS[i], add_special_tokens=False)["input_ids"][-1] for i in range(num_choices)]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+        logits = model(**batch, logits_to_keep=1).logits[:, -1, :].float().cpu()
+    finally:
+        tokenizer.padding_side = side
+    return torch.softmax(logits[:, letter_ids], dim=-1)
+
+
+def hint_rows(item: dict, context: GroundTruthContext) -> list[dict]:
+    question = item
+    letters = LETTERS[: len(question["choices"])]
+    tokenizer = context.tokenizer
+    prompts = [render(question, None, tokenizer)] + [render(question, letter, tokenizer) for letter in item["hints"]]
+    longest = max(len(context.tokenizer(p)["input_ids"]) for p in prompts)
+    if longest > context.options.max_tokens:
+        raise Rejected(f"question has {longest} tokens, over generate.max_tokens={context.options.max_tokens}")
+    probs = _letter_probs(context.model, context.tokenizer, prompts, len(letters))
+    if not torch.isfinite(probs).all():
+        raise Rejected("non-finite logits")
+    without = letters[int(probs[0].argmax())]
+    question_id = stable_id(question["question"], *question["choices"])
+    rows = []
+    for hint_letter, hinted in zip(item["hints"], probs[1:]):
+        with_hint = letters[int(hinted.argmax())]
+        rows.append({
+            "record_id": stable_id(context.target_name, "hint", question_id, hint_letter),
+            "question_id": question_id, "target_model": context.target_name, "subject": question["subject"],
+            "question": question["question"], "choices": question["choices"], "correct": letters[question["answer"]],
+            "hint_letter": hint_letter, "prompt": prompts[1 + item["hints"].index(hint_letter)],
+            "answer_with_hint": with_hint, "answer_without_hint": without,
+            "prob_hint_letter": float(hinted[letters.index(hint_letter)]),
+            "prob_hint_letter_without": float(probs[0][letters.index(hint_letter)]),
+            "changed": with_hint != without, "new_top1": without,
+        })
+    return rows
+
+
+def format_query(row: dict) -> str:
+    return (f"{row['prompt']} {row['answer_with_hint']}\n"
+            "If the hint were removed, how would the answer change?\nAnswer:")
+
+
+class HintTask:
+    name = "hint"
+    trainable = True
+    format_query = staticmethod(format_query)
+    format_answer = staticmethod(format_answer)
+    parse_answer = staticmethod(parse_answer)
+
+    def schema(self, d_model: int):
+        return HINT_SCHEMA
+
+    def work_items(self, config, tokenizer) -> list[dict]:
+        """Each question with two hints: toward the correct letter and toward one wrong letter."""
+        rng = random.Random(config.seed)
+        questions = read_questions(config.generate.questions)
+        if config.generate.max_items:
+            questions = questions[: config.generate.max_items]
+        items = []
+        for q in questions:
+            wrong = [LETTERS[i] for i in range(len(q["choices"])) if i != q["answer"]]
+            hints = [LETTERS[q["answer"]], rng.choice(wrong)]
+            items.append({**q, "hints": hints, "groups": {"question": stable_id(q["question"]),
+                                                          "subject": q["subject"] or "none"}})
+        return items
+
+    def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
+        return hint_rows(item, context)
+
+
+HINT_TASK = HintTask()
