@@ -116,6 +116,14 @@ class TrainConfig:
     """Logical CPUs reserved per train worker. Keep some free for Ray Data streaming."""
     torch_threads: int = 0
     """torch intra-op threads per worker (0 = CPU cores / workers)."""
+    projection: str = "auto"
+    """Vector tasks: learn a linear map per target layer from the target's vectors into the
+    explainer's embedding space: ``auto`` (only when the hidden sizes differ), ``always`` or
+    ``never``."""
+    projection_learning_rate: float = 1e-3
+    """Learning rate of the projection (new and randomly initialised, so higher than the model's)."""
+    rescale_vectors: bool = True
+    """Vector tasks: scale each injected vector to the mean norm of the explainer's token embeddings."""
     keep_checkpoints: int = 1
     """Epoch checkpoints kept in storage (the newest ones); a rerun resumes from the last."""
     max_failures: int = 0
@@ -197,6 +205,7 @@ class RunConfig:
         _check(t.grad_accum >= 1 and t.batch_size % t.grad_accum == 0, "train.grad_accum",
                f"use a divisor of train.batch_size={t.batch_size}")
         _check(t.max_length >= 16, "train.max_length", "use 16 or more")
+        _check(t.projection in ("auto", "always", "never"), "train.projection", "use auto, always or never")
         _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more")
         _check(e.batch_size >= 1 and e.max_new_tokens >= 1, "evaluate", "use positive batch_size and max_new_tokens")
         _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")

@@ -7,7 +7,9 @@ side by side (on a cluster, on GPU workers). Per-example predictions are kept in
 
 from __future__ import annotations
 
+import json
 import logging
+
 import pandas as pd
 import pyarrow as pa
 import ray
@@ -15,8 +17,9 @@ import ray
 from selfexplain.config import RunConfig
 from selfexplain.corpus.io import read_corpus
 from selfexplain.corpus.schema import stable_id
-from selfexplain.evaluate.baselines import majority_answer
-from selfexplain.evaluate.metrics import score_change_predictions
+from selfexplain.evaluate.baselines import majority_answer, nearest_neighbour_answers
+from selfexplain.evaluate.metrics import score_change_predictions, score_descriptions
+from selfexplain.explainer.export import INTERFACE
 from selfexplain.evaluate.report import markdown_table
 from selfexplain.models.loading import cache_root, resolve_model_dir
 from selfexplain.provenance import versions
@@ -29,16 +32,29 @@ log = logging.getLogger(__name__)
 
 @ray.remote
 def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: int,
-                 max_new_tokens: int, use_gpu: bool, trust_remote_code: bool) -> list[str]:
+                 max_new_tokens: int, use_gpu: bool, trust_remote_code: bool, interface: dict | None = None) -> list[str]:
     import torch
 
+    import numpy as np
+
     from selfexplain.evaluate.generation import generate_answers
-    from selfexplain.models.loading import load_model
+    from selfexplain.explainer.export import load_explainer
+    from selfexplain.train.loop import with_vector_input
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_model(model_dir, device=device, trust_remote_code=trust_remote_code)
+    model, tokenizer = load_explainer(model_dir, device=device, trust_remote_code=trust_remote_code)
     task = get_task(task_name)
-    return generate_answers(model, tokenizer, [task.format_query(r) for r in rows], batch_size, max_new_tokens)
+    vectors = layers = None
+    if task.vector_input:
+        if interface is not None and not hasattr(model, "interface"):
+            # the untrained base model reads vectors through the same interface, untrained
+            # (SelfIE/Patchscopes-style zero-shot reading)
+            torch.manual_seed(0)
+            model = with_vector_input(model, tokenizer, interface).to(device).eval()
+        vectors = torch.from_numpy(np.stack([np.asarray(r["vector"], dtype=np.float32) for r in rows]))
+        layers = torch.tensor([int(r["layer"]) for r in rows])
+    return generate_answers(model, tokenizer, [task.format_query(r) for r in rows], batch_size, max_new_tokens,
+                            vectors, layers)
 
 
 def held_out_rows(config: RunConfig) -> list[dict]:
@@ -57,9 +73,9 @@ def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
     if not is_trained(config):
         raise FileNotFoundError(f"no trained explainer at {export}; run `selfexplain train` first")
     rows = held_out_rows(config)
-    train_rows = read_corpus(config.run_dir / "corpus", split="train", columns=["split", "changed", "new_top1"]).to_pylist()
-
     local_export = export.download_dir(cache_root() / "downloads" / stable_id(export.uri))
+    interface_file = local_export / INTERFACE
+    interface = json.loads(interface_file.read_text()) if interface_file.is_file() else None
     explainers = {"trained explainer": str(local_export)}
     if config.evaluate.untrained_baseline:
         explainers["untrained explainer"] = str(resolve_model_dir(config.explainer_ref))
@@ -67,21 +83,36 @@ def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
     pending = {
         name: explain_rows.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
             config.task, folder, rows, config.evaluate.batch_size, config.evaluate.max_new_tokens, use_gpu,
-            config.trust_remote_code)
+            config.trust_remote_code, interface)
         for name, folder in explainers.items()
     }
     log.info("decoding %d held-out queries with %d explainers", len(rows), len(pending))
     answers = {name: ray.get(ref) for name, ref in pending.items()}
 
-    true_changed = [bool(r["changed"]) for r in rows]
-    true_tokens = [r["new_top1"] for r in rows]
-    results = {}
-    majority = majority_answer(train_rows)
-    results["majority baseline"] = score_change_predictions([majority] * len(rows), true_changed, true_tokens)
-    for name, texts in answers.items():
-        results[name] = score_change_predictions([task.parse_answer(t) for t in texts], true_changed, true_tokens)
+    results = (_score_descriptions if config.task == "features" else _score_changes)(config, task, rows, answers)
 
     _save(config, rows, answers, results)
+    return results
+
+
+def _score_changes(config: RunConfig, task, rows: list[dict], answers: dict[str, list[str]]) -> dict:
+    train_rows = read_corpus(config.run_dir / "corpus", split="train", columns=["split", "changed", "new_top1"]).to_pylist()
+    true_changed = [bool(r["changed"]) for r in rows]
+    true_tokens = [r["new_top1"] for r in rows]
+    majority = majority_answer(train_rows)
+    results = {"majority baseline": score_change_predictions([majority] * len(rows), true_changed, true_tokens)}
+    for name, texts in answers.items():
+        results[name] = score_change_predictions([task.parse_answer(t) for t in texts], true_changed, true_tokens)
+    return results
+
+
+def _score_descriptions(config: RunConfig, task, rows: list[dict], answers: dict[str, list[str]]) -> dict:
+    train = read_corpus(config.run_dir / "corpus", split="train", columns=["split", "vector", "description"])
+    references = [r["description"] for r in rows]
+    neighbours = nearest_neighbour_answers(train, [r["vector"] for r in rows])
+    results = {"nearest-neighbour baseline": score_descriptions(neighbours, references)}
+    for name, texts in answers.items():
+        results[name] = score_descriptions([task.parse_answer(t) for t in texts], references)
     return results
 
 

@@ -8,20 +8,29 @@ import torch
 
 
 @torch.no_grad()
-def generate_answers(model, tokenizer, queries: Sequence[str], batch_size: int, max_new_tokens: int) -> list[str]:
-    """Decode an answer for each query; left padding keeps every query's end at the same column."""
+def generate_answers(model, tokenizer, queries: Sequence[str], batch_size: int, max_new_tokens: int,
+                     vectors: torch.Tensor | None = None, layers: torch.Tensor | None = None) -> list[str]:
+    """Decode an answer for each query; left padding keeps every query's end at the same column.
+
+    With ``vectors`` (one per query) ``model`` is an ExplainerWithVectors: the queries' embeddings,
+    vectors written in, are what the LM generates from."""
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     answers: list[str] = []
+    options = {"max_new_tokens": max_new_tokens, "do_sample": False,
+               "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     try:
         for start in range(0, len(queries), batch_size):
             batch = tokenizer(list(queries[start:start + batch_size]), return_tensors="pt", padding=True).to(device)
-            output = model.generate(
-                **batch, max_new_tokens=max_new_tokens, do_sample=False,
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            )
-            answers.extend(tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True))
+            if vectors is None:
+                output = model.generate(**batch, **options)[:, batch["input_ids"].shape[1]:]
+            else:
+                stop = start + len(batch["input_ids"])
+                embeds = model.embed(batch["input_ids"], vectors[start:stop].to(device), layers[start:stop].to(device))
+                output = model.lm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"], **options)
+                output = output[:, -max_new_tokens:] if output.shape[1] > max_new_tokens else output
+            answers.extend(tokenizer.batch_decode(output, skip_special_tokens=True))
     finally:
         tokenizer.padding_side = previous_side
     return answers

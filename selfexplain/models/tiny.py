@@ -36,14 +36,15 @@ def train_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     )
 
 
-def build_tiny_llama(out_dir: Path, seed: int = 0) -> None:
-    """Write a tiny random Llama and its tokenizer as an HF directory."""
+def build_tiny_llama(out_dir: Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 4) -> None:
+    """Write a tiny random Llama and its tokenizer as an HF directory. ``tiny-llama-wide`` (96 wide,
+    3 layers) is the "other" explainer of tests: a different model with another hidden size."""
     tokenizer = train_tiny_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,

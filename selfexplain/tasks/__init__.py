@@ -30,12 +30,20 @@ class GroundTruthContext:
     """Target layers to use (``generate.layers`` with ``[]`` resolved to every layer)."""
     cache: dict = field(default_factory=dict)
     """Per-actor memo for work shared between items (e.g. activations of a text set)."""
+    partial_rejects: list[str] = field(default_factory=list)
+    """Reasons for parts of the current item that were dropped while the rest was kept; the job
+    moves them to the rejects table after each item."""
+
+    def reject_part(self, reason: str) -> None:
+        self.partial_rejects.append(reason)
 
 
 class Task(Protocol):
     name: str
     trainable: bool
     """Whether ``selfexplain train``/``evaluate`` support this task yet."""
+    vector_input: bool
+    """Whether the explainer's query carries the row's ``vector`` as a continuous token."""
 
     def schema(self, d_model: int) -> pa.Schema:
         """The corpus schema; vector columns are ``fixed_size_list<float32>[d_model]``."""

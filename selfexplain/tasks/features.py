@@ -15,6 +15,7 @@ import torch
 
 from selfexplain.config import ConfigError
 from selfexplain.corpus.schema import features_schema, stable_id
+from selfexplain.explainer.templates import render
 from selfexplain.features import concepts as lexicon
 from selfexplain.features.saelens import is_sae_dir, load_sae, read_explanations
 from selfexplain.features.top_contexts import TextSetStreams, text_set
@@ -71,13 +72,12 @@ def concept_rows(item: dict, context: GroundTruthContext) -> list[dict]:
         fitted = lexicon.fit_direction(positives[is_fit], pool_streams[layer][neg_fit],
                                        positives[~is_fit], pool_streams[layer][neg_test])
         if fitted.accuracy < context.options.min_probe_accuracy:
-            continue  # recorded below if no layer passes; weak layers are expected and common
+            context.reject_part(f"weak direction at layer {layer} (held-out probe accuracy {fitted.accuracy:.2f} "
+                                f"< generate.min_probe_accuracy={context.options.min_probe_accuracy})")
+            continue
         top_texts, top_values = text_streams.top(layer, fitted.vector, context.options.top_contexts)
         out.append(_row(context, "concepts", f"concept:{concept.name}", concept.kind, concept.name, layer,
                         fitted.vector, fitted.scale, concept.description, fitted.accuracy, top_texts, top_values))
-    if not out:
-        raise Rejected(f"no layer's direction reaches generate.min_probe_accuracy="
-                       f"{context.options.min_probe_accuracy} on held-out contexts")
     return out
 
 
@@ -112,9 +112,26 @@ def _row(context, source, feature_id, kind, name, layer, vector, scale, descript
     }
 
 
+def format_query(row: dict) -> str:
+    return render("features", row["record_id"], layer=row["layer"])
+
+
+def format_answer(row: dict) -> str:
+    return f" {row['description']}"
+
+
+def parse_answer(text: str) -> str:
+    """The description: the first line of the answer."""
+    return text.strip().split("\n", 1)[0].strip()
+
+
 class FeaturesTask:
     name = "features"
-    trainable = False
+    trainable = True
+    vector_input = True
+    format_query = staticmethod(format_query)
+    format_answer = staticmethod(format_answer)
+    parse_answer = staticmethod(parse_answer)
 
     def schema(self, d_model: int):
         return features_schema(d_model)

@@ -141,6 +141,7 @@ def format_query(row: dict) -> str:
 class HintTask:
     name = "hint"
     trainable = True
+    vector_input = False
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)
     parse_answer = staticmethod(parse_answer)

@@ -22,8 +22,10 @@ from pathlib import Path
 import torch
 
 from selfexplain.corpus.schema import patching_schema, stable_id
+from selfexplain.explainer.templates import render
 from selfexplain.models.patching import capture_component, patch_sweep
 from selfexplain.tasks import GroundTruthContext, Rejected
+from selfexplain.tasks.ablation import format_answer, parse_answer
 
 
 class PairFileError(ValueError):
@@ -149,9 +151,19 @@ def _last_logits_of(model, ids: torch.Tensor) -> torch.Tensor:
     return model(input_ids=ids[None].to(model.device), logits_to_keep=1).logits[0, -1].float().cpu()
 
 
+def format_query(row: dict) -> str:
+    """The explainer's question: the patched vector, its layer, the token and the text."""
+    question = render("patching", row["record_id"], layer=row["layer"], token=row["token"].strip(), prompt=row["prompt"])
+    return f"{question}\nAnswer:"
+
+
 class PatchingTask:
     name = "patching"
-    trainable = False
+    trainable = True
+    vector_input = True
+    format_query = staticmethod(format_query)
+    format_answer = staticmethod(format_answer)
+    parse_answer = staticmethod(parse_answer)
 
     def schema(self, d_model: int):
         return patching_schema(d_model)

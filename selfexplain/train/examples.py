@@ -24,9 +24,10 @@ def encode_example(tokenizer, query: str, answer: str) -> tuple[list[int], int]:
     return query_ids + answer_ids + [tokenizer.eos_token_id], len(query_ids)
 
 
-def collate(input_ids, answer_starts, pad_id: int) -> dict[str, torch.Tensor]:
+def collate(input_ids, answer_starts, pad_id: int, vectors=None, layers=None) -> dict[str, torch.Tensor]:
     """Left-padded batch; ``labels`` hold the answer tokens and -100 elsewhere; position ids
-    count real tokens only, matching how ``generate`` numbers a left-padded prompt."""
+    count real tokens only, matching how ``generate`` numbers a left-padded prompt. Vector tasks
+    add ``vectors`` (one per row) and their target ``vector_layers``."""
     width = max(len(ids) for ids in input_ids)
     batch = np.full((len(input_ids), width), pad_id, dtype=np.int64)
     labels = np.full((len(input_ids), width), IGNORE_INDEX, dtype=np.int64)
@@ -38,12 +39,16 @@ def collate(input_ids, answer_starts, pad_id: int) -> dict[str, torch.Tensor]:
         mask[row, offset:] = 1
         labels[row, offset + start:] = ids[start:]
     mask_t = torch.from_numpy(mask)
-    return {
+    out = {
         "input_ids": torch.from_numpy(batch),
         "attention_mask": mask_t,
         "position_ids": (mask_t.cumsum(dim=1) - 1).clamp(min=0),
         "labels": torch.from_numpy(labels),
     }
+    if vectors is not None:
+        out["vectors"] = torch.from_numpy(np.stack([np.asarray(v, dtype=np.float32) for v in vectors]))
+        out["vector_layers"] = torch.tensor(np.asarray(layers, dtype=np.int64))
+    return out
 
 
 def answer_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -53,9 +58,10 @@ def answer_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """
     labels = batch["labels"]
     answer_width = int((labels != IGNORE_INDEX).sum(dim=1).max())
+    vector_inputs = {k: batch[k] for k in ("vectors", "vector_layers") if k in batch}
     logits = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-        position_ids=batch["position_ids"], logits_to_keep=answer_width + 1,
+        position_ids=batch["position_ids"], logits_to_keep=answer_width + 1, **vector_inputs,
     ).logits
     # logits at column t predict the token at t + 1: the last answer_width+1 columns predict the
     # last answer_width tokens (the final column's prediction, after EOS, is dropped).
@@ -74,16 +80,22 @@ class ExampleEncoder:
 
         self.task = get_task(task)
         self.tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
+        if self.task.vector_input:
+            from selfexplain.explainer.vectors import add_vector_tokens
+
+            add_vector_tokens(self.tokenizer)
         self.max_length = max_length
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = batch.to_dict("records")
         encoded = [encode_example(self.tokenizer, self.task.format_query(r), self.task.format_answer(r)) for r in rows]
         keep = [len(ids) <= self.max_length for ids, _ in encoded]
-        return pd.DataFrame(
-            {
-                "record_id": [r["record_id"] for r, k in zip(rows, keep) if k],
-                "input_ids": [ids for (ids, _), k in zip(encoded, keep) if k],
-                "answer_start": [start for (_, start), k in zip(encoded, keep) if k],
-            }
-        )
+        columns = {
+            "record_id": [r["record_id"] for r, k in zip(rows, keep) if k],
+            "input_ids": [ids for (ids, _), k in zip(encoded, keep) if k],
+            "answer_start": [start for (_, start), k in zip(encoded, keep) if k],
+        }
+        if self.task.vector_input:
+            columns["vector"] = [np.asarray(r["vector"], dtype=np.float32) for r, k in zip(rows, keep) if k]
+            columns["layer"] = [int(r["layer"]) for r, k in zip(rows, keep) if k]
+        return pd.DataFrame(columns)

@@ -66,9 +66,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     device = torch.device("cuda", context.get_local_rank()) if use_gpu else torch.device("cpu")
     model, tokenizer = load_model(loop_config["explainer_dir"], device=device,
                                   trust_remote_code=config.trust_remote_code)
+    interface = loop_config.get("vector_interface")
+    if interface:
+        model = with_vector_input(model, tokenizer, interface).to(device)
     model.train()
     total_steps = loop_config["steps_per_epoch"] * train.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, train), lr=train.learning_rate,
+                                  weight_decay=train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(train.warmup_steps, total_steps))
     engine, optimizer, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler,
@@ -93,7 +97,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     started, tokens = time.time(), 0
     if start_epoch == train.epochs:  # finished before, but the export never reached storage
         _report_epoch(engine, tokenizer, start_epoch - 1, step, loss_curve, last=True, rank=rank,
-                      model_card=loop_config["model_card"])
+                      model_card=loop_config["model_card"], interface=interface)
     for epoch in range(start_epoch, train.epochs):
         window = []
         batches = shard.iter_batches(batch_size=micro_batch, batch_format="numpy",
@@ -101,7 +105,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
                                      local_shuffle_seed=config.seed + epoch)
         for batch in batches:
             inputs = {k: v.to(device) for k, v in
-                      collate(batch["input_ids"], batch["answer_start"], tokenizer.pad_token_id).items()}
+                      collate(batch["input_ids"], batch["answer_start"], tokenizer.pad_token_id,
+                              batch.get("vector"), batch.get("layer")).items()}
             loss = answer_only_loss(engine, inputs)
             engine.backward(loss)
             engine.step()
@@ -118,10 +123,33 @@ def train_loop_per_worker(loop_config: dict) -> None:
         # Throughput over the training steps so far (checkpoint writes excluded), all ranks together.
         throughput = {"tokens_per_second": tokens * world / (time.time() - started)}
         _report_epoch(engine, tokenizer, epoch, step, loss_curve, last=epoch == train.epochs - 1,
-                      rank=rank, model_card=loop_config["model_card"], extra=throughput)
+                      rank=rank, model_card=loop_config["model_card"], extra=throughput, interface=interface)
 
 
-def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_card, extra=None) -> None:
+def with_vector_input(model, tokenizer, interface: dict):
+    """Wrap the explainer for continuous tokens: placeholder tokens, grown embeddings, projection."""
+    from selfexplain.explainer.vectors import ExplainerWithVectors, VectorProjection, add_vector_tokens, grow_embeddings
+
+    token_id = add_vector_tokens(tokenizer)
+    grow_embeddings(model, tokenizer)
+    projection = None
+    if interface["projected"]:
+        projection = VectorProjection(interface["layers"], interface["d_target"], interface["d_explainer"])
+    return ExplainerWithVectors(model, token_id, projection, interface["rescale"])
+
+
+def parameter_groups(model, train) -> list[dict]:
+    """The projection (new, randomly initialised) learns at its own, higher rate."""
+    projection = getattr(model, "projection", None)
+    if projection is None:
+        return [{"params": list(model.parameters())}]
+    own = {id(p) for p in projection.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in own]},
+            {"params": list(projection.parameters()), "lr": train.projection_learning_rate}]
+
+
+def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_card, extra=None,
+                  interface=None) -> None:
     import ray.train
 
     metrics = {"epoch": epoch + 1, "step": step,
@@ -133,18 +161,19 @@ def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_
         if rank == 0:
             (Path(folder) / PROGRESS).write_text(json.dumps({"tag": tag, **metrics}))
         if last:
-            _export(engine, tokenizer, Path(folder) / EXPORT_DIR, rank, model_card)
+            _export(engine, tokenizer, Path(folder) / EXPORT_DIR, rank, model_card, interface)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
-def _export(engine, tokenizer, out_dir: Path, rank: int, model_card: str) -> None:
-    """Save a plain HF directory (safetensors) of the trained explainer from rank 0."""
+def _export(engine, tokenizer, out_dir: Path, rank: int, model_card: str, interface: dict | None) -> None:
+    """Save a plain HF directory (safetensors) of the trained explainer from rank 0, with the
+    vector interface and projection for vector tasks."""
+    from selfexplain.explainer.export import save_explainer
+
     state_dict = None
     if engine.zero_optimization_stage() == 3:
         state_dict = engine._zero3_consolidated_16bit_state_dict()  # a collective: every rank calls it
     if rank != 0:
         return
-    model = engine.module
-    model.save_pretrained(out_dir, state_dict=state_dict, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    save_explainer(engine.module, tokenizer, out_dir, interface, state_dict)
     (out_dir / MODEL_CARD).write_text(model_card)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import ray
 import ray.train
 from ray.data.expressions import col
 from ray.train.torch import TorchTrainer
 
-from selfexplain.config import RunConfig
+from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import claim_plan, corpus_files, read_manifest
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.storage import Location
+from selfexplain.tasks import get_task
 from selfexplain.train.examples import ExampleEncoder
 from selfexplain.train.loop import EXPORT_DIR, MODEL_CARD, train_loop_per_worker
 
@@ -87,6 +89,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
         train_loop_config={
             "config": config.to_dict(),
             "explainer_dir": str(explainer_dir),
+            "vector_interface": vector_interface(config, corpus, explainer_dir),
             "steps_per_epoch": steps_per_epoch,
             "model_card": _model_card(config, manifest, examples),
         },
@@ -109,6 +112,27 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     return export_dir
 
 
+def vector_interface(config: RunConfig, corpus: Location, explainer_dir: Path) -> dict | None:
+    """How vectors enter this explainer (None for text-only tasks): sizes, layers, projection."""
+    import pyarrow.compute as pc
+    from transformers import AutoConfig
+
+    if not get_task(config.task).vector_input:
+        return None
+    files = corpus_files(corpus)
+    d_target = pq.read_schema(files[0], filesystem=corpus.fs).field("vector").type.list_size
+    layers = sorted(pc.unique(pq.read_table(files, filesystem=corpus.fs, columns=["layer"])["layer"]).to_pylist())
+    explainer_config = AutoConfig.from_pretrained(explainer_dir, trust_remote_code=config.trust_remote_code)
+    d_explainer = getattr(explainer_config, "hidden_size", None) or explainer_config.get_text_config().hidden_size
+    mode = config.train.projection
+    if mode == "never" and d_target != d_explainer:
+        raise ConfigError(f"train.projection=never, but the target's vectors have {d_target} dimensions and the "
+                          f"explainer's embeddings {d_explainer}; use train.projection=auto")
+    projected = mode == "always" or (mode == "auto" and d_target != d_explainer)
+    return {"target_model": config.target, "layers": layers, "d_target": d_target, "d_explainer": d_explainer,
+            "projected": projected, "rescale": config.train.rescale_vectors}
+
+
 def _model_card(config: RunConfig, manifest: dict, examples: int) -> str:
     kind = "self" if config.train.explainer == "self" else "other"
     return (
@@ -118,5 +142,7 @@ def _model_card(config: RunConfig, manifest: dict, examples: int) -> str:
         f"- task: `{config.task}`\n"
         f"- training examples: {examples} (corpus rows by split: {manifest['rows_by_split']})\n"
         f"- corpus config hash: `{manifest['config_hash']}`\n\n"
-        "Load with `transformers.AutoModelForCausalLM.from_pretrained(<this folder>)`.\n"
+        "Load with `transformers.AutoModelForCausalLM.from_pretrained(<this folder>)`; vector tasks add\n"
+        "`vector_interface.json` (and `vector_projection.safetensors`): load both with\n"
+        "`selfexplain.explainer.export.load_explainer(<this folder>)`, or ask it with `selfexplain explain`.\n"
     )

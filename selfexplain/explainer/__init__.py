@@ -1,0 +1,1 @@
+"""The explainer side: continuous tokens for vectors, and saving/loading trained explainers."""

@@ -1,0 +1,70 @@
+"""Continuous tokens: a vector replaces the placeholder's input embedding (projected when the
+explainer is another model), and a saved explainer reloads to the same outputs."""
+
+import json
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from selfexplain.explainer.export import INTERFACE, PROJECTION, load_explainer, save_explainer
+from selfexplain.explainer.vectors import VECTOR_SPAN, ExplainerWithVectors, VectorProjection
+from selfexplain.models.loading import load_model
+from selfexplain.train.loop import with_vector_input
+
+
+def _interface(d_target, d_explainer, projected, layers=(1, 3)):
+    return {"target_model": "tiny-llama", "layers": list(layers), "d_target": d_target,
+            "d_explainer": d_explainer, "projected": projected, "rescale": True}
+
+
+def test_the_placeholder_embedding_is_the_rescaled_vector_and_nothing_else_changes():
+    model, tokenizer = load_model("tiny-llama")
+    plain = model.get_input_embeddings().weight.detach().clone()
+    explainer = with_vector_input(model, tokenizer, _interface(64, 64, projected=False))
+    ids = tokenizer([f"At layer 1, {VECTOR_SPAN} encodes", "no vector here at all"], return_tensors="pt",
+                    padding=True)["input_ids"]
+    vectors = torch.randn(2, 64) * 100
+    embeds = explainer.embed(ids, vectors, torch.tensor([1, 1]))
+    where = ids == explainer.vector_token_id
+    assert where.sum() == 1 and where[0].any()
+    grown = explainer.lm.get_input_embeddings().weight.detach()
+    token_norm = grown[ids[~where]].norm(dim=-1).mean()
+    injected = embeds[where][0]
+    assert torch.allclose(injected / injected.norm(), vectors[0] / vectors[0].norm(), atol=1e-5)
+    assert abs(float(injected.norm() - token_norm)) < 1e-3 * float(token_norm)
+    assert torch.equal(embeds[~where], grown[ids[~where]])
+    assert torch.equal(grown[: plain.shape[0]], plain)  # old tokens keep their embeddings
+    assert torch.allclose(grown[plain.shape[0]:], plain.mean(0).expand(3, -1))  # markers start at the mean
+
+
+def test_projection_maps_each_layer_with_its_own_matrix():
+    projection = VectorProjection([0, 2], d_target=64, d_explainer=96)
+    vectors = torch.randn(3, 64)
+    out = projection(vectors, torch.tensor([0, 2, 0]))
+    assert out.shape == (3, 96)
+    assert torch.allclose(out[0], projection.weight[0] @ vectors[0], atol=1e-6)
+    assert torch.allclose(out[1], projection.weight[1] @ vectors[1], atol=1e-6)
+    assert not torch.allclose(projection.weight[0], projection.weight[1])
+    out.sum().backward()  # one parameter: every layer's map gets a gradient, used or not
+    assert projection.weight.grad is not None and projection.weight.grad[1].abs().sum() > 0
+
+
+def test_saved_other_explainer_loads_with_plain_transformers_and_gives_the_same_answers(tmp_path):
+    model, tokenizer = load_model("tiny-llama-wide")
+    interface = _interface(64, 96, projected=True)
+    explainer = with_vector_input(model, tokenizer, interface)
+    with torch.no_grad():
+        explainer.projection.weight.add_(torch.randn_like(explainer.projection.weight) * 0.1)  # as if trained
+    save_explainer(explainer, tokenizer, tmp_path, interface)
+    assert json.loads((tmp_path / INTERFACE).read_text())["projected"] and (tmp_path / PROJECTION).is_file()
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path)  # no selfexplain needed for the LM itself
+    assert plain.get_input_embeddings().weight.shape[0] == len(tokenizer)
+
+    loaded, loaded_tokenizer = load_explainer(tmp_path)
+    assert isinstance(loaded, ExplainerWithVectors) and loaded.vector_token_id == explainer.vector_token_id
+    batch = loaded_tokenizer([f"At layer 3, {VECTOR_SPAN} encodes"], return_tensors="pt")
+    vectors, layers = torch.randn(1, 64), torch.tensor([3])
+    with torch.no_grad():
+        expected = explainer.eval()(**batch, vectors=vectors, vector_layers=layers).logits
+        actual = loaded(**batch, vectors=vectors, vector_layers=layers).logits
+    assert torch.allclose(expected, actual, atol=1e-5)

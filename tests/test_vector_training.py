@@ -1,0 +1,47 @@
+"""Training on vector tasks through the real pipeline (Ray Data -> Ray Train + DeepSpeed -> export
+-> evaluate): a self-explainer on patching, and another model with a learned projection on features."""
+
+import json
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from selfexplain.explainer.export import INTERFACE, PROJECTION, load_explainer
+from selfexplain.pipeline import run_all
+from selfexplain.tasks.patching import templated_pairs
+from selfexplain.models.loading import load_tokenizer, resolve_model_dir
+
+
+def test_other_explainer_learns_a_projection_and_exports_it(ray_cluster, tiny_config):
+    config = tiny_config("name=other", "task=features", "generate.max_items=30", "generate.min_probe_accuracy=0.7",
+                         "train.explainer=tiny-llama-wide", "train.epochs=2", "evaluate.max_examples=16")
+    outcome = run_all(config)
+    export = config.run_dir.local_path / "explainer"
+    interface = json.loads((export / INTERFACE).read_text())
+    assert interface["projected"] and interface["d_target"] == 64 and interface["d_explainer"] == 96
+    assert (export / PROJECTION).is_file()
+    assert AutoModelForCausalLM.from_pretrained(export).config.hidden_size == 96
+    model, _ = load_explainer(export)
+    untrained = torch.eye(96, 64)  # what training would leave if the projection never moved
+    assert model.projection.weight.shape == (len(interface["layers"]), 96, 64)
+    assert not torch.allclose(model.projection.weight[0], untrained)
+    results = outcome["results"]
+    assert set(results) == {"nearest-neighbour baseline", "trained explainer", "untrained explainer"}
+    assert all(0.0 <= r["word_f1"] <= 1.0 for r in results.values())
+    losses = json.loads((config.run_dir.local_path / "train_metrics.json").read_text())["loss_curve"]
+    assert losses[-1] < losses[0]
+
+
+def test_self_explainer_trains_on_patching_vectors(ray_cluster, tiny_config, tmp_path):
+    tokenizer = load_tokenizer(resolve_model_dir("tiny-llama"))
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps({k: v for k, v in p.items() if k not in ("answer", "cf_answer")})
+                               for p in templated_pairs(tokenizer, seed=0)[:12]))
+    config = tiny_config("name=selfpatch", "task=patching", f"generate.pairs={pairs}", "generate.layers=[1,3]",
+                         "train.epochs=1", "train.num_workers=1", "evaluate.max_examples=16",
+                         "evaluate.untrained_baseline=false")
+    outcome = run_all(config)
+    interface = json.loads((config.run_dir.local_path / "explainer" / INTERFACE).read_text())
+    assert not interface["projected"] and interface["layers"] == [1, 3]  # same model: no projection needed
+    assert {"majority baseline", "trained explainer"} == set(outcome["results"])
+    assert outcome["results"]["trained explainer"]["n"] == 16
