@@ -7,6 +7,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,12 +32,21 @@ def ray_head(tmp_path):
     env.pop("RAY_ADDRESS", None)  # `ray start` must not read it as a cluster to join
     start = [RAY, "start", "--head", f"--port={_free_port()}", "--num-cpus=4", "--include-dashboard=true",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-             f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats"]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+             f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats", "--block"]
+    # --block ties the head's processes to this one: terminating it stops exactly this head.
+    # (`ray stop` would kill every Ray process on the machine, the test session's own cluster too.)
+    head = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = {**env, "RAY_ADDRESS": f"http://127.0.0.1:{dashboard}"}
     try:
-        yield {**env, "RAY_ADDRESS": f"http://127.0.0.1:{dashboard}"}
+        deadline = time.time() + 180
+        while subprocess.run([RAY, "job", "list"], env=client, capture_output=True, timeout=60).returncode != 0:
+            assert head.poll() is None, "ray start --head exited"
+            assert time.time() < deadline, "the head's dashboard did not come up in 180 s"
+            time.sleep(2)
+        yield client
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        head.terminate()
+        head.wait(timeout=120)
 
 
 def _submit(env, job: str, args: str) -> str:
