@@ -48,7 +48,39 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in commands.choices.values():
         sub.add_argument("config", help=CONFIG_HELP.format(names=names))
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
+
+    ask = commands.add_parser(
+        "explain", help="Ask a trained explainer about one query, or every query of a JSONL file.",
+        description="Ask a trained explainer (runs/<name>/explainer). Give the query's fields as options, "
+                    "or --queries FILE.jsonl with one query object a line (the same field names).")
+    ask.add_argument("explainer", help="a trained explainer folder, e.g. runs/demo/explainer")
+    ask.add_argument("--prompt", help="ablation/patching: the text")
+    ask.add_argument("--token-index", type=int, dest="token_index", help="ablation: the token to remove")
+    ask.add_argument("--counterfactual", help="patching: the prompt whose activation is patched in")
+    ask.add_argument("--layer", type=int, help="patching/features: target layer")
+    ask.add_argument("--position", type=int, help="patching: token position")
+    ask.add_argument("--vector", help="features: a .npy file holding the feature direction")
+    ask.add_argument("--queries", help="a .jsonl file of queries; answers are printed one JSON object a line")
+    ask.add_argument("--max-new-tokens", type=int, default=24, dest="max_new_tokens")
     return parser
+
+
+def _explain(args) -> None:
+    import json
+    from pathlib import Path
+
+    from selfexplain.explain import Explainer
+
+    explainer = Explainer(args.explainer)
+    if args.queries:
+        queries = [json.loads(line) for line in Path(args.queries).read_text().splitlines() if line.strip()]
+    else:
+        fields = ("prompt", "token_index", "counterfactual", "layer", "position", "vector")
+        queries = [{key: getattr(args, key) for key in fields if getattr(args, key) is not None}]
+    answers = explainer.ask(queries, max_new_tokens=args.max_new_tokens)
+    for query, answer in zip(queries, answers):
+        print(json.dumps({**{k: v for k, v in query.items() if k != "vector" or isinstance(v, str)}, "answer": answer})
+              if args.queries else answer)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     from selfexplain.evaluate.report import markdown_table
     from selfexplain.models.loading import ModelNotFoundError
 
+    from selfexplain.explain import QueryError
+
+    if args.command == "explain":
+        try:
+            _explain(args)
+        except (QueryError, FileNotFoundError, ValueError) as err:
+            print(f"selfexplain: error: {err}", file=sys.stderr)
+            return 2
+        return 0
     try:
         overrides = list(args.overrides)
         if args.command == "generate":

@@ -76,3 +76,11 @@ def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
     mtime = (run_dir / "explainer" / "model.safetensors").stat().st_mtime_ns
     assert main(["run", "tiny", f"output_dir={runs}"]) == 0
     assert (run_dir / "explainer" / "model.safetensors").stat().st_mtime_ns == mtime
+
+    # `selfexplain explain` answers from the export, in the task's answer form.
+    capsys.readouterr()
+    assert main(["explain", str(run_dir / "explainer"), "--prompt", "The capital of France is", "--token-index", "2"]) == 0
+    answer = capsys.readouterr().out.strip()
+    assert answer and "\n" not in answer
+    assert main(["explain", str(run_dir / "explainer"), "--prompt", "x"]) == 2
+    assert "needs prompt, token_index; missing token_index" in capsys.readouterr().err

@@ -3,16 +3,20 @@
 
 import json
 
+import numpy as np
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from selfexplain.cli import main
+from selfexplain.explain import Explainer, QueryError
 from selfexplain.explainer.export import INTERFACE, PROJECTION, load_explainer
 from selfexplain.pipeline import run_all
 from selfexplain.tasks.patching import templated_pairs
 from selfexplain.models.loading import load_tokenizer, resolve_model_dir
 
 
-def test_other_explainer_learns_a_projection_and_exports_it(ray_cluster, tiny_config):
+def test_other_explainer_learns_a_projection_and_exports_it(ray_cluster, tiny_config, tmp_path, capsys):
     config = tiny_config("name=other", "task=features", "generate.max_items=30", "generate.min_probe_accuracy=0.7",
                          "train.explainer=tiny-llama-wide", "train.epochs=2", "evaluate.max_examples=16")
     outcome = run_all(config)
@@ -31,6 +35,12 @@ def test_other_explainer_learns_a_projection_and_exports_it(ray_cluster, tiny_co
     losses = json.loads((config.run_dir.local_path / "train_metrics.json").read_text())["loss_curve"]
     assert losses[-1] < losses[0]
 
+    # ask it about a vector from a file, from the command line
+    np.save(tmp_path / "direction.npy", np.random.default_rng(0).normal(size=64).astype(np.float32))
+    assert main(["explain", str(export), "--vector", str(tmp_path / "direction.npy"),
+                 "--layer", str(interface["layers"][0])]) == 0
+    assert capsys.readouterr().out.strip()
+
 
 def test_self_explainer_trains_on_patching_vectors(ray_cluster, tiny_config, tmp_path):
     tokenizer = load_tokenizer(resolve_model_dir("tiny-llama"))
@@ -45,3 +55,12 @@ def test_self_explainer_trains_on_patching_vectors(ray_cluster, tiny_config, tmp
     assert not interface["projected"] and interface["layers"] == [1, 3]  # same model: no projection needed
     assert {"majority baseline", "trained explainer"} == set(outcome["results"])
     assert outcome["results"]["trained explainer"]["n"] == 16
+
+    # the explainer answers a new patching query; the vector is computed from the target on the fly
+    explainer = Explainer(config.run_dir.local_path / "explainer")
+    pair = templated_pairs(tokenizer, seed=1)[0]
+    (answer,) = explainer.ask([{"prompt": pair["prompt"], "counterfactual": pair["counterfactual"], "layer": 3,
+                                "position": 1}])
+    assert isinstance(answer, str)
+    with pytest.raises(QueryError, match="missing position"):
+        explainer.ask([{"prompt": "a", "counterfactual": "b", "layer": 1}])

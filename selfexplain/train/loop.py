@@ -22,6 +22,7 @@ import torch
 log = logging.getLogger("selfexplain.train")
 EXPORT_DIR = "explainer"
 MODEL_CARD = "README.md"
+EXPLAINER_INFO = "selfexplain.json"  # task, target and explainer base: what `selfexplain explain` needs
 PROGRESS = "progress.json"
 
 
@@ -97,7 +98,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     started, tokens = time.time(), 0
     if start_epoch == train.epochs:  # finished before, but the export never reached storage
         _report_epoch(engine, tokenizer, start_epoch - 1, step, loss_curve, last=True, rank=rank,
-                      model_card=loop_config["model_card"], interface=interface)
+                      model_card=loop_config["model_card"], interface=interface,
+                      info=loop_config.get("explainer_info"))
     for epoch in range(start_epoch, train.epochs):
         window = []
         batches = shard.iter_batches(batch_size=micro_batch, batch_format="numpy",
@@ -123,7 +125,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         # Throughput over the training steps so far (checkpoint writes excluded), all ranks together.
         throughput = {"tokens_per_second": tokens * world / (time.time() - started)}
         _report_epoch(engine, tokenizer, epoch, step, loss_curve, last=epoch == train.epochs - 1,
-                      rank=rank, model_card=loop_config["model_card"], extra=throughput, interface=interface)
+                      rank=rank, model_card=loop_config["model_card"], extra=throughput, interface=interface,
+                      info=loop_config.get("explainer_info"))
 
 
 def with_vector_input(model, tokenizer, interface: dict):
@@ -149,7 +152,7 @@ def parameter_groups(model, train) -> list[dict]:
 
 
 def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_card, extra=None,
-                  interface=None) -> None:
+                  interface=None, info=None) -> None:
     import ray.train
 
     metrics = {"epoch": epoch + 1, "step": step,
@@ -161,11 +164,12 @@ def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_
         if rank == 0:
             (Path(folder) / PROGRESS).write_text(json.dumps({"tag": tag, **metrics}))
         if last:
-            _export(engine, tokenizer, Path(folder) / EXPORT_DIR, rank, model_card, interface)
+            _export(engine, tokenizer, Path(folder) / EXPORT_DIR, rank, model_card, interface, info)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
-def _export(engine, tokenizer, out_dir: Path, rank: int, model_card: str, interface: dict | None) -> None:
+def _export(engine, tokenizer, out_dir: Path, rank: int, model_card: str, interface: dict | None,
+            info: dict | None = None) -> None:
     """Save a plain HF directory (safetensors) of the trained explainer from rank 0, with the
     vector interface and projection for vector tasks."""
     from selfexplain.explainer.export import save_explainer
@@ -176,4 +180,5 @@ def _export(engine, tokenizer, out_dir: Path, rank: int, model_card: str, interf
     if rank != 0:
         return
     save_explainer(engine.module, tokenizer, out_dir, interface, state_dict)
+    (out_dir / EXPLAINER_INFO).write_text(json.dumps(info or {}, indent=2))
     (out_dir / MODEL_CARD).write_text(model_card)

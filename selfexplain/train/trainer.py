@@ -92,6 +92,9 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             "vector_interface": vector_interface(config, corpus, explainer_dir),
             "steps_per_epoch": steps_per_epoch,
             "model_card": _model_card(config, manifest, examples),
+            "explainer_info": {"task": config.task, "target_model": config.target,
+                               "explainer_base": config.explainer_ref, "run": config.name,
+                               "corpus_config_hash": manifest["config_hash"]},
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
