@@ -10,6 +10,7 @@ import ray
 from selfexplain.config import ConfigError
 from selfexplain.jobs.generate import generate
 from selfexplain.train.loop import train_loop_per_worker
+from selfexplain.train.safe_checkpoint import CheckpointError, read_progress
 from selfexplain.train.trainer import train
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -76,3 +77,36 @@ def test_rerun_with_other_training_settings_is_refused(ray_cluster, tiny_config)
     (changed.run_dir / "explainer").delete_dir()
     with pytest.raises(ConfigError, match="new run name"):
         train(changed)
+
+
+def test_only_the_newest_checkpoints_are_kept_and_a_corrupt_one_fails_clearly(ray_cluster, tiny_config):
+    config = tiny_config("name=keep", "generate.max_items=8", "train.epochs=3", "train.keep_checkpoints=2")
+    generate(config)
+    train(config)
+    storage = config.run_dir.local_path / "ray_train" / "train"
+    checkpoints = sorted(p for p in storage.iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
+    assert len(checkpoints) == 2  # epochs 2 and 3; epoch 1 was pruned
+
+    # The newest checkpoint loses its progress record; a rerun must say so, not crash in DeepSpeed.
+    (checkpoints[-1] / "progress.json").unlink()
+    (config.run_dir / "explainer").delete_dir()
+    with pytest.raises(Exception, match="has no readable progress.json"):
+        train(config)
+
+
+def test_read_progress_names_what_is_wrong_with_a_checkpoint(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match="is empty; delete the run's ray_train folder"):
+        read_progress(str(empty), "progress.json")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "progress.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="no readable progress.json"):
+        read_progress(str(broken), "progress.json")
+    (broken / "progress.json").write_text('{"tag": "epoch-1", "epoch": 1, "step": 2, "loss_curve": [1.0]}')
+    with pytest.raises(CheckpointError, match="lacks DeepSpeed state epoch-1"):
+        read_progress(str(broken), "progress.json")
+    (broken / "epoch-1").mkdir()
+    (broken / "epoch-1" / "mp_rank_00_model_states.pt").write_bytes(b"")
+    assert read_progress(str(broken), "progress.json")["step"] == 2

@@ -52,7 +52,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from selfexplain.models.loading import load_model
     from selfexplain.train.deepspeed_config import deepspeed_config
     from selfexplain.train.examples import answer_only_loss, collate
-    from selfexplain.train.safe_checkpoint import use_weights_only_loading
+    from selfexplain.train.safe_checkpoint import read_progress, use_weights_only_loading
 
     _setup_logging()
     config: RunConfig = from_dict(RunConfig, loop_config["config"])
@@ -87,7 +87,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         # Epoch checkpoints: the next epoch's data order depends only on (seed, epoch), so
         # resuming here continues exactly as the uninterrupted run would have.
         with checkpoint.as_directory() as folder:
-            progress = json.loads((Path(folder) / PROGRESS).read_text())
+            progress = read_progress(folder, PROGRESS)
             engine.load_checkpoint(folder, tag=progress["tag"])
         start_epoch, step, loss_curve = progress["epoch"], progress["step"], progress["loss_curve"]
         if rank == 0:

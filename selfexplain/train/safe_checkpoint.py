@@ -27,3 +27,33 @@ class WeightsOnlyCheckpointEngine(TorchCheckpointEngine):
 def use_weights_only_loading(engine) -> None:
     """Swap the engine's checkpoint engine for one that refuses pickled code on load."""
     engine.checkpoint_engine = WeightsOnlyCheckpointEngine(getattr(engine, "_config", None))
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from; the message names the folder and the way out."""
+
+
+def read_progress(folder: str, progress_file: str) -> dict:
+    """The loop's progress record of a checkpoint folder, checked before DeepSpeed touches it.
+
+    An empty folder, a missing or unreadable record, or a missing DeepSpeed tag (a copy cut
+    short, a bucket lifecycle rule, a hand edit) fails here with one clear message instead of a
+    KeyError or a torch unpickling trace from deep inside DeepSpeed.
+    """
+    import json
+    from pathlib import Path
+
+    root = Path(folder)
+    fix = ("delete the run's ray_train folder to train from scratch, or pick a new run name (name=...)")
+    if not root.is_dir() or not any(root.iterdir()):
+        raise CheckpointError(f"checkpoint {root} is empty; {fix}")
+    try:
+        progress = json.loads((root / progress_file).read_text())
+        tag = progress["tag"]
+        progress["epoch"], progress["step"], progress["loss_curve"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {root} has no readable {progress_file} ({err!r}); {fix}") from None
+    tag_dir = root / tag
+    if not tag_dir.is_dir() or not any(tag_dir.glob("*.pt")):
+        raise CheckpointError(f"checkpoint {root} lacks DeepSpeed state {tag}/*.pt; {fix}")
+    return progress
