@@ -124,6 +124,8 @@ class TrainConfig:
     """Learning rate of the projection (new and randomly initialised, so higher than the model's)."""
     rescale_vectors: bool = True
     """Vector tasks: scale each injected vector to the mean norm of the explainer's token embeddings."""
+    tensorboard: bool = True
+    """Write TensorBoard scalars (loss, learning rate, tokens/s) to ``<run>/tensorboard`` (local runs)."""
     keep_checkpoints: int = 1
     """Epoch checkpoints kept in storage (the newest ones); a rerun resumes from the last."""
     max_failures: int = 0

@@ -4,6 +4,7 @@ import json
 import os
 
 import pandas as pd
+import pytest
 import pyarrow.parquet as pq
 import torch
 from transformers import AutoModelForCausalLM
@@ -62,6 +63,12 @@ def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
     assert results["majority baseline"]["balanced_accuracy"] == 0.5
     curve = json.loads((run_dir / "train_metrics.json").read_text())["loss_curve"]
     assert curve[-1] < curve[0]  # two DeepSpeed ranks over gloo actually trained the explainer
+    # rank 0 logged the same curve to TensorBoard, readable offline
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(curve, rel=1e-5)
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
     assert len(predictions) == 32
 

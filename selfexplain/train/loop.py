@@ -53,6 +53,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from selfexplain.train.deepspeed_config import deepspeed_config
     from selfexplain.train.examples import answer_only_loss, collate
     from selfexplain.train.safe_checkpoint import read_progress, use_weights_only_loading
+    from selfexplain.train.tracking import TrainingTracker
 
     _setup_logging()
     config: RunConfig = from_dict(RunConfig, loop_config["config"])
@@ -96,6 +97,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     micro_batch = train.batch_size // train.grad_accum
     started, tokens = time.time(), 0
+    tracker = TrainingTracker(rank, total_steps, step, loop_config.get("tensorboard_dir"))
     if start_epoch == train.epochs:  # finished before, but the export never reached storage
         _report_epoch(engine, tokenizer, start_epoch - 1, step, loss_curve, last=True, rank=rank,
                       model_card=loop_config["model_card"], interface=interface,
@@ -118,6 +120,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 step += 1
                 loss_curve.append(sum(window) / len(window))
                 window = []
+                tracker.step(step, {"loss": loss_curve[-1], "lr": scheduler.get_last_lr()[0],
+                                    "tokens_per_second": tokens * world / (time.time() - started)})
                 if rank == 0 and (step % 10 == 0 or step == total_steps):
                     log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s", step, total_steps,
                              epoch + 1, loss_curve[-1], scheduler.get_last_lr()[0],
@@ -127,6 +131,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         _report_epoch(engine, tokenizer, epoch, step, loss_curve, last=epoch == train.epochs - 1,
                       rank=rank, model_card=loop_config["model_card"], extra=throughput, interface=interface,
                       info=loop_config.get("explainer_info"))
+    tracker.close()
 
 
 def with_vector_input(model, tokenizer, interface: dict):

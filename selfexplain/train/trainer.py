@@ -90,6 +90,8 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             "config": config.to_dict(),
             "explainer_dir": str(explainer_dir),
             "vector_interface": vector_interface(config, corpus, explainer_dir),
+            "tensorboard_dir": (str(config.run_dir.local_path / "tensorboard")
+                                if train_cfg.tensorboard and config.run_dir.is_local else None),
             "steps_per_epoch": steps_per_epoch,
             "model_card": _model_card(config, manifest, examples),
             "explainer_info": {"task": config.task, "target_model": config.target,
