@@ -171,8 +171,8 @@ class RunConfig:
     or a .gguf file."""
     task: str = "ablation"
     """Explanation task: ``ablation`` (input ablation), ``hint`` (hint removal from multiple-choice
-    prompts), ``patching`` (activation patching) or ``features`` (feature descriptions). Training
-    and evaluation support ``ablation`` and ``hint`` so far (the others need continuous tokens)."""
+    prompts), ``patching`` (activation patching) or ``features`` (feature descriptions); patching
+    and features hand their vector to the explainer as a continuous token."""
     seed: int = 0
     """Seed for splits, sampling, model init and training."""
     trust_remote_code: bool = False

@@ -22,6 +22,7 @@ import torch
 from selfexplain.corpus.schema import stable_id
 from selfexplain.evaluate.generation import generate_answers
 from selfexplain.explainer.export import load_explainer
+from selfexplain.explainer.vectors import vector_batch
 from selfexplain.tasks import get_task
 from selfexplain.train.loop import EXPLAINER_INFO
 
@@ -54,8 +55,7 @@ class Explainer:
         rows = [self._row(query) for query in queries]
         vectors = layers = None
         if self.task.vector_input:
-            vectors = torch.from_numpy(np.stack([np.asarray(r["vector"], dtype=np.float32) for r in rows]))
-            layers = torch.tensor([int(r["layer"]) for r in rows])
+            vectors, layers = vector_batch(rows)
         answers = generate_answers(self.model, self.tokenizer, [self.task.format_query(r) for r in rows],
                                    batch_size, max_new_tokens, vectors, layers)
         return [answer.strip().split("\n", 1)[0] for answer in answers]

@@ -12,11 +12,10 @@ import time
 
 import yaml
 
-from selfexplain.config import ConfigError, RunConfig
+from selfexplain.config import RunConfig
 from selfexplain.corpus.prompts import load_prompts
 from selfexplain.jobs.ray_session import ray_session
 from selfexplain.models.loading import resolve_model_dir
-from selfexplain.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +24,6 @@ def check_inputs(config: RunConfig, train: bool = True) -> None:
     """Fail fast, before any folder is created, on the inputs the stages need."""
     if config.task == "ablation":
         load_prompts(config.generate.prompts, config.generate.max_items)
-    if train and not get_task(config.task).trainable:
-        raise ConfigError(f"training and evaluation support task=ablation and task=hint so far, not {config.task}; "
-                          f"`selfexplain generate {config.task} CONFIG` writes its corpus")
     resolve_model_dir(config.target)
     if train:
         resolve_model_dir(config.explainer_ref)

@@ -35,10 +35,9 @@ def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: i
                  max_new_tokens: int, use_gpu: bool, trust_remote_code: bool, interface: dict | None = None) -> list[str]:
     import torch
 
-    import numpy as np
-
     from selfexplain.evaluate.generation import generate_answers
     from selfexplain.explainer.export import load_explainer
+    from selfexplain.explainer.vectors import vector_batch
     from selfexplain.train.loop import with_vector_input
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
@@ -51,8 +50,7 @@ def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: i
             # (SelfIE/Patchscopes-style zero-shot reading)
             torch.manual_seed(0)
             model = with_vector_input(model, tokenizer, interface).to(device).eval()
-        vectors = torch.from_numpy(np.stack([np.asarray(r["vector"], dtype=np.float32) for r in rows]))
-        layers = torch.tensor([int(r["layer"]) for r in rows])
+        vectors, layers = vector_batch(rows)
     return generate_answers(model, tokenizer, [task.format_query(r) for r in rows], batch_size, max_new_tokens,
                             vectors, layers)
 

@@ -48,6 +48,14 @@ def grow_embeddings(model, tokenizer) -> None:
                 output.weight[old:] = output.weight[:old].mean(dim=0)
 
 
+def vector_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``Float[Tensor, "row d_target"]`` vectors, their target layers) from corpus-style rows."""
+    import numpy as np
+
+    vectors = torch.from_numpy(np.stack([np.asarray(r["vector"], dtype=np.float32) for r in rows]))
+    return vectors, torch.tensor([int(r["layer"]) for r in rows])
+
+
 class VectorProjection(nn.Module):
     """One linear map per target layer, target hidden size -> explainer hidden size.
 

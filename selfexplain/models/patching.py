@@ -62,10 +62,16 @@ def _output_cache(output):
     return output["cache"] if "cache" in output else output["past_key_values"]
 
 
-@torch.no_grad()
 def capture_component(model, input_ids: torch.Tensor, layers: Sequence[int], component: str = "residual"
                       ) -> dict[int, torch.Tensor]:
     """``layer -> Float[Tensor, "pos d_model"]``: the component's output for one unbatched prompt."""
+    return capture_with_logits(model, input_ids, layers, component)[0]
+
+
+@torch.no_grad()
+def capture_with_logits(model, input_ids: torch.Tensor, layers: Sequence[int], component: str = "residual"
+                        ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """:func:`capture_component` plus the next-token logits of the same forward, ``Float[Tensor, "vocab"]``."""
     captured: dict[int, torch.Tensor] = {}
     handles = []
     for layer in layers:
@@ -73,11 +79,11 @@ def capture_component(model, input_ids: torch.Tensor, layers: Sequence[int], com
             captured[layer] = _first(output)[0].detach().float().cpu()
         handles.append(component_module(model, layer, component).register_forward_hook(hook))
     try:
-        model(input_ids=input_ids[None].to(model.device), logits_to_keep=1)
+        logits = model(input_ids=input_ids[None].to(model.device), logits_to_keep=1).logits[0, -1]
     finally:
         for handle in handles:
             handle.remove()
-    return captured
+    return captured, logits.float().cpu()
 
 
 @contextmanager

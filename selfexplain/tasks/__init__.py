@@ -40,8 +40,6 @@ class GroundTruthContext:
 
 class Task(Protocol):
     name: str
-    trainable: bool
-    """Whether ``selfexplain train``/``evaluate`` support this task yet."""
     vector_input: bool
     """Whether the explainer's query carries the row's ``vector`` as a continuous token."""
 

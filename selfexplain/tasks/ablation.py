@@ -106,7 +106,6 @@ def parse_answer(text: str) -> tuple[bool | None, str | None]:
 
 class AblationTask:
     name = "ablation"
-    trainable = True
     vector_input = False
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)

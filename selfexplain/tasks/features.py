@@ -127,7 +127,6 @@ def parse_answer(text: str) -> str:
 
 class FeaturesTask:
     name = "features"
-    trainable = True
     vector_input = True
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)

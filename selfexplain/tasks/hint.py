@@ -140,7 +140,6 @@ def format_query(row: dict) -> str:
 
 class HintTask:
     name = "hint"
-    trainable = True
     vector_input = False
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)

@@ -23,7 +23,7 @@ import torch
 
 from selfexplain.corpus.schema import patching_schema, stable_id
 from selfexplain.explainer.templates import render
-from selfexplain.models.patching import capture_component, patch_sweep
+from selfexplain.models.patching import capture_with_logits, patch_sweep
 from selfexplain.tasks import GroundTruthContext, Rejected
 from selfexplain.tasks.ablation import format_answer, parse_answer
 
@@ -99,10 +99,8 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
     if len(ids) > options.max_tokens:
         raise Rejected(f"prompt has {len(ids)} tokens, over generate.max_tokens={options.max_tokens}")
 
-    with torch.no_grad():
-        orig_logits = model(input_ids=ids[None].to(model.device), logits_to_keep=1).logits[0, -1].float().cpu()
-    sources = capture_component(model, cf_ids, context.layers, options.component)
-    cf_logits = _last_logits_of(model, cf_ids)
+    orig_logits = _last_logits_of(model, ids)
+    sources, cf_logits = capture_with_logits(model, cf_ids, context.layers, options.component)
     orig_id, cf_id = int(orig_logits.argmax()), int(cf_logits.argmax())
     for answer, predicted, which in ((item["answer"], orig_id, "original"), (item["cf_answer"], cf_id, "counterfactual")):
         if answer and predicted != _first_token(tokenizer, answer):
@@ -159,7 +157,6 @@ def format_query(row: dict) -> str:
 
 class PatchingTask:
     name = "patching"
-    trainable = True
     vector_input = True
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)
