@@ -130,6 +130,12 @@ class TrainConfig:
     """Epoch checkpoints kept in storage (the newest ones); a rerun resumes from the last."""
     max_failures: int = 0
     """Worker failures Ray Train recovers from by restarting from the last checkpoint."""
+    in_distribution_holdout: float = 0.1
+    """Fraction of training-split rows kept out of training and scored as *in-distribution*
+    queries (their prompts/concepts/entities are seen in training), next to the held-out split."""
+    data_fraction: float = 1.0
+    """Train on this fraction of the training rows (nested: the 25% rows are inside the 50%);
+    the study's data-scaling sweep varies it."""
 
 
 @dataclass
@@ -175,6 +181,9 @@ class RunConfig:
     and features hand their vector to the explainer as a continuous token."""
     seed: int = 0
     """Seed for splits, sampling, model init and training."""
+    corpus_from: str = ""
+    """Use the corpus of this run (a name in ``output_dir``) instead of this run's own, so several
+    explainers train and are scored on identical data; empty = ``<run>/corpus``."""
     trust_remote_code: bool = False
     """Let transformers run Python shipped inside a model folder. Off: only turn it on for models
     whose code you have read."""
@@ -208,6 +217,9 @@ class RunConfig:
                f"use a divisor of train.batch_size={t.batch_size}")
         _check(t.max_length >= 16, "train.max_length", "use 16 or more")
         _check(t.projection in ("auto", "always", "never"), "train.projection", "use auto, always or never")
+        _check(0.0 <= t.in_distribution_holdout < 1.0, "train.in_distribution_holdout", "use a value in [0, 1)")
+        _check(0.0 < t.data_fraction <= 1.0, "train.data_fraction", "use a value in (0, 1]")
+        _check("/" not in self.corpus_from, "corpus_from", "give a run name in output_dir, without '/'")
         _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more")
         _check(e.batch_size >= 1 and e.max_new_tokens >= 1, "evaluate", "use positive batch_size and max_new_tokens")
         _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")
@@ -225,6 +237,11 @@ class RunConfig:
     @property
     def run_dir(self) -> Location:
         return Location(self.output_dir) / self.name
+
+    @property
+    def corpus_dir(self) -> Location:
+        """Where the ground-truth corpus is read and written: this run's, or ``corpus_from``'s."""
+        return Location(self.output_dir) / (self.corpus_from or self.name) / "corpus"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -252,21 +269,26 @@ def _check(ok: bool, key: str, fix: str) -> None:
         raise ConfigError(f"config key '{key}': {fix}")
 
 
-def packaged_configs() -> list[str]:
-    folder = resources.files("selfexplain") / "configs"
+def packaged_configs(kind: str = "config") -> list[str]:
+    """Names of the packaged run configs (``kind="config"``) or studies (``kind="study"``)."""
+    folder = resources.files("selfexplain") / PACKAGED[kind]
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def resolve_config_path(name_or_path: str) -> Path:
-    """A packaged config by name (``demo``) or a YAML path."""
+# Where packaged YAML files of each kind live inside the package.
+PACKAGED = {"config": "configs", "study": "configs/studies"}
+
+
+def resolve_config_path(name_or_path: str, kind: str = "config") -> Path:
+    """A packaged config (or study) by name (``demo``) or a YAML path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
-            raise ConfigError(f"config file {path} not found; give a YAML path or one of {packaged_configs()}")
+            raise ConfigError(f"{kind} file {path} not found; give a YAML path or one of {packaged_configs(kind)}")
         return path
-    packaged = resources.files("selfexplain") / "configs" / f"{name_or_path}.yaml"
+    packaged = resources.files("selfexplain") / PACKAGED[kind] / f"{name_or_path}.yaml"
     if not packaged.is_file():
-        raise ConfigError(f"no config named {name_or_path!r}; give a YAML path or one of {packaged_configs()}")
+        raise ConfigError(f"no {kind} named {name_or_path!r}; give a YAML path or one of {packaged_configs(kind)}")
     return Path(str(packaged))
 
 

@@ -53,7 +53,8 @@ def test_self_explainer_trains_on_patching_vectors(ray_cluster, tiny_config, tmp
     outcome = run_all(config)
     interface = json.loads((config.run_dir.local_path / "explainer" / INTERFACE).read_text())
     assert not interface["projected"] and interface["layers"] == [1, 3]  # same model: no projection needed
-    assert {"majority baseline", "trained explainer"} == set(outcome["results"])
+    assert set(outcome["results"]) == {"majority baseline", "nearest-neighbour baseline", "heuristic baseline",
+                                       "trained explainer"}
     assert outcome["results"]["trained explainer"]["n"] == 16
 
     # the explainer answers a new patching query; the vector is computed from the target on the fly

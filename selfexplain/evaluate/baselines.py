@@ -17,17 +17,31 @@ def majority_answer(train_rows: list[dict]) -> tuple[bool, str | None]:
     return True, tokens.most_common(1)[0][0]
 
 
-def nearest_neighbour_answers(train, vectors) -> list[str]:
-    """For each held-out vector, the description of the training feature closest in cosine: what
-    memorizing the training set, with no explainer, would answer."""
+def nearest_rows(bank, queries) -> list[int]:
+    """Index of the most cosine-similar bank row for each query row (both 2-D arrays)."""
     import numpy as np
 
-    if train.num_rows == 0:
-        raise ValueError("the training split is empty; the nearest-neighbour baseline needs training rows")
-    bank = np.stack(train["vector"].to_numpy(zero_copy_only=False)).astype(np.float32)
-    bank /= np.linalg.norm(bank, axis=1, keepdims=True).clip(min=1e-12)
-    queries = np.stack([np.asarray(v, dtype=np.float32) for v in vectors])
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True).clip(min=1e-12)
-    nearest = (queries @ bank.T).argmax(axis=1)
-    descriptions = train["description"].to_pylist()
-    return [descriptions[i] for i in nearest]
+    bank = np.asarray(bank, dtype=np.float32)
+    queries = np.asarray(queries, dtype=np.float32)
+    bank = bank / np.linalg.norm(bank, axis=1, keepdims=True).clip(min=1e-12)
+    queries = queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(min=1e-12)
+    return (queries @ bank.T).argmax(axis=1).tolist()
+
+
+def heuristic_change(task: str, row: dict, num_layers: int) -> tuple[bool, str | None] | None:
+    """A rule a person would guess without any model, or None where the task has none.
+
+    - ablation: only removing the last token changes the next token (it is what the model
+      continues from).
+    - patching: the standard picture of factual recall: the subject's information sits at the
+      positions where the two prompts differ in the early layers and has moved to the last
+      position by the late layers. Patching there changes the answer to the counterfactual's.
+    """
+    if task == "ablation":
+        # the new token cannot be guessed by rule: a "changed" guess names none
+        return row["token_index"] == row["num_tokens"] - 1, None
+    if task == "patching":
+        early = row["layer"] < num_layers / 2
+        changed = (row["token"] != row["cf_token"] and early) or (row["position"] == row["num_tokens"] - 1 and not early)
+        return changed, row["cf_top1"].strip() if changed else None
+    return None

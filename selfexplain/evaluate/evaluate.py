@@ -17,7 +17,9 @@ import ray
 from selfexplain.config import RunConfig
 from selfexplain.corpus.io import read_corpus
 from selfexplain.corpus.schema import stable_id
-from selfexplain.evaluate.baselines import majority_answer, nearest_neighbour_answers
+from selfexplain.corpus.subsets import is_in_distribution_query, trains_on
+from selfexplain.evaluate.baselines import heuristic_change, majority_answer, nearest_rows
+from selfexplain.evaluate.embeddings import detection_auroc, embed, negative_contexts, retrieval_hits, similarity
 from selfexplain.evaluate.metrics import score_change_predictions, score_descriptions
 from selfexplain.explainer.export import INTERFACE
 from selfexplain.evaluate.report import markdown_table
@@ -28,6 +30,9 @@ from selfexplain.tasks import get_task
 from selfexplain.train.trainer import export_location, is_trained
 
 log = logging.getLogger(__name__)
+
+# Retrieval picks the description's feature out of this many candidates (chance: 1 in 5).
+RETRIEVAL_CANDIDATES = 5
 
 
 @ray.remote
@@ -55,22 +60,44 @@ def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: i
                             vectors, layers)
 
 
-def held_out_rows(config: RunConfig) -> list[dict]:
-    test = read_corpus(config.run_dir / "corpus", split="test").to_pandas()
+QUERY_SETS = ("held-out", "in-distribution")
+
+
+def query_rows(config: RunConfig) -> dict[str, list[dict]]:
+    """The queries scored: the held-out split (new prompts, concepts, entities), and training-split
+    rows that were kept out of training (seen groups, unseen rows), each capped and sampled
+    deterministically."""
+    corpus = read_corpus(config.corpus_dir).to_pandas()
+    test = corpus[corpus["split"] == "test"]
     if test.empty:
         raise ValueError("the held-out split is empty; raise generate.held_out_fraction or add prompts")
-    if config.evaluate.max_examples and len(test) > config.evaluate.max_examples:
-        test = test.sample(n=config.evaluate.max_examples, random_state=config.seed)
-    return test.sort_values("record_id").to_dict("records")
+    holdout = config.train.in_distribution_holdout
+    seen = corpus[(corpus["split"] == "train") & corpus["record_id"].map(
+        lambda i: is_in_distribution_query(i, holdout, config.seed))]
+    sets = {}
+    for name, frame in zip(QUERY_SETS, (test, seen)):
+        if config.evaluate.max_examples and len(frame) > config.evaluate.max_examples:
+            frame = frame.sample(n=config.evaluate.max_examples, random_state=config.seed)
+        sets[name] = frame.sort_values("record_id").to_dict("records")
+    return sets
+
+
+def training_rows(config: RunConfig) -> list[dict]:
+    """The rows the explainer was trained on (what the memorizing baselines may look at)."""
+    rows = read_corpus(config.corpus_dir, split="train").to_pylist()
+    t = config.train
+    return [r for r in rows if trains_on(r["record_id"], t.in_distribution_holdout, t.data_fraction, config.seed)]
 
 
 def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
-    """Write results.json, results.md and predictions.parquet to the run folder; return the results."""
+    """Write results.json, results.md and predictions.parquet to the run folder; return the
+    held-out results (``results.json`` also holds the in-distribution ones)."""
     task = get_task(config.task)
     export = export_location(config)
     if not is_trained(config):
         raise FileNotFoundError(f"no trained explainer at {export}; run `selfexplain train` first")
-    rows = held_out_rows(config)
+    sets = query_rows(config)
+    rows = [r for name in QUERY_SETS for r in sets[name]]
     local_export = export.download_dir(cache_root() / "downloads" / stable_id(export.uri))
     interface_file = local_export / INTERFACE
     interface = json.loads(interface_file.read_text()) if interface_file.is_file() else None
@@ -84,51 +111,97 @@ def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
             config.trust_remote_code, interface)
         for name, folder in explainers.items()
     }
-    log.info("decoding %d held-out queries with %d explainers", len(rows), len(pending))
-    answers = {name: ray.get(ref) for name, ref in pending.items()}
+    log.info("decoding %d queries (%s) with %d explainers", len(rows),
+             ", ".join(f"{len(v)} {k}" for k, v in sets.items()), len(pending))
+    texts = {name: ray.get(ref) for name, ref in pending.items()}
+    train_rows = training_rows(config)
+    baseline_answers = (_description_baselines if config.task == "features" else _change_baselines)(
+        config, task, train_rows, rows)
+    parsed = {**baseline_answers, **{name: [task.parse_answer(t) for t in answers] for name, answers in texts.items()}}
 
-    results = (_score_descriptions if config.task == "features" else _score_changes)(config, task, rows, answers)
+    results, offset = {}, 0
+    for name in QUERY_SETS:
+        part = slice(offset, offset + len(sets[name]))
+        offset += len(sets[name])
+        if sets[name]:
+            score = _score_descriptions if config.task == "features" else _score_changes
+            results[name] = score(config, sets[name], {k: v[part] for k, v in parsed.items()})
+    _save(config, rows, sets, texts, results)
+    return results["held-out"]
 
-    _save(config, rows, answers, results)
-    return results
+
+def _change_baselines(config: RunConfig, task, train_rows: list[dict], rows: list[dict]) -> dict[str, list]:
+    """Majority, nearest training example (by vector, or by the query's meaning for text tasks), and a rule."""
+    if not train_rows:
+        raise ValueError("the training split is empty; the baselines need training rows")
+    baselines = {"majority baseline": [majority_answer(train_rows)] * len(rows)}
+    if task.vector_input:
+        nearest = nearest_rows([r["vector"] for r in train_rows], [r["vector"] for r in rows])
+    else:
+        nearest = nearest_rows(embed([task.format_query(r) for r in train_rows]), embed([task.format_query(r) for r in rows]))
+    baselines["nearest-neighbour baseline"] = [(bool(train_rows[i]["changed"]), train_rows[i]["new_top1"].strip() or None)
+                                               for i in nearest]
+    num_layers = 1 + max((r.get("layer", 0) for r in train_rows), default=0)
+    if heuristic_change(config.task, rows[0], num_layers) is not None:
+        baselines["heuristic baseline"] = [heuristic_change(config.task, r, num_layers) for r in rows]
+    return baselines
 
 
-def _score_changes(config: RunConfig, task, rows: list[dict], answers: dict[str, list[str]]) -> dict:
-    train_rows = read_corpus(config.run_dir / "corpus", split="train", columns=["split", "changed", "new_top1"]).to_pylist()
+def _description_baselines(config: RunConfig, task, train_rows: list[dict], rows: list[dict]) -> dict[str, list]:
+    if not train_rows:
+        raise ValueError("the training split is empty; the nearest-neighbour baseline needs training rows")
+    nearest = nearest_rows([r["vector"] for r in train_rows], [r["vector"] for r in rows])
+    return {"nearest-neighbour baseline": [train_rows[i]["description"] for i in nearest]}
+
+
+def _score_changes(config: RunConfig, rows: list[dict], answers: dict[str, list]) -> dict:
     true_changed = [bool(r["changed"]) for r in rows]
     true_tokens = [r["new_top1"] for r in rows]
-    majority = majority_answer(train_rows)
-    results = {"majority baseline": score_change_predictions([majority] * len(rows), true_changed, true_tokens)}
-    for name, texts in answers.items():
-        results[name] = score_change_predictions([task.parse_answer(t) for t in texts], true_changed, true_tokens)
-    return results
+    return {name: score_change_predictions(predicted, true_changed, true_tokens, intervals=True, seed=config.seed)
+            for name, predicted in answers.items()}
 
 
-def _score_descriptions(config: RunConfig, task, rows: list[dict], answers: dict[str, list[str]]) -> dict:
-    train = read_corpus(config.run_dir / "corpus", split="train", columns=["split", "vector", "description"])
+def _score_descriptions(config: RunConfig, rows: list[dict], answers: dict[str, list[str]]) -> dict:
+    """Word-level and meaning-level scores; detection uses the rows' top-activating contexts against
+    contexts of the other features in the same query set."""
     references = [r["description"] for r in rows]
-    neighbours = nearest_neighbour_answers(train, [r["vector"] for r in rows])
-    results = {"nearest-neighbour baseline": score_descriptions(neighbours, references)}
-    for name, texts in answers.items():
-        results[name] = score_descriptions([task.parse_answer(t) for t in texts], references)
+    positives = [[] if r.get("top_contexts") is None else list(r["top_contexts"]) for r in rows]
+    negatives = negative_contexts([r["feature_id"] for r in rows], positives, per_query=max(map(len, positives)),
+                                  seed=config.seed)
+    # distractors for retrieval: every feature description of the corpus, seen in training or not
+    distractors = read_corpus(config.corpus_dir, columns=["description"])["description"].to_pylist()
+    results = {}
+    for name, predicted in answers.items():
+        semantic = {"similarity": similarity(predicted, references),
+                    "retrieval_accuracy": retrieval_hits(predicted, references, k=RETRIEVAL_CANDIDATES,
+                                                         seed=config.seed, distractors=distractors)}
+        if any(positives):
+            semantic["detection_auroc"] = detection_auroc(predicted, positives, negatives)
+        results[name] = score_descriptions(predicted, references, semantic, intervals=True, seed=config.seed)
     return results
 
 
-def _save(config: RunConfig, rows: list[dict], answers: dict[str, list[str]], results: dict) -> None:
+def _save(config: RunConfig, rows: list[dict], sets: dict, texts: dict[str, list[str]], results: dict) -> None:
     run_dir = config.run_dir
     task = get_task(config.task)
     frame = pd.DataFrame(
-        {"record_id": [r["record_id"] for r in rows], "query": [task.format_query(r) for r in rows],
+        {"record_id": [r["record_id"] for r in rows],
+         "query_set": [name for name in QUERY_SETS for _ in sets[name]],
+         "query": [task.format_query(r) for r in rows],
          "truth": [task.format_answer(r).strip() for r in rows],
-         **{f"answer: {name}": [t.strip() for t in texts] for name, texts in answers.items()}}
+         **{f"answer: {name}": [t.strip() for t in answers] for name, answers in texts.items()}}
     )
     (run_dir / "predictions.parquet").write_bytes(parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False)))
-    (run_dir / "results.json").write_json({"results": results, "split": f"test (held out by {config.held_out_by})", "task": config.task,
-                       "target": config.target, "explainer": config.explainer_ref,
-                       "versions": versions(), "config_hash": config.fingerprint()})
-    table = markdown_table(results)
-    (run_dir / "results.md").write_text(
-        f"# {config.name}: {config.task} on held-out queries (held out by {config.held_out_by})\n\n"
-        f"Target `{config.target}`, explainer `{config.explainer_ref}`, {len(rows)} held-out queries.\n\n"
-        f"{table}\n"
-    )
+    held_out = f"held out by {config.held_out_by}"
+    (run_dir / "results.json").write_json({
+        "results": results["held-out"], "in_distribution": results.get("in-distribution", {}),
+        "split": f"test ({held_out})", "task": config.task, "target": config.target,
+        "explainer": config.explainer_ref, "train_data_fraction": config.train.data_fraction,
+        "versions": versions(), "config_hash": config.fingerprint()})
+    sections = [f"# {config.name}: {config.task}\n\nTarget `{config.target}`, explainer `{config.explainer_ref}`. "
+                "Intervals are 95% bootstrap intervals over queries.\n"]
+    titles = {"held-out": f"Held-out queries ({held_out}: groups never seen in training)",
+              "in-distribution": "In-distribution queries (groups seen in training, these rows not trained on)"}
+    for name, table in results.items():
+        sections.append(f"## {titles[name]}, n={len(sets[name])}\n\n{markdown_table(table)}\n")
+    (run_dir / "results.md").write_text("\n".join(sections))

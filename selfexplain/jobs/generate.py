@@ -96,7 +96,7 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
     items = task.work_items(config, load_tokenizer(model_dir, config.trust_remote_code))
     if not items:
         raise ValueError(f"task {config.task} found no work items; check generate.* sources")
-    corpus_dir = config.run_dir / "corpus"
+    corpus_dir = config.corpus_dir
     shards = plan_shards(config, items)
     plan = {"fingerprint": config.fingerprint("target", "task", "seed", "generate"),
             "items": stable_id(*(item_id(task.name, item) for item in items)), "num_shards": len(shards)}

@@ -14,6 +14,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from selfexplain.corpus.subsets import trains_on
+
 IGNORE_INDEX = -100
 
 
@@ -74,7 +76,8 @@ def answer_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 class ExampleEncoder:
     """Ray Data callable: corpus rows -> encoded examples, dropping those over ``max_length``."""
 
-    def __init__(self, task: str, tokenizer_dir: str, max_length: int, trust_remote_code: bool = False):
+    def __init__(self, task: str, tokenizer_dir: str, max_length: int, trust_remote_code: bool = False,
+                 in_distribution_holdout: float = 0.0, data_fraction: float = 1.0, seed: int = 0):
         from selfexplain.models.loading import load_tokenizer
         from selfexplain.tasks import get_task
 
@@ -85,9 +88,10 @@ class ExampleEncoder:
 
             add_vector_tokens(self.tokenizer)
         self.max_length = max_length
+        self.subset = (in_distribution_holdout, data_fraction, seed)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        rows = batch.to_dict("records")
+        rows = [r for r in batch.to_dict("records") if trains_on(r["record_id"], *self.subset)]
         encoded = [encode_example(self.tokenizer, self.task.format_query(r), self.task.format_answer(r)) for r in rows]
         keep = [len(ids) <= self.max_length for ids, _ in encoded]
         columns = {

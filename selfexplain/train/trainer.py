@@ -41,7 +41,9 @@ def encoded_train_set(config: RunConfig, corpus: Location, tokenizer_dir: Path) 
                      num_cpus=0.5,
                      fn_constructor_kwargs={"task": config.task, "tokenizer_dir": str(tokenizer_dir),
                                             "max_length": config.train.max_length,
-                                            "trust_remote_code": config.trust_remote_code})
+                                            "trust_remote_code": config.trust_remote_code,
+                                            "in_distribution_holdout": config.train.in_distribution_holdout,
+                                            "data_fraction": config.train.data_fraction, "seed": config.seed})
     )
     return dataset.materialize()
 
@@ -62,7 +64,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     ``loop`` is the per-worker function (tests wrap it to inject worker failures).
     """
     train_cfg = config.train
-    corpus = config.run_dir / "corpus"
+    corpus = config.corpus_dir
     manifest = read_manifest(corpus)
     explainer_dir = resolve_model_dir(config.explainer_ref)
     export_dir = export_location(config)
@@ -77,7 +79,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     examples = dataset.count()
     if examples == 0:
         raise ValueError(f"no training examples fit in train.max_length={train_cfg.max_length}; raise it")
-    dropped = manifest["rows_by_split"].get("train", 0) - examples
+    dropped = _dropped_over_max_length(config, corpus, examples)
     per_rank = examples // train_cfg.num_workers
     micro = train_cfg.batch_size // train_cfg.grad_accum
     steps_per_epoch = max(1, -(-per_rank // micro) // train_cfg.grad_accum)
@@ -115,6 +117,15 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     (config.run_dir / "train_metrics.json").write_json(
         {"examples": examples, "dropped_over_max_length": dropped, **result.metrics})
     return export_dir
+
+
+def _dropped_over_max_length(config: RunConfig, corpus: Location, examples: int) -> int:
+    from selfexplain.corpus.io import read_corpus
+    from selfexplain.corpus.subsets import trains_on
+
+    ids = read_corpus(corpus, split="train", columns=["split", "record_id"])["record_id"].to_pylist()
+    t = config.train
+    return sum(trains_on(i, t.in_distribution_holdout, t.data_fraction, config.seed) for i in ids) - examples
 
 
 def vector_interface(config: RunConfig, corpus: Location, explainer_dir: Path) -> dict | None:

@@ -1,0 +1,93 @@
+"""Evaluation metrics on hand-made cases whose answers are known."""
+
+import math
+
+import numpy as np
+import pytest
+
+from selfexplain.corpus.subsets import in_data_fraction, is_in_distribution_query, trains_on
+from selfexplain.evaluate.baselines import heuristic_change, nearest_rows
+from selfexplain.evaluate.embeddings import detection_auroc, negative_contexts, retrieval_hits, similarity
+from selfexplain.evaluate.intervals import bootstrap_interval, mean_interval
+from selfexplain.evaluate.metrics import balanced_accuracy, score_change_predictions, score_descriptions
+from selfexplain.evaluate.report import markdown_table
+
+
+def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_more_queries():
+    rng = np.random.default_rng(0)
+    small, large = rng.random(20) < 0.7, rng.random(2000) < 0.7
+    low_s, high_s = mean_interval(small)
+    low_l, high_l = mean_interval(large)
+    assert low_s <= small.mean() <= high_s and low_l <= large.mean() <= high_l
+    assert high_l - low_l < (high_s - low_s) / 4
+    assert mean_interval([1.0, 1.0, 1.0]) == (1.0, 1.0)  # no spread: a point, not an error
+    assert all(math.isnan(x) for x in mean_interval([0.5]))  # one query: nothing to resample
+
+
+def test_balanced_accuracy_interval_resamples_pairs():
+    correct = np.array([True] * 10 + [False] * 10)
+    changed = np.array([True] * 10 + [False] * 10)  # all changes right, all non-changes wrong
+    assert balanced_accuracy(correct, changed) == 0.5
+    low, high = bootstrap_interval(balanced_accuracy, correct, changed)
+    assert low == high == 0.5  # pairing kept: every resample is still exactly 0.5
+    scores = score_change_predictions([(True, "a")] * 20, changed.tolist(), [" a"] * 20, intervals=True)
+    assert scores["balanced_accuracy_ci"] == (0.5, 0.5)
+    assert scores["exact_match_ci"][0] < 0.5 < scores["exact_match_ci"][1]
+
+
+def test_embedding_similarity_ranks_meaning_over_words():
+    sims = similarity(["puppies and hounds", "income tax forms"], ["dogs", "dogs"])
+    assert sims[0] > sims[1] + 0.2
+    assert similarity(["dogs"], ["dogs"])[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_retrieval_finds_the_right_feature_among_candidates():
+    references = ["dogs", "the color red", "counting numbers", "anger", "french food", "python code"]
+    good = ["puppies", "crimson and scarlet", "one two three", "rage and fury", "croissants", "def main():"]
+    assert retrieval_hits(good, references, k=5).mean() == 1.0
+    shuffled = good[1:] + good[:1]  # every description names another feature
+    assert retrieval_hits(shuffled, references, k=5).mean() <= 1 / 3
+    assert np.isnan(retrieval_hits(good[:3], references[:3], k=5)).all()  # too few candidates
+
+
+def test_detection_separates_top_contexts_from_others():
+    positives = [["The dog chased the ball.", "My puppy sleeps all day."]]
+    negatives = [["The invoice is overdue.", "Rain fell over the city."]]
+    assert detection_auroc(["dogs"], positives, negatives)[0] == 1.0
+    assert detection_auroc(["unpaid bills"], positives, negatives)[0] < 0.5
+    assert np.isnan(detection_auroc(["dogs"], [[]], negatives)[0])
+    drawn = negative_contexts(["f1", "f2", "f3"], [["a", "b"], ["c"], ["a", "d"]], per_query=2)
+    assert set(drawn[0]) <= {"c", "d"} and "c" not in drawn[1] and not set(drawn[2]) & {"a", "d"}
+
+
+def test_description_scores_carry_semantic_metrics_and_intervals():
+    scores = score_descriptions(["dogs", "cats", ""], ["dogs", "dogs", "cats"],
+                                {"similarity": np.array([1.0, 0.5, np.nan])}, intervals=True)
+    assert scores["exact_match"] == pytest.approx(1 / 3) and scores["parse_rate"] == pytest.approx(2 / 3)
+    assert scores["similarity"] == 0.75  # NaN (no answer to embed) left out of the mean
+    assert scores["similarity_ci"][0] <= 0.75 <= scores["similarity_ci"][1]
+    table = markdown_table({"trained": scores})
+    assert "similarity (MiniLM)" in table and "[0.50, 1.00]" in table
+
+
+def test_baselines_nearest_row_and_rules():
+    assert nearest_rows([[1, 0], [0, 1]], [[0.1, 0.9], [5, 1]]) == [1, 0]
+    last = {"token_index": 4, "num_tokens": 5, "new_top1": " x"}
+    assert heuristic_change("ablation", last, 1) == (True, None)
+    assert heuristic_change("ablation", {**last, "token_index": 1}, 1) == (False, None)
+    site = {"token": " France", "cf_token": " Italy", "position": 3, "num_tokens": 6, "cf_top1": " Rome"}
+    assert heuristic_change("patching", {**site, "layer": 2}, 30) == (True, "Rome")
+    assert heuristic_change("patching", {**site, "layer": 20}, 30) == (False, None)
+    assert heuristic_change("patching", {**site, "layer": 20, "position": 5, "token": " is", "cf_token": " is"}, 30)[0]
+    assert heuristic_change("hint", {}, 1) is None
+
+
+def test_training_subsets_are_deterministic_and_nested():
+    ids = [f"row{i}" for i in range(4000)]
+    held = [i for i in ids if is_in_distribution_query(i, 0.1, seed=0)]
+    assert 300 < len(held) < 500 and held == [i for i in ids if is_in_distribution_query(i, 0.1, seed=0)]
+    quarter = {i for i in ids if in_data_fraction(i, 0.25, 0)}
+    half = {i for i in ids if in_data_fraction(i, 0.5, 0)}
+    assert quarter < half and 800 < len(quarter) < 1200
+    trained = [i for i in ids if trains_on(i, 0.1, 1.0, 0)]
+    assert set(trained).isdisjoint(held) and len(trained) + len(held) == len(ids)
