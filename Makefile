@@ -14,7 +14,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 CONFIG ?= demo
 PYTEST_ARGS ?=
-# make submit JOB=<generate|train|evaluate|run> CONFIG=<name or yaml> ARGS="key=value ..."
+# make submit JOB=<generate|train|evaluate|run|study> CONFIG=<name or yaml> ARGS="key=value ..."
 JOB ?= run
 ARGS ?=
 SUBMISSION_ID ?= selfexplain-$(JOB)-$(notdir $(basename $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)

@@ -49,6 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("config", help=CONFIG_HELP.format(names=names))
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
 
+    study = commands.add_parser(
+        "study", help="Self vs other explainers on identical data, a data-scaling sweep, baselines, and a report.",
+        description="Run a study (corpus per task; self and other explainers trained on the same rows; "
+                    "scaling sweep; evaluation with baselines) and write <output_dir>/<name>/report/ "
+                    "(results.csv, results.json, report.md, report.html with plots). A rerun reuses finished stages.")
+    study.add_argument("config", help="a packaged study ({names}) or a study YAML path".format(
+        names=", ".join(_studies())))
+    study.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="study keys (name=..., data_fractions=[0.5,1.0]) or run-config keys for every run "
+                            "(train.epochs=1)")
+
     ask = commands.add_parser(
         "explain", help="Ask a trained explainer about one query, or every query of a JSONL file.",
         description="Ask a trained explainer (runs/<name>/explainer). Give the query's fields as options, "
@@ -63,6 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--queries", help="a .jsonl file of queries; answers are printed one JSON object a line")
     ask.add_argument("--max-new-tokens", type=int, default=24, dest="max_new_tokens")
     return parser
+
+
+def _studies() -> list[str]:
+    from selfexplain.study.config import packaged_studies
+
+    return packaged_studies()
+
+
+def _study(args) -> None:
+    from selfexplain.evaluate.report import markdown_table
+    from selfexplain.study.config import load_study
+    from selfexplain.study.runner import run_study
+
+    summary = run_study(load_study(args.config, args.overrides))
+    for title, table in summary["tables"].items():
+        print(f"\n{title}\n\n{markdown_table(table)}")
+    print(f"\nreport: {summary['report']}/report.html")
 
 
 def _explain(args) -> None:
@@ -107,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     try:
-        overrides = list(args.overrides)
+        overrides = list(getattr(args, "overrides", []))
+        if args.command == "study":
+            _study(args)
+            return 0
         if args.command == "generate":
             overrides.append(f"task={args.task}")
         config = load_config(args.config, overrides)

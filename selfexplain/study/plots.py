@@ -1,0 +1,78 @@
+"""The study's two figures, drawn headless with matplotlib (Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from selfexplain.study.report import BASELINES, headline, system_order  # noqa: E402
+
+QUERY_SET_ORDER = ("held-out", "in-distribution")
+
+
+def _errors(rows: pd.DataFrame) -> np.ndarray:
+    low = (rows["value"] - rows["ci_low"].astype(float)).clip(lower=0).fillna(0)
+    high = (rows["ci_high"].astype(float) - rows["value"]).clip(lower=0).fillna(0)
+    return np.vstack([low.to_numpy(), high.to_numpy()])
+
+
+def plot_self_vs_other(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
+    """One panel per task: grouped bars (query sets) per system, with 95% interval whiskers."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        metric = headline(task)
+        part = frame[(frame.task == task) & (frame.metric == metric) & (frame.data_fraction == 1.0)]
+        systems = system_order(part.system.unique())
+        width = 0.8 / len(QUERY_SET_ORDER)
+        for k, query_set in enumerate(QUERY_SET_ORDER):
+            rows = part[part.query_set == query_set].set_index("system").reindex(systems)
+            x = np.arange(len(systems)) + (k - (len(QUERY_SET_ORDER) - 1) / 2) * width
+            ax.bar(x, rows["value"].fillna(0), width, yerr=_errors(rows), capsize=3, label=query_set,
+                   color=("#3b6ea8", "#a8c5e6")[k])
+        ax.set_xticks(np.arange(len(systems)), [s.replace(" (", "\n(") for s in systems], rotation=30,
+                      ha="right", fontsize=8)
+        ax.set_title(f"{task}: {metric.replace('_', ' ')}")
+        ax.set_ylim(0, 1)
+        if metric == "balanced_accuracy":
+            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
+    """One panel per task: held-out headline score against training-data fraction, per explainer,
+    with the baselines as horizontal lines."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    held = frame[frame.query_set == "held-out"]
+    for ax, task in zip(axes[0], tasks):
+        metric = headline(task)
+        part = held[(held.task == task) & (held.metric == metric)]
+        for role, color in (("self", "#3b6ea8"), ("other", "#d9822b")):
+            rows = part[(part.role == role) & ~part.system.str.startswith("untrained")
+                        & ~part.system.isin(BASELINES)].sort_values("data_fraction")
+            if rows.empty:
+                continue
+            ax.plot(rows.data_fraction, rows.value, "o-", color=color, label=rows.system.iloc[0])
+            ax.fill_between(rows.data_fraction, rows.ci_low.astype(float), rows.ci_high.astype(float),
+                            color=color, alpha=0.2)
+        for baseline, style in zip(BASELINES, (":", "--", "-.")):
+            rows = part[(part.system == baseline)]
+            if not rows.empty:
+                ax.axhline(rows.value.iloc[0], color="grey", ls=style, lw=1, label=baseline)
+        ax.set_xlabel("fraction of training data")
+        ax.set_ylabel(f"held-out {metric.replace('_', ' ')}")
+        ax.set_title(task)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

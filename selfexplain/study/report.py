@@ -1,0 +1,164 @@
+"""The study's report: results.csv / results.json (long format), report.md, and a one-page
+report.html with PNG plots (self vs other per task with intervals; data-scaling curves).
+
+Everything is read back from the runs' own ``results.json``, so the report can be rebuilt from
+a finished study folder alone.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+import pandas as pd
+
+from selfexplain.evaluate.report import markdown_table
+from selfexplain.storage import Location
+from selfexplain.study.config import StudyConfig, run_name
+
+log = logging.getLogger(__name__)
+
+# The one number per task the plots show; the tables show the others too.
+HEADLINE = {"features": "similarity"}
+DEFAULT_HEADLINE = "balanced_accuracy"
+QUERY_SETS = {"held-out": "results", "in-distribution": "in_distribution"}
+BASELINES = ("majority baseline", "nearest-neighbour baseline", "heuristic baseline")
+
+
+def system_order(systems) -> list[str]:
+    """Trained self, trained other, untrained self, untrained other, then the baselines."""
+    def key(name: str):
+        return (name in BASELINES, name.startswith("untrained"), "other" in name.split(" (")[0], name)
+    return sorted(systems, key=key)
+
+
+def headline(task: str) -> str:
+    return HEADLINE.get(task, DEFAULT_HEADLINE)
+
+
+def system_results(study: StudyConfig) -> list[dict]:
+    """Long-format rows: one per (task, query set, system, data fraction, metric)."""
+    rows = []
+    models = {"self": study.target, "other": study.other_explainer}
+    for task in study.tasks:
+        for role in study.explainers():
+            for fraction in study.fractions_for(role):
+                path = Location(study.folder) / run_name(task, role, fraction) / "results.json"
+                if not path.exists():
+                    continue
+                saved = path.read_json()
+                for query_set, key in QUERY_SETS.items():
+                    for system, metrics in saved.get(key, {}).items():
+                        if system == "trained explainer":
+                            name = f"{role} ({models[role]})"
+                        elif system == "untrained explainer":
+                            name = f"untrained {role} ({models[role]})"
+                        elif role == "self" and fraction == 1.0:
+                            name = system  # baselines: from one run (they do not depend on the explainer)
+                        else:
+                            continue
+                        if fraction < 1.0 and not system.startswith("trained"):
+                            continue
+                        for metric, value in metrics.items():
+                            if metric.endswith("_ci"):
+                                continue
+                            low, high = metrics.get(f"{metric}_ci", (None, None))
+                            rows.append({"task": task, "query_set": query_set, "system": name, "role": role,
+                                         "data_fraction": fraction, "metric": metric, "value": value,
+                                         "ci_low": low, "ci_high": high, "n": metrics.get("n")})
+    return rows
+
+
+def _tables(frame: pd.DataFrame) -> dict[tuple[str, str], dict[str, dict]]:
+    """(task, query set) -> {system: metrics with _ci}, full-data systems only, in display order."""
+    tables = {}
+    full = frame[frame["data_fraction"] == 1.0]
+    for (task, query_set), part in full.groupby(["task", "query_set"], sort=False):
+        systems = {}
+        for system, rows in part.groupby("system", sort=False):
+            metrics = {}
+            for r in rows.itertuples():
+                metrics[r.metric] = int(r.value) if r.metric == "n" else r.value
+                if r.ci_low is not None and r.ci_low == r.ci_low:
+                    metrics[f"{r.metric}_ci"] = (r.ci_low, r.ci_high)
+            systems[system] = metrics
+        tables[(task, query_set)] = {s: systems[s] for s in system_order(systems)}
+    return tables
+
+
+def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
+    folder = Location(study.folder) / "report"
+    rows = system_results(study)
+    if not rows:
+        raise FileNotFoundError(f"no scored runs under {study.folder}; run the study first")
+    frame = pd.DataFrame(rows)
+    (folder / "results.csv").write_text(frame.to_csv(index=False))
+    (folder / "results.json").write_json({"study": study.name, "target": study.target,
+                                          "other_explainer": study.other_explainer, "rows": rows,
+                                          "seconds": seconds})
+    tables = _tables(frame)
+    plots = {}
+    if folder.is_local:
+        from selfexplain.study.plots import plot_scaling, plot_self_vs_other
+
+        out = folder.local_path
+        plots = {"self_vs_other.png": plot_self_vs_other(frame, list(study.tasks), out / "self_vs_other.png"),
+                 "scaling.png": plot_scaling(frame, list(study.tasks), out / "scaling.png")}
+    (folder / "report.md").write_text(_markdown(study, tables, seconds, plots))
+    (folder / "report.html").write_text(_html(study, tables, seconds, plots))
+    log.info("study report written to %s", folder)
+    return {"report": str(folder), "tables": {f"{t} / {q}": v for (t, q), v in tables.items()}}
+
+
+def _intro(study: StudyConfig, seconds: dict[str, float]) -> str:
+    total = sum(seconds.values())
+    return (f"Target `{study.target}` explained by itself (self) and by `{study.other_explainer}` (other), "
+            f"both fine-tuned on the same corpus rows with the same batch size and epochs. "
+            f"Held-out queries come from groups (prompts, concepts, entities) never seen in training; "
+            f"in-distribution queries are unseen rows of seen groups. Brackets: 95% bootstrap intervals over queries. "
+            f"Stage wall time in all: {total / 60:.1f} min.")
+
+
+def _markdown(study: StudyConfig, tables, seconds, plots) -> str:
+    parts = [f"# Study `{study.name}`: self vs other explanation\n", _intro(study, seconds) + "\n"]
+    for (task, query_set), table in tables.items():
+        parts.append(f"## {task}: {query_set} queries (headline: {headline(task)})\n\n{markdown_table(table)}\n")
+    for name in plots:
+        parts.append(f"![{name}]({name})\n")
+    parts.append("## Stage wall times (s)\n\n| stage | seconds |\n|---|---:|\n"
+                 + "\n".join(f"| {k} | {v:.0f} |" for k, v in seconds.items()) + "\n")
+    return "\n".join(parts)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}img{max-width:100%}
+h2{margin-top:1.5em;border-bottom:1px solid #ddd}.note{color:#555}"""
+
+
+def _html_table(markdown: str) -> str:
+    lines = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
+    head, *body = lines
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head) + "</tr>"]
+    for cells in body:
+        out.append("<tr>" + "".join(
+            f"<td{' class=num' if i else ''}>{html.escape(c.strip())}</td>" for i, c in enumerate(cells)) + "</tr>")
+    return "\n".join(out) + "</table>"
+
+
+def _html(study: StudyConfig, tables, seconds, plots) -> str:
+    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>selfexplain study {html.escape(study.name)}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>Study <code>{html.escape(study.name)}</code>: self vs other explanation</h1>",
+             f"<p class=note>{html.escape(_intro(study, seconds)).replace('`', '')}</p>"]
+    captions = {"self_vs_other.png": "Headline score per task and system, held-out and in-distribution, with 95% intervals.",
+                "scaling.png": "Held-out headline score against the fraction of training data, with 95% intervals."}
+    for name in plots:
+        parts.append(f"<figure><img src='{name}' alt='{name}'><figcaption>{captions[name]}</figcaption></figure>")
+    for (task, query_set), table in tables.items():
+        parts.append(f"<h2>{html.escape(task)}: {query_set} queries</h2>"
+                     f"<p class=note>headline metric: {headline(task)}</p>{_html_table(markdown_table(table))}")
+    parts.append("<h2>Stage wall times</h2>" + _html_table(
+        "| stage | seconds |\n|---|---|\n" + "\n".join(f"| {k} | {v:.0f} |" for k, v in seconds.items())))
+    parts.append("<p class=note>Data: <a href='results.csv'>results.csv</a>, <a href='results.json'>results.json</a>.</p>")
+    return "\n".join(parts) + "</body></html>\n"

@@ -1,0 +1,65 @@
+"""Running a study: corpus per task, then train and score every (explainer, data fraction).
+
+All stages run in one Ray session. Each stage is an ordinary run under ``<output_dir>/<study>/``,
+so it reuses finished work as any run does (written shards, exported explainers), and scoring is
+skipped when a run's ``results.json`` was written for the same config. A study that is stopped
+and started again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from selfexplain.config import RunConfig
+from selfexplain.storage import Location
+from selfexplain.study.config import StudyConfig, run_name
+
+log = logging.getLogger(__name__)
+
+
+def _scored(config: RunConfig) -> bool:
+    results = config.run_dir / "results.json"
+    return results.exists() and results.read_json().get("config_hash") == config.fingerprint()
+
+
+def run_study(study: StudyConfig) -> dict:
+    """Run every stage not yet done, then write the report; return the report's summary."""
+    from selfexplain.evaluate.evaluate import evaluate
+    from selfexplain.jobs.generate import generate
+    from selfexplain.jobs.ray_session import ray_session
+    from selfexplain.pipeline import check_inputs, save_config
+    from selfexplain.study.report import write_report
+    from selfexplain.train.trainer import train
+
+    stages = [(task, None, 1.0) for task in study.tasks]
+    stages += [(task, role, fraction) for task in study.tasks for role in study.explainers()
+               for fraction in study.fractions_for(role)]
+    from selfexplain.corpus.io import MANIFEST
+    from selfexplain.train.trainer import is_trained
+
+    timings_file = Location(study.folder) / "timings.json"
+    seconds = timings_file.read_json() if timings_file.exists() else {}
+    first = study.run_config(stages[0][0])
+    with ray_session(first.ray):
+        for number, (task, role, fraction) in enumerate(stages, 1):
+            config = study.run_config(task, role, fraction)
+            label = task if role is None else run_name(task, role, fraction)
+            started = time.time()
+            done = ((config.corpus_dir / MANIFEST).exists() if role is None
+                    else is_trained(config) and _scored(config))
+            log.info("== study %s: stage %d/%d: %s", study.name, number, len(stages), label)
+            if role is None:
+                check_inputs(config, train=False)
+                generate(config)
+                save_config(config)
+            else:
+                check_inputs(config)
+                train(config)
+                save_config(config)
+                if not _scored(config):
+                    evaluate(config)
+            if not done:  # a reused stage keeps the time it took when it ran
+                seconds[label] = round(time.time() - started, 1)
+                timings_file.write_json(seconds)
+    return write_report(study, seconds)

@@ -1,0 +1,107 @@
+"""The study end to end on tiny models: a corpus, self and other explainers (different hidden
+sizes) on identical rows, a scaling sweep, evaluation with baselines, and the report, which is
+rendered in headless Chromium."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from selfexplain.config import ConfigError
+from selfexplain.study.config import load_study
+from selfexplain.study.runner import run_study
+
+STUDY = {
+    "name": "mini", "base": "tiny", "target": "tiny-llama", "other_explainer": "tiny-llama-wide",
+    "data_fractions": [0.5, 1.0], "scaling_explainers": ["self"],
+    "overrides": {"train.num_workers": 1, "evaluate.max_examples": 12},
+    "tasks": {"features": {"generate.max_items": 40, "generate.min_probe_accuracy": 0.7, "generate.layers": [1, 3]}},
+}
+
+
+@pytest.fixture(scope="module")
+def finished_study(ray_cluster, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    path = folder / "mini.yaml"
+    path.write_text(yaml.safe_dump(STUDY))
+    study = load_study(str(path), [f"output_dir={folder / 'runs'}"])
+    summary = run_study(study)
+    return study, folder / "runs" / "mini", summary
+
+
+def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_study):
+    study, root, summary = finished_study
+    report = root / "report"
+    for name in ("results.csv", "results.json", "report.md", "report.html", "self_vs_other.png", "scaling.png"):
+        assert (report / name).stat().st_size > 0, name
+    assert (report / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    frame = pd.read_csv(report / "results.csv")
+    systems = set(frame.system)
+    assert {"self (tiny-llama)", "other (tiny-llama-wide)", "untrained self (tiny-llama)",
+            "untrained other (tiny-llama-wide)", "nearest-neighbour baseline"} <= systems
+    assert set(frame.query_set) == {"held-out", "in-distribution"}
+    sweep = frame[(frame.system == "self (tiny-llama)") & (frame.metric == "similarity")
+                  & (frame.query_set == "held-out")]
+    assert sorted(sweep.data_fraction) == [0.5, 1.0]
+    assert set(frame[frame.system.str.startswith("other")].data_fraction) == {1.0}  # no sweep for other
+    with_ci = frame[frame.metric == "similarity"].dropna(subset=["ci_low"])
+    assert (with_ci.ci_low <= with_ci.value + 1e-9).all() and (with_ci.value <= with_ci.ci_high + 1e-9).all()
+
+    # identical data and steps for self and other: same rows trained on, same number of steps
+    self_metrics = json.loads((root / "features-self-100" / "train_metrics.json").read_text())
+    other_metrics = json.loads((root / "features-other-100" / "train_metrics.json").read_text())
+    half = json.loads((root / "features-self-50" / "train_metrics.json").read_text())
+    assert self_metrics["examples"] == other_metrics["examples"] > half["examples"] > 0
+    assert len(self_metrics["loss_curve"]) == len(other_metrics["loss_curve"])
+    # one corpus, shared: the explainer runs have none of their own
+    assert (root / "features" / "corpus" / "manifest.json").is_file()
+    assert not (root / "features-self-100" / "corpus").exists()
+
+    markdown = (report / "report.md").read_text()
+    assert "features: held-out queries" in markdown and "self (tiny-llama)" in markdown
+    assert "features / held-out" in summary["tables"]
+
+
+def test_rerun_reuses_every_finished_stage(finished_study):
+    study, root, _ = finished_study
+    results = root / "features-other-100" / "results.json"
+    before = results.stat().st_mtime_ns
+    timings = json.loads((root / "timings.json").read_text())
+    run_study(study)
+    assert results.stat().st_mtime_ns == before
+    assert json.loads((root / "timings.json").read_text()) == timings
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium (Debian package chromium) not installed")
+def test_report_renders_in_headless_chromium(finished_study, tmp_path):
+    from PIL import Image
+
+    _, root, _ = finished_study
+    shot = tmp_path / "report.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={shot}", "--window-size=1200,1600", (root / "report" / "report.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.shape == (1600, 1200)
+    figure_band = pixels[150:700]  # the plots sit under the title: a blank or broken image is flat
+    assert figure_band.std() > 20 and (figure_band < 128).mean() > 0.01
+
+
+def test_study_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "tasks": {"poetry": {}}}))
+    with pytest.raises(ConfigError, match="tasks"):
+        load_study(str(path))
+    path.write_text(yaml.safe_dump({**STUDY, "data_fractions": [0, 1]}))
+    with pytest.raises(ConfigError, match="data_fractions"):
+        load_study(str(path))
+    path.write_text(yaml.safe_dump({**STUDY, "tasks": {"features": {"train.epochs": 0}}}))
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_study(str(path))
+    with pytest.raises(ConfigError, match="no study named"):
+        load_study("nonexistent-study")
