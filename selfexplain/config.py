@@ -133,6 +133,11 @@ class TrainConfig:
     in_distribution_holdout: float = 0.1
     """Fraction of training-split rows kept out of training and scored as *in-distribution*
     queries (their prompts/concepts/entities are seen in training), next to the held-out split."""
+    validation_examples: int = 64
+    """Validation: the answer loss on up to this many held-out and in-distribution queries,
+    logged and reported (0 = no validation)."""
+    validate_every: int = 0
+    """Validate every N optimizer steps (0 = at the end of each epoch only)."""
     data_fraction: float = 1.0
     """Train on this fraction of the training rows (nested: the 25% rows are inside the 50%);
     the study's data-scaling sweep varies it."""
@@ -218,6 +223,8 @@ class RunConfig:
         _check(t.max_length >= 16, "train.max_length", "use 16 or more")
         _check(t.projection in ("auto", "always", "never"), "train.projection", "use auto, always or never")
         _check(0.0 <= t.in_distribution_holdout < 1.0, "train.in_distribution_holdout", "use a value in [0, 1)")
+        _check(t.validation_examples >= 0 and t.validate_every >= 0, "train.validation_examples",
+               "use 0 or more for train.validation_examples and train.validate_every")
         _check(0.0 < t.data_fraction <= 1.0, "train.data_fraction", "use a value in (0, 1]")
         _check("/" not in self.corpus_from, "corpus_from", "give a run name in output_dir, without '/'")
         _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more")

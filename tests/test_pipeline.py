@@ -61,8 +61,13 @@ def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
     assert results["trained explainer"]["n"] == 32
     assert 0.0 <= results["trained explainer"]["balanced_accuracy"] <= 1.0
     assert results["majority baseline"]["balanced_accuracy"] == 0.5
-    curve = json.loads((run_dir / "train_metrics.json").read_text())["loss_curve"]
+    train_metrics = json.loads((run_dir / "train_metrics.json").read_text())
+    curve = train_metrics["loss_curve"]
     assert curve[-1] < curve[0]  # two DeepSpeed ranks over gloo actually trained the explainer
+    # validated at the epoch's end on both query sets (never trained on), the loss below the start
+    (validated,) = train_metrics["validation_curve"]
+    assert validated["step"] == train_metrics["step"]
+    assert 0 < validated["val_held_out"] < curve[0] and 0 < validated["val_in_distribution"] < curve[0]
     # rank 0 logged the same curve to TensorBoard, readable offline
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -70,7 +75,7 @@ def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
     events.Reload()
     assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(curve, rel=1e-5)
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
-    assert len(predictions) == 32
+    assert (predictions.query_set == "held-out").sum() == 32 and (predictions.query_set == "in-distribution").sum() > 0
 
     # The export is a plain HF directory, and differs from the untrained model.
     trained = AutoModelForCausalLM.from_pretrained(run_dir / "explainer")

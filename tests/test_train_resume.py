@@ -67,6 +67,10 @@ def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny
     assert resumed["step"] == expected["step"]
     assert len(resumed["loss_curve"]) == len(expected["loss_curve"])  # exactly the remaining steps ran
     assert resumed["loss_curve"] == pytest.approx(expected["loss_curve"], abs=1e-4)
+    # validation losses of the epochs before the failure came back with the checkpoint
+    assert [v["step"] for v in resumed["validation_curve"]] == [v["step"] for v in expected["validation_curve"]]
+    assert [v["val_held_out"] for v in resumed["validation_curve"]] == pytest.approx(
+        [v["val_held_out"] for v in expected["validation_curve"]], abs=1e-4)
 
 
 def test_rerun_with_other_training_settings_is_refused(ray_cluster, tiny_config):

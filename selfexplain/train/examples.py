@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from selfexplain.corpus.subsets import trains_on
+from selfexplain.corpus.subsets import in_data_fraction, is_in_distribution_query
 
 IGNORE_INDEX = -100
 
@@ -74,7 +74,8 @@ def answer_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 class ExampleEncoder:
-    """Ray Data callable: corpus rows -> encoded examples, dropping those over ``max_length``."""
+    """Ray Data callable: corpus rows -> encoded examples with their role (trained on, or a
+    validation query of either kind), dropping those over ``max_length``."""
 
     def __init__(self, task: str, tokenizer_dir: str, max_length: int, trust_remote_code: bool = False,
                  in_distribution_holdout: float = 0.0, data_fraction: float = 1.0, seed: int = 0):
@@ -91,11 +92,15 @@ class ExampleEncoder:
         self.subset = (in_distribution_holdout, data_fraction, seed)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        rows = [r for r in batch.to_dict("records") if trains_on(r["record_id"], *self.subset)]
+        rows = batch.to_dict("records")
+        roles = [self._role(r) for r in rows]
+        rows = [r for r, role in zip(rows, roles) if role]
+        roles = [role for role in roles if role]
         encoded = [encode_example(self.tokenizer, self.task.format_query(r), self.task.format_answer(r)) for r in rows]
         keep = [len(ids) <= self.max_length for ids, _ in encoded]
         columns = {
             "record_id": [r["record_id"] for r, k in zip(rows, keep) if k],
+            "role": [role for role, k in zip(roles, keep) if k],
             "input_ids": [ids for (ids, _), k in zip(encoded, keep) if k],
             "answer_start": [start for (_, start), k in zip(encoded, keep) if k],
         }
@@ -103,3 +108,13 @@ class ExampleEncoder:
             columns["vector"] = [np.asarray(r["vector"], dtype=np.float32) for r, k in zip(rows, keep) if k]
             columns["layer"] = [int(r["layer"]) for r, k in zip(rows, keep) if k]
         return pd.DataFrame(columns)
+
+    def _role(self, row: dict) -> str | None:
+        """``train`` (trained on), ``in-distribution`` or ``held-out`` (validation queries), or
+        None for training rows outside the data fraction."""
+        holdout, fraction, seed = self.subset
+        if row["split"] == "test":
+            return "held-out"
+        if is_in_distribution_query(row["record_id"], holdout, seed):
+            return "in-distribution"
+        return "train" if in_data_fraction(row["record_id"], fraction, seed) else None

@@ -82,7 +82,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     )
     use_weights_only_loading(engine)
 
-    start_epoch, step, loss_curve = 0, 0, []
+    start_epoch, step, loss_curve, progress = 0, 0, [], {}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         # Epoch checkpoints: the next epoch's data order depends only on (seed, epoch), so
@@ -95,6 +95,22 @@ def train_loop_per_worker(loop_config: dict) -> None:
             log.info("resumed from checkpoint after epoch %d (step %d)", start_epoch, step)
 
     shard = ray.train.get_dataset_shard("train")
+    validation = {name: ray.train.get_dataset_shard(name) for name in loop_config.get("validation_sets", [])}
+    validation_curve = list(progress.get("validation_curve", [])) if checkpoint else []
+
+    def validate(at_step: int) -> dict:
+        """Mean answer loss on each validation set; its time is kept out of the throughput."""
+        nonlocal started
+        begun = time.time()
+        losses = {name: validation_loss(engine, data, micro_batch, tokenizer.pad_token_id, device)
+                  for name, data in validation.items()}
+        started += time.time() - begun
+        if losses:
+            validation_curve.append({"step": at_step, **losses})
+            tracker.validation(at_step, losses)
+            if rank == 0:
+                log.info("step %d  validation: %s", at_step, "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+        return losses
     micro_batch = train.batch_size // train.grad_accum
     started, tokens = time.time(), 0
     tracker = TrainingTracker(rank, total_steps, step, loop_config.get("tensorboard_dir"))
@@ -122,16 +138,39 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 window = []
                 tracker.step(step, {"loss": loss_curve[-1], "lr": scheduler.get_last_lr()[0],
                                     "tokens_per_second": tokens * world / (time.time() - started)})
+                if train.validate_every and step % train.validate_every == 0:
+                    validate(step)
                 if rank == 0 and (step % 10 == 0 or step == total_steps):
                     log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s", step, total_steps,
                              epoch + 1, loss_curve[-1], scheduler.get_last_lr()[0],
                              tokens * world / (time.time() - started))
         # Throughput over the training steps so far (checkpoint writes excluded), all ranks together.
         throughput = {"tokens_per_second": tokens * world / (time.time() - started)}
+        if not train.validate_every or step % train.validate_every:
+            validate(step)
+        extra = {**throughput, **(validation_curve[-1] if validation_curve else {}), "validation_curve": validation_curve}
+        extra.pop("step", None)
         _report_epoch(engine, tokenizer, epoch, step, loss_curve, last=epoch == train.epochs - 1,
-                      rank=rank, model_card=loop_config["model_card"], extra=throughput, interface=interface,
+                      rank=rank, model_card=loop_config["model_card"], extra=extra, interface=interface,
                       info=loop_config.get("explainer_info"))
     tracker.close()
+
+
+@torch.no_grad()
+def validation_loss(engine, shard, micro_batch: int, pad_id: int, device) -> float:
+    """Mean answer-only loss over a validation set (example-weighted), the model in eval mode."""
+    from selfexplain.train.examples import answer_only_loss, collate
+
+    engine.eval()
+    total, count = 0.0, 0
+    for batch in shard.iter_batches(batch_size=micro_batch, batch_format="numpy"):
+        inputs = {k: v.to(device) for k, v in collate(batch["input_ids"], batch["answer_start"], pad_id,
+                                                     batch.get("vector"), batch.get("layer")).items()}
+        rows = len(batch["input_ids"])
+        total += float(answer_only_loss(engine, inputs)) * rows
+        count += rows
+    engine.train()
+    return total / max(count, 1)
 
 
 def with_vector_input(model, tokenizer, interface: dict):

@@ -30,6 +30,12 @@ class TrainingTracker:
             for key, value in metrics.items():
                 self.writer.add_scalar(f"train/{key}", value, step)
 
+    def validation(self, step: int, losses: dict[str, float]) -> None:
+        """Validation losses: TensorBoard scalars under ``validation/``; the bar does not move."""
+        if self.active and self.writer is not None:
+            for key, value in losses.items():
+                self.writer.add_scalar(f"validation/{key}", value, step)
+
     def close(self) -> None:
         self.bar.close()
         if self.writer is not None:

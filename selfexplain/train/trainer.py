@@ -27,16 +27,16 @@ from selfexplain.train.loop import EXPORT_DIR, MODEL_CARD, train_loop_per_worker
 log = logging.getLogger(__name__)
 
 
-def encoded_train_set(config: RunConfig, corpus: Location, tokenizer_dir: Path) -> ray.data.Dataset:
-    """The training split as encoded examples, materialized so its size is known up front.
+def encoded_examples(config: RunConfig, corpus: Location, tokenizer_dir: Path) -> ray.data.Dataset:
+    """Every corpus row encoded once, with its ``role``: ``train`` (trained on), or the validation
+    queries ``in-distribution`` and ``held-out``. Materialized, so counts are known up front.
 
     Block order is kept fixed: with Ray Data's default (first-finished block first) two runs
     would batch the examples differently, and a resumed run could not match an uninterrupted one.
     """
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    dataset = (
+    return (
         ray.data.read_parquet(corpus_files(corpus), filesystem=corpus.fs)
-        .filter(expr=col("split") == "train")
         .map_batches(ExampleEncoder, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1),
                      num_cpus=0.5,
                      fn_constructor_kwargs={"task": config.task, "tokenizer_dir": str(tokenizer_dir),
@@ -44,8 +44,25 @@ def encoded_train_set(config: RunConfig, corpus: Location, tokenizer_dir: Path) 
                                             "trust_remote_code": config.trust_remote_code,
                                             "in_distribution_holdout": config.train.in_distribution_holdout,
                                             "data_fraction": config.train.data_fraction, "seed": config.seed})
+        .materialize()
     )
-    return dataset.materialize()
+
+
+def examples_with_role(encoded: ray.data.Dataset, role: str, limit: int = 0) -> ray.data.Dataset:
+    selected = encoded.filter(expr=col("role") == role)
+    return (selected.limit(limit) if limit else selected).materialize()
+
+
+VALIDATION_SETS = {"val_held_out": "held-out", "val_in_distribution": "in-distribution"}
+
+
+def validation_sets(config: RunConfig, encoded: ray.data.Dataset) -> dict[str, ray.data.Dataset]:
+    """The non-empty validation query sets, each capped at ``train.validation_examples``."""
+    if not config.train.validation_examples:
+        return {}
+    sets = {name: examples_with_role(encoded, role, config.train.validation_examples)
+            for name, role in VALIDATION_SETS.items()}
+    return {name: data for name, data in sets.items() if data.count()}
 
 
 def export_location(config: RunConfig) -> Location:
@@ -75,7 +92,9 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     claim_plan(storage, {"fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
                          "corpus": manifest["config_hash"]})
 
-    dataset = encoded_train_set(config, corpus, explainer_dir)
+    encoded = encoded_examples(config, corpus, explainer_dir)
+    dataset = examples_with_role(encoded, "train")
+    validation = validation_sets(config, encoded)
     examples = dataset.count()
     if examples == 0:
         raise ValueError(f"no training examples fit in train.max_length={train_cfg.max_length}; raise it")
@@ -95,6 +114,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             "tensorboard_dir": (str(config.run_dir.local_path / "tensorboard")
                                 if train_cfg.tensorboard and config.run_dir.is_local else None),
             "steps_per_epoch": steps_per_epoch,
+            "validation_sets": sorted(validation),
             "model_card": _model_card(config, manifest, examples),
             "explainer_info": {"task": config.task, "target_model": config.target,
                                "explainer_base": config.explainer_ref, "run": config.name,
@@ -104,7 +124,10 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
             resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if train_cfg.use_gpu else {})},
         ),
-        datasets={"train": dataset},
+        datasets={"train": dataset, **validation},
+        # every rank validates on the whole validation sets: ZeRO-3 forwards are collectives,
+        # so all ranks must run the same batches
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         run_config=ray.train.RunConfig(
             name="train", storage_path=storage.uri,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),

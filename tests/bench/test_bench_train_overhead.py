@@ -13,7 +13,7 @@ from selfexplain.jobs.generate import generate
 from selfexplain.models import load_model
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.train.examples import answer_only_loss, collate
-from selfexplain.train.trainer import encoded_train_set, train
+from selfexplain.train.trainer import encoded_examples, examples_with_role, train
 
 BATCH = 8
 
@@ -45,7 +45,7 @@ def test_ray_train_deepspeed_overhead(tmp_path):
     with ray_session(RayConfig(num_cpus=4)):
         one = load_config("tiny", [*base, "name=one", "train.num_workers=1", "train.zero_stage=2"])
         generate(one)
-        examples = encoded_train_set(one, one.run_dir / "corpus", resolve_model_dir(one.target)).take_all()
+        examples = examples_with_role(encoded_examples(one, one.run_dir / "corpus", resolve_model_dir(one.target)), "train").take_all()
         train(one)
         ray_one = (one.run_dir / "train_metrics.json").read_json()["tokens_per_second"]
 
