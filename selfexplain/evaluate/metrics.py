@@ -88,13 +88,20 @@ def description_outcomes(predicted: Sequence[str], references: Sequence[str]) ->
     }
 
 
+def _mean_of_defined(values) -> float:
+    """Mean over the queries where the score is defined (NaN if none is)."""
+    values = np.asarray(values, dtype=float)
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if len(defined) else float("nan")
+
+
 def score_descriptions(predicted: Sequence[str], references: Sequence[str], semantic: dict | None = None,
                        intervals: bool = False, seed: int = 0) -> dict[str, float]:
     """Descriptions against the references: exact match (case-insensitive), word F1, and the
     per-query ``semantic`` scores (name -> array, from the embedding model) when given."""
     o = description_outcomes(predicted, references)
     per_query = {"exact_match": o["exact"], "word_f1": o["word_f1"], **(semantic or {})}
-    scores = {"n": len(references), **{k: float(np.nanmean(v)) for k, v in per_query.items()},
+    scores = {"n": len(references), **{k: _mean_of_defined(v) for k, v in per_query.items()},
               "parse_rate": float(o["parsed"].mean())}
     if intervals:
         for name, values in per_query.items():

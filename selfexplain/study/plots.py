@@ -61,7 +61,9 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
                         & ~part.system.isin(BASELINES)].sort_values("data_fraction")
             if rows.empty:
                 continue
-            ax.plot(rows.data_fraction, rows.value, "o-", color=color, label=rows.system.iloc[0])
+            # whiskers too, so a single point (an explainer without the sweep) shows its interval
+            ax.errorbar(rows.data_fraction, rows.value, yerr=_errors(rows), fmt="o-", capsize=3, color=color,
+                        label=rows.system.iloc[0])
             ax.fill_between(rows.data_fraction, rows.ci_low.astype(float), rows.ci_high.astype(float),
                             color=color, alpha=0.2)
         for baseline, style in zip(BASELINES, (":", "--", "-.")):
