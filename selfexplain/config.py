@@ -155,6 +155,9 @@ class EvaluateConfig:
     """Generated tokens per answer."""
     untrained_baseline: bool = True
     """Also score the explainer before fine-tuning (zero-shot)."""
+    explainer: str = ""
+    """Score this exported explainer folder (local or URI) instead of the run's own, e.g. one
+    trained on concepts, scored on a SAELens/Neuronpedia feature set generated in this run."""
 
 
 @dataclass

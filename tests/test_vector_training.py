@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 from selfexplain.cli import main
 from selfexplain.explain import Explainer, QueryError
 from selfexplain.explainer.export import INTERFACE, PROJECTION, load_explainer
+from selfexplain.evaluate.evaluate import evaluate
 from selfexplain.pipeline import run_all
 from selfexplain.tasks.patching import templated_pairs
 from selfexplain.models.loading import load_tokenizer, resolve_model_dir
@@ -65,3 +66,31 @@ def test_self_explainer_trains_on_patching_vectors(ray_cluster, tiny_config, tmp
     assert isinstance(answer, str)
     with pytest.raises(QueryError, match="missing position"):
         explainer.ask([{"prompt": "a", "counterfactual": "b", "layer": 1}])
+
+
+def test_evaluate_scores_a_concept_explainer_on_an_imported_sae_feature_set(ray_cluster, tiny_config, tmp_path):
+    """Train on concept directions, then score that explainer on a SAELens SAE with Neuronpedia
+    descriptions, generated as a corpus of its own (``evaluate.explainer`` names the export)."""
+    from selfexplain.features.saelens import write_saelens
+    from selfexplain.jobs.generate import generate
+
+    concepts = tiny_config("name=concepts", "task=features", "generate.max_items=24", "generate.layers=[2]",
+                           "generate.min_probe_accuracy=0.7", "train.num_workers=1", "evaluate.untrained_baseline=false")
+    run_all(concepts)
+    write_saelens(tmp_path / "sae", torch.randn(12, 64), layer=2, model_name="tiny-llama",
+                  neuronpedia_id="tiny-llama/2-res-test")
+    names = ["dogs", "rivers", "anger", "numbers", "bread", "doctors", "football", "python code", "red", "music",
+             "rain", "kings"]
+    (tmp_path / "np.jsonl").write_text("\n".join(json.dumps({"index": str(i), "description": name})
+                                                 for i, name in enumerate(names)))
+    sae = tiny_config("name=sae", "task=features", f"generate.features={tmp_path / 'sae'}",
+                      f"generate.explanations={tmp_path / 'np.jsonl'}", "generate.held_out_fraction=0.5",
+                      f"evaluate.explainer={concepts.run_dir / 'explainer'}", "evaluate.untrained_baseline=false")
+    generate(sae)
+    results = evaluate(sae)
+    assert set(results) == {"nearest-neighbour baseline", "trained explainer"}
+    assert all(0.0 <= r["similarity"] <= 1.0 and 0.0 <= r["retrieval_accuracy"] <= 1.0 for r in results.values())
+    saved = json.loads((sae.run_dir / "results.json").read_text())
+    assert saved["explainer"] == str(concepts.run_dir / "explainer")
+    with pytest.raises(ValueError, match="trained for task 'features'"):
+        evaluate(tiny_config("name=sae", "task=ablation", f"evaluate.explainer={concepts.run_dir / 'explainer'}"))

@@ -25,9 +25,10 @@ from selfexplain.explainer.export import INTERFACE
 from selfexplain.evaluate.report import markdown_table
 from selfexplain.models.loading import cache_root, resolve_model_dir
 from selfexplain.provenance import versions
-from selfexplain.storage import parquet_bytes
+from selfexplain.storage import Location, parquet_bytes
 from selfexplain.tasks import get_task
-from selfexplain.train.trainer import export_location, is_trained
+from selfexplain.train.loop import EXPLAINER_INFO, MODEL_CARD
+from selfexplain.train.trainer import export_location
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,18 @@ def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
     """Write results.json, results.md and predictions.parquet to the run folder; return the
     held-out results (``results.json`` also holds the in-distribution ones)."""
     task = get_task(config.task)
-    export = export_location(config)
-    if not is_trained(config):
-        raise FileNotFoundError(f"no trained explainer at {export}; run `selfexplain train` first")
+    export = Location(config.evaluate.explainer) if config.evaluate.explainer else export_location(config)
+    if not (export / MODEL_CARD).exists():
+        hint = "check evaluate.explainer" if config.evaluate.explainer else "run `selfexplain train` first"
+        raise FileNotFoundError(f"no trained explainer at {export}; {hint}")
     sets = query_rows(config)
     rows = [r for name in QUERY_SETS for r in sets[name]]
     local_export = export.download_dir(cache_root() / "downloads" / stable_id(export.uri))
+    info_file = local_export / EXPLAINER_INFO
+    trained_for = json.loads(info_file.read_text()).get("task") if info_file.is_file() else None
+    if trained_for and trained_for != config.task:
+        raise ValueError(f"the explainer at {export} was trained for task {trained_for!r}, not {config.task!r}; "
+                         f"score it on a {trained_for} corpus")
     interface_file = local_export / INTERFACE
     interface = json.loads(interface_file.read_text()) if interface_file.is_file() else None
     explainers = {"trained explainer": str(local_export)}
@@ -196,7 +203,7 @@ def _save(config: RunConfig, rows: list[dict], sets: dict, texts: dict[str, list
     (run_dir / "results.json").write_json({
         "results": results["held-out"], "in_distribution": results.get("in-distribution", {}),
         "split": f"test ({held_out})", "task": config.task, "target": config.target,
-        "explainer": config.explainer_ref, "train_data_fraction": config.train.data_fraction,
+        "explainer": config.evaluate.explainer or config.explainer_ref, "train_data_fraction": config.train.data_fraction,
         "versions": versions(), "config_hash": config.fingerprint()})
     sections = [f"# {config.name}: {config.task}\n\nTarget `{config.target}`, explainer `{config.explainer_ref}`. "
                 "Intervals are 95% bootstrap intervals over queries.\n"]
