@@ -25,18 +25,17 @@ def _scored(config: RunConfig) -> bool:
 
 def run_study(study: StudyConfig) -> dict:
     """Run every stage not yet done, then write the report; return the report's summary."""
+    from selfexplain.corpus.io import MANIFEST
     from selfexplain.evaluate.evaluate import evaluate
     from selfexplain.jobs.generate import generate
     from selfexplain.jobs.ray_session import ray_session
     from selfexplain.pipeline import check_inputs, save_config
     from selfexplain.study.report import write_report
-    from selfexplain.train.trainer import train
+    from selfexplain.train.trainer import is_trained, train
 
     stages = [(task, None, 1.0) for task in study.tasks]
     stages += [(task, role, fraction) for task in study.tasks for role in study.explainers()
                for fraction in study.fractions_for(role)]
-    from selfexplain.corpus.io import MANIFEST
-    from selfexplain.train.trainer import is_trained
 
     timings_file = Location(study.folder) / "timings.json"
     seconds = timings_file.read_json() if timings_file.exists() else {}
