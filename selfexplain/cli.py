@@ -148,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             print(f"explainer exported to {pipeline.run_train(config)}")
         elif args.command == "evaluate":
-            print(markdown_table(pipeline.run_evaluate(config)))
+            for corpus, table in pipeline.run_evaluate(config).items():
+                print(f"\n{corpus}: held-out queries\n\n{markdown_table(table)}")
         else:
             outcome = pipeline.run_all(config)
-            print(f"\n{config.name}: {config.task} on held-out prompts "
-                  f"(target {config.target}, explainer {config.explainer_ref})\n")
-            print(markdown_table(outcome["results"]))
+            for corpus, table in outcome["results"].items():
+                print(f"\n{config.name}: {corpus} on held-out queries "
+                      f"(target {config.target}, explainer {config.explainer_ref})\n")
+                print(markdown_table(table))
             stages = ", ".join(f"{k} {v:.0f}s" for k, v in outcome["seconds"].items())
             print(f"\nstages: {stages}; outputs in {config.run_dir}/")
     except (ConfigError, ModelNotFoundError, PromptFileError, PairFileError, QuestionFileError, LexiconError, SAEFormatError,

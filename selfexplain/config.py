@@ -127,7 +127,10 @@ class TrainConfig:
     tensorboard: bool = True
     """Write TensorBoard scalars (loss, learning rate, tokens/s) to ``<run>/tensorboard`` (local runs)."""
     keep_checkpoints: int = 1
-    """Epoch checkpoints kept in storage (the newest ones); a rerun resumes from the last."""
+    """Checkpoints kept in storage (the newest ones); a rerun resumes from the last."""
+    checkpoint_every: int = 0
+    """Also checkpoint every N optimizer steps inside an epoch (0 = at each epoch's end only).
+    Resume is step-exact either way: the interrupted epoch's first steps are skipped, not redone."""
     max_failures: int = 0
     """Worker failures Ray Train recovers from by restarting from the last checkpoint."""
     in_distribution_holdout: float = 0.1
@@ -141,6 +144,19 @@ class TrainConfig:
     data_fraction: float = 1.0
     """Train on this fraction of the training rows (nested: the 25% rows are inside the 50%);
     the study's data-scaling sweep varies it."""
+    lora_rank: int = 0
+    """LoRA (peft): adapter rank on the explainer's linear layers, base weights frozen; 0 = full
+    fine-tuning. The export merges the adapters, so it loads like any fine-tuned model."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA path."""
+    lora_target_modules: str = "all-linear"
+    """Modules that get adapters: ``all-linear`` or comma-separated names (``q_proj,v_proj``)."""
+    mix: dict[str, float] = field(default_factory=dict)
+    """Task mixing: train one explainer on the corpora of several runs (names in output_dir), each
+    with its share of every epoch, e.g. ``{demo-features: 2, demo-patching: 1, demo-ablation: 1}``.
+    Each corpus brings its own task. Empty = this run's own corpus (or ``corpus_from``'s)."""
 
 
 @dataclass
@@ -230,6 +246,16 @@ class RunConfig:
                "use 0 or more for train.validation_examples and train.validate_every")
         _check(0.0 < t.data_fraction <= 1.0, "train.data_fraction", "use a value in (0, 1]")
         _check("/" not in self.corpus_from, "corpus_from", "give a run name in output_dir, without '/'")
+        _check(all(bool(run) and "/" not in run and ratio > 0 for run, ratio in t.mix.items()), "train.mix",
+               "map run names in output_dir (without '/') to positive ratios, e.g. {a-features: 1, a-ablation: 1}")
+        _check(not (t.mix and self.corpus_from), "train.mix",
+               "a mixed run reads the corpora train.mix names; leave corpus_from empty")
+        _check(t.lora_rank >= 0 and t.lora_alpha > 0 and 0.0 <= t.lora_dropout < 1.0, "train.lora_rank",
+               "use lora_rank >= 0 (0 = full fine-tuning), lora_alpha > 0 and lora_dropout in [0, 1)")
+        _check(not (t.lora_rank and t.zero_stage == 3), "train.lora_rank",
+               "LoRA runs with train.zero_stage 0-2 (its export merges adapters from whole weights); "
+               "its optimizer state is small, so ZeRO-2 suffices, or set lora_rank=0 for ZeRO-3")
+        _check(t.checkpoint_every >= 0, "train.checkpoint_every", "use 0 (epoch ends only) or a step count")
         _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more")
         _check(e.batch_size >= 1 and e.max_new_tokens >= 1, "evaluate", "use positive batch_size and max_new_tokens")
         _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")
@@ -354,6 +380,11 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f"config key '{key}': {value!r} is not a {kind}")
+    if typing.get_origin(kind) is dict:
+        if isinstance(value, dict):
+            key_kind, value_kind = typing.get_args(kind)
+            return {_coerce(k, key_kind, key): _coerce(v, value_kind, key) for k, v in value.items()}
+        raise ConfigError(f"config key '{key}': expected a mapping such as {{a: 1, b: 2}}, got {value!r}")
     if typing.get_origin(kind) is list:
         if isinstance(value, (list, tuple)):
             (item_kind,) = typing.get_args(kind)

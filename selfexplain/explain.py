@@ -7,8 +7,9 @@
 A query names what the task needs: ablation ``prompt`` + ``token_index``; hint ``question``,
 ``choices``, ``hint_letter`` (the target's hinted answer is computed); patching ``prompt`` +
 ``counterfactual`` + ``layer`` + ``position`` (the patched vector is computed from the target);
-features ``vector`` (a list or a .npy path) + ``layer``. The task and the target come from the
-explainer's ``selfexplain.json``.
+features ``vector`` (a list or a .npy path) + ``layer``. The tasks and the target come from the
+explainer's ``selfexplain.json``. An explainer trained on a task mix answers each query in the
+task its fields name (or its ``task`` field, when given).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class QueryError(ValueError):
     """A query lacks what its task needs; the message names the missing field."""
 
 
+# The fields a query of each task must hold.
+QUERY_FIELDS = {"ablation": ("prompt", "token_index"), "hint": ("question", "choices", "hint_letter"),
+                "patching": ("prompt", "counterfactual", "layer", "position"), "features": ("vector", "layer")}
+
+
 class Explainer:
     def __init__(self, folder: str | Path, device: str = "cpu"):
         folder = Path(folder)
@@ -39,7 +45,7 @@ class Explainer:
             raise FileNotFoundError(f"{folder} is not a trained selfexplain explainer ({EXPLAINER_INFO} missing); "
                                     "point at runs/<name>/explainer")
         self.info = json.loads(info_path.read_text())
-        self.task = get_task(self.info["task"])
+        self.tasks = self.info.get("tasks") or [self.info["task"]]
         self.model, self.tokenizer = load_explainer(folder, device=device)
         self._target = None
 
@@ -52,18 +58,38 @@ class Explainer:
         return self._target
 
     def ask(self, queries: list[dict], batch_size: int = 16, max_new_tokens: int = 24) -> list[str]:
-        rows = [self._row(query) for query in queries]
-        vectors = layers = None
-        if self.task.vector_input:
-            vectors, layers = vector_batch(rows)
-        answers = generate_answers(self.model, self.tokenizer, [self.task.format_query(r) for r in rows],
-                                   batch_size, max_new_tokens, vectors, layers)
-        return [answer.strip().split("\n", 1)[0] for answer in answers]
+        names = [self._task_of(query) for query in queries]
+        rows = [self._row(query, name) for query, name in zip(queries, names)]
+        answers = [""] * len(rows)
+        for name in dict.fromkeys(names):  # one batched decode per task
+            task = get_task(name)
+            picked = [i for i, n in enumerate(names) if n == name]
+            vectors = layers = None
+            if task.vector_input:
+                vectors, layers = vector_batch([rows[i] for i in picked])
+            decoded = generate_answers(self.model, self.tokenizer, [task.format_query(rows[i]) for i in picked],
+                                       batch_size, max_new_tokens, vectors, layers)
+            for i, answer in zip(picked, decoded):
+                answers[i] = answer.strip().split("\n", 1)[0]
+        return answers
 
-    def _row(self, query: dict) -> dict:
-        name = self.task.name
-        need = {"ablation": ("prompt", "token_index"), "hint": ("question", "choices", "hint_letter"),
-                "patching": ("prompt", "counterfactual", "layer", "position"), "features": ("vector", "layer")}[name]
+    def _task_of(self, query: dict) -> str:
+        """The query's task: its ``task`` field, the explainer's only task, or the task whose fields
+        the query holds (the one needing the most fields, as patching's include ablation's prompt)."""
+        if "task" in query:
+            if query["task"] not in self.tasks:
+                raise QueryError(f"this explainer was trained for {', '.join(self.tasks)}, not {query['task']!r}")
+            return query["task"]
+        if len(self.tasks) == 1:
+            return self.tasks[0]
+        fitting = [name for name in self.tasks if all(key in query for key in QUERY_FIELDS[name])]
+        if not fitting:
+            wanted = "; ".join(f"{name}: {', '.join(QUERY_FIELDS[name])}" for name in self.tasks)
+            raise QueryError(f"the query's fields {sorted(query)} fit none of this explainer's tasks ({wanted})")
+        return max(fitting, key=lambda name: len(QUERY_FIELDS[name]))
+
+    def _row(self, query: dict, name: str) -> dict:
+        need = QUERY_FIELDS[name]
         missing = [key for key in need if key not in query]
         if missing:
             raise QueryError(f"a {name} query needs {', '.join(need)}; missing {', '.join(missing)}")

@@ -12,7 +12,7 @@ import time
 
 import yaml
 
-from selfexplain.config import RunConfig
+from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.prompts import load_prompts
 from selfexplain.jobs.ray_session import ray_session
 from selfexplain.models.loading import resolve_model_dir
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def check_inputs(config: RunConfig, train: bool = True) -> None:
     """Fail fast, before any folder is created, on the inputs the stages need."""
-    if config.task == "ablation":
+    if config.task == "ablation" and not config.train.mix:
         load_prompts(config.generate.prompts, config.generate.max_items)
     resolve_model_dir(config.target)
     if train:
@@ -36,6 +36,9 @@ def save_config(config: RunConfig) -> None:
 def run_generate(config: RunConfig):
     from selfexplain.jobs.generate import generate
 
+    if config.train.mix:
+        raise ConfigError(f"run {config.name} trains on the corpora of train.mix ({', '.join(config.train.mix)}); "
+                          "generate those runs, then train this one")
     with ray_session(config.ray):
         corpus = generate(config)
     save_config(config)
@@ -50,23 +53,26 @@ def run_train(config: RunConfig):
         return train(config)
 
 
-def run_evaluate(config: RunConfig):
-    from selfexplain.evaluate.evaluate import evaluate
+def run_evaluate(config: RunConfig) -> dict[str, dict]:
+    """Held-out results by corpus (one for an ordinary run, one per corpus of a task mix)."""
+    from selfexplain.evaluate.evaluate import evaluate_run
 
     with ray_session(config.ray):
-        return evaluate(config)
+        return evaluate_run(config)
 
 
 def run_all(config: RunConfig) -> dict:
-    """Generate, train and evaluate in one Ray session; return the results and stage timings."""
-    from selfexplain.evaluate.evaluate import evaluate
+    """Generate, train and evaluate in one Ray session; return the held-out results by corpus and
+    the stage timings. A task mix has no corpus of its own: it trains on those of ``train.mix``."""
+    from selfexplain.evaluate.evaluate import evaluate_run
     from selfexplain.jobs.generate import generate
     from selfexplain.train.trainer import train
 
     check_inputs(config)
     timings = {}
+    stages = [("generate", generate)] if not config.train.mix else []
     with ray_session(config.ray):
-        for stage, step in (("generate", generate), ("train", train), ("evaluate", evaluate)):
+        for stage, step in (*stages, ("train", train), ("evaluate", evaluate_run)):
             started = time.time()
             log.info("== stage: %s", stage)
             output = step(config)

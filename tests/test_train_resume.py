@@ -1,5 +1,6 @@
-"""Fault tolerance: a worker dies after the first epoch's checkpoint; Ray Train restarts the group,
-the loop resumes from that checkpoint, and the loss curve equals an uninterrupted run's."""
+"""Fault tolerance: a worker dies right after a checkpoint taken in the middle of an epoch; Ray
+Train restarts the group, the loop resumes from that exact step and data position, and the loss
+curve equals an uninterrupted run's."""
 
 import sys
 
@@ -25,9 +26,14 @@ class AttemptCounter:
         self.attempts += 1
         return self.attempts
 
+    def failed_at(self, step: int | None = None) -> int | None:
+        self.step = step if step is not None else getattr(self, "step", None)
+        return self.step
+
 
 def loop_that_fails_once(loop_config):
-    """Run the real loop; on the first attempt, rank 1 dies right after epoch 1 is reported."""
+    """Run the real loop; on the first attempt, rank 1 dies right after the first checkpoint
+    taken inside an epoch after the first (so a whole epoch and part of the next are done)."""
     import ray.train
 
     counter = ray.get_actor("attempts")
@@ -37,8 +43,10 @@ def loop_that_fails_once(loop_config):
 
     def report_then_fail(metrics, checkpoint=None, **kwargs):
         real_report(metrics, checkpoint=checkpoint, **kwargs)
-        if first_attempt and context.get_world_rank() == 1 and metrics["epoch"] == 1:
-            raise RuntimeError("injected worker failure after epoch 1")
+        if (first_attempt and context.get_world_rank() == 1 and metrics["epoch"] >= 1
+                and metrics["epoch_step"] > 0):
+            ray.get(counter.failed_at.remote(metrics["step"]))
+            raise RuntimeError(f"injected worker failure at step {metrics['step']}, inside an epoch")
 
     ray.train.report = report_then_fail
     try:
@@ -48,7 +56,7 @@ def loop_that_fails_once(loop_config):
 
 
 def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny_config):
-    overrides = ("generate.max_items=12", "train.epochs=3", "train.max_failures=1")
+    overrides = ("generate.max_items=12", "train.epochs=3", "train.max_failures=1", "train.checkpoint_every=2")
     straight = tiny_config("name=straight", *overrides)
     generate(straight)
     train(straight)
@@ -60,12 +68,19 @@ def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny
     try:
         train(failing, loop=loop_that_fails_once)
         assert ray.get(counter.next.remote()) == 3  # rank 1 started twice: the group was restarted
+        failed_at = ray.get(counter.failed_at.remote())
     finally:
         ray.kill(counter)
     resumed = (failing.run_dir / "train_metrics.json").read_json()
 
+    assert failed_at is not None and failed_at % 2 == 0
+    steps_per_epoch = expected["step"] // 3
+    assert failed_at % steps_per_epoch != 0  # the failure came inside an epoch, not at its end
+    # the last attempt started at the failed checkpoint's step and ran exactly the remaining steps
+    assert resumed["resumed_from_step"] == failed_at
+    assert expected["resumed_from_step"] == 0
     assert resumed["step"] == expected["step"]
-    assert len(resumed["loss_curve"]) == len(expected["loss_curve"])  # exactly the remaining steps ran
+    assert len(resumed["loss_curve"]) == len(expected["loss_curve"])
     assert resumed["loss_curve"] == pytest.approx(expected["loss_curve"], abs=1e-4)
     # validation losses of the epochs before the failure came back with the checkpoint
     assert [v["step"] for v in resumed["validation_curve"]] == [v["step"] for v in expected["validation_curve"]]

@@ -30,7 +30,7 @@ def test_other_explainer_learns_a_projection_and_exports_it(ray_cluster, tiny_co
     untrained = torch.eye(96, 64)  # what training would leave if the projection never moved
     assert model.projection.weight.shape == (len(interface["layers"]), 96, 64)
     assert not torch.allclose(model.projection.weight[0], untrained)
-    results = outcome["results"]
+    results = outcome["results"]["features"]
     assert set(results) == {"nearest-neighbour baseline", "trained explainer", "untrained explainer"}
     assert all(0.0 <= r["word_f1"] <= 1.0 for r in results.values())
     losses = json.loads((config.run_dir.local_path / "train_metrics.json").read_text())["loss_curve"]
@@ -54,9 +54,9 @@ def test_self_explainer_trains_on_patching_vectors(ray_cluster, tiny_config, tmp
     outcome = run_all(config)
     interface = json.loads((config.run_dir.local_path / "explainer" / INTERFACE).read_text())
     assert not interface["projected"] and interface["layers"] == [1, 3]  # same model: no projection needed
-    assert set(outcome["results"]) == {"majority baseline", "nearest-neighbour baseline", "heuristic baseline",
-                                       "trained explainer"}
-    assert outcome["results"]["trained explainer"]["n"] == 16
+    assert set(outcome["results"]["patching"]) == {"majority baseline", "nearest-neighbour baseline",
+                                                   "heuristic baseline", "trained explainer"}
+    assert outcome["results"]["patching"]["trained explainer"]["n"] == 16
 
     # the explainer answers a new patching query; the vector is computed from the target on the fly
     explainer = Explainer(config.run_dir.local_path / "explainer")
@@ -92,5 +92,5 @@ def test_evaluate_scores_a_concept_explainer_on_an_imported_sae_feature_set(ray_
     assert all(0.0 <= r["similarity"] <= 1.0 and 0.0 <= r["retrieval_accuracy"] <= 1.0 for r in results.values())
     saved = json.loads((sae.run_dir / "results.json").read_text())
     assert saved["explainer"] == str(concepts.run_dir / "explainer")
-    with pytest.raises(ValueError, match="trained for task 'features'"):
+    with pytest.raises(ValueError, match="trained for features, not 'ablation'"):
         evaluate(tiny_config("name=sae", "task=ablation", f"evaluate.explainer={concepts.run_dir / 'explainer'}"))

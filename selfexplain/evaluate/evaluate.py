@@ -90,9 +90,31 @@ def training_rows(config: RunConfig) -> list[dict]:
     return [r for r in rows if trains_on(r["record_id"], t.in_distribution_holdout, t.data_fraction, config.seed)]
 
 
-def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
-    """Write results.json, results.md and predictions.parquet to the run folder; return the
-    held-out results (``results.json`` also holds the in-distribution ones)."""
+def evaluate_run(config: RunConfig) -> dict[str, dict[str, dict[str, float]]]:
+    """Score a run's explainer on every corpus it trained on: ``{task: held-out results}`` for one
+    corpus; for a task mix ``{run: held-out results}``, one scoring per mixed corpus, each written
+    to ``<run>/evaluate/<corpus run>/``."""
+    if not config.train.mix:
+        return {config.task: evaluate(config)}
+    import dataclasses
+
+    from selfexplain.config import GenerateConfig, from_dict
+    from selfexplain.train.mixture import corpus_sources
+
+    results = {}
+    for source in corpus_sources(config):
+        made_with = from_dict(GenerateConfig, (source.corpus / "manifest.json").read_json()["config"]["generate"])
+        # this run's explainer and settings, scored as if it were a run on that corpus alone
+        alone = dataclasses.replace(config, task=source.task, corpus_from=source.run, generate=made_with,
+                                    train=dataclasses.replace(config.train, mix={}))
+        log.info("scoring the mixed explainer on %s (%s)", source.run, source.task)
+        results[source.run] = evaluate(alone, out_dir=config.run_dir / "evaluate" / source.run)
+    return results
+
+
+def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, dict[str, float]]:
+    """Write results.json, results.md and predictions.parquet to the run folder (or ``out_dir``);
+    return the held-out results (``results.json`` also holds the in-distribution ones)."""
     task = get_task(config.task)
     export = Location(config.evaluate.explainer) if config.evaluate.explainer else export_location(config)
     if not (export / MODEL_CARD).exists():
@@ -102,10 +124,11 @@ def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
     rows = [r for name in QUERY_SETS for r in sets[name]]
     local_export = export.download_dir(cache_root() / "downloads" / stable_id(export.uri))
     info_file = local_export / EXPLAINER_INFO
-    trained_for = json.loads(info_file.read_text()).get("task") if info_file.is_file() else None
-    if trained_for and trained_for != config.task:
-        raise ValueError(f"the explainer at {export} was trained for task {trained_for!r}, not {config.task!r}; "
-                         f"score it on a {trained_for} corpus")
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    trained_for = info.get("tasks") or ([info["task"]] if "task" in info else [])
+    if trained_for and config.task not in trained_for:
+        raise ValueError(f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
+                         f"{config.task!r}; score it on a corpus of {' or '.join(trained_for)}")
     interface_file = local_export / INTERFACE
     interface = json.loads(interface_file.read_text()) if interface_file.is_file() else None
     explainers = {"trained explainer": str(local_export)}
@@ -133,7 +156,7 @@ def evaluate(config: RunConfig) -> dict[str, dict[str, float]]:
         if sets[name]:
             score = _score_descriptions if config.task == "features" else _score_changes
             results[name] = score(config, sets[name], {k: v[part] for k, v in parsed.items()})
-    _save(config, rows, sets, texts, results)
+    _save(config, out_dir or config.run_dir, rows, sets, texts, results)
     return results["held-out"]
 
 
@@ -188,8 +211,8 @@ def _score_descriptions(config: RunConfig, rows: list[dict], answers: dict[str, 
     return results
 
 
-def _save(config: RunConfig, rows: list[dict], sets: dict, texts: dict[str, list[str]], results: dict) -> None:
-    run_dir = config.run_dir
+def _save(config: RunConfig, run_dir: Location, rows: list[dict], sets: dict, texts: dict[str, list[str]],
+          results: dict) -> None:
     task = get_task(config.task)
     frame = pd.DataFrame(
         {"record_id": [r["record_id"] for r in rows],

@@ -23,8 +23,9 @@ def generate_answers(model, tokenizer, queries: Sequence[str], batch_size: int, 
     try:
         for start in range(0, len(queries), batch_size):
             batch = tokenizer(list(queries[start:start + batch_size]), return_tensors="pt", padding=True).to(device)
-            if vectors is None:
-                output = model.generate(**batch, **options)[:, batch["input_ids"].shape[1]:]
+            if vectors is None:  # a text query (to a vector explainer too: one trained on a task mix)
+                lm = getattr(model, "lm", model)
+                output = lm.generate(**batch, **options)[:, batch["input_ids"].shape[1]:]
             else:
                 stop = start + len(batch["input_ids"])
                 embeds = model.embed(batch["input_ids"], vectors[start:stop].to(device), layers[start:stop].to(device))

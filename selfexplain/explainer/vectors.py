@@ -76,6 +76,8 @@ class VectorProjection(nn.Module):
 
     def forward(self, vectors: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
         out = vectors.new_zeros(vectors.shape[0], self.weight.shape[1])
+        if not len(vectors):  # still a (zero) gradient for the weight: every rank must reduce it
+            return out + 0.0 * self.weight.sum()
         for layer in layers.unique().tolist():
             if layer not in self.layers:
                 raise ValueError(f"no projection for target layer {layer}; this explainer knows {self.layers}")
@@ -103,9 +105,15 @@ class ExplainerWithVectors(nn.Module):
               vector_layers: torch.Tensor | None = None) -> torch.Tensor:
         embeds = self.lm.get_input_embeddings()(input_ids)
         where = input_ids == self.vector_token_id
-        if vectors is None or not where.any():
+        if vectors is None:
             return embeds
         rows = where.any(dim=1)
+        if not rows.any():
+            if self.projection is not None:
+                # A batch of text tasks only (a task mix): run the projection on nothing, so its
+                # weight still gets a (zero) gradient and data-parallel ranks reduce the same tensors.
+                embeds = embeds + self.projection(vectors[:0], vector_layers[:0]).sum()
+            return embeds
         if (where.sum(dim=1) > 1).any():
             raise ValueError("a query holds more than one vector placeholder; one vector per query is supported")
         values = vectors[rows].to(embeds.dtype)

@@ -75,16 +75,24 @@ def answer_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 class ExampleEncoder:
     """Ray Data callable: corpus rows -> encoded examples with their role (trained on, or a
-    validation query of either kind), dropping those over ``max_length``."""
+    validation query of either kind) and ``source`` (the run whose corpus they come from),
+    dropping those over ``max_length``.
+
+    In a task mix every source must give the same columns: with ``vector_width`` set, a text
+    task's rows carry a zero vector at layer -1. They hold no placeholder token, so the explainer
+    never reads it.
+    """
 
     def __init__(self, task: str, tokenizer_dir: str, max_length: int, trust_remote_code: bool = False,
-                 in_distribution_holdout: float = 0.0, data_fraction: float = 1.0, seed: int = 0):
+                 in_distribution_holdout: float = 0.0, data_fraction: float = 1.0, seed: int = 0,
+                 source: str = "", vector_width: int = 0):
         from selfexplain.models.loading import load_tokenizer
         from selfexplain.tasks import get_task
 
         self.task = get_task(task)
         self.tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
-        if self.task.vector_input:
+        self.source, self.vector_width = source, vector_width
+        if self.task.vector_input or vector_width:
             from selfexplain.explainer.vectors import add_vector_tokens
 
             add_vector_tokens(self.tokenizer)
@@ -99,6 +107,7 @@ class ExampleEncoder:
         encoded = [encode_example(self.tokenizer, self.task.format_query(r), self.task.format_answer(r)) for r in rows]
         keep = [len(ids) <= self.max_length for ids, _ in encoded]
         columns = {
+            "source": [self.source] * sum(keep),
             "record_id": [r["record_id"] for r, k in zip(rows, keep) if k],
             "role": [role for role, k in zip(roles, keep) if k],
             "input_ids": [ids for (ids, _), k in zip(encoded, keep) if k],
@@ -107,6 +116,9 @@ class ExampleEncoder:
         if self.task.vector_input:
             columns["vector"] = [np.asarray(r["vector"], dtype=np.float32) for r, k in zip(rows, keep) if k]
             columns["layer"] = [int(r["layer"]) for r, k in zip(rows, keep) if k]
+        elif self.vector_width:
+            columns["vector"] = [np.zeros(self.vector_width, dtype=np.float32)] * sum(keep)
+            columns["layer"] = [-1] * sum(keep)
         return pd.DataFrame(columns)
 
     def _role(self, row: dict) -> str | None:

@@ -3,8 +3,14 @@
 Each rank loads the explainer, wraps it with ``deepspeed.initialize`` (which joins the process
 group Ray Train already created: gloo on CPU, NCCL on GPU), streams its shard of the encoded
 examples with ``get_dataset_shard``, and reports metrics plus a checkpoint through
-``ray.train.report`` at the end of each epoch. Every rank saves its own DeepSpeed shard (ZeRO
-partitions optimizer state across ranks); rank 0 also writes the HF export on the last epoch.
+``ray.train.report`` at the end of each epoch and every ``train.checkpoint_every`` steps. Every
+rank saves its own DeepSpeed shard (ZeRO partitions optimizer state across ranks); rank 0 also
+writes the HF export at the end.
+
+Resume is step-exact: an epoch's batch order depends only on (seed, epoch), so a run restored
+from a checkpoint taken ``k`` steps into an epoch replays that epoch's order, skips its first
+``k`` optimizer steps' micro-batches without computing them, and goes on as the uninterrupted
+run would have.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from selfexplain.models.loading import load_model
     from selfexplain.train.deepspeed_config import deepspeed_config
     from selfexplain.train.examples import answer_only_loss, collate
+    from selfexplain.train.lora import trainable_parameters
     from selfexplain.train.safe_checkpoint import read_progress, use_weights_only_loading
     from selfexplain.train.tracking import TrainingTracker
 
@@ -69,9 +76,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
     model, tokenizer = load_model(loop_config["explainer_dir"], device=device,
                                   trust_remote_code=config.trust_remote_code)
     interface = loop_config.get("vector_interface")
-    if interface:
-        model = with_vector_input(model, tokenizer, interface).to(device)
+    model = with_vector_input(model, tokenizer, interface, lora=train if train.lora_rank else None).to(device)
     model.train()
+    trainable, total = trainable_parameters(model)
+    if rank == 0:
+        log.info("training %d of %d parameters (%.2f%%)%s", trainable, total, 100 * trainable / total,
+                 f", LoRA rank {train.lora_rank}" if train.lora_rank else "")
     total_steps = loop_config["steps_per_epoch"] * train.epochs
     optimizer = torch.optim.AdamW(parameter_groups(model, train), lr=train.learning_rate,
                                   weight_decay=train.weight_decay)
@@ -85,14 +95,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
     start_epoch, step, loss_curve, progress = 0, 0, [], {}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
-        # Epoch checkpoints: the next epoch's data order depends only on (seed, epoch), so
-        # resuming here continues exactly as the uninterrupted run would have.
         with checkpoint.as_directory() as folder:
             progress = read_progress(folder, PROGRESS)
             engine.load_checkpoint(folder, tag=progress["tag"])
         start_epoch, step, loss_curve = progress["epoch"], progress["step"], progress["loss_curve"]
         if rank == 0:
-            log.info("resumed from checkpoint after epoch %d (step %d)", start_epoch, step)
+            log.info("resumed from checkpoint at step %d (%d epochs done, %d steps into the next)",
+                     step, start_epoch, progress.get("epoch_step", 0))
+    resumed_from_step = step
+    skip_steps = progress.get("epoch_step", 0)  # optimizer steps of start_epoch already trained
 
     shard = ray.train.get_dataset_shard("train")
     validation = {name: ray.train.get_dataset_shard(name) for name in loop_config.get("validation_sets", [])}
@@ -114,16 +125,30 @@ def train_loop_per_worker(loop_config: dict) -> None:
     micro_batch = train.batch_size // train.grad_accum
     started, tokens = time.time(), 0
     tracker = TrainingTracker(rank, total_steps, step, loop_config.get("tensorboard_dir"))
+
+    def report(epoch_index: int, epoch_step: int, last: bool = False, extra: dict | None = None) -> None:
+        """Checkpoint ``epoch_step`` optimizer steps into epoch ``epoch_index`` (0 = at its end)."""
+        done = epoch_index + (epoch_step == 0)
+        record = {"epoch": done, "epoch_step": epoch_step, "resumed_from_step": resumed_from_step,
+                  "trainable_parameters": trainable, "parameters": total,
+                  "validation_curve": validation_curve, **(extra or {})}
+        _report_checkpoint(engine, tokenizer, step, loss_curve, record, last=last, rank=rank,
+                           model_card=loop_config["model_card"], interface=interface,
+                           info=loop_config.get("explainer_info"))
+
+    steps_per_epoch = loop_config["steps_per_epoch"]
     if start_epoch == train.epochs:  # finished before, but the export never reached storage
-        _report_epoch(engine, tokenizer, start_epoch - 1, step, loss_curve, last=True, rank=rank,
-                      model_card=loop_config["model_card"], interface=interface,
-                      info=loop_config.get("explainer_info"))
+        report(start_epoch - 1, 0, last=True)
     for epoch in range(start_epoch, train.epochs):
         window = []
+        skip_micro_batches = train.grad_accum * skip_steps if epoch == start_epoch else 0
+        epoch_step = skip_steps if epoch == start_epoch else 0
         batches = shard.iter_batches(batch_size=micro_batch, batch_format="numpy",
                                      local_shuffle_buffer_size=4 * micro_batch,
                                      local_shuffle_seed=config.seed + epoch)
-        for batch in batches:
+        for index, batch in enumerate(batches):
+            if index < skip_micro_batches:  # trained before the checkpoint this run resumed from
+                continue
             inputs = {k: v.to(device) for k, v in
                       collate(batch["input_ids"], batch["answer_start"], tokenizer.pad_token_id,
                               batch.get("vector"), batch.get("layer")).items()}
@@ -134,6 +159,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             tokens += int(inputs["attention_mask"].sum())
             if engine.is_gradient_accumulation_boundary():
                 step += 1
+                epoch_step += 1
                 loss_curve.append(sum(window) / len(window))
                 window = []
                 tracker.step(step, {"loss": loss_curve[-1], "lr": scheduler.get_last_lr()[0],
@@ -144,15 +170,18 @@ def train_loop_per_worker(loop_config: dict) -> None:
                     log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s", step, total_steps,
                              epoch + 1, loss_curve[-1], scheduler.get_last_lr()[0],
                              tokens * world / (time.time() - started))
+                if (train.checkpoint_every and step % train.checkpoint_every == 0
+                        and epoch_step < steps_per_epoch):  # the epoch's end checkpoints anyway
+                    paused = time.time()
+                    report(epoch, epoch_step, extra={"tokens_per_second": tokens * world / (paused - started)})
+                    started += time.time() - paused  # checkpoint writes stay out of the throughput
         # Throughput over the training steps so far (checkpoint writes excluded), all ranks together.
         throughput = {"tokens_per_second": tokens * world / (time.time() - started)}
         if not train.validate_every or step % train.validate_every:
             validate(step)
-        extra = {**throughput, **(validation_curve[-1] if validation_curve else {}), "validation_curve": validation_curve}
+        extra = {**throughput, **(validation_curve[-1] if validation_curve else {})}
         extra.pop("step", None)
-        _report_epoch(engine, tokenizer, epoch, step, loss_curve, last=epoch == train.epochs - 1,
-                      rank=rank, model_card=loop_config["model_card"], extra=extra, interface=interface,
-                      info=loop_config.get("explainer_info"))
+        report(epoch, 0, last=epoch == train.epochs - 1, extra=extra)
     tracker.close()
 
 
@@ -173,12 +202,20 @@ def validation_loss(engine, shard, micro_batch: int, pad_id: int, device) -> flo
     return total / max(count, 1)
 
 
-def with_vector_input(model, tokenizer, interface: dict):
-    """Wrap the explainer for continuous tokens: placeholder tokens, grown embeddings, projection."""
+def with_vector_input(model, tokenizer, interface: dict | None, lora=None):
+    """The explainer as trained: for vector tasks (``interface``) the placeholder tokens, grown
+    embeddings and projection; with ``lora`` (a TrainConfig) LoRA adapters on the LM, added after
+    the embeddings grow so the adapters see the final vocabulary."""
     from selfexplain.explainer.vectors import ExplainerWithVectors, VectorProjection, add_vector_tokens, grow_embeddings
+    from selfexplain.train.lora import with_lora
 
-    token_id = add_vector_tokens(tokenizer)
-    grow_embeddings(model, tokenizer)
+    if interface:
+        token_id = add_vector_tokens(tokenizer)
+        grow_embeddings(model, tokenizer)
+    if lora is not None:
+        model = with_lora(model, lora)
+    if not interface:
+        return model
     projection = None
     if interface["projected"]:
         projection = VectorProjection(interface["layers"], interface["d_target"], interface["d_explainer"])
@@ -186,23 +223,26 @@ def with_vector_input(model, tokenizer, interface: dict):
 
 
 def parameter_groups(model, train) -> list[dict]:
-    """The projection (new, randomly initialised) learns at its own, higher rate."""
+    """The trainable parameters (LoRA freezes the base); the projection (new, randomly
+    initialised) learns at its own, higher rate."""
     projection = getattr(model, "projection", None)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if projection is None:
-        return [{"params": list(model.parameters())}]
+        return [{"params": trainable}]
     own = {id(p) for p in projection.parameters()}
-    return [{"params": [p for p in model.parameters() if id(p) not in own]},
+    return [{"params": [p for p in trainable if id(p) not in own]},
             {"params": list(projection.parameters()), "lr": train.projection_learning_rate}]
 
 
-def _report_epoch(engine, tokenizer, epoch, step, loss_curve, last, rank, model_card, extra=None,
-                  interface=None, info=None) -> None:
+def _report_checkpoint(engine, tokenizer, step, loss_curve, record: dict, last, rank, model_card,
+                       interface=None, info=None) -> None:
+    """Every rank saves its DeepSpeed shard into one checkpoint folder; rank 0 adds the progress
+    record (and, at the end, the HF export); ``ray.train.report`` then persists the folder."""
     import ray.train
 
-    metrics = {"epoch": epoch + 1, "step": step,
-               "loss": loss_curve[-1] if loss_curve else float("nan"), "loss_curve": list(loss_curve),
-               **(extra or {})}
-    tag = f"epoch-{epoch + 1}"
+    metrics = {"step": step, "loss": loss_curve[-1] if loss_curve else float("nan"),
+               "loss_curve": list(loss_curve), **record}
+    tag = f"step-{step}"
     with tempfile.TemporaryDirectory(prefix="selfexplain-ckpt-") as folder:
         engine.save_checkpoint(folder, tag=tag)
         if rank == 0:
@@ -217,12 +257,16 @@ def _export(engine, tokenizer, out_dir: Path, rank: int, model_card: str, interf
     """Save a plain HF directory (safetensors) of the trained explainer from rank 0, with the
     vector interface and projection for vector tasks."""
     from selfexplain.explainer.export import save_explainer
+    from selfexplain.train.lora import is_lora, merged_copy
 
     state_dict = None
     if engine.zero_optimization_stage() == 3:
         state_dict = engine._zero3_consolidated_16bit_state_dict()  # a collective: every rank calls it
     if rank != 0:
         return
-    save_explainer(engine.module, tokenizer, out_dir, interface, state_dict)
+    module = engine.module
+    if is_lora(module):
+        module = merged_copy(module)  # a plain HF model out, adapters merged
+    save_explainer(module, tokenizer, out_dir, interface, state_dict)
     (out_dir / EXPLAINER_INFO).write_text(json.dumps(info or {}, indent=2))
     (out_dir / MODEL_CARD).write_text(model_card)

@@ -23,45 +23,72 @@ from selfexplain.storage import Location
 from selfexplain.tasks import get_task
 from selfexplain.train.examples import ExampleEncoder
 from selfexplain.train.loop import EXPORT_DIR, MODEL_CARD, train_loop_per_worker
+from selfexplain.train.mixture import CorpusSource, corpus_sources, mixed_tasks, repeat_factors, resample
 
 log = logging.getLogger(__name__)
 
 
-def encoded_examples(config: RunConfig, corpus: Location, tokenizer_dir: Path) -> ray.data.Dataset:
+def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_dir: Path,
+                     vector_width: int = 0) -> ray.data.Dataset:
     """Every corpus row encoded once, with its ``role``: ``train`` (trained on), or the validation
-    queries ``in-distribution`` and ``held-out``. Materialized, so counts are known up front.
+    queries ``in-distribution`` and ``held-out``; and its ``source``. Materialized, so counts are
+    known up front. ``vector_width`` (the target's hidden size) gives text tasks in a mix with
+    vector tasks the same columns.
 
     Block order is kept fixed: with Ray Data's default (first-finished block first) two runs
     would batch the examples differently, and a resumed run could not match an uninterrupted one.
     """
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    return (
-        ray.data.read_parquet(corpus_files(corpus), filesystem=corpus.fs)
+    t = config.train
+    parts = [
+        ray.data.read_parquet(corpus_files(source.corpus), filesystem=source.corpus.fs)
         .map_batches(ExampleEncoder, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1),
                      num_cpus=0.5,
-                     fn_constructor_kwargs={"task": config.task, "tokenizer_dir": str(tokenizer_dir),
-                                            "max_length": config.train.max_length,
-                                            "trust_remote_code": config.trust_remote_code,
-                                            "in_distribution_holdout": config.train.in_distribution_holdout,
-                                            "data_fraction": config.train.data_fraction, "seed": config.seed})
-        .materialize()
-    )
+                     fn_constructor_kwargs={"task": source.task, "tokenizer_dir": str(tokenizer_dir),
+                                            "max_length": t.max_length, "trust_remote_code": config.trust_remote_code,
+                                            "in_distribution_holdout": t.in_distribution_holdout,
+                                            "data_fraction": t.data_fraction, "seed": config.seed,
+                                            "source": source.run, "vector_width": vector_width})
+        for source in sources
+    ]
+    return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
 
 
-def examples_with_role(encoded: ray.data.Dataset, role: str, limit: int = 0) -> ray.data.Dataset:
+def examples_with_role(encoded: ray.data.Dataset, role: str, limit: int = 0, source: str = "") -> ray.data.Dataset:
     selected = encoded.filter(expr=col("role") == role)
+    if source:
+        selected = selected.filter(expr=col("source") == source)
     return (selected.limit(limit) if limit else selected).materialize()
+
+
+def training_examples(config: RunConfig, sources: list[CorpusSource], encoded: ray.data.Dataset) -> ray.data.Dataset:
+    """The rows trained on; in a task mix, resampled to the configured ratios and interleaved in
+    a fixed order (so batches mix tasks, and a resumed run sees the same batches)."""
+    examples = examples_with_role(encoded, "train")
+    if len(sources) == 1:
+        return examples
+    counts = {source.run: examples_with_role(examples, "train", source=source.run).count() for source in sources}
+    factors = repeat_factors(counts, {source.run: source.ratio for source in sources})
+    log.info("task mix: %s", ", ".join(f"{run} {counts[run]} rows x{factor:.2f}" for run, factor in factors.items()))
+    return (examples.map_batches(resample, batch_format="pandas", fn_kwargs={"factors": factors, "seed": config.seed})
+            .sort("order").drop_columns(["order"]).materialize())
 
 
 VALIDATION_SETS = {"val_held_out": "held-out", "val_in_distribution": "in-distribution"}
 
 
-def validation_sets(config: RunConfig, encoded: ray.data.Dataset) -> dict[str, ray.data.Dataset]:
-    """The non-empty validation query sets, each capped at ``train.validation_examples``."""
+def validation_sets(config: RunConfig, sources: list[CorpusSource], encoded: ray.data.Dataset) -> dict[str, ray.data.Dataset]:
+    """The non-empty validation query sets, each capped at ``train.validation_examples``; one pair
+    per corpus in a task mix, so each task's progress shows (``val_held_out.<run>``: not "/", as
+    Ray Data names log files after datasets)."""
     if not config.train.validation_examples:
         return {}
-    sets = {name: examples_with_role(encoded, role, config.train.validation_examples)
-            for name, role in VALIDATION_SETS.items()}
+    limit = config.train.validation_examples
+    if len(sources) == 1:
+        sets = {name: examples_with_role(encoded, role, limit) for name, role in VALIDATION_SETS.items()}
+    else:
+        sets = {f"{name}.{source.run}": examples_with_role(encoded, role, limit, source=source.run)
+                for source in sources for name, role in VALIDATION_SETS.items()}
     return {name: data for name, data in sets.items() if data.count()}
 
 
@@ -81,24 +108,27 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     ``loop`` is the per-worker function (tests wrap it to inject worker failures).
     """
     train_cfg = config.train
-    corpus = config.corpus_dir
-    manifest = read_manifest(corpus)
+    sources = corpus_sources(config)
+    manifests = {source.run: read_manifest(source.corpus) for source in sources}
     explainer_dir = resolve_model_dir(config.explainer_ref)
     export_dir = export_location(config)
     if is_trained(config):
         log.info("explainer already trained at %s; skipping training", export_dir)
         return export_dir
     storage = config.run_dir / "ray_train"
+    corpus_hashes = {run: manifest["config_hash"] for run, manifest in manifests.items()}
     claim_plan(storage, {"fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
-                         "corpus": manifest["config_hash"]})
+                         "corpus": corpus_hashes if train_cfg.mix else corpus_hashes[sources[0].run]})
 
-    encoded = encoded_examples(config, corpus, explainer_dir)
-    dataset = examples_with_role(encoded, "train")
-    validation = validation_sets(config, encoded)
+    interface = vector_interface(config, sources, explainer_dir)
+    encoded = encoded_examples(config, sources, explainer_dir,
+                               vector_width=interface["d_target"] if interface and train_cfg.mix else 0)
+    dataset = training_examples(config, sources, encoded)
+    validation = validation_sets(config, sources, encoded)
     examples = dataset.count()
     if examples == 0:
         raise ValueError(f"no training examples fit in train.max_length={train_cfg.max_length}; raise it")
-    dropped = _dropped_over_max_length(config, corpus, examples)
+    dropped = _dropped_over_max_length(config, sources, examples_with_role(encoded, "train").count())
     per_rank = examples // train_cfg.num_workers
     micro = train_cfg.batch_size // train_cfg.grad_accum
     steps_per_epoch = max(1, -(-per_rank // micro) // train_cfg.grad_accum)
@@ -110,15 +140,13 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
         train_loop_config={
             "config": config.to_dict(),
             "explainer_dir": str(explainer_dir),
-            "vector_interface": vector_interface(config, corpus, explainer_dir),
+            "vector_interface": interface,
             "tensorboard_dir": (str(config.run_dir.local_path / "tensorboard")
                                 if train_cfg.tensorboard and config.run_dir.is_local else None),
             "steps_per_epoch": steps_per_epoch,
             "validation_sets": sorted(validation),
-            "model_card": _model_card(config, manifest, examples),
-            "explainer_info": {"task": config.task, "target_model": config.target,
-                               "explainer_base": config.explainer_ref, "run": config.name,
-                               "corpus_config_hash": manifest["config_hash"]},
+            "model_card": _model_card(config, sources, manifests, examples),
+            "explainer_info": _explainer_info(config, sources, corpus_hashes),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
@@ -142,25 +170,37 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     return export_dir
 
 
-def _dropped_over_max_length(config: RunConfig, corpus: Location, examples: int) -> int:
+def _dropped_over_max_length(config: RunConfig, sources: list[CorpusSource], encoded_train_rows: int) -> int:
     from selfexplain.corpus.io import read_corpus
     from selfexplain.corpus.subsets import trains_on
 
-    ids = read_corpus(corpus, split="train", columns=["split", "record_id"])["record_id"].to_pylist()
     t = config.train
-    return sum(trains_on(i, t.in_distribution_holdout, t.data_fraction, config.seed) for i in ids) - examples
+    kept = 0
+    for source in sources:
+        ids = read_corpus(source.corpus, split="train", columns=["split", "record_id"])["record_id"].to_pylist()
+        kept += sum(trains_on(i, t.in_distribution_holdout, t.data_fraction, config.seed) for i in ids)
+    return kept - encoded_train_rows
 
 
-def vector_interface(config: RunConfig, corpus: Location, explainer_dir: Path) -> dict | None:
-    """How vectors enter this explainer (None for text-only tasks): sizes, layers, projection."""
+def vector_interface(config: RunConfig, sources: list[CorpusSource], explainer_dir: Path) -> dict | None:
+    """How vectors enter this explainer (None when no task carries vectors): sizes, layers
+    (over every vector corpus of a mix), projection."""
     import pyarrow.compute as pc
     from transformers import AutoConfig
 
-    if not get_task(config.task).vector_input:
+    vector_sources = [source for source in sources if get_task(source.task).vector_input]
+    if not vector_sources:
         return None
-    files = corpus_files(corpus)
-    d_target = pq.read_schema(files[0], filesystem=corpus.fs).field("vector").type.list_size
-    layers = sorted(pc.unique(pq.read_table(files, filesystem=corpus.fs, columns=["layer"])["layer"]).to_pylist())
+    widths, layers = set(), set()
+    for source in vector_sources:
+        files = corpus_files(source.corpus)
+        widths.add(pq.read_schema(files[0], filesystem=source.corpus.fs).field("vector").type.list_size)
+        layers |= set(pc.unique(pq.read_table(files, filesystem=source.corpus.fs, columns=["layer"])["layer"]).to_pylist())
+    if len(widths) > 1:
+        raise ConfigError(f"config key 'train.mix': the vector corpora have different widths {sorted(widths)}; "
+                          "mix corpora of one target model")
+    (d_target,) = widths
+    layers = sorted(layers)
     explainer_config = AutoConfig.from_pretrained(explainer_dir, trust_remote_code=config.trust_remote_code)
     d_explainer = getattr(explainer_config, "hidden_size", None) or explainer_config.get_text_config().hidden_size
     mode = config.train.projection
@@ -172,15 +212,29 @@ def vector_interface(config: RunConfig, corpus: Location, explainer_dir: Path) -
             "projected": projected, "rescale": config.train.rescale_vectors}
 
 
-def _model_card(config: RunConfig, manifest: dict, examples: int) -> str:
+def _explainer_info(config: RunConfig, sources: list[CorpusSource], corpus_hashes: dict) -> dict:
+    """What `selfexplain explain` and `evaluate` need to know: tasks, target, explainer base."""
+    tasks = mixed_tasks(sources)
+    info = {"tasks": tasks, "target_model": config.target, "explainer_base": config.explainer_ref,
+            "run": config.name, "corpus_config_hash": corpus_hashes if config.train.mix else corpus_hashes[sources[0].run]}
+    if len(tasks) == 1:
+        info["task"] = tasks[0]
+    return info
+
+
+def _model_card(config: RunConfig, sources: list[CorpusSource], manifests: dict, examples: int) -> str:
     kind = "self" if config.train.explainer == "self" else "other"
+    total = sum(source.ratio for source in sources)
+    corpora = "".join(
+        f"- corpus `{source.run}`: task `{source.task}`, share {source.ratio / total:.0%}, rows by split "
+        f"{manifests[source.run]['rows_by_split']}, config hash `{manifests[source.run]['config_hash']}`\n"
+        for source in sources)
     return (
         f"# selfexplain explainer: {config.name}\n\n"
         f"- target model: `{config.target}`\n"
         f"- explainer base: `{config.explainer_ref}` ({kind})\n"
-        f"- task: `{config.task}`\n"
-        f"- training examples: {examples} (corpus rows by split: {manifest['rows_by_split']})\n"
-        f"- corpus config hash: `{manifest['config_hash']}`\n\n"
+        f"- tasks: {', '.join(f'`{t}`' for t in mixed_tasks(sources))}\n"
+        f"- training examples: {examples}\n{corpora}\n"
         "Load with `transformers.AutoModelForCausalLM.from_pretrained(<this folder>)`; vector tasks add\n"
         "`vector_interface.json` (and `vector_projection.safetensors`): load both with\n"
         "`selfexplain.explainer.export.load_explainer(<this folder>)`, or ask it with `selfexplain explain`.\n"
