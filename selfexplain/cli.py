@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--layer", type=int, help="patching/features: target layer")
     ask.add_argument("--position", type=int, help="patching: token position")
     ask.add_argument("--vector", help="features: a .npy file holding the feature direction")
+    ask.add_argument("--task", help="an explainer trained on a task mix: the query's task "
+                                    "(default: the task whose fields the query gives)")
     ask.add_argument("--queries", help="a .jsonl file of queries; answers are printed one JSON object a line")
     ask.add_argument("--max-new-tokens", type=int, default=24, dest="max_new_tokens")
     return parser
@@ -103,7 +105,7 @@ def _explain(args) -> None:
     if args.queries:
         queries = [json.loads(line) for line in Path(args.queries).read_text().splitlines() if line.strip()]
     else:
-        fields = ("prompt", "token_index", "counterfactual", "layer", "position", "vector")
+        fields = ("task", "prompt", "token_index", "counterfactual", "layer", "position", "vector")
         queries = [{key: getattr(args, key) for key in fields if getattr(args, key) is not None}]
     answers = explainer.ask(queries, max_new_tokens=args.max_new_tokens)
     for query, answer in zip(queries, answers):

@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from selfexplain.cli import main
 from selfexplain.config import ConfigError
 from selfexplain.explain import Explainer, QueryError
 from selfexplain.jobs.generate import generate
@@ -65,6 +66,9 @@ def test_an_explainer_trains_on_a_feature_and_an_ablation_corpus_in_one_run(ray_
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     with pytest.raises(QueryError, match="fit none of this explainer's tasks"):
         explainer.ask([{"prompt": "only a prompt"}])
+    export = str(mixed.run_dir.local_path / "explainer")
+    assert main(["explain", export, "--prompt", "The cat sat on the mat", "--token-index", "2"]) == 0
+    assert main(["explain", export, "--task", "patching", "--prompt", "a", "--token-index", "0"]) == 2
 
 
 def test_a_mix_names_runs_that_have_a_corpus(tiny_config):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pyarrow as pa
+
 
 def _unit(record_id: str, salt: str, seed: int) -> float:
     digest = hashlib.sha256(f"{salt}\x1f{seed}\x1f{record_id}".encode()).digest()
@@ -35,3 +37,10 @@ def trains_on(record_id: str, in_distribution_fraction: float, data_fraction: fl
     """A training-split row is trained on: not an in-distribution query, and inside the data fraction."""
     return (not is_in_distribution_query(record_id, in_distribution_fraction, seed)
             and in_data_fraction(record_id, data_fraction, seed))
+
+
+def rows_trained_on(train_split: pa.Table, in_distribution_fraction: float, data_fraction: float,
+                    seed: int) -> pa.Table:
+    """The rows of a corpus's training split that training uses (before the max_length filter)."""
+    keep = [trains_on(i, in_distribution_fraction, data_fraction, seed) for i in train_split["record_id"].to_pylist()]
+    return train_split.filter(pa.array(keep, type=pa.bool_())) if keep else train_split

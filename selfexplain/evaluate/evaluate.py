@@ -17,7 +17,7 @@ import ray
 from selfexplain.config import RunConfig
 from selfexplain.corpus.io import read_corpus
 from selfexplain.corpus.schema import stable_id
-from selfexplain.corpus.subsets import is_in_distribution_query, trains_on
+from selfexplain.corpus.subsets import is_in_distribution_query, rows_trained_on
 from selfexplain.evaluate.baselines import heuristic_change, majority_answer, nearest_rows
 from selfexplain.evaluate.embeddings import detection_auroc, embed, negative_contexts, retrieval_hits, similarity
 from selfexplain.evaluate.metrics import score_change_predictions, score_descriptions
@@ -27,8 +27,8 @@ from selfexplain.models.loading import cache_root, resolve_model_dir
 from selfexplain.provenance import versions
 from selfexplain.storage import Location, parquet_bytes
 from selfexplain.tasks import get_task
-from selfexplain.train.loop import EXPLAINER_INFO, MODEL_CARD
-from selfexplain.train.trainer import export_location
+from selfexplain.train.loop import EXPLAINER_INFO
+from selfexplain.train.trainer import export_location, has_export
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ def query_rows(config: RunConfig) -> dict[str, list[dict]]:
 
 def training_rows(config: RunConfig) -> list[dict]:
     """The rows the explainer was trained on (what the memorizing baselines may look at)."""
-    rows = read_corpus(config.corpus_dir, split="train").to_pylist()
     t = config.train
-    return [r for r in rows if trains_on(r["record_id"], t.in_distribution_holdout, t.data_fraction, config.seed)]
+    return rows_trained_on(read_corpus(config.corpus_dir, split="train"), t.in_distribution_holdout,
+                           t.data_fraction, config.seed).to_pylist()
 
 
 def evaluate_run(config: RunConfig) -> dict[str, dict[str, dict[str, float]]]:
@@ -117,7 +117,7 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     return the held-out results (``results.json`` also holds the in-distribution ones)."""
     task = get_task(config.task)
     export = Location(config.evaluate.explainer) if config.evaluate.explainer else export_location(config)
-    if not (export / MODEL_CARD).exists():
+    if not has_export(export):
         hint = "check evaluate.explainer" if config.evaluate.explainer else "run `selfexplain train` first"
         raise FileNotFoundError(f"no trained explainer at {export}; {hint}")
     sets = query_rows(config)

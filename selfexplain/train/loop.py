@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -60,6 +59,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from selfexplain.train.examples import answer_only_loss, collate
     from selfexplain.train.lora import trainable_parameters
     from selfexplain.train.safe_checkpoint import read_progress, use_weights_only_loading
+    from selfexplain.train.throughput import Throughput
     from selfexplain.train.tracking import TrainingTracker
 
     _setup_logging()
@@ -111,11 +111,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     def validate(at_step: int) -> dict:
         """Mean answer loss on each validation set; its time is kept out of the throughput."""
-        nonlocal started
-        begun = time.time()
-        losses = {name: validation_loss(engine, data, micro_batch, tokenizer.pad_token_id, device)
-                  for name, data in validation.items()}
-        started += time.time() - begun
+        with throughput.paused():
+            losses = {name: validation_loss(engine, data, micro_batch, tokenizer.pad_token_id, device)
+                      for name, data in validation.items()}
         if losses:
             validation_curve.append({"step": at_step, **losses})
             tracker.validation(at_step, losses)
@@ -123,7 +121,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 log.info("step %d  validation: %s", at_step, "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
         return losses
     micro_batch = train.batch_size // train.grad_accum
-    started, tokens = time.time(), 0
+    throughput, step_tokens = Throughput(world), 0
     tracker = TrainingTracker(rank, total_steps, step, loop_config.get("tensorboard_dir"))
 
     def report(epoch_index: int, epoch_step: int, last: bool = False, extra: dict | None = None) -> None:
@@ -156,30 +154,30 @@ def train_loop_per_worker(loop_config: dict) -> None:
             engine.backward(loss)
             engine.step()
             window.append(loss.item())
-            tokens += int(inputs["attention_mask"].sum())
+            step_tokens += int(inputs["attention_mask"].sum())
             if engine.is_gradient_accumulation_boundary():
+                throughput.step(step_tokens)
+                step_tokens = 0
                 step += 1
                 epoch_step += 1
                 loss_curve.append(sum(window) / len(window))
                 window = []
                 tracker.step(step, {"loss": loss_curve[-1], "lr": scheduler.get_last_lr()[0],
-                                    "tokens_per_second": tokens * world / (time.time() - started)})
+                                    "tokens_per_second": throughput.tokens_per_second})
                 if train.validate_every and step % train.validate_every == 0:
                     validate(step)
                 if rank == 0 and (step % 10 == 0 or step == total_steps):
                     log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s", step, total_steps,
                              epoch + 1, loss_curve[-1], scheduler.get_last_lr()[0],
-                             tokens * world / (time.time() - started))
+                             throughput.tokens_per_second)
                 if (train.checkpoint_every and step % train.checkpoint_every == 0
                         and epoch_step < steps_per_epoch):  # the epoch's end checkpoints anyway
-                    paused = time.time()
-                    report(epoch, epoch_step, extra={"tokens_per_second": tokens * world / (paused - started)})
-                    started += time.time() - paused  # checkpoint writes stay out of the throughput
-        # Throughput over the training steps so far (checkpoint writes excluded), all ranks together.
-        throughput = {"tokens_per_second": tokens * world / (time.time() - started)}
+                    with throughput.paused():  # checkpoint writes stay out of the throughput
+                        report(epoch, epoch_step, extra=throughput.metrics())
+        speed = throughput.metrics()  # the steps so far, before this epoch's validation and checkpoint
         if not train.validate_every or step % train.validate_every:
             validate(step)
-        extra = {**throughput, **(validation_curve[-1] if validation_curve else {})}
+        extra = {**speed, **(validation_curve[-1] if validation_curve else {})}
         extra.pop("step", None)
         report(epoch, 0, last=epoch == train.epochs - 1, extra=extra)
     tracker.close()

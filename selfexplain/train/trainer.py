@@ -96,9 +96,13 @@ def export_location(config: RunConfig) -> Location:
     return config.run_dir / EXPORT_DIR
 
 
+def has_export(folder: Location) -> bool:
+    """A complete explainer export is there: its model card is written last."""
+    return (folder / MODEL_CARD).exists()
+
+
 def is_trained(config: RunConfig) -> bool:
-    """The export is complete: its model card is written last."""
-    return (export_location(config) / MODEL_CARD).exists()
+    return has_export(export_location(config))
 
 
 def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
@@ -172,13 +176,11 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
 
 def _dropped_over_max_length(config: RunConfig, sources: list[CorpusSource], encoded_train_rows: int) -> int:
     from selfexplain.corpus.io import read_corpus
-    from selfexplain.corpus.subsets import trains_on
+    from selfexplain.corpus.subsets import rows_trained_on
 
     t = config.train
-    kept = 0
-    for source in sources:
-        ids = read_corpus(source.corpus, split="train", columns=["split", "record_id"])["record_id"].to_pylist()
-        kept += sum(trains_on(i, t.in_distribution_holdout, t.data_fraction, config.seed) for i in ids)
+    kept = sum(rows_trained_on(read_corpus(source.corpus, split="train", columns=["split", "record_id"]),
+                               t.in_distribution_holdout, t.data_fraction, config.seed).num_rows for source in sources)
     return kept - encoded_train_rows
 
 
