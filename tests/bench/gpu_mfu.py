@@ -85,7 +85,11 @@ def worker_loop(config: dict) -> None:
     seconds = time.perf_counter() - started
     params = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in engine.module.parameters())
     text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    ray.train.report({
+    # Ray Train keeps the metrics of reports that carry a checkpoint: send a tiny one
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="mfu-")
+    ray.train.report(checkpoint=ray.train.Checkpoint.from_directory(folder), metrics={
         "tokens_per_second_per_worker": rows * seq * config["steps"] / seconds,
         "seconds_per_step": seconds / config["steps"], "parameters": params,
         "layers": text.num_hidden_layers, "hidden": text.hidden_size,
@@ -105,22 +109,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--peak-tflops", type=float, default=0.0, dest="peak_tflops")
+    parser.add_argument("--address", default="", help="a Ray cluster to join (default: RAY_ADDRESS or a local one)")
     parser.add_argument("--cpu", action="store_true", help="run on CPU (fp32) as a smoke test; no MFU")
     args = parser.parse_args()
+
+    import os
+    import tempfile
 
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    ray.init(num_cpus=None if not args.cpu else 4)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    if not gpus and not args.cpu:
-        raise SystemExit("no GPU in this Ray cluster; run on a GPU machine, or pass --cpu for a smoke test")
-    workers = args.workers or max(1, gpus)
-    result = TorchTrainer(
-        worker_loop, train_loop_config=vars(args),
-        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=not args.cpu),
-    ).fit()
+    from selfexplain.config import RayConfig
+    from selfexplain.jobs.ray_session import ray_session
+
+    # the cluster at --address or RAY_ADDRESS, else a local one (as selfexplain's own jobs do)
+    with ray_session(RayConfig(address=args.address, num_cpus=max(4, os.cpu_count() or 1))):
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if not gpus and not args.cpu:
+            raise SystemExit("no GPU in this Ray cluster; run on a GPU machine, or pass --cpu for a smoke test")
+        workers = args.workers or max(1, gpus)
+        result = TorchTrainer(
+            worker_loop, train_loop_config=vars(args),
+            scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=not args.cpu),
+            run_config=ray.train.RunConfig(storage_path=tempfile.mkdtemp(prefix="selfexplain-mfu-")),
+        ).fit()
     m = result.metrics
     tokens = m["tokens_per_second_per_worker"] * workers
     achieved = flops_per_token(m["parameters"], m["layers"], m["hidden"], args.seq) * tokens
