@@ -64,6 +64,10 @@ def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: i
 QUERY_SETS = ("held-out", "in-distribution")
 
 
+class EmptyHeldOutSplit(ValueError):
+    """A corpus has no held-out queries (too few items, or all held-out ones rejected)."""
+
+
 def query_rows(config: RunConfig) -> dict[str, list[dict]]:
     """The queries scored: the held-out split (new prompts, concepts, entities), and training-split
     rows that were kept out of training (seen groups, unseen rows), each capped and sampled
@@ -71,7 +75,8 @@ def query_rows(config: RunConfig) -> dict[str, list[dict]]:
     corpus = read_corpus(config.corpus_dir).to_pandas()
     test = corpus[corpus["split"] == "test"]
     if test.empty:
-        raise ValueError("the held-out split is empty; raise generate.held_out_fraction or add prompts")
+        raise EmptyHeldOutSplit(f"the held-out split of {config.corpus_dir} is empty; raise "
+                                "generate.held_out_fraction or generate.max_items (more items, more groups)")
     holdout = config.train.in_distribution_holdout
     seen = corpus[(corpus["split"] == "train") & corpus["record_id"].map(
         lambda i: is_in_distribution_query(i, holdout, config.seed))]
@@ -108,7 +113,12 @@ def evaluate_run(config: RunConfig) -> dict[str, dict[str, dict[str, float]]]:
         alone = dataclasses.replace(config, task=source.task, corpus_from=source.run, generate=made_with,
                                     train=dataclasses.replace(config.train, mix={}))
         log.info("scoring the mixed explainer on %s (%s)", source.run, source.task)
-        results[source.run] = evaluate(alone, out_dir=config.run_dir / "evaluate" / source.run)
+        try:
+            results[source.run] = evaluate(alone, out_dir=config.run_dir / "evaluate" / source.run)
+        except EmptyHeldOutSplit as err:  # the other corpora's scores are still worth having
+            log.warning("not scored on %s: %s", source.run, err)
+    if not results:
+        raise EmptyHeldOutSplit(f"no corpus of train.mix has held-out queries ({', '.join(config.train.mix)})")
     return results
 
 
