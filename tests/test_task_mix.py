@@ -15,7 +15,7 @@ from selfexplain.jobs.generate import generate
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.pipeline import run_all
 from selfexplain.train.mixture import corpus_sources, repeat_factors
-from selfexplain.train.trainer import encoded_examples, training_examples, vector_interface
+from selfexplain.train.trainer import encoded_examples, examples_with_role, training_examples, vector_interface
 
 
 def test_repeat_factors_give_each_corpus_its_share():
@@ -38,7 +38,8 @@ def test_an_explainer_trains_on_a_feature_and_an_ablation_corpus_in_one_run(ray_
     assert {s.run: s.task for s in sources} == {"mix-features": "features", "mix-ablation": "ablation"}
     interface = vector_interface(mixed, sources, resolve_model_dir("tiny-llama"))
     encoded = encoded_examples(mixed, sources, resolve_model_dir("tiny-llama"), vector_width=interface["d_target"])
-    order = [row["source"] for row in training_examples(mixed, sources, encoded).iter_rows()]
+    trained = examples_with_role(encoded, "train")
+    order = [row["source"] for row in training_examples(mixed, sources, trained).iter_rows()]
     share = Counter(order)["mix-features"] / len(order)
     assert 0.65 < share < 0.85
     assert sum(a != b for a, b in zip(order, order[1:])) > len(order) // 8

@@ -108,7 +108,7 @@ def evaluate_run(config: RunConfig) -> dict[str, dict[str, dict[str, float]]]:
 
     results = {}
     for source in corpus_sources(config):
-        made_with = from_dict(GenerateConfig, (source.corpus / "manifest.json").read_json()["config"]["generate"])
+        made_with = from_dict(GenerateConfig, source.manifest["config"]["generate"])
         # this run's explainer and settings, scored as if it were a run on that corpus alone
         alone = dataclasses.replace(config, task=source.task, corpus_from=source.run, generate=made_with,
                                     train=dataclasses.replace(config.train, mix={}))

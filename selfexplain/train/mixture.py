@@ -13,7 +13,7 @@ A run without ``train.mix`` is the one-source case: its own corpus (or ``corpus_
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -29,25 +29,28 @@ class CorpusSource:
     task: str
     corpus: Location
     ratio: float
+    manifest: dict = field(compare=False, repr=False)
+    """The corpus's manifest (task, target, config, counts), read once here."""
 
 
 def corpus_sources(config: RunConfig) -> list[CorpusSource]:
     """The corpora a run trains on, checked: each exists and was made from this run's target."""
-    from selfexplain.corpus.io import MANIFEST
+    from selfexplain.corpus.io import MANIFEST, read_manifest
 
     if not config.train.mix:
-        return [CorpusSource(config.corpus_from or config.name, config.task, config.corpus_dir, 1.0)]
+        return [CorpusSource(config.corpus_from or config.name, config.task, config.corpus_dir, 1.0,
+                             read_manifest(config.corpus_dir))]
     sources = []
     for run, ratio in config.train.mix.items():
         corpus = Location(config.output_dir) / run / "corpus"
         if not (corpus / MANIFEST).exists():
             raise ConfigError(f"config key 'train.mix': run {run!r} has no finished corpus at {corpus}; "
                               f"generate it first (selfexplain generate TASK CONFIG name={run})")
-        manifest = (corpus / MANIFEST).read_json()
+        manifest = read_manifest(corpus)
         if manifest["target"] != config.target:
             raise ConfigError(f"config key 'train.mix': run {run!r} holds ground truth of {manifest['target']!r}, "
                               f"but this run's target is {config.target!r}; mix corpora of one target")
-        sources.append(CorpusSource(run, manifest["task"], corpus, float(ratio)))
+        sources.append(CorpusSource(run, manifest["task"], corpus, float(ratio), manifest))
     return sources
 
 

@@ -17,7 +17,7 @@ from ray.data.expressions import col
 from ray.train.torch import TorchTrainer
 
 from selfexplain.config import ConfigError, RunConfig
-from selfexplain.corpus.io import claim_plan, corpus_files, read_manifest
+from selfexplain.corpus.io import claim_plan, corpus_files
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.storage import Location
 from selfexplain.tasks import get_task
@@ -61,10 +61,10 @@ def examples_with_role(encoded: ray.data.Dataset, role: str, limit: int = 0, sou
     return (selected.limit(limit) if limit else selected).materialize()
 
 
-def training_examples(config: RunConfig, sources: list[CorpusSource], encoded: ray.data.Dataset) -> ray.data.Dataset:
-    """The rows trained on; in a task mix, resampled to the configured ratios and interleaved in
-    a fixed order (so batches mix tasks, and a resumed run sees the same batches)."""
-    examples = examples_with_role(encoded, "train")
+def training_examples(config: RunConfig, sources: list[CorpusSource], examples: ray.data.Dataset) -> ray.data.Dataset:
+    """The rows trained on (``examples``: the encoded rows of role ``train``); in a task mix,
+    resampled to the configured ratios and interleaved in a fixed order (so batches mix tasks,
+    and a resumed run sees the same batches)."""
     if len(sources) == 1:
         return examples
     counts = {source.run: examples_with_role(examples, "train", source=source.run).count() for source in sources}
@@ -113,7 +113,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     """
     train_cfg = config.train
     sources = corpus_sources(config)
-    manifests = {source.run: read_manifest(source.corpus) for source in sources}
+    manifests = {source.run: source.manifest for source in sources}
     explainer_dir = resolve_model_dir(config.explainer_ref)
     export_dir = export_location(config)
     if is_trained(config):
@@ -121,18 +121,20 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
         return export_dir
     storage = config.run_dir / "ray_train"
     corpus_hashes = {run: manifest["config_hash"] for run, manifest in manifests.items()}
+    corpus_hash = corpus_hashes if train_cfg.mix else corpus_hashes[sources[0].run]
     claim_plan(storage, {"fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
-                         "corpus": corpus_hashes if train_cfg.mix else corpus_hashes[sources[0].run]})
+                         "corpus": corpus_hash})
 
     interface = vector_interface(config, sources, explainer_dir)
     encoded = encoded_examples(config, sources, explainer_dir,
                                vector_width=interface["d_target"] if interface and train_cfg.mix else 0)
-    dataset = training_examples(config, sources, encoded)
+    encoded_train = examples_with_role(encoded, "train")
+    dataset = training_examples(config, sources, encoded_train)
     validation = validation_sets(config, sources, encoded)
     examples = dataset.count()
     if examples == 0:
         raise ValueError(f"no training examples fit in train.max_length={train_cfg.max_length}; raise it")
-    dropped = _dropped_over_max_length(config, sources, examples_with_role(encoded, "train").count())
+    dropped = _dropped_over_max_length(config, sources, encoded_train.count())
     per_rank = examples // train_cfg.num_workers
     micro = train_cfg.batch_size // train_cfg.grad_accum
     steps_per_epoch = max(1, -(-per_rank // micro) // train_cfg.grad_accum)
@@ -150,7 +152,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             "steps_per_epoch": steps_per_epoch,
             "validation_sets": sorted(validation),
             "model_card": _model_card(config, sources, manifests, examples),
-            "explainer_info": _explainer_info(config, sources, corpus_hashes),
+            "explainer_info": _explainer_info(config, sources, corpus_hash),
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
@@ -214,11 +216,11 @@ def vector_interface(config: RunConfig, sources: list[CorpusSource], explainer_d
             "projected": projected, "rescale": config.train.rescale_vectors}
 
 
-def _explainer_info(config: RunConfig, sources: list[CorpusSource], corpus_hashes: dict) -> dict:
+def _explainer_info(config: RunConfig, sources: list[CorpusSource], corpus_hash: str | dict) -> dict:
     """What `selfexplain explain` and `evaluate` need to know: tasks, target, explainer base."""
     tasks = mixed_tasks(sources)
     info = {"tasks": tasks, "target_model": config.target, "explainer_base": config.explainer_ref,
-            "run": config.name, "corpus_config_hash": corpus_hashes if config.train.mix else corpus_hashes[sources[0].run]}
+            "run": config.name, "corpus_config_hash": corpus_hash}
     if len(tasks) == 1:
         info["task"] = tasks[0]
     return info
