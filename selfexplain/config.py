@@ -55,10 +55,17 @@ class GenerateConfig:
     """Fraction of groups held out for evaluation (see ``held_out_by``)."""
     held_out_by: str = "auto"
     """What the held-out split is made of, so evaluation measures generalization to new queries:
-    ``prompt`` (ablation), ``question`` or ``subject`` (hint), ``entity``, ``template`` or ``relation`` (patching), ``feature`` or
-    ``kind`` (features). ``auto`` picks the first of these the task knows."""
+    ``family`` (prompts a word or two apart, the default) or ``prompt`` (ablation), ``question`` or
+    ``subject`` (hint), ``entity`` (a pair is kept only when both its entities fall on one side),
+    ``template`` or ``relation`` (patching), ``feature`` or ``kind`` (features). ``auto`` picks the
+    first of these the task knows."""
     layers: list[int] = field(default_factory=list)
     """patching and features: target layers (block indices) to use; empty = every layer."""
+    layer_blocks: int = 0
+    """patching: 0 patches one layer at a time; N > 0 splits the used layers into N blocks of
+    consecutive layers and writes the counterfactual's activation, averaged over a block, into
+    every layer of that block at one position (the paper's block patching: 4 blocks of 8 layers
+    for Llama-3.1-8B). The query names the block (``layer 8-15``)."""
     component: str = "residual"
     """patching: what is patched, ``residual`` (the stream after a block), ``attn`` or ``mlp``
     (that sub-layer's output)."""
@@ -98,8 +105,10 @@ class TrainConfig:
     """Examples per optimizer step per worker (micro-batch x gradient accumulation)."""
     grad_accum: int = 1
     """Gradient accumulation steps; micro-batch = batch_size / grad_accum."""
-    max_length: int = 128
-    """Examples whose tokenized query + answer exceed this many tokens are dropped."""
+    max_length: int = 500
+    """Rows whose query + answer exceed this many tokens of the *target's* tokenizer are left out
+    of training and of evaluation alike (one filter for every explainer, so self and other see
+    the same rows; 500 as in the paper)."""
     zero_stage: int = 2
     """DeepSpeed ZeRO stage: 0, 1, 2 or 3."""
     offload: bool = False
@@ -167,10 +176,16 @@ class EvaluateConfig:
     """Evaluate at most this many held-out examples (0 = all), sampled deterministically."""
     batch_size: int = 32
     """Queries decoded together."""
-    max_new_tokens: int = 12
-    """Generated tokens per answer."""
+    max_new_tokens: int = 0
+    """Generated tokens per answer (0 = the task's budget: 24 for the change tasks' fixed-form
+    answers, 48 for feature descriptions, which runs to a sentence in SAE/Neuronpedia sets)."""
     untrained_baseline: bool = True
-    """Also score the explainer before fine-tuning (zero-shot)."""
+    """Also score the explainer before fine-tuning (zero-shot): free text for features; for the
+    change tasks the well-formed candidate answer it finds most likely (free text from an
+    untrained model never takes the answer form)."""
+    selfie_scales: list[float] = field(default_factory=lambda: [1.0, 5.0, 10.0, 25.0, 50.0])
+    """features, self-explainer runs: the SelfIE baseline reads the unit vector times each of
+    these scales and reports the best scale (an upper bound, as in the paper); [] = off."""
     explainer: str = ""
     """Score this exported explainer folder (local or URI) instead of the run's own, e.g. one
     trained on concepts, scored on a SAELens/Neuronpedia feature set generated in this run."""
@@ -230,6 +245,8 @@ class RunConfig:
                "give block indices, e.g. [0, 4, 8], or [] for all")
         _check(g.component in ("residual", "attn", "mlp"), "generate.component", "use residual, attn or mlp")
         _check(g.max_tokens >= 2, "generate.max_tokens", "use 2 or more")
+        _check(g.layer_blocks >= 0 and (not g.layers or g.layer_blocks <= len(g.layers)), "generate.layer_blocks",
+               "use 0 (single-layer patching) or a block count no larger than the number of generate.layers")
         _check(0.5 <= g.min_probe_accuracy <= 1.0, "generate.min_probe_accuracy", "use a value in [0.5, 1]")
         _check(g.top_contexts >= 0, "generate.top_contexts", "use 0 or more")
         _check(t.zero_stage in (0, 1, 2, 3), "train.zero_stage", "use 0, 1, 2 or 3")
@@ -257,7 +274,10 @@ class RunConfig:
                "its optimizer state is small, so ZeRO-2 suffices, or set lora_rank=0 for ZeRO-3")
         _check(t.checkpoint_every >= 0, "train.checkpoint_every", "use 0 (epoch ends only) or a step count")
         _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more")
-        _check(e.batch_size >= 1 and e.max_new_tokens >= 1, "evaluate", "use positive batch_size and max_new_tokens")
+        _check(all(scale > 0 for scale in e.selfie_scales), "evaluate.selfie_scales",
+               "use positive scales, e.g. [1, 5, 10, 25, 50], or [] for no SelfIE baseline")
+        _check(e.batch_size >= 1 and e.max_new_tokens >= 0, "evaluate",
+               "use a positive batch_size and max_new_tokens >= 0 (0 = the task's budget)")
         _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")
 
     @property
@@ -292,7 +312,7 @@ class RunConfig:
 
 # The groups each task can hold out, the default first; the tasks' work items carry these keys.
 HELD_OUT_BY: dict[str, tuple[str, ...]] = {
-    "ablation": ("prompt",),
+    "ablation": ("family", "prompt"),
     "hint": ("question", "subject"),
     "patching": ("entity", "template", "relation"),
     "features": ("feature", "kind"),

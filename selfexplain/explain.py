@@ -5,7 +5,7 @@
     explainer.ask([{"prompt": "The capital of France is", "token_index": 3}])
 
 A query names what the task needs: ablation ``prompt`` + ``token_index``; hint ``question``,
-``choices``, ``hint_letter`` (the target's hinted answer is computed); patching ``prompt`` +
+``choices``, ``hint_letter`` (rendered in the target's chat template); patching ``prompt`` +
 ``counterfactual`` + ``layer`` + ``position`` (the patched vector is computed from the target);
 features ``vector`` (a list or a .npy path) + ``layer``. The tasks and the target come from the
 explainer's ``selfexplain.json``. An explainer trained on a task mix answers each query in the
@@ -100,12 +100,10 @@ class Explainer:
                 raise QueryError(f"token_index {query['token_index']} is outside the prompt's {len(ids)} tokens")
             row["token"] = self.tokenizer.decode([ids[int(query["token_index"])]])
         elif name == "hint":
-            from selfexplain.tasks.hint import LETTERS, _letter_probs, render
+            from selfexplain.tasks.hint import render
 
-            model, tokenizer = self.target()
+            _, tokenizer = self.target()  # the target's chat template renders the prompt
             row["prompt"] = render(query, query["hint_letter"], tokenizer)
-            probs = _letter_probs(model, tokenizer, [row["prompt"]], len(query["choices"]))[0]
-            row["answer_with_hint"] = LETTERS[int(probs.argmax())]
         elif name == "patching":
             from selfexplain.models.patching import capture_component
 

@@ -6,6 +6,7 @@ import torch
 from selfexplain.evaluate.baselines import majority_answer
 from selfexplain.evaluate.metrics import score_change_predictions
 from selfexplain.tasks.ablation import ablate_prompt, format_answer, format_query, parse_answer
+from selfexplain.tasks.change_answers import ChangeAnswer, display_token
 
 
 def _naive(model, tokenizer, prompt):
@@ -41,36 +42,52 @@ def test_single_token_prompt_gives_no_rows(tiny_llama):
     assert ablate_prompt(model, tokenizer, "The", "tiny-llama") == []
 
 
-def test_answers_round_trip_through_the_parser():
-    base = {"prompt": "The capital of France is", "token": " France", "token_index": 3, "new_top1": " the"}
-    assert parse_answer(format_answer({**base, "changed": False})) == (False, None)
-    assert parse_answer(format_answer({**base, "changed": True})) == (True, "the")
-    assert parse_answer("  banana split") == (None, None)
+def test_answers_take_the_papers_form_and_round_trip_through_the_parser():
+    base = {"prompt": "The capital of France is", "token": " France", "token_index": 3, "orig_top1": " Paris"}
+    unchanged = format_answer({**base, "changed": False, "new_top1": " Paris"})
+    assert unchanged == " The output would remain unchanged from <<<Paris>>>."
+    assert parse_answer(unchanged) == ChangeAnswer(False, "Paris")
+    changed = format_answer({**base, "changed": True, "new_top1": " the"})
+    assert changed == " The most likely output would change to <<<the>>>."
+    assert parse_answer(changed) == ChangeAnswer(True, "the")
+    assert parse_answer("  banana split") is None
     assert "France" in format_query(base) and "token 3" in format_query(base)
 
 
-def test_metrics_on_hand_made_cases():
-    truth_changed = [True, True, False, False]
-    truth_tokens = [" Paris", " Rome", " x", " y"]
-    perfect = [(True, "Paris"), (True, "Rome"), (False, None), (False, None)]
-    scores = score_change_predictions(perfect, truth_changed, truth_tokens)
-    assert scores["accuracy"] == scores["balanced_accuracy"] == scores["exact_match"] == 1.0
+def test_blank_tokens_stay_distinct():
+    assert {display_token(t) for t in (" ", "\n", "  ", "\t")} == {"␣", "\\n", "␣␣", "\\t"}
+    assert display_token(" Paris") == "Paris"
+    newline = format_answer({"changed": True, "new_top1": "\n"})
+    assert parse_answer(newline) == ChangeAnswer(True, "\\n") != parse_answer(format_answer({"changed": True, "new_top1": " "}))
 
-    always_unchanged = [(False, None)] * 4
-    scores = score_change_predictions(always_unchanged, truth_changed, truth_tokens)
-    assert scores["accuracy"] == 0.5 and scores["balanced_accuracy"] == 0.5 and scores["new_token_exact"] == 0.0
 
-    right_class_wrong_token = [(True, "London"), (True, "Rome"), (None, None), (False, None)]
-    scores = score_change_predictions(right_class_wrong_token, truth_changed, truth_tokens)
-    assert scores["accuracy"] == 0.75
-    assert scores["balanced_accuracy"] == pytest.approx((1.0 + 0.5) / 2)
-    assert scores["new_token_exact"] == 0.5
-    assert scores["exact_match"] == 0.5
+def test_paper_metrics_on_hand_made_cases():
+    truth = [ChangeAnswer(True, "Paris"), ChangeAnswer(True, "Rome"), ChangeAnswer(False, "x"), ChangeAnswer(False, "y")]
+    scores = score_change_predictions(truth, truth)
+    assert scores["exact_match"] == scores["has_changed_f1"] == scores["content_match"] == 1.0
+    assert scores["balanced_accuracy"] == 1.0
+
+    # "unchanged" without naming the original output right is not an exact match
+    unchanged_wrong_output = [ChangeAnswer(False, "z")] * 4
+    scores = score_change_predictions(unchanged_wrong_output, truth)
+    assert scores["exact_match"] == 0.0 and scores["content_match"] == 0.0
+    assert scores["balanced_accuracy"] == 0.5
+    assert scores["has_changed_f1"] == pytest.approx((0 + 2 * 2 / (2 * 2 + 2)) / 2)
+
+    mixed = [ChangeAnswer(True, "London"), ChangeAnswer(False, "Rome"), None, ChangeAnswer(False, "y")]
+    scores = score_change_predictions(mixed, truth)
+    assert scores["exact_match"] == 0.25  # only the last: class and output right
+    assert scores["content_match"] == 0.5  # Rome named, under the wrong class, counts here
+    assert scores["balanced_accuracy"] == pytest.approx((0.5 + 0.5) / 2)
+    # changed: tp 1, fp 0, fn 1 -> 2/3; unchanged: tp 1, fp 1, fn 1 (unparsed) -> 1/2
+    assert scores["has_changed_f1"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert scores["changed_exact_match"] == 0.0
     assert scores["parse_rate"] == 0.75
 
 
-def test_majority_baseline():
-    rows = [{"changed": True, "new_top1": " a"}, {"changed": True, "new_top1": " a"},
-            {"changed": True, "new_top1": " b"}, {"changed": False, "new_top1": " c"}]
-    assert majority_answer(rows) == (True, "a")
-    assert majority_answer(rows[2:]) == (False, None)
+def test_majority_baseline_names_the_queries_own_original_output():
+    rows = [{"changed": True, "new_top1": " a", "orig_top1": " o"}, {"changed": True, "new_top1": " a", "orig_top1": " o"},
+            {"changed": True, "new_top1": " b", "orig_top1": " o"}, {"changed": False, "new_top1": " c", "orig_top1": " c"}]
+    query = {"changed": False, "new_top1": " q", "orig_top1": " q"}
+    assert majority_answer(rows, query) == ChangeAnswer(True, "a")
+    assert majority_answer(rows[2:], query) == ChangeAnswer(False, "q")

@@ -20,7 +20,8 @@ def _interface(d_target, d_explainer, projected, layers=(1, 3)):
 def test_the_placeholder_embedding_is_the_rescaled_vector_and_nothing_else_changes():
     model, tokenizer = load_model("tiny-llama")
     plain = model.get_input_embeddings().weight.detach().clone()
-    explainer = with_vector_input(model, tokenizer, _interface(64, 64, projected=False))
+    reference = float(plain.norm(dim=-1).mean())
+    explainer = with_vector_input(model, tokenizer, {**_interface(64, 64, projected=False), "reference_norm": reference})
     ids = tokenizer([f"At layer 1, {VECTOR_SPAN} encodes", "no vector here at all"], return_tensors="pt",
                     padding=True)["input_ids"]
     vectors = torch.randn(2, 64) * 100
@@ -28,13 +29,37 @@ def test_the_placeholder_embedding_is_the_rescaled_vector_and_nothing_else_chang
     where = ids == explainer.vector_token_id
     assert where.sum() == 1 and where[0].any()
     grown = explainer.lm.get_input_embeddings().weight.detach()
-    token_norm = grown[ids[~where]].norm(dim=-1).mean()
     injected = embeds[where][0]
     assert torch.allclose(injected / injected.norm(), vectors[0] / vectors[0].norm(), atol=1e-5)
-    assert abs(float(injected.norm() - token_norm)) < 1e-3 * float(token_norm)
+    assert abs(float(injected.norm()) - reference) < 1e-4 * reference  # the fixed reference norm
     assert torch.equal(embeds[~where], grown[ids[~where]])
     assert torch.equal(grown[: plain.shape[0]], plain)  # old tokens keep their embeddings
     assert torch.allclose(grown[plain.shape[0]:], plain.mean(0).expand(3, -1))  # markers start at the mean
+
+
+def test_a_querys_vector_is_written_the_same_alone_and_in_a_batch_of_32():
+    model, tokenizer = load_model("tiny-llama")
+    explainer = with_vector_input(model, tokenizer, _interface(64, 64, projected=False))
+    tokenizer.padding_side = "left"
+    queries = [f"At layer 1, {VECTOR_SPAN} encodes"] + [f"Layer 3 direction {VECTOR_SPAN} means {'x ' * k}" for k in range(31)]
+    vectors = torch.randn(32, 64) * torch.linspace(1, 300, 32)[:, None]
+    layers = torch.tensor([1] + [3] * 31)
+
+    def injected(count):
+        ids = tokenizer(queries[:count], return_tensors="pt", padding=True)["input_ids"]
+        embeds = explainer.embed(ids, vectors[:count], layers[:count])
+        return embeds[0][ids[0] == explainer.vector_token_id]
+
+    assert torch.equal(injected(1), injected(32))  # the neighbours (and their padding) do not matter
+
+
+def test_without_rescaling_the_raw_vector_is_written_in():
+    model, tokenizer = load_model("tiny-llama")
+    explainer = with_vector_input(model, tokenizer, {**_interface(64, 64, projected=False), "rescale": False})
+    ids = tokenizer([f"At layer 1, {VECTOR_SPAN} encodes"], return_tensors="pt")["input_ids"]
+    vector = torch.randn(1, 64) * 40
+    embeds = explainer.embed(ids, vector, torch.tensor([1]))
+    assert torch.equal(embeds[ids == explainer.vector_token_id][0], vector[0])
 
 
 def test_projection_maps_each_layer_with_its_own_matrix():

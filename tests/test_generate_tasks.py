@@ -6,6 +6,7 @@ import os
 import sys
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -24,8 +25,9 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 def pairs_file(tmp_path):
     """Templated pairs without answers: a random model knows no facts, the mechanics are what is tested."""
     tokenizer = load_tokenizer(resolve_model_dir("tiny-llama"))
-    pairs = templated_pairs(tokenizer, seed=0)[:10]
-    pairs.append({"prompt": "the cat", "counterfactual": "the cat sat on the mat"})  # must be rejected
+    pairs = templated_pairs(tokenizer, seed=0)[:30]
+    # must be rejected for its lengths (one entity name, so the split cannot reject it first)
+    pairs.append({"prompt": "the cat", "counterfactual": "the cat sat on the mat", "entity": "cat", "cf_entity": "cat"})
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps({k: v for k, v in p.items() if k not in ("answer", "cf_answer")})
                               for p in pairs))
@@ -38,7 +40,8 @@ def _sorted(table):
 
 def test_patching_and_features_corpora_read_without_selfexplain(ray_cluster, tiny_config, pairs_file):
     patching = generate(tiny_config("name=patch", "task=patching", f"generate.pairs={pairs_file}",
-                                    "generate.items_per_shard=4", "generate.layers=[0,2,3]"))
+                                    "generate.items_per_shard=8", "generate.layers=[0,2,3]",
+                                    "generate.held_out_fraction=0.5", "generate.max_items=0"))
     features = generate(tiny_config("name=feat", "task=features", "generate.max_items=24",
                                     "generate.min_probe_accuracy=0.7"))
     d_model = 64
@@ -58,10 +61,17 @@ def test_patching_and_features_corpora_read_without_selfexplain(ray_cluster, tin
 
     patched = read_corpus(patching).to_pandas()
     assert set(patched.layer) == {0, 2, 3}
-    # held out by entity: an entity's pairs are all in one split
-    assert patched.groupby("entity").split.nunique().max() == 1
+    # held out by entity: a pair is kept only when both of its entities are on one side, so no
+    # entity (original or counterfactual) appears on both sides ...
+    train, test = patched[patched.split == "train"], patched[patched.split == "test"]
+    assert len(test) and len(train)
+    assert not (set(train.entity) | set(train.cf_entity)) & (set(test.entity) | set(test.cf_entity))
+    # ... and no held-out vector is (nearly) a training vector
+    unit = lambda frame: np.stack(frame.vector.to_numpy()) / np.linalg.norm(np.stack(frame.vector.to_numpy()), axis=1, keepdims=True)  # noqa: E731
+    assert (unit(test) @ unit(train).T).max() < 0.999
     reasons = read_manifest(patching)["rejected_by_reason"]
     assert any("different lengths" in reason for reason in reasons)
+    assert any("fall on both sides of the held-out split" in reason for reason in reasons)
     feats = read_corpus(features).to_pandas()
     assert feats.groupby("feature_id").split.nunique().max() == 1
     assert (feats.quality >= 0.7).all()

@@ -9,6 +9,7 @@ import pytest
 
 from selfexplain.config import load_config
 from selfexplain.tasks import GroundTruthContext
+from selfexplain.tasks.change_answers import ChangeAnswer
 from selfexplain.tasks.hint import HINT_TASK, QuestionFileError, _letter_probs, read_questions, render
 
 QUESTION = {"question": "What is 2 plus 2?", "choices": ["3", "4", "5", "6"], "answer": 1, "subject": "math"}
@@ -49,5 +50,9 @@ def test_hint_rows_match_the_targets_letter_choice_with_and_without_the_hint(tin
             assert row["answer_without_hint"] == "ABCD"[int(without.argmax())]
             assert row["changed"] == (row["answer_with_hint"] != row["answer_without_hint"])
             assert f"the answer is {row['hint_letter']}." in row["prompt"]
+            # the answer names the output after removal (= the hinted answer when unchanged)
             parsed = HINT_TASK.parse_answer(HINT_TASK.format_answer(row))
-            assert parsed == ((True, row["new_top1"]) if row["changed"] else (False, None))
+            assert parsed == ChangeAnswer(row["changed"], row["answer_without_hint"])
+            # the query must not show the target's hinted answer: "changed" would be readable off it
+            assert f"{row['prompt']} {row['answer_with_hint']}" not in HINT_TASK.format_query(row)
+            assert "If the hint were removed" in HINT_TASK.format_query(row)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from selfexplain.corpus.subsets import in_data_fraction, is_in_distribution_query, trains_on
-from selfexplain.evaluate.baselines import heuristic_change, nearest_rows
+from selfexplain.evaluate.baselines import RULE_NAMES, nearest_rows, rule_answer
 from selfexplain.evaluate.embeddings import detection_auroc, negative_contexts, retrieval_hits, similarity
-from selfexplain.evaluate.intervals import bootstrap_interval, mean_interval
+from selfexplain.evaluate.intervals import bootstrap_interval, mean_interval, paired_difference_interval
 from selfexplain.evaluate.metrics import balanced_accuracy, score_change_predictions, score_descriptions
 from selfexplain.evaluate.report import markdown_table
+from selfexplain.tasks.change_answers import ChangeAnswer
 
 
 def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_more_queries():
@@ -24,13 +25,39 @@ def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_more_queries():
     assert all(math.isnan(x) for x in mean_interval([0.5]))  # one query: nothing to resample
 
 
+def test_cluster_interval_does_not_shrink_when_rows_repeat_inside_groups():
+    rng = np.random.default_rng(1)
+    values = (rng.random(30) < 0.6).astype(float)
+    groups = list(range(30))
+    low, high = mean_interval(values, groups=groups)
+    repeated = np.repeat(values, 10)  # every group's row 10 times: no new information
+    low_r, high_r = mean_interval(repeated, groups=np.repeat(groups, 10))
+    assert (high_r - low_r) == pytest.approx(high - low, rel=0.25)
+    naive_low, naive_high = mean_interval(repeated)  # rows as if independent: far too narrow
+    assert naive_high - naive_low < (high - low) / 2
+    assert all(math.isnan(x) for x in mean_interval(values, groups=[0] * 30))  # one group
+
+
+def test_paired_difference_is_narrower_than_the_two_intervals_apart():
+    rng = np.random.default_rng(2)
+    hard = rng.random(200) < 0.5  # some queries are hard for every system
+    first = (hard & (rng.random(200) < 0.9)) | (~hard & (rng.random(200) < 0.1))
+    second = first & (rng.random(200) < 0.85)
+    groups = np.arange(200) // 4
+    diff, low, high = paired_difference_interval(lambda v: float(np.mean(v)), first, second, groups=groups)
+    assert diff == pytest.approx(first.mean() - second.mean()) and low <= diff <= high and low > 0
+    a_low, a_high = mean_interval(first, groups=groups)
+    assert high - low < (a_high - a_low)
+
+
 def test_balanced_accuracy_interval_resamples_pairs():
     correct = np.array([True] * 10 + [False] * 10)
     changed = np.array([True] * 10 + [False] * 10)  # all changes right, all non-changes wrong
     assert balanced_accuracy(correct, changed) == 0.5
     low, high = bootstrap_interval(balanced_accuracy, correct, changed)
     assert low == high == 0.5  # pairing kept: every resample is still exactly 0.5
-    scores = score_change_predictions([(True, "a")] * 20, changed.tolist(), [" a"] * 20, intervals=True)
+    truth = [ChangeAnswer(c, "a") for c in changed]
+    scores = score_change_predictions([ChangeAnswer(True, "a")] * 20, truth, intervals=True)
     assert scores["balanced_accuracy_ci"] == (0.5, 0.5)
     assert scores["exact_match_ci"][0] < 0.5 < scores["exact_match_ci"][1]
 
@@ -72,14 +99,19 @@ def test_description_scores_carry_semantic_metrics_and_intervals():
 
 def test_baselines_nearest_row_and_rules():
     assert nearest_rows([[1, 0], [0, 1]], [[0.1, 0.9], [5, 1]]) == [1, 0]
-    last = {"token_index": 4, "num_tokens": 5, "new_top1": " x"}
-    assert heuristic_change("ablation", last, 1) == (True, None)
-    assert heuristic_change("ablation", {**last, "token_index": 1}, 1) == (False, None)
-    site = {"token": " France", "cf_token": " Italy", "position": 3, "num_tokens": 6, "cf_top1": " Rome"}
-    assert heuristic_change("patching", {**site, "layer": 2}, 30) == (True, "Rome")
-    assert heuristic_change("patching", {**site, "layer": 20}, 30) == (False, None)
-    assert heuristic_change("patching", {**site, "layer": 20, "position": 5, "token": " is", "cf_token": " is"}, 30)[0]
-    assert heuristic_change("hint", {}, 1) is None
+    # the paper's nearest neighbour is by dot product: the longer of two parallel rows wins
+    assert nearest_rows([[1, 0], [3, 0.5]], [[1, 0]]) == [1]
+    assert nearest_rows([[1, 0], [3, 0.5]], [[1, 0]], bank_layers=[2, 5], query_layers=[2]) == [0]
+    last = {"token_index": 4, "num_tokens": 5, "new_top1": " x", "orig_top1": " o", "changed": False}
+    assert rule_answer("ablation", last, 1) == ChangeAnswer(True, "")
+    assert rule_answer("ablation", {**last, "token_index": 1}, 1) == ChangeAnswer(False, "x")
+    site = {"token": " France", "cf_token": " Italy", "position": 3, "num_tokens": 6, "cf_top1": " Rome",
+            "orig_top1": " Paris", "new_top1": " Paris", "changed": False}
+    assert rule_answer("patching", {**site, "layer": 2}, 30) == ChangeAnswer(True, "Rome")
+    assert rule_answer("patching", {**site, "layer": 20}, 30) == ChangeAnswer(False, "Paris")
+    assert rule_answer("patching", {**site, "layer": 20, "position": 5, "token": " is", "cf_token": " is"}, 30).changed
+    assert rule_answer("hint", {}, 1) is None
+    assert "oracle" in RULE_NAMES["patching"]
 
 
 def test_training_subsets_are_deterministic_and_nested():

@@ -10,7 +10,8 @@ import torch
 from selfexplain.config import load_config
 from selfexplain.models.patching import capture_component, patch_one_site, patch_sweep
 from selfexplain.tasks import GroundTruthContext, Rejected
-from selfexplain.tasks.patching import PATCHING, PairFileError, patch_pair, read_pairs_file, templated_pairs
+from selfexplain.tasks.patching import (PATCHING, PairFileError, format_query, layer_blocks, patch_pair, read_pairs_file,
+                                        templated_pairs)
 
 
 @pytest.mark.parametrize("component", ["residual", "attn", "mlp"])
@@ -31,6 +32,23 @@ def test_sweep_equals_a_full_forward_per_site(tiny_llama, component):
     # a patch must matter somewhere, or the comparison above proves nothing
     clean = model(input_ids=ids[None], logits_to_keep=1).logits[0, -1]
     assert (swept - clean).abs().max() > 1e-3
+
+
+def test_block_patching_writes_the_blocks_mean_into_each_of_its_layers(tiny_llama):
+    model, tokenizer = tiny_llama
+    context = _context(model, tokenizer, layer_blocks=2)
+    pair, rows = _usable_pair(model, tokenizer, context)
+    assert layer_blocks([0, 1, 2, 3], 2) == [[0, 1], [2, 3]] and layer_blocks([0, 1, 2], 2) == [[0, 1], [2]]
+    assert {tuple(r["layers"]) for r in rows} == {(0, 1), (2, 3)} and {r["layer"] for r in rows} == {0, 2}
+    ids = torch.tensor(tokenizer(pair["prompt"]).input_ids)
+    captured = capture_component(model, torch.tensor(tokenizer(pair["counterfactual"]).input_ids), [0, 1, 2, 3])
+    for row in rows[:4]:
+        mean = (captured[row["layers"][0]] + captured[row["layers"][1]])[row["position"]] / 2
+        assert torch.allclose(torch.as_tensor(row["vector"]), mean, atol=1e-6)
+        direct = patch_one_site(model, ids, row["layers"], row["position"], mean)
+        assert int(direct.argmax()) == row["new_top1_id"]
+    assert "layer 0-1" in format_query(rows[0]) or "layer 2-3" in format_query(rows[0])
+    assert f"(position {rows[0]['position']})" in format_query(rows[0])
 
 
 def _context(model, tokenizer, **overrides):
@@ -54,17 +72,18 @@ def test_patch_pair_rows_record_the_counterfactual_vector_and_the_change(tiny_ll
     context = _context(model, tokenizer)
     pair, rows = _usable_pair(model, tokenizer, context)
     n = len(tokenizer(pair["prompt"]).input_ids)
-    assert len(rows) == n * model.config.num_hidden_layers
-    assert len({r["record_id"] for r in rows}) == len(rows)
-    sources = capture_component(model, torch.tensor(tokenizer(pair["counterfactual"]).input_ids), context.layers)
     cf_tokens = tokenizer(pair["counterfactual"]).input_ids
     orig_tokens = tokenizer(pair["prompt"]).input_ids
     first_diff = next(i for i, (a, b) in enumerate(zip(orig_tokens, cf_tokens)) if a != b)
+    # sites before the first difference would write the clean value back: not emitted
+    assert len(rows) == (n - first_diff) * model.config.num_hidden_layers
+    assert len({r["record_id"] for r in rows}) == len(rows)
+    sources = capture_component(model, torch.tensor(cf_tokens), context.layers)
+    clean = capture_component(model, torch.tensor(orig_tokens), context.layers)
     for row in rows:
         assert torch.allclose(torch.as_tensor(row["vector"]), sources[row["layer"]][row["position"]])
+        assert not torch.allclose(torch.as_tensor(row["vector"]), clean[row["layer"]][row["position"]])
         assert row["changed"] == (row["new_top1_id"] != row["orig_top1_id"])
-        if row["position"] < first_diff:  # identical prefix: the patch writes the value already there
-            assert not row["changed"] and abs(row["logit_diff"] - row["clean_logit_diff"]) < 1e-4
     # patching the differing token in the last layer hands over the counterfactual's prediction
     last = max(context.layers)
     final = [r for r in rows if r["layer"] == last and r["position"] == n - 1]
@@ -99,5 +118,29 @@ def test_builtin_pairs_group_by_entity_template_and_relation(tiny_llama):
     items = PATCHING.work_items(config, tokenizer)
     assert len(items) == 50
     assert all(set(item["groups"]) == {"entity", "template", "relation"} for item in items)
+    assert all(item["groups"]["entity"] == [item["entity"], item["cf_entity"]] for item in items)
     assert all(len(tokenizer(i["prompt"]).input_ids) == len(tokenizer(i["counterfactual"]).input_ids) for i in items)
     assert all(i["answer"] != i["cf_answer"] for i in items)
+
+
+@pytest.mark.parametrize("length", [6, 12])  # inside, and past, the sliding window of 8
+def test_gemma3_sweep_equals_a_full_forward_per_site_inside_and_past_its_sliding_window(length):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from selfexplain.models.patching import reaches_sliding_window
+
+    config = Gemma3TextConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8,
+                              layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                              max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config).eval()
+    assert reaches_sliding_window(model, length) == (length >= 8)
+    ids, cf_ids = torch.randint(0, 128, (length,)), torch.randint(0, 128, (length,))
+    layers = [0, 1, 2]
+    sources = capture_component(model, cf_ids, layers)
+    positions = list(range(length))
+    swept = patch_sweep(model, ids, sources, positions)
+    for p_index, l_index in [(0, 0), (length // 2, 1), (length - 1, 2), (length - 2, 0)]:
+        direct = patch_one_site(model, ids, layers[l_index], p_index, sources[layers[l_index]][p_index])
+        assert (swept[p_index, l_index] - direct).abs().max() < 1e-4

@@ -107,3 +107,16 @@ def test_unknown_architecture_names_the_table():
 
     with pytest.raises(ValueError, match="architectures.py"):
         arch_spec(Fake())
+
+
+def test_left_padded_ground_truth_forwards_match_each_prompt_run_alone(tiny_llama):
+    from selfexplain.models.padding import padded_batch
+
+    model, tokenizer = tiny_llama
+    texts = ["The capital of France is", "Salt and"]
+    batch = padded_batch(tokenizer, texts, model.device)
+    with torch.no_grad():
+        batched = model(**batch).logits[:, -1]
+        alone = [model(**tokenizer([t], return_tensors="pt")).logits[0, -1] for t in texts]
+    for row, expected in enumerate(alone):
+        assert torch.allclose(batched[row], expected, atol=1e-4)

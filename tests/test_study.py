@@ -66,6 +66,18 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     assert "features: held-out queries" in markdown and "self (tiny-llama)" in markdown
     assert "features / held-out" in summary["tables"]
 
+    # the headline: self - other, paired on the same queries, with a cluster interval
+    paired = {row["query_set"]: row for row in summary["self_minus_other"]}
+    held = paired["held-out"]
+    assert held["n"] == self_scores_n(root) and held["units"] <= held["n"]
+    assert held["difference"] == pytest.approx(held["first"] - held["second"])
+    assert held["ci_low"] <= held["difference"] <= held["ci_high"]
+    assert "self - other" in markdown
+
+
+def self_scores_n(root) -> int:
+    return json.loads((root / "features-self-100" / "results.json").read_text())["results"]["trained explainer"]["n"]
+
 
 def test_rerun_reuses_every_finished_stage(finished_study):
     study, root, _ = finished_study

@@ -15,6 +15,7 @@ from selfexplain.jobs.generate import generate
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.pipeline import run_all
 from selfexplain.train.mixture import corpus_sources, repeat_factors
+from selfexplain.train.order import epoch_order
 from selfexplain.train.trainer import encoded_examples, examples_with_role, training_examples, vector_interface
 
 
@@ -39,7 +40,9 @@ def test_an_explainer_trains_on_a_feature_and_an_ablation_corpus_in_one_run(ray_
     interface = vector_interface(mixed, sources, resolve_model_dir("tiny-llama"))
     encoded = encoded_examples(mixed, sources, resolve_model_dir("tiny-llama"), vector_width=interface["d_target"])
     trained = examples_with_role(encoded, "train")
-    order = [row["source"] for row in training_examples(mixed, sources, trained).iter_rows()]
+    rows = list(training_examples(mixed, sources, trained).iter_rows())
+    first_epoch = epoch_order([r["record_id"] for r in rows], [r["copy"] for r in rows], mixed.seed, epoch=0)
+    order = [rows[i]["source"] for i in first_epoch]
     share = Counter(order)["mix-features"] / len(order)
     assert 0.65 < share < 0.85
     assert sum(a != b for a, b in zip(order, order[1:])) > len(order) // 8

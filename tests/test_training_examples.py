@@ -1,9 +1,11 @@
 """Answer-only training examples: the fast loss equals the textbook one."""
 
+import numpy as np
 import torch
 
 from selfexplain.tasks.ablation import format_answer, format_query
 from selfexplain.train.examples import IGNORE_INDEX, answer_only_loss, collate, encode_example
+from selfexplain.train.order import epoch_order, rank_micro_batches
 
 ROWS = [
     {"prompt": "The capital of France is", "token": " France", "token_index": 3, "changed": True, "new_top1": " the"},
@@ -35,3 +37,36 @@ def test_collate_masks_queries_and_padding():
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [0, 0, 9, 10]]
     assert batch["labels"].tolist() == [[-100, -100, 7, 8], [-100, -100, -100, 10]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3], [0, 0, 0, 1]]
+
+
+def test_each_epoch_reads_a_fresh_global_order_shared_by_every_rank():
+    # a corpus as written: 20 items (prompts, pairs) of 10 consecutive rows each
+    record_ids = [f"item{i}-row{j}" for i in range(20) for j in range(10)]
+    item_of = [rid.split("-")[0] for rid in record_ids]
+    first, second = epoch_order(record_ids, None, seed=0, epoch=0), epoch_order(record_ids, None, seed=0, epoch=1)
+    assert sorted(first) == list(range(200)) and not np.array_equal(first, second)
+    assert np.array_equal(first, epoch_order(record_ids, None, seed=0, epoch=0))  # a resume replays it
+    batches = list(rank_micro_batches(first, rank=0, world=1, micro_batch=8))
+    assert min(len({item_of[i] for i in batch}) for batch in batches[:-1]) >= 5  # batches mix items
+    # two ranks: disjoint halves of one order, the same number of batches (their collectives match)
+    ranks = [np.concatenate(list(rank_micro_batches(first[:199], r, 2, 8))) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 99 and not set(ranks[0]) & set(ranks[1])
+    # a task mix's repeated rows are told apart by their copy number, so they land apart
+    twice = epoch_order(["a", "a", "b"], [0, 1, 0], seed=0, epoch=0)
+    assert sorted(twice) == [0, 1, 2]
+
+
+def test_candidate_answers_are_ranked_by_their_log_likelihood(tiny_llama):
+    from selfexplain.evaluate.likelihood import answer_log_likelihoods, most_likely
+
+    model, tokenizer = tiny_llama
+    query = format_query(ROWS[0])
+    options = [" The output would remain unchanged from <<<a>>>.", " The most likely output would change to <<<the>>>."]
+    scores = answer_log_likelihoods(model, tokenizer, [query] * 2, options, batch_size=2)
+    with torch.no_grad():
+        for option, score in zip(options, scores):
+            ids, start = encode_example(tokenizer, query, option)
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], -1)
+            expected = sum(float(logp[t - 1, ids[t]]) for t in range(start, len(ids)))
+            assert abs(float(score) - expected) < 1e-3
+    assert most_likely(model, tokenizer, [query], [options], batch_size=4) == [options[int(np.argmax(scores))]]

@@ -27,7 +27,10 @@ ABLATION_SCHEMA = pa.schema(
         pa.field("record_id", pa.string(), nullable=False,
                  metadata={"doc": "hash of target model, task, prompt and removed position"}),
         pa.field("prompt_id", pa.string(), nullable=False, metadata={"doc": "hash of the prompt text"}),
-        pa.field("split", pa.string(), nullable=False, metadata={"doc": "train or test (held out by prompt)"}),
+        pa.field("family", pa.string(), nullable=False,
+                 metadata={"doc": "template family of the prompt (prompts a word or two apart; see corpus/families.py)"}),
+        pa.field("split", pa.string(), nullable=False,
+                 metadata={"doc": "train or test (held out by generate.held_out_by: family or prompt)"}),
         pa.field("target_model", pa.string(), nullable=False),
         pa.field("prompt", pa.string(), nullable=False),
         pa.field("num_tokens", pa.int32(), nullable=False),
@@ -63,11 +66,13 @@ def patching_schema(d_model: int) -> pa.Schema:
         _field("counterfactual", pa.string(), "the prompt whose activation is written in"),
         _field("num_tokens", pa.int32()),
         _field("component", pa.string(), "residual, attn or mlp"),
-        _field("layer", pa.int32(), "decoder block index"),
+        _field("layer", pa.int32(), "decoder block index (the first of the block, with block patching)"),
+        _field("layers", pa.list_(pa.int32()), "the layers written: [layer], or every layer of the block"),
         _field("position", pa.int32(), "token position patched (same in both prompts)"),
         _field("token", pa.string(), "original prompt's token at the position"),
         _field("cf_token", pa.string(), "counterfactual prompt's token at the position"),
-        _field("vector", vector_type(d_model), "the counterfactual activation written in (what the explainer receives)"),
+        _field("vector", vector_type(d_model), "the counterfactual activation written in (what the explainer "
+               "receives; with block patching its mean over the block)"),
         _field("orig_top1_id", pa.int32()),
         _field("orig_top1", pa.string(), "next token of the unpatched original prompt"),
         _field("cf_top1_id", pa.int32()),
@@ -151,7 +156,7 @@ def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
 
 def item_id(task: str, item: dict) -> str:
     """A work item's id: independent of its split and of how the job is sharded."""
-    content = {k: v for k, v in item.items() if k not in ("split", "groups")}
+    content = {k: v for k, v in item.items() if k not in ("split", "groups", "cross")}
     return stable_id(task, json.dumps(content, sort_keys=True))
 
 

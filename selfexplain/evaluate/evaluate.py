@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 
 import pandas as pd
 import pyarrow as pa
@@ -18,15 +19,18 @@ from selfexplain.config import RunConfig
 from selfexplain.corpus.io import read_corpus
 from selfexplain.corpus.schema import stable_id
 from selfexplain.corpus.subsets import is_in_distribution_query, rows_trained_on
-from selfexplain.evaluate.baselines import heuristic_change, majority_answer, nearest_rows
+from selfexplain.evaluate.baselines import (RULE_NAMES, majority_answer, nearest_rows, neighbour_answer,
+                                            original_output, rule_answer)
 from selfexplain.evaluate.embeddings import detection_auroc, embed, negative_contexts, retrieval_hits, similarity
-from selfexplain.evaluate.metrics import score_change_predictions, score_descriptions
+from selfexplain.evaluate.metrics import change_outcomes, score_change_predictions, score_descriptions
 from selfexplain.explainer.export import INTERFACE
 from selfexplain.evaluate.report import markdown_table
+from selfexplain.evaluate.selfie import best_scale, selfie_answers
 from selfexplain.models.loading import cache_root, resolve_model_dir
 from selfexplain.provenance import versions
 from selfexplain.storage import Location, parquet_bytes
 from selfexplain.tasks import get_task
+from selfexplain.tasks.change_answers import ChangeAnswer, format_change, truth_of
 from selfexplain.train.loop import EXPLAINER_INFO
 from selfexplain.train.trainer import export_location, has_export
 
@@ -38,7 +42,10 @@ RETRIEVAL_CANDIDATES = 5
 
 @ray.remote
 def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: int,
-                 max_new_tokens: int, use_gpu: bool, trust_remote_code: bool, interface: dict | None = None) -> list[str]:
+                 max_new_tokens: int, use_gpu: bool, trust_remote_code: bool, interface: dict | None = None,
+                 candidates: list[list[str]] | None = None) -> list[str]:
+    """The explainer's answer to each row's query: decoded greedily, or with ``candidates`` the
+    candidate answer it finds most likely."""
     import torch
 
     from selfexplain.evaluate.generation import generate_answers
@@ -57,11 +64,17 @@ def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: i
             torch.manual_seed(0)
             model = with_vector_input(model, tokenizer, interface).to(device).eval()
         vectors, layers = vector_batch(rows)
-    return generate_answers(model, tokenizer, [task.format_query(r) for r in rows], batch_size, max_new_tokens,
-                            vectors, layers)
+    queries = [task.format_query(r) for r in rows]
+    if candidates is not None:
+        from selfexplain.evaluate.likelihood import most_likely
+
+        return most_likely(model, tokenizer, queries, candidates, batch_size, vectors, layers)
+    return generate_answers(model, tokenizer, queries, batch_size, max_new_tokens, vectors, layers)
 
 
 QUERY_SETS = ("held-out", "in-distribution")
+# What one held-out unit is, per task (the clusters the intervals resample; see Task.held_out_unit).
+UNIT_NAMES = {"ablation": "prompt families", "hint": "questions", "patching": "entity pairs", "features": "features"}
 
 
 class EmptyHeldOutSplit(ValueError):
@@ -69,10 +82,15 @@ class EmptyHeldOutSplit(ValueError):
 
 
 def query_rows(config: RunConfig) -> dict[str, list[dict]]:
-    """The queries scored: the held-out split (new prompts, concepts, entities), and training-split
-    rows that were kept out of training (seen groups, unseen rows), each capped and sampled
-    deterministically."""
+    """The queries scored: the held-out split (new prompt families, concepts, entities), and
+    training-split rows that were kept out of training (seen groups, unseen rows); each passes
+    the training length filter, and is capped and sampled deterministically."""
+    from selfexplain.train.examples import LengthFilter
+
     corpus = read_corpus(config.corpus_dir).to_pandas()
+    length_filter = LengthFilter(str(resolve_model_dir(config.target)), get_task(config.task),
+                                 config.train.max_length, config.trust_remote_code)
+    corpus = corpus[[length_filter.fits(row) for row in corpus.to_dict("records")]]
     test = corpus[corpus["split"] == "test"]
     if test.empty:
         raise EmptyHeldOutSplit(f"the held-out split of {config.corpus_dir} is empty; raise "
@@ -145,16 +163,28 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     if config.evaluate.untrained_baseline:
         explainers["untrained explainer"] = str(resolve_model_dir(config.explainer_ref))
     use_gpu = config.train.use_gpu
+    train_rows = training_rows(config)
+    # the untrained model picks among well-formed answers (free text from it never parses)
+    untrained_candidates = None if config.task == "features" else candidate_answers(train_rows, rows)
     pending = {
         name: explain_rows.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
-            config.task, folder, rows, config.evaluate.batch_size, config.evaluate.max_new_tokens, use_gpu,
-            config.trust_remote_code, interface)
+            config.task, folder, rows, config.evaluate.batch_size,
+            config.evaluate.max_new_tokens or task.answer_tokens, use_gpu,
+            config.trust_remote_code, interface, untrained_candidates if name == "untrained explainer" else None)
         for name, folder in explainers.items()
     }
     log.info("decoding %d queries (%s) with %d explainers", len(rows),
              ", ".join(f"{len(v)} {k}" for k, v in sets.items()), len(pending))
+    selfie = None
+    if task.name == "features" and config.evaluate.selfie_scales and config.explainer_ref == config.target:
+        # the untrained target reads its own vectors (baselines come from the self-explainer's run)
+        selfie = selfie_answers.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
+            str(resolve_model_dir(config.target)), rows, list(config.evaluate.selfie_scales),
+            config.evaluate.batch_size, config.evaluate.max_new_tokens or task.answer_tokens, use_gpu,
+            config.trust_remote_code)
     texts = {name: ray.get(ref) for name, ref in pending.items()}
-    train_rows = training_rows(config)
+    if selfie is not None:
+        texts.update(_best_selfie(ray.get(selfie), sets))
     baseline_answers = (_description_baselines if config.task == "features" else _change_baselines)(
         config, task, train_rows, rows)
     parsed = {**baseline_answers, **{name: [task.parse_answer(t) for t in answers] for name, answers in texts.items()}}
@@ -166,39 +196,86 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
         if sets[name]:
             score = _score_descriptions if config.task == "features" else _score_changes
             results[name] = score(config, sets[name], {k: v[part] for k, v in parsed.items()})
-    _save(config, out_dir or config.run_dir, rows, sets, texts, results)
+    _save(config, out_dir or config.run_dir, rows, sets, texts, results, _per_query(config, rows, parsed))
     return results["held-out"]
 
 
+def _per_query(config: RunConfig, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
+    """Per-query outcomes of every system, kept in predictions.parquet so that systems scored on
+    the same queries (self and other in a study) can be compared pair by pair."""
+    if config.task == "features":
+        references = [r["description"] for r in rows]
+        return {f"similarity: {name}": similarity(predicted, references).tolist() for name, predicted in answers.items()}
+    truth = [truth_of(r) for r in rows]
+    columns = {}
+    for name, predicted in answers.items():
+        outcomes = change_outcomes(predicted, truth)
+        for metric in ("exact", "content", "correct"):
+            columns[f"{metric}: {name}"] = outcomes[metric].tolist()
+    return columns
+
+
+def _best_selfie(by_scale: dict[float, list[str]], sets: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """SelfIE at the scale with the best held-out similarity (an upper bound: chosen on the test)."""
+    held = len(sets["held-out"])
+    references = [r["description"] for r in sets["held-out"]]
+    scale = best_scale(by_scale, lambda answers: float(similarity(
+        [a.strip().split("\n", 1)[0] for a in answers[:held]], references).mean()))
+    return {f"SelfIE (untrained target, best scale x{scale:g}; upper bound)": by_scale[scale]}
+
+
+CANDIDATE_OUTPUTS = 3
+
+
+def candidate_answers(train_rows: list[dict], rows: list[dict]) -> list[list[str]]:
+    """Per query: "unchanged from <<<its original output>>>" and "change to <<<Y>>>" for the
+    most common new outputs of changed training rows (the untrained explainer's choices)."""
+    common = Counter(truth_of(r).output for r in train_rows if r["changed"])
+    outputs = [output for output, _ in common.most_common(CANDIDATE_OUTPUTS)]
+    answers = []
+    for row in rows:
+        original = original_output(row)
+        options = [ChangeAnswer(False, original)] + [ChangeAnswer(True, y) for y in outputs if y != original]
+        answers.append([format_change(option) for option in options])
+    return answers
+
+
 def _change_baselines(config: RunConfig, task, train_rows: list[dict], rows: list[dict]) -> dict[str, list]:
-    """Majority, nearest training example (by vector, or by the query's meaning for text tasks), and a rule."""
+    """Majority, nearest training example (by vector, among rows of the same layer, or by the
+    query's meaning for text tasks), and the task's rule where it has one."""
     if not train_rows:
         raise ValueError("the training split is empty; the baselines need training rows")
-    baselines = {"majority baseline": [majority_answer(train_rows)] * len(rows)}
+    baselines = {"majority baseline": [majority_answer(train_rows, r) for r in rows]}
     if task.vector_input:
-        nearest = nearest_rows([r["vector"] for r in train_rows], [r["vector"] for r in rows])
+        nearest = nearest_rows([r["vector"] for r in train_rows], [r["vector"] for r in rows],
+                               [r["layer"] for r in train_rows], [r["layer"] for r in rows])
     else:
         nearest = nearest_rows(embed([task.format_query(r) for r in train_rows]), embed([task.format_query(r) for r in rows]))
-    baselines["nearest-neighbour baseline"] = [(bool(train_rows[i]["changed"]), train_rows[i]["new_top1"].strip() or None)
-                                               for i in nearest]
+    baselines["nearest-neighbour baseline"] = [neighbour_answer(train_rows[i], r) for i, r in zip(nearest, rows)]
     num_layers = 1 + max((r.get("layer", 0) for r in train_rows), default=0)
-    if heuristic_change(config.task, rows[0], num_layers) is not None:
-        baselines["heuristic baseline"] = [heuristic_change(config.task, r, num_layers) for r in rows]
+    if config.task in RULE_NAMES:
+        baselines[RULE_NAMES[config.task]] = [rule_answer(config.task, r, num_layers) for r in rows]
     return baselines
 
 
 def _description_baselines(config: RunConfig, task, train_rows: list[dict], rows: list[dict]) -> dict[str, list]:
     if not train_rows:
         raise ValueError("the training split is empty; the nearest-neighbour baseline needs training rows")
-    nearest = nearest_rows([r["vector"] for r in train_rows], [r["vector"] for r in rows])
+    nearest = nearest_rows([r["vector"] for r in train_rows], [r["vector"] for r in rows],
+                           [r["layer"] for r in train_rows], [r["layer"] for r in rows])
     return {"nearest-neighbour baseline": [train_rows[i]["description"] for i in nearest]}
 
 
 def _score_changes(config: RunConfig, rows: list[dict], answers: dict[str, list]) -> dict:
-    true_changed = [bool(r["changed"]) for r in rows]
-    true_tokens = [r["new_top1"] for r in rows]
-    return {name: score_change_predictions(predicted, true_changed, true_tokens, intervals=True, seed=config.seed)
+    truth = [truth_of(r) for r in rows]
+    groups = _units(config, rows)
+    return {name: score_change_predictions(predicted, truth, groups, intervals=True, seed=config.seed)
             for name, predicted in answers.items()}
+
+
+def _units(config: RunConfig, rows: list[dict]) -> list[str]:
+    task = get_task(config.task)
+    return [task.held_out_unit(r) for r in rows]
 
 
 def _score_descriptions(config: RunConfig, rows: list[dict], answers: dict[str, list[str]]) -> dict:
@@ -217,19 +294,23 @@ def _score_descriptions(config: RunConfig, rows: list[dict], answers: dict[str, 
                                                          seed=config.seed, distractors=distractors)}
         if any(positives):
             semantic["detection_auroc"] = detection_auroc(predicted, positives, negatives)
-        results[name] = score_descriptions(predicted, references, semantic, intervals=True, seed=config.seed)
+        results[name] = score_descriptions(predicted, references, semantic, groups=_units(config, rows),
+                                           intervals=True, seed=config.seed)
     return results
 
 
 def _save(config: RunConfig, run_dir: Location, rows: list[dict], sets: dict, texts: dict[str, list[str]],
-          results: dict) -> None:
+          results: dict, per_query: dict[str, list]) -> None:
     task = get_task(config.task)
     frame = pd.DataFrame(
         {"record_id": [r["record_id"] for r in rows],
          "query_set": [name for name in QUERY_SETS for _ in sets[name]],
+         "unit": _units(config, rows),
+         "changed": [bool(r["changed"]) for r in rows] if "changed" in rows[0] else [None] * len(rows),
          "query": [task.format_query(r) for r in rows],
          "truth": [task.format_answer(r).strip() for r in rows],
-         **{f"answer: {name}": [t.strip() for t in answers] for name, answers in texts.items()}}
+         **{f"answer: {name}": [t.strip() for t in answers] for name, answers in texts.items()},
+         **per_query}
     )
     (run_dir / "predictions.parquet").write_bytes(parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False)))
     held_out = f"held out by {config.held_out_by}"
@@ -239,7 +320,7 @@ def _save(config: RunConfig, run_dir: Location, rows: list[dict], sets: dict, te
         "explainer": config.evaluate.explainer or config.explainer_ref, "train_data_fraction": config.train.data_fraction,
         "versions": versions(), "config_hash": config.fingerprint()})
     sections = [f"# {config.name}: {config.task}\n\nTarget `{config.target}`, explainer `{config.explainer_ref}`. "
-                "Intervals are 95% bootstrap intervals over queries.\n"]
+                f"Intervals are 95% cluster-bootstrap intervals over held-out units ({UNIT_NAMES[config.task]}).\n"]
     titles = {"held-out": f"Held-out queries ({held_out}: groups never seen in training)",
               "in-distribution": "In-distribution queries (groups seen in training, these rows not trained on)"}
     for name, table in results.items():

@@ -1,13 +1,23 @@
 """Scores for the explanation tasks, per query first and then aggregated with intervals.
 
-Change tasks (ablation, hint, patching): an answer is read back as (changed, new token). An
-unreadable answer is simply wrong: it counts against accuracy for either class, so a model
-cannot score by emitting junk. Balanced accuracy, the mean of the per-class recalls, is the
-headline number because most interventions leave the prediction unchanged: always answering
-"unchanged" gets high plain accuracy and exactly 0.5 balanced accuracy.
+Change tasks (ablation, hint, patching) are scored as the paper scores them
+(:mod:`selfexplain.tasks.change_answers` reads an answer back as "changed?" plus the output it
+names):
+
+- **exact match**: the class is right *and* the named output is right (the original output
+  for an unchanged query, the new one for a changed query);
+- **has-changed F1**: macro F1 over the two classes, changed and unchanged;
+- **content match**: the named output is right, whichever class was said.
+
+Balanced accuracy (the mean of the per-class recalls of "changed?") is kept beside them: most
+interventions leave the output unchanged, and it is 0.5 for any constant answer. An unreadable
+answer is simply wrong for every metric.
 
 Feature descriptions: word F1 and exact match against the reference, plus the meaning-level
 scores from :mod:`selfexplain.evaluate.embeddings` (similarity, retrieval, detection).
+
+Intervals are cluster-bootstrap intervals over the held-out groups
+(:mod:`selfexplain.evaluate.intervals`).
 """
 
 from __future__ import annotations
@@ -19,22 +29,24 @@ from collections.abc import Sequence
 import numpy as np
 
 from selfexplain.evaluate.intervals import bootstrap_interval, mean_interval
+from selfexplain.tasks.change_answers import ChangeAnswer
+
+UNPARSED = -1
 
 
-def change_outcomes(predicted: Sequence[tuple[bool | None, str | None]], true_changed: Sequence[bool],
-                    true_tokens: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per query: was "changed?" right, was the whole answer right, was the answer readable."""
-    if not (len(predicted) == len(true_changed) == len(true_tokens)):
+def change_outcomes(predicted: Sequence[ChangeAnswer | None], truth: Sequence[ChangeAnswer]) -> dict[str, np.ndarray]:
+    """Per query: the class said (1 changed, 0 unchanged, -1 unreadable), the true class, and
+    whether the class, the output and both were right."""
+    if len(predicted) != len(truth):
         raise ValueError("predictions and ground truth differ in length")
     if not predicted:
         raise ValueError("nothing to score: the held-out split is empty")
-    correct = np.array([p is not None and p == t for (p, _), t in zip(predicted, true_changed)])
-    exact = np.array([
-        ok and (not t or (token is not None and token.strip() == truth.strip()))
-        for ok, (_, token), t, truth in zip(correct, predicted, true_changed, true_tokens)
-    ])
-    return {"correct": correct, "exact": exact, "changed": np.asarray(true_changed, dtype=bool),
-            "parsed": np.array([p is not None for p, _ in predicted])}
+    said = np.array([UNPARSED if p is None else int(p.changed) for p in predicted])
+    changed = np.array([t.changed for t in truth], dtype=bool)
+    content = np.array([p is not None and p.output == t.output for p, t in zip(predicted, truth)])
+    correct = said == changed.astype(int)
+    return {"said": said, "changed": changed, "correct": correct, "content": content,
+            "exact": correct & content, "parsed": said != UNPARSED}
 
 
 def balanced_accuracy(correct: np.ndarray, changed: np.ndarray) -> float:
@@ -43,24 +55,48 @@ def balanced_accuracy(correct: np.ndarray, changed: np.ndarray) -> float:
     return float(np.mean(recalls))
 
 
-def score_change_predictions(predicted, true_changed, true_tokens, intervals: bool = False,
+def has_changed_f1(said: np.ndarray, changed: np.ndarray) -> float:
+    """Macro F1 over the classes changed / unchanged, over the classes present in the truth; an
+    unreadable answer is a miss for its true class and a false alarm for neither."""
+    truth = changed.astype(int)
+    scores = []
+    for cls in (1, 0):
+        if not (truth == cls).any():
+            continue
+        tp = int(((said == cls) & (truth == cls)).sum())
+        fp = int(((said == cls) & (truth != cls)).sum())
+        fn = int(((said != cls) & (truth == cls)).sum())
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def score_change_predictions(predicted: Sequence[ChangeAnswer | None], truth: Sequence[ChangeAnswer],
+                             groups: Sequence | None = None, intervals: bool = False,
                              seed: int = 0) -> dict[str, float]:
-    """Aggregate change-task scores; with ``intervals``, 95% bootstrap intervals as ``<metric>_ci``."""
-    o = change_outcomes(predicted, true_changed, true_tokens)
-    n = len(o["correct"])
-    changed_exact = o["exact"][o["changed"]]
+    """Aggregate change-task scores; with ``intervals``, 95% cluster-bootstrap intervals over
+    ``groups`` (one held-out group per query) as ``<metric>_ci``."""
+    o = change_outcomes(predicted, truth)
     scores = {
-        "n": n,
+        "n": len(o["said"]),
+        "groups": len(set(groups)) if groups is not None else len(o["said"]),
         "changed_fraction": float(o["changed"].mean()),
-        "accuracy": float(o["correct"].mean()),
+        "exact_match": _mean(o["exact"]),
+        "has_changed_f1": has_changed_f1(o["said"], o["changed"]),
+        "content_match": _mean(o["content"]),
         "balanced_accuracy": balanced_accuracy(o["correct"], o["changed"]),
-        "new_token_exact": float(changed_exact.mean()) if len(changed_exact) else float("nan"),
-        "exact_match": float(o["exact"].mean()),
-        "parse_rate": float(o["parsed"].mean()),
+        "changed_exact_match": _mean(o["exact"][o["changed"]]),
+        "parse_rate": _mean(o["parsed"]),
     }
     if intervals:
-        scores["balanced_accuracy_ci"] = bootstrap_interval(balanced_accuracy, o["correct"], o["changed"], seed=seed)
-        scores["exact_match_ci"] = mean_interval(o["exact"], seed=seed)
+        kwargs = {"groups": groups, "seed": seed}
+        scores["exact_match_ci"] = mean_interval(o["exact"], **kwargs)
+        scores["content_match_ci"] = mean_interval(o["content"], **kwargs)
+        scores["has_changed_f1_ci"] = bootstrap_interval(has_changed_f1, o["said"], o["changed"], **kwargs)
+        scores["balanced_accuracy_ci"] = bootstrap_interval(balanced_accuracy, o["correct"], o["changed"], **kwargs)
     return scores
 
 
@@ -96,16 +132,19 @@ def _mean_of_defined(values) -> float:
 
 
 def score_descriptions(predicted: Sequence[str], references: Sequence[str], semantic: dict | None = None,
-                       intervals: bool = False, seed: int = 0) -> dict[str, float]:
+                       groups: Sequence | None = None, intervals: bool = False, seed: int = 0) -> dict[str, float]:
     """Descriptions against the references: exact match (case-insensitive), word F1, and the
     per-query ``semantic`` scores (name -> array, from the embedding model) when given."""
     o = description_outcomes(predicted, references)
     per_query = {"exact_match": o["exact"], "word_f1": o["word_f1"], **(semantic or {})}
-    scores = {"n": len(references), **{k: _mean_of_defined(v) for k, v in per_query.items()},
+    scores = {"n": len(references), "groups": len(set(groups)) if groups is not None else len(references),
+              **{k: _mean_of_defined(v) for k, v in per_query.items()},
               "parse_rate": float(o["parsed"].mean())}
     if intervals:
         for name, values in per_query.items():
             if name != "exact_match":
                 values = np.asarray(values, dtype=float)
-                scores[f"{name}_ci"] = mean_interval(values[~np.isnan(values)], seed=seed)
+                defined = ~np.isnan(values)
+                kept = None if groups is None else [g for g, ok in zip(groups, defined) if ok]
+                scores[f"{name}_ci"] = mean_interval(values[defined], groups=kept, seed=seed)
     return scores

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 COLUMNS = [
-    ("balanced_accuracy", "balanced acc. (changes?)"),
-    ("accuracy", "accuracy (changes?)"),
-    ("new_token_exact", "new-token exact"),
-    ("exact_match", "answer exact"),
+    ("exact_match", "exact match"),
+    ("has_changed_f1", "has-changed F1"),
+    ("content_match", "content match"),
+    ("balanced_accuracy", "balanced acc. (changed?)"),
+    ("changed_exact_match", "exact match (changed rows)"),
     ("similarity", "similarity (MiniLM)"),
     ("retrieval_accuracy", "retrieval (1 of 5)"),
     ("detection_auroc", "detection AUROC"),
     ("word_f1", "word F1"),
     ("parse_rate", "parse rate"),
     ("n", "n"),
+    ("groups", "units"),
 ]
 
 

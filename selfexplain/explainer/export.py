@@ -2,7 +2,8 @@
 
 The directory loads with ``transformers.AutoModelForCausalLM.from_pretrained`` alone (its
 tokenizer includes the vector placeholder tokens). A vector-task explainer adds two small files:
-``vector_interface.json`` (placeholder token, target model and layers, sizes, rescaling) and,
+``vector_interface.json`` (placeholder token, target model and layers, sizes, rescaling and its
+reference norm) and,
 when a projection was trained, ``vector_projection.safetensors``.
 """
 
@@ -58,6 +59,7 @@ def load_explainer(folder: str | Path, device="cpu", dtype=torch.float32, trust_
         projection = VectorProjection(interface["layers"], interface["d_target"], interface["d_explainer"])
         projection.load_state_dict(load_file(str(folder / PROJECTION)))
         projection.to(device=device, dtype=dtype)
-    model = ExplainerWithVectors(lm, tokenizer.convert_tokens_to_ids(VECTOR_TOKEN), projection, interface["rescale"])
+    model = ExplainerWithVectors(lm, tokenizer.convert_tokens_to_ids(VECTOR_TOKEN), projection, interface["rescale"],
+                                 interface.get("reference_norm"))
     model.interface = interface
     return model.eval(), tokenizer

@@ -1,7 +1,8 @@
 """The explainer's prompt templates for vector tasks, read from ``configs/prompts/templates.yaml``.
 
-One template is drawn per example by a hash of its record id: the draw is the same on every run
-and every worker, and a held-out query may be phrased in a way its training neighbours were not.
+Evaluation asks each query in one template drawn by a hash of its record id: the same on every
+run and every worker. Training draws a row's template anew each epoch from (seed, epoch, record
+id) (``variant``), so the explainer learns the question, not one phrasing of it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def templates(task: str) -> tuple[str, ...]:
     return tuple(yaml.safe_load(text)[task])
 
 
-def render(task: str, record_id: str, **fields) -> str:
+def render(task: str, record_id: str, variant: int | None = None, **fields) -> str:
+    """The query in template ``variant``, or (None) in the record's own template, drawn from its id."""
     options = templates(task)
-    template = options[int(record_id[:8], 16) % len(options)]
-    return template.format(vector=VECTOR_SPAN, **fields)
+    index = int(record_id[:8], 16) if variant is None else variant
+    return options[index % len(options)].format(vector=VECTOR_SPAN, **fields)

@@ -2,8 +2,11 @@
 
 A query that carries a vector holds the span ``<|vector_start|><|vector|><|vector_end|>``. Before
 the explainer runs, the input embedding at the ``<|vector|>`` placeholder is replaced by the
-vector, rescaled to the norm of the explainer's own token embeddings (a raw residual vector can
-be 100x larger than any embedding). When the explainer is a different model (another hidden
+vector. By default (``train.rescale_vectors``) the vector is first scaled to a fixed reference
+norm: the mean row norm of the explainer's embedding matrix when it was loaded, stored in
+``vector_interface.json``. A raw residual vector can be 100x larger than any embedding, and a
+fixed reference (not a statistic of the batch) keeps a query's answer independent of its
+neighbours. ``rescale_vectors=false`` writes the vector in as it is, as the paper does. When the explainer is a different model (another hidden
 size), a learned linear map per target layer takes the vector into the explainer's embedding
 space and trains with the explainer; for a self-explainer the map is optional and starts as the
 identity.
@@ -48,6 +51,12 @@ def grow_embeddings(model, tokenizer) -> None:
                 output.weight[old:] = output.weight[:old].mean(dim=0)
 
 
+def mean_embedding_norm(model) -> float:
+    """The mean L2 norm of the rows of ``model``'s input embedding matrix (the rescaling reference)."""
+    weight = model.get_input_embeddings().weight
+    return float(weight.detach().float().norm(dim=-1).mean())
+
+
 def vector_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """(``Float[Tensor, "row d_target"]`` vectors, their target layers) from corpus-style rows."""
     import numpy as np
@@ -90,12 +99,14 @@ class ExplainerWithVectors(nn.Module):
     """A causal LM whose ``<|vector|>`` positions receive vectors instead of token embeddings."""
 
     def __init__(self, lm: nn.Module, vector_token_id: int, projection: VectorProjection | None,
-                 rescale: bool = True):
+                 rescale: bool = True, reference_norm: float | None = None):
         super().__init__()
         self.lm = lm
         self.projection = projection
         self.vector_token_id = vector_token_id
         self.rescale = rescale
+        self.reference_norm = reference_norm if reference_norm is not None else mean_embedding_norm(lm)
+        """The norm every injected vector is scaled to (with ``rescale``)."""
 
     @property
     def config(self):
@@ -120,10 +131,7 @@ class ExplainerWithVectors(nn.Module):
         if self.projection is not None:
             values = self.projection(values, vector_layers[rows])
         if self.rescale:
-            # The mean norm of this batch's real token embeddings: no access to the (possibly
-            # ZeRO-3 partitioned) embedding matrix needed, and it follows the explainer as it trains.
-            token_norm = embeds[~where].norm(dim=-1).mean().detach()
-            values = values / values.norm(dim=-1, keepdim=True).clamp(min=1e-6) * token_norm
+            values = values / values.norm(dim=-1, keepdim=True).clamp(min=1e-6) * self.reference_norm
         embeds = embeds.clone()
         embeds[where] = values
         return embeds

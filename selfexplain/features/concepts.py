@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from selfexplain.models.padding import padded_batch
 from selfexplain.models.residual import capture_residual
 
 # Sentence frames ending in the concept word. The last two are held out: a direction must also
@@ -85,17 +86,13 @@ def last_position_streams(model, tokenizer, texts: list[str], layers: list[int],
                           ) -> dict[int, torch.Tensor]:
     """``layer -> Float[Tensor, "text d_model"]``: the stream at each text's last token."""
     out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # last token at index -1 for every row
-    try:
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True).to(model.device)
-            with capture_residual(model, layers) as captured:
-                model(**batch, logits_to_keep=1)
-            for layer in layers:
-                out[layer].append(captured[layer][:, -1, :].float().cpu())
-    finally:
-        tokenizer.padding_side = side
+    for start in range(0, len(texts), batch_size):
+        # left padding: the last token at index -1 for every row
+        batch = padded_batch(tokenizer, texts[start:start + batch_size], model.device)
+        with capture_residual(model, layers) as captured:
+            model(**batch, logits_to_keep=1)
+        for layer in layers:
+            out[layer].append(captured[layer][:, -1, :].float().cpu())
     return {layer: torch.cat(chunks) for layer, chunks in out.items()}
 
 

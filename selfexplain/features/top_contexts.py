@@ -14,6 +14,7 @@ import torch
 
 from selfexplain.data import builtin_prompts
 from selfexplain.features.concepts import HELD_OUT_FRAMES, Concept, contexts
+from selfexplain.models.padding import padded_batch
 from selfexplain.models.residual import capture_residual
 
 
@@ -27,7 +28,8 @@ def text_set(concepts: list[Concept], seed: int) -> list[str]:
 
 
 class TextSetStreams:
-    """The stream at every (non-special, non-padding) token of every text, per layer."""
+    """The stream at every token of every text that can count as firing (not padding, not
+    special, not the first token), per layer."""
 
     def __init__(self, model, tokenizer, texts: list[str], layers: list[int], batch_size: int = 64):
         self.texts = texts
@@ -35,13 +37,17 @@ class TextSetStreams:
         self.masks: list[torch.Tensor] = []
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
-                batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                                  return_special_tokens_mask=True)
-                special = batch.pop("special_tokens_mask")
-                # Special tokens (BOS) carry huge, content-free norms: never count them as firing.
-                self.masks.append(batch["attention_mask"].bool() & ~special.bool())
+                batch = padded_batch(tokenizer, texts[start:start + batch_size], model.device,
+                                     return_special_tokens_mask=True)
+                special = batch.pop("special_tokens_mask").cpu().bool()
+                attended = batch["attention_mask"].cpu()
+                # Special tokens (BOS) and each text's first position (the attention sink: BOS, or
+                # the first word in a model without one) carry huge, content-free norms: never
+                # count them as firing.
+                first = attended.cumsum(dim=1) == 1
+                self.masks.append(attended.bool() & ~special & ~first)
                 with capture_residual(model, layers) as captured:
-                    model(**batch.to(model.device), logits_to_keep=1)
+                    model(**batch, logits_to_keep=1)
                 for layer in layers:
                     self.streams[layer].append(captured[layer].to("cpu", torch.float16))
 

@@ -58,6 +58,8 @@ class GroundTruthWorker:
             for item in json.loads(payload):
                 self.context.partial_rejects.clear()
                 try:
+                    if item["split"] == CROSS:
+                        raise Rejected(item["cross"])
                     item_rows = self.task.ground_truth(item, self.context)
                 except Rejected as why:
                     item_rows = []
@@ -75,12 +77,28 @@ class GroundTruthWorker:
         return {"shard": batch["shard"], "rows": rows_written, "rejected": rejected}
 
 
+CROSS = "cross"
+"""The split of an item whose groups fall on both sides; the actor records it as a reject."""
+
+
 def plan_shards(config: RunConfig, items: list[dict]) -> list[list[dict]]:
+    """Give each item its split and cut the items into shards. An item whose group is a list
+    (a patching pair's two entities) is split by each member; when they disagree the item
+    crosses the split: a held-out query may share no input with a training row."""
     size = config.generate.items_per_shard
     group = config.held_out_by
     for item in items:
-        item["split"] = split_for(stable_id(group, item["groups"][group]), config.generate.held_out_fraction,
-                                  config.seed)
+        members = item["groups"][group]
+        members = members if isinstance(members, list) else [members]
+        sides = {member: split_for(stable_id(group, member), config.generate.held_out_fraction, config.seed)
+                 for member in members}
+        if len(set(sides.values())) == 1:
+            item["split"] = next(iter(sides.values()))
+        else:
+            item["split"] = CROSS
+            item["cross"] = (f"its {group} values fall on both sides of the held-out split ("
+                             + ", ".join(f"{m!r}: {'held out' if s == 'test' else 'train'}" for m, s in sides.items())
+                             + ")")
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 

@@ -11,7 +11,9 @@ that wasteful:
   each row patched at its own layer.
 
 A sweep is therefore one clean forward plus one batched suffix forward per position. The result
-equals the naive loop up to float rounding (the tests and ``tests/bench`` check <= 1e-4).
+equals the naive loop up to float rounding (the tests and ``tests/bench`` check <= 1e-4). A prompt
+that fills a sliding-window layer's window (Gemma-3's local attention) cannot reuse a cropped
+cache; it falls back to one forward per site.
 
 A site's *component* is where the vector is written: ``residual`` (the block's output, the
 stream itself), ``attn`` or ``mlp`` (that sub-layer's output, before it is added to the stream).
@@ -87,14 +89,16 @@ def capture_with_logits(model, input_ids: torch.Tensor, layers: Sequence[int], c
 
 
 @contextmanager
-def write_rows(model, row_layers: Sequence[int], offset: int, vectors: torch.Tensor, component: str
+def write_rows(model, row_layers: Sequence[int | Sequence[int]], offset: int, vectors: torch.Tensor, component: str
                ) -> Iterator[None]:
     """During the forwards inside, batch row ``b`` gets ``vectors[b]`` written at sequence index
-    ``offset`` of ``component`` in layer ``row_layers[b]``. Hooks are removed on exit, always."""
+    ``offset`` of ``component`` in layer ``row_layers[b]`` (or in every layer of a block, when
+    ``row_layers[b]`` is a list). Hooks are removed on exit, always."""
     handles = []
     by_layer: dict[int, list[int]] = {}
-    for row, layer in enumerate(row_layers):
-        by_layer.setdefault(layer, []).append(row)
+    for row, layers in enumerate(row_layers):
+        for layer in ([layers] if isinstance(layers, int) else layers):
+            by_layer.setdefault(layer, []).append(row)
     for layer, rows in by_layer.items():
         index = torch.tensor(rows)
 
@@ -110,6 +114,14 @@ def write_rows(model, row_layers: Sequence[int], offset: int, vectors: torch.Ten
             handle.remove()
 
 
+def reaches_sliding_window(model, length: int) -> bool:
+    """A prompt of ``length`` tokens fills a sliding-window attention layer's window."""
+    window = getattr(model.config, "sliding_window", None)
+    layer_types = getattr(model.config, "layer_types", None) or []
+    has_sliding = "sliding_attention" in layer_types or (window and not layer_types)
+    return bool(window) and bool(has_sliding) and length >= window
+
+
 @torch.no_grad()
 def patch_sweep(
     model,
@@ -117,21 +129,31 @@ def patch_sweep(
     sources: Mapping[int, torch.Tensor],
     positions: Sequence[int],
     component: str = "residual",
+    blocks: Mapping[int, Sequence[int]] | None = None,
 ) -> torch.Tensor:
-    """Next-token logits after patching each site, ``Float[Tensor, "position layer vocab"]``.
+    """Next-token logits after patching each site, ``Float[Tensor, "position site vocab"]``.
 
-    ``input_ids`` is one unbatched prompt; ``sources[layer][pos]`` is the vector written at that
-    site (the counterfactual run's activation). Rows follow ``positions`` and ``sorted(sources)``.
+    ``input_ids`` is one unbatched prompt; ``sources[key][pos]`` is the vector written at that
+    site (the counterfactual run's activation). A key is a layer, or with ``blocks`` the name of
+    a block of layers that all get the same vector (the paper's block patching). Rows follow
+    ``positions`` and ``sorted(sources)``.
     """
-    layers = sorted(sources)
+    keys = sorted(sources)
+    row_layers = [list(blocks[key]) for key in keys] if blocks else keys
+    if reaches_sliding_window(model, len(input_ids)):
+        # A sliding-window cache (Gemma-3's local layers) keeps only the last `window` tokens, so
+        # the clean prefix cannot be cropped and reused: one full forward per site instead.
+        return torch.stack([torch.stack([patch_one_site(model, input_ids, layers, position, sources[key][position],
+                                                        component)
+                                         for key, layers in zip(keys, row_layers)]) for position in positions])
     device = model.device
     ids = input_ids.to(device)
     cache_argument = _cache_argument(model)
     clean_cache = _output_cache(model(input_ids=ids[None], use_cache=True, logits_to_keep=1))
     results = []
     for position in positions:
-        vectors = torch.stack([sources[layer][position] for layer in layers])
-        suffix = ids[position:].expand(len(layers), -1)
+        vectors = torch.stack([sources[key][position] for key in keys])
+        suffix = ids[position:].expand(len(keys), -1)
         past = None
         if position > 0:
             # The cache is mutated by crop/repeat and by the forward; each position needs its own.
@@ -139,8 +161,8 @@ def patch_sweep(
             # A negative count removes that many tokens: the one form every transformers
             # version accepts (5.x refuses a positive target length).
             past.crop(position - len(ids))
-            past.batch_repeat_interleave(len(layers))
-        with write_rows(model, layers, 0, vectors, component):
+            past.batch_repeat_interleave(len(keys))
+        with write_rows(model, row_layers, 0, vectors, component):
             logits = model(input_ids=suffix, use_cache=past is not None, logits_to_keep=1,
                            **{cache_argument: past}).logits[:, -1, :]
         results.append(logits.float().cpu())
@@ -148,9 +170,10 @@ def patch_sweep(
 
 
 @torch.no_grad()
-def patch_one_site(model, input_ids: torch.Tensor, layer: int, position: int, vector: torch.Tensor,
+def patch_one_site(model, input_ids: torch.Tensor, layer: int | Sequence[int], position: int, vector: torch.Tensor,
                    component: str = "residual") -> torch.Tensor:
-    """The naive reference: one full forward with one site patched; ``Float[Tensor, "vocab"]``."""
+    """The naive reference: one full forward with one site (a layer, or every layer of a block)
+    patched; ``Float[Tensor, "vocab"]``."""
     with write_rows(model, [layer], position, vector[None], component):
         logits = model(input_ids=input_ids[None].to(model.device), logits_to_keep=1).logits[0, -1, :]
     return logits.float().cpu()

@@ -66,7 +66,7 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
                         label=rows.system.iloc[0])
             ax.fill_between(rows.data_fraction, rows.ci_low.astype(float), rows.ci_high.astype(float),
                             color=color, alpha=0.2)
-        for baseline, style in zip(BASELINES, (":", "--", "-.")):
+        for baseline, style in zip(BASELINES, (":", "--", "-.", (0, (1, 4)))):
             rows = part[(part.system == baseline)]
             if not rows.empty:
                 ax.axhline(rows.value.iloc[0], color="grey", ls=style, lw=1, label=baseline)

@@ -42,16 +42,26 @@ class Task(Protocol):
     name: str
     vector_input: bool
     """Whether the explainer's query carries the row's ``vector`` as a continuous token."""
+    answer_tokens: int
+    """How many tokens an answer may take when decoded (``evaluate.max_new_tokens=0``)."""
+    query_templates: int
+    """How many phrasings the query has (``row["template_variant"]`` picks one; 1 = fixed)."""
 
     def schema(self, d_model: int) -> pa.Schema:
         """The corpus schema; vector columns are ``fixed_size_list<float32>[d_model]``."""
 
     def work_items(self, config, tokenizer) -> list[dict]:
         """JSON-able work items in a deterministic order; each has ``groups``, the keys it can be
-        held out by (``{"prompt": ...}``, ``{"entity": ..., "template": ...}``...)."""
+        held out by (``{"prompt": ...}``, ``{"entity": [...], "template": ...}``...). A list value
+        names several groups (a pair's two entities): the item is kept only when all of them
+        fall on the same side of the split."""
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
         """Corpus rows (without ``split``) for one item; raises :class:`Rejected` for bad input."""
+
+    def held_out_unit(self, row: dict) -> str:
+        """The group a corpus row belongs to for resampling: rows of one unit share their input
+        (a prompt family, a question, an entity pair, a feature), so intervals resample units."""
 
 
 def get_task(name: str) -> Task:

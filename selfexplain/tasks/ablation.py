@@ -3,8 +3,9 @@
 For a prompt of n tokens, remove each token in turn and run the model on the remaining n-1.
 The ground truth is the original top-1 next token, the new one, the probability the original
 token keeps, and whether the prediction changed. The explainer later sees the prompt and the
-removed token and must say "unchanged" or what the prediction changes to (the paper's input
-ablation task, token-level; its hint-removal variant asks the same of a hint).
+removed token and must answer in the paper's form (:mod:`selfexplain.tasks.change_answers`):
+the output stays X, or changes to Y (the paper's input ablation task, token-level; its
+hint-removal variant asks the same of a hint).
 
 All n ablations of a prompt have the same length, so they run as one batch: one forward for
 the original and one for all removals, instead of n+1.
@@ -12,17 +13,13 @@ the original and one for all removals, instead of n+1.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
 import torch
 
+from selfexplain.corpus.families import prompt_families
 from selfexplain.corpus.prompts import load_prompts
 from selfexplain.corpus.schema import ABLATION_SCHEMA, stable_id
 from selfexplain.tasks import GroundTruthContext, Rejected
-
-ANSWER_UNCHANGED = "unchanged"
-
+from selfexplain.tasks.change_answers import display_token, format_answer, parse_answer
 
 @torch.no_grad()
 def ablate_prompt(model, tokenizer, prompt: str, target_name: str) -> list[dict]:
@@ -75,38 +72,19 @@ def _next_token_probs(model, input_ids: torch.Tensor) -> torch.Tensor:
 
 
 def format_query(row: dict) -> str:
-    """The explainer's question about one ablation."""
+    """The explainer's question about one ablation: the prompt, and which token is removed."""
     return (
         f"Text: <<<{row['prompt']}>>>\n"
-        f"Remove token {row['token_index']} \"{row['token'].strip()}\": how does the next token change?\n"
+        f"If token {row['token_index']} <<<{display_token(row['token'])}>>> were removed, how would the output change?\n"
         "Answer:"
     )
-
-
-def format_answer(row: dict) -> str:
-    """The ground truth in words: ``unchanged`` or ``changes to "<new token>"``."""
-    if not row["changed"]:
-        return f" {ANSWER_UNCHANGED}"
-    return f" changes to \"{row['new_top1'].strip()}\""
-
-
-_CHANGED = re.compile(r'^\s*changes to "(.*?)"')
-
-
-def parse_answer(text: str) -> tuple[bool | None, str | None]:
-    """(changed, new token) from an explainer's answer; (None, None) when it follows neither form."""
-    first_line = text.strip().split("\n", 1)[0]
-    if first_line.startswith(ANSWER_UNCHANGED):
-        return False, None
-    match = _CHANGED.match(first_line)
-    if match:
-        return True, match.group(1)
-    return None, None
 
 
 class AblationTask:
     name = "ablation"
     vector_input = False
+    answer_tokens = 24
+    query_templates = 1
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)
     parse_answer = staticmethod(parse_answer)
@@ -116,7 +94,8 @@ class AblationTask:
 
     def work_items(self, config, tokenizer) -> list[dict]:
         prompts = load_prompts(config.generate.prompts, config.generate.max_items)
-        return [{"prompt": p, "groups": {"prompt": stable_id(p)}} for p in prompts]
+        families = prompt_families(prompts)
+        return [{"prompt": p, "groups": {"family": families[p], "prompt": stable_id(p)}} for p in prompts]
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
         prompt = item["prompt"]
@@ -126,11 +105,14 @@ class AblationTask:
         rows = ablate_prompt(context.model, context.tokenizer, prompt, context.target_name)
         if not rows:
             raise Rejected("prompt has no removable token (empty, or only special tokens)")
+        for row in rows:
+            row["family"] = item["groups"]["family"]
         return rows
+
+    def held_out_unit(self, row: dict) -> str:
+        """The cluster a query is resampled with: its prompt's template family."""
+        return row["family"]
 
 
 ABLATION = AblationTask()
 
-
-def ablate_prompts(model, tokenizer, prompts: Iterable[str], target_name: str) -> list[dict]:
-    return [row for prompt in prompts for row in ablate_prompt(model, tokenizer, prompt, target_name)]

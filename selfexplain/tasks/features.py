@@ -15,7 +15,7 @@ import torch
 
 from selfexplain.config import ConfigError
 from selfexplain.corpus.schema import features_schema, stable_id
-from selfexplain.explainer.templates import render
+from selfexplain.explainer.templates import render, templates
 from selfexplain.features import concepts as lexicon
 from selfexplain.features.saelens import is_sae_dir, load_sae, read_explanations
 from selfexplain.features.top_contexts import TextSetStreams, text_set
@@ -113,7 +113,7 @@ def _row(context, source, feature_id, kind, name, layer, vector, scale, descript
 
 
 def format_query(row: dict) -> str:
-    return render("features", row["record_id"], layer=row["layer"])
+    return render("features", row["record_id"], row.get("template_variant"), layer=row["layer"])
 
 
 def format_answer(row: dict) -> str:
@@ -128,6 +128,8 @@ def parse_answer(text: str) -> str:
 class FeaturesTask:
     name = "features"
     vector_input = True
+    answer_tokens = 48
+    query_templates = len(templates("features"))
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)
     parse_answer = staticmethod(parse_answer)
@@ -154,6 +156,10 @@ class FeaturesTask:
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
         return sae_rows(item, context) if "sae" in item else concept_rows(item, context)
+
+    def held_out_unit(self, row: dict) -> str:
+        """The cluster a query is resampled with: its feature (one row per layer)."""
+        return row["feature_id"]
 
 
 FEATURES = FeaturesTask()

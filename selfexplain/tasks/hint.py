@@ -3,8 +3,8 @@
 A multiple-choice question is asked with a hint inserted ("A reliable source says the answer is
 C."), and again without it. The target's answer is the choice letter it scores highest. The
 ground truth is the answer with the hint, the answer without it and whether removing the hint
-changes it. The explainer sees the hinted prompt and the answer given, and must say what
-removing the hint does: "unchanged" or "changes to "B"" (the same answer form as ablation).
+changes it. The explainer sees the hinted prompt (not the answer given) and must say what
+removing the hint does, in the change tasks' form: the answer stays X, or changes to Y.
 
 Questions come from the built-in bank (``selfexplain/data/questions.jsonl``) or a user file in
 the MMLU layout: question, choices, answer (an index or a letter), optional subject; JSONL,
@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 import torch
 
 from selfexplain.corpus.schema import HINT_SCHEMA, stable_id
+from selfexplain.models.padding import padded_batch
 from selfexplain.tasks import GroundTruthContext, Rejected
-from selfexplain.tasks.ablation import format_answer, parse_answer
+from selfexplain.tasks.change_answers import format_answer, parse_answer
 
 LETTERS = "ABCDEFGH"
 HINT = "A reliable source says the answer is {}."
@@ -94,13 +95,8 @@ def render(question: dict, hint_letter: str | None, tokenizer=None) -> str:
 def _letter_probs(model, tokenizer, prompts: list[str], num_choices: int) -> torch.Tensor:
     """Float[Tensor, "prompt choice"]: the target's distribution over the choice letters."""
     letter_ids = [tokenizer(" " + LETTERS[i], add_special_tokens=False)["input_ids"][-1] for i in range(num_choices)]
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
-        logits = model(**batch, logits_to_keep=1).logits[:, -1, :].float().cpu()
-    finally:
-        tokenizer.padding_side = side
+    batch = padded_batch(tokenizer, prompts, model.device)
+    logits = model(**batch, logits_to_keep=1).logits[:, -1, :].float().cpu()
     return torch.softmax(logits[:, letter_ids], dim=-1)
 
 
@@ -134,13 +130,17 @@ def hint_rows(item: dict, context: GroundTruthContext) -> list[dict]:
 
 
 def format_query(row: dict) -> str:
-    return (f"{row['prompt']} {row['answer_with_hint']}\n"
-            "If the hint were removed, how would the answer change?\nAnswer:")
+    """The hinted prompt and the question, as the paper asks it. The target's answer *with* the
+    hint is not shown: with it, "changed" would be readable off the query (it changes iff that
+    answer is the hinted letter, most of the time)."""
+    return f"{row['prompt']}\nIf the hint were removed, how would the assistant's answer change?\nAnswer:"
 
 
 class HintTask:
     name = "hint"
     vector_input = False
+    answer_tokens = 24
+    query_templates = 1
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)
     parse_answer = staticmethod(parse_answer)
@@ -164,6 +164,10 @@ class HintTask:
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
         return hint_rows(item, context)
+
+    def held_out_unit(self, row: dict) -> str:
+        """The cluster a query is resampled with: its question (two hints each)."""
+        return row["question_id"]
 
 
 HINT_TASK = HintTask()

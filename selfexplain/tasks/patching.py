@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from selfexplain.corpus.schema import patching_schema, stable_id
-from selfexplain.explainer.templates import render
+from selfexplain.explainer.templates import render, templates
 from selfexplain.models.patching import capture_with_logits, patch_sweep
 from selfexplain.tasks import GroundTruthContext, Rejected
-from selfexplain.tasks.ablation import format_answer, parse_answer
+from selfexplain.tasks.change_answers import display_token, format_answer, parse_answer
 
 
 class PairFileError(ValueError):
@@ -100,7 +100,10 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
         raise Rejected(f"prompt has {len(ids)} tokens, over generate.max_tokens={options.max_tokens}")
 
     orig_logits = _last_logits_of(model, ids)
-    sources, cf_logits = capture_with_logits(model, cf_ids, context.layers, options.component)
+    captured, cf_logits = capture_with_logits(model, cf_ids, context.layers, options.component)
+    blocks = layer_blocks(context.layers, options.layer_blocks)
+    # a site's key is its layer, or the first layer of its block (which gets the block's mean)
+    sources = {block[0]: torch.stack([captured[layer] for layer in block]).mean(dim=0) for block in blocks}
     orig_id, cf_id = int(orig_logits.argmax()), int(cf_logits.argmax())
     for answer, predicted, which in ((item["answer"], orig_id, "original"), (item["cf_answer"], cf_id, "counterfactual")):
         if answer and predicted != _first_token(tokenizer, answer):
@@ -108,11 +111,17 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
                            f"(predicts {tokenizer.decode([predicted])!r}, fact says {answer!r})")
     if orig_id == cf_id:
         raise Rejected("both prompts have the same next token, so no patch can change it")
-    if not all(torch.isfinite(v).all() for v in sources.values()):
+    if not all(torch.isfinite(v).all() for v in captured.values()):
         raise Rejected("non-finite activation in the counterfactual run")
 
-    positions = [i for i, special in enumerate(encoded["special_tokens_mask"]) if not special]
-    logits = patch_sweep(model, ids, sources, positions, options.component)  # [position, layer, vocab]
+    # Before the first token where the prompts differ, the counterfactual's activation *is* the
+    # original's (causal attention): patching there writes the clean value back, "unchanged" by
+    # construction. Those no-op sites are not emitted.
+    first_difference = int((ids != cf_ids).nonzero()[0, 0])
+    positions = [i for i, special in enumerate(encoded["special_tokens_mask"])
+                 if not special and i >= first_difference]
+    logits = patch_sweep(model, ids, sources, positions, options.component,  # [position, site, vocab]
+                         blocks={block[0]: block for block in blocks})
     probs = torch.softmax(logits, dim=-1)
     pair_id = stable_id(item["prompt"], item["counterfactual"])
     decode = lambda token_id: tokenizer.decode([int(token_id)])  # noqa: E731
@@ -125,6 +134,7 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
         "clean_logit_diff": float(orig_logits[orig_id] - orig_logits[cf_id]),
     }
     rows = []
+    blocks_by_start = {block[0]: block for block in blocks}
     for p_index, position in enumerate(positions):
         for l_index, layer in enumerate(sorted(sources)):
             site_logits = logits[p_index, l_index]
@@ -132,8 +142,8 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
             rows.append({
                 **common,
                 "record_id": stable_id(context.target_name, "patching", item["prompt"], item["counterfactual"],
-                                       options.component, layer, position),
-                "layer": layer, "position": position,
+                                       options.component, *blocks_by_start[layer], position),
+                "layer": layer, "layers": blocks_by_start[layer], "position": position,
                 "token": decode(ids[position]), "cf_token": decode(cf_ids[position]),
                 "vector": sources[layer][position].numpy(),
                 "new_top1_id": new_id, "new_top1": decode(new_id),
@@ -149,15 +159,43 @@ def _last_logits_of(model, ids: torch.Tensor) -> torch.Tensor:
     return model(input_ids=ids[None].to(model.device), logits_to_keep=1).logits[0, -1].float().cpu()
 
 
+def layer_blocks(layers: list[int], count: int) -> list[list[int]]:
+    """``count`` blocks of consecutive layers (the paper's block patching), or one block per
+    layer when ``count`` is 0 (single-layer patching)."""
+    layers = sorted(layers)
+    if not count:
+        return [[layer] for layer in layers]
+    if count > len(layers):
+        raise Rejected(f"generate.layer_blocks={count} is more blocks than the {len(layers)} layers used")
+    size, extra = divmod(len(layers), count)
+    blocks, start = [], 0
+    for index in range(count):
+        end = start + size + (index < extra)
+        blocks.append(layers[start:end])
+        start = end
+    return blocks
+
+
+def layer_name(row: dict) -> str:
+    """How a query names where the vector is written: ``12``, or a block ``8-15``."""
+    layers = list(row.get("layers") or [row["layer"]])
+    return str(layers[0]) if len(layers) == 1 else f"{layers[0]}-{layers[-1]}"
+
+
 def format_query(row: dict) -> str:
-    """The explainer's question: the patched vector, its layer, the token and the text."""
-    question = render("patching", row["record_id"], layer=row["layer"], token=row["token"].strip(), prompt=row["prompt"])
+    """The explainer's question: the patched vector, its layer (or block), the token, its position
+    and the text."""
+    question = render("patching", row["record_id"], row.get("template_variant"), layer=layer_name(row),
+                      token=display_token(row["token"]),
+                      position=row["position"], prompt=row["prompt"])
     return f"{question}\nAnswer:"
 
 
 class PatchingTask:
     name = "patching"
     vector_input = True
+    answer_tokens = 24
+    query_templates = len(templates("patching"))
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)
     parse_answer = staticmethod(parse_answer)
@@ -171,9 +209,15 @@ class PatchingTask:
         if config.generate.max_items:
             pairs = pairs[: config.generate.max_items]
         for pair in pairs:
-            pair["groups"] = {"entity": pair["entity"], "template": pair["template"] or pair["prompt"],
-                              "relation": pair["relation"]}
+            # held out by entity, a pair has two: its split is kept only when both fall on one
+            # side, since the vector read is the counterfactual's (see jobs/generate.plan_shards)
+            pair["groups"] = {"entity": [pair["entity"], pair["cf_entity"]],
+                              "template": pair["template"] or pair["prompt"], "relation": pair["relation"]}
         return pairs
+
+    def held_out_unit(self, row: dict) -> str:
+        """The cluster a query is resampled with: its (unordered) pair of entities."""
+        return "\x1f".join(sorted((row["entity"], row["cf_entity"])))
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
         return patch_pair(item, context)

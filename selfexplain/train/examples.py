@@ -26,6 +26,26 @@ def encode_example(tokenizer, query: str, answer: str) -> tuple[list[int], int]:
     return query_ids + answer_ids + [tokenizer.eos_token_id], len(query_ids)
 
 
+class LengthFilter:
+    """The one length filter of training *and* evaluation: a row is used only when its query and
+    answer fit ``max_length`` tokens of the *target's* tokenizer. Measured with one tokenizer
+    whatever the explainer, so self and other explainers train on the same rows and are scored
+    on the same queries (nothing is truncated; the filter only bounds cost, as the paper's
+    500-token cut does)."""
+
+    def __init__(self, target_tokenizer_dir: str, task, max_length: int, trust_remote_code: bool = False):
+        from selfexplain.explainer.vectors import add_vector_tokens
+        from selfexplain.models.loading import load_tokenizer
+
+        self.tokenizer = load_tokenizer(target_tokenizer_dir, trust_remote_code)
+        add_vector_tokens(self.tokenizer)  # the vector span counts as the three tokens it is
+        self.task, self.max_length = task, max_length
+
+    def fits(self, row: dict) -> bool:
+        ids, _ = encode_example(self.tokenizer, self.task.format_query(row), self.task.format_answer(row))
+        return len(ids) <= self.max_length
+
+
 def collate(input_ids, answer_starts, pad_id: int, vectors=None, layers=None) -> dict[str, torch.Tensor]:
     """Left-padded batch; ``labels`` hold the answer tokens and -100 elsewhere; position ids
     count real tokens only, matching how ``generate`` numbers a left-padded prompt. Vector tasks
@@ -85,7 +105,7 @@ class ExampleEncoder:
 
     def __init__(self, task: str, tokenizer_dir: str, max_length: int, trust_remote_code: bool = False,
                  in_distribution_holdout: float = 0.0, data_fraction: float = 1.0, seed: int = 0,
-                 source: str = "", vector_width: int = 0):
+                 source: str = "", vector_width: int = 0, target_tokenizer_dir: str = ""):
         from selfexplain.models.loading import load_tokenizer
         from selfexplain.tasks import get_task
 
@@ -96,7 +116,7 @@ class ExampleEncoder:
             from selfexplain.explainer.vectors import add_vector_tokens
 
             add_vector_tokens(self.tokenizer)
-        self.max_length = max_length
+        self.length_filter = LengthFilter(target_tokenizer_dir or tokenizer_dir, self.task, max_length, trust_remote_code)
         self.subset = (in_distribution_holdout, data_fraction, seed)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -105,13 +125,19 @@ class ExampleEncoder:
         rows = [r for r, role in zip(rows, roles) if role]
         roles = [role for role in roles if role]
         encoded = [encode_example(self.tokenizer, self.task.format_query(r), self.task.format_answer(r)) for r in rows]
-        keep = [len(ids) <= self.max_length for ids, _ in encoded]
+        keep = [self.length_filter.fits(r) for r in rows]
+        # every phrasing of each training query, so each epoch can ask it in a fresh one (train/order.py)
+        variants = [[encode_example(self.tokenizer, self.task.format_query({**r, "template_variant": v}),
+                                    self.task.format_answer(r)) for v in range(self.task.query_templates)]
+                    if role == "train" else [pair] for r, role, pair in zip(rows, roles, encoded)]
         columns = {
             "source": [self.source] * sum(keep),
             "record_id": [r["record_id"] for r, k in zip(rows, keep) if k],
             "role": [role for role, k in zip(roles, keep) if k],
             "input_ids": [ids for (ids, _), k in zip(encoded, keep) if k],
             "answer_start": [start for (_, start), k in zip(encoded, keep) if k],
+            "variant_ids": [[ids for ids, _ in v] for v, k in zip(variants, keep) if k],
+            "variant_starts": [[start for _, start in v] for v, k in zip(variants, keep) if k],
         }
         if self.task.vector_input:
             columns["vector"] = [np.asarray(r["vector"], dtype=np.float32) for r, k in zip(rows, keep) if k]

@@ -7,7 +7,9 @@ examples with ``get_dataset_shard``, and reports metrics plus a checkpoint throu
 rank saves its own DeepSpeed shard (ZeRO partitions optimizer state across ranks); rank 0 also
 writes the HF export at the end.
 
-Resume is step-exact: an epoch's batch order depends only on (seed, epoch), so a run restored
+Each epoch reads the examples in a fresh global order drawn from (seed, epoch)
+(:mod:`selfexplain.train.order`). Resume is step-exact: that order depends only on (seed,
+epoch), so a run restored
 from a checkpoint taken ``k`` steps into an epoch replays that epoch's order, skips its first
 ``k`` optimizer steps' micro-batches without computing them, and goes on as the uninterrupted
 run would have.
@@ -54,10 +56,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train
 
     from selfexplain.config import RunConfig, from_dict
+    from selfexplain.explainer.vectors import mean_embedding_norm
     from selfexplain.models.loading import load_model
     from selfexplain.train.deepspeed_config import deepspeed_config
     from selfexplain.train.examples import answer_only_loss, collate
     from selfexplain.train.lora import trainable_parameters
+    from selfexplain.train.order import epoch_order, load_examples, rank_micro_batches
     from selfexplain.train.safe_checkpoint import read_progress, use_weights_only_loading
     from selfexplain.train.throughput import Throughput
     from selfexplain.train.tracking import TrainingTracker
@@ -76,6 +80,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     model, tokenizer = load_model(loop_config["explainer_dir"], device=device,
                                   trust_remote_code=config.trust_remote_code)
     interface = loop_config.get("vector_interface")
+    if interface and interface.get("reference_norm") is None:
+        # the rescaling reference, fixed once from the base model and exported with it
+        interface = {**interface, "reference_norm": mean_embedding_norm(model)}
     model = with_vector_input(model, tokenizer, interface, lora=train if train.lora_rank else None).to(device)
     model.train()
     trainable, total = trainable_parameters(model)
@@ -105,7 +112,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     resumed_from_step = step
     skip_steps = progress.get("epoch_step", 0)  # optimizer steps of start_epoch already trained
 
-    shard = ray.train.get_dataset_shard("train")
+    # every rank reads the whole training set once and takes its share of each epoch's order
+    examples = load_examples(ray.train.get_dataset_shard("train"))
     validation = {name: ray.train.get_dataset_shard(name) for name in loop_config.get("validation_sets", [])}
     validation_curve = list(progress.get("validation_curve", [])) if checkpoint else []
 
@@ -141,15 +149,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
         window = []
         skip_micro_batches = train.grad_accum * skip_steps if epoch == start_epoch else 0
         epoch_step = skip_steps if epoch == start_epoch else 0
-        batches = shard.iter_batches(batch_size=micro_batch, batch_format="numpy",
-                                     local_shuffle_buffer_size=4 * micro_batch,
-                                     local_shuffle_seed=config.seed + epoch)
-        for index, batch in enumerate(batches):
+        order = epoch_order(examples["record_id"], examples.get("copy"), config.seed, epoch)
+        for index, picked in enumerate(rank_micro_batches(order, rank, world, micro_batch)):
             if index < skip_micro_batches:  # trained before the checkpoint this run resumed from
                 continue
+            batch = {name: values[picked] for name, values in examples.items()}
+            ids, starts = phrased(batch, config.seed, epoch)
             inputs = {k: v.to(device) for k, v in
-                      collate(batch["input_ids"], batch["answer_start"], tokenizer.pad_token_id,
-                              batch.get("vector"), batch.get("layer")).items()}
+                      collate(ids, starts, tokenizer.pad_token_id, batch.get("vector"), batch.get("layer")).items()}
             loss = answer_only_loss(engine, inputs)
             engine.backward(loss)
             engine.step()
@@ -181,6 +188,16 @@ def train_loop_per_worker(loop_config: dict) -> None:
         extra.pop("step", None)
         report(epoch, 0, last=epoch == train.epochs - 1, extra=extra)
     tracker.close()
+
+
+def phrased(batch: dict, seed: int, epoch: int) -> tuple[list, list]:
+    """(token ids, answer starts) of each example in this epoch's phrasing of its query."""
+    from selfexplain.train.order import epoch_variant
+
+    chosen = [epoch_variant(record_id, seed, epoch, len(options))
+              for record_id, options in zip(batch["record_id"], batch["variant_starts"])]
+    return ([options[v] for options, v in zip(batch["variant_ids"], chosen)],
+            [int(starts[v]) for starts, v in zip(batch["variant_starts"], chosen)])
 
 
 @torch.no_grad()
@@ -217,7 +234,7 @@ def with_vector_input(model, tokenizer, interface: dict | None, lora=None):
     projection = None
     if interface["projected"]:
         projection = VectorProjection(interface["layers"], interface["d_target"], interface["d_explainer"])
-    return ExplainerWithVectors(model, token_id, projection, interface["rescale"])
+    return ExplainerWithVectors(model, token_id, projection, interface["rescale"], interface.get("reference_norm"))
 
 
 def parameter_groups(model, train) -> list[dict]:

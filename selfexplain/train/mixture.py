@@ -72,14 +72,14 @@ def _unit(record_id: str, copy: int, seed: int) -> float:
 
 def resample(batch: pd.DataFrame, factors: dict[str, float], seed: int) -> pd.DataFrame:
     """Ray Data batch function: each row appears ``floor(f)`` times plus once more with probability
-    ``f - floor(f)`` (by hash), and gets an ``order`` key; sorting by it interleaves the tasks."""
-    picks, orders = [], []
+    ``f - floor(f)`` (by hash), numbered by a ``copy`` column so that the epoch's shuffle
+    (train/order.py) places the copies apart."""
+    picks, copies = [], []
     for index, (source, record_id) in enumerate(zip(batch["source"], batch["record_id"])):
         factor = factors[source]
-        copies = int(factor) + (_unit(record_id, -1, seed) < factor - int(factor))
-        for copy in range(copies):
-            picks.append(index)
-            orders.append(_unit(record_id, copy, seed))
+        count = int(factor) + (_unit(record_id, -1, seed) < factor - int(factor))
+        picks.extend([index] * count)
+        copies.extend(range(count))
     out = batch.iloc[picks].reset_index(drop=True)
-    out["order"] = np.asarray(orders, dtype=np.float64)
+    out["copy"] = np.asarray(copies, dtype=np.int64)
     return out

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_dir: Path,
-                     vector_width: int = 0) -> ray.data.Dataset:
+                     vector_width: int = 0, target_tokenizer_dir: Path | None = None) -> ray.data.Dataset:
     """Every corpus row encoded once, with its ``role``: ``train`` (trained on), or the validation
     queries ``in-distribution`` and ``held-out``; and its ``source``. Materialized, so counts are
     known up front. ``vector_width`` (the target's hidden size) gives text tasks in a mix with
@@ -48,7 +48,8 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_d
                                             "max_length": t.max_length, "trust_remote_code": config.trust_remote_code,
                                             "in_distribution_holdout": t.in_distribution_holdout,
                                             "data_fraction": t.data_fraction, "seed": config.seed,
-                                            "source": source.run, "vector_width": vector_width})
+                                            "source": source.run, "vector_width": vector_width,
+                                            "target_tokenizer_dir": str(target_tokenizer_dir or tokenizer_dir)})
         for source in sources
     ]
     return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
@@ -63,15 +64,14 @@ def examples_with_role(encoded: ray.data.Dataset, role: str, limit: int = 0, sou
 
 def training_examples(config: RunConfig, sources: list[CorpusSource], examples: ray.data.Dataset) -> ray.data.Dataset:
     """The rows trained on (``examples``: the encoded rows of role ``train``); in a task mix,
-    resampled to the configured ratios and interleaved in a fixed order (so batches mix tasks,
-    and a resumed run sees the same batches)."""
+    resampled to the configured ratios (the loop's per-epoch shuffle interleaves the tasks)."""
     if len(sources) == 1:
         return examples
     counts = {source.run: examples_with_role(examples, "train", source=source.run).count() for source in sources}
     factors = repeat_factors(counts, {source.run: source.ratio for source in sources})
     log.info("task mix: %s", ", ".join(f"{run} {counts[run]} rows x{factor:.2f}" for run, factor in factors.items()))
-    return (examples.map_batches(resample, batch_format="pandas", fn_kwargs={"factors": factors, "seed": config.seed})
-            .sort("order").drop_columns(["order"]).materialize())
+    return examples.map_batches(resample, batch_format="pandas",
+                                fn_kwargs={"factors": factors, "seed": config.seed}).materialize()
 
 
 VALIDATION_SETS = {"val_held_out": "held-out", "val_in_distribution": "in-distribution"}
@@ -127,7 +127,8 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
 
     interface = vector_interface(config, sources, explainer_dir)
     encoded = encoded_examples(config, sources, explainer_dir,
-                               vector_width=interface["d_target"] if interface and train_cfg.mix else 0)
+                               vector_width=interface["d_target"] if interface and train_cfg.mix else 0,
+                               target_tokenizer_dir=resolve_model_dir(config.target))
     encoded_train = examples_with_role(encoded, "train")
     dataset = training_examples(config, sources, encoded_train)
     validation = validation_sets(config, sources, encoded)
@@ -159,9 +160,10 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if train_cfg.use_gpu else {})},
         ),
         datasets={"train": dataset, **validation},
-        # every rank validates on the whole validation sets: ZeRO-3 forwards are collectives,
-        # so all ranks must run the same batches
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        # No dataset is split: every rank reads the whole training set and takes its share of
+        # each epoch's global order (train/order.py), and validates on the whole validation sets
+        # (ZeRO-3 forwards are collectives, so all ranks must run the same batches).
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
         run_config=ray.train.RunConfig(
             name="train", storage_path=storage.uri,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),

@@ -1,0 +1,59 @@
+"""The study's headline: self minus other, paired on identical queries, with a cluster interval.
+
+Self and other explainers of a study are scored on the same corpus, the same queries and the
+same length filter, and every run keeps each query's outcome in ``predictions.parquet``. So the
+comparison the paper makes ("self beats other") can be made query by query: the difference of
+the headline score on the same queries, with an interval that resamples held-out units (prompt
+families, entity pairs, features) for both systems at once. A paired interval is much narrower
+than two separate intervals side by side, and it is the honest one: the two systems' scores on
+one draw of queries are correlated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from selfexplain.evaluate.intervals import paired_difference_interval
+from selfexplain.storage import Location
+
+# The per-query column behind each task's headline (predictions.parquet: "<column>: <system>").
+PER_QUERY = {"features": "similarity"}
+DEFAULT_PER_QUERY = "exact"
+TRAINED = "trained explainer"
+
+
+def per_query_column(task: str, system: str = TRAINED) -> str:
+    return f"{PER_QUERY.get(task, DEFAULT_PER_QUERY)}: {system}"
+
+
+def paired_difference(first: pd.DataFrame, second: pd.DataFrame, task: str, seed: int = 0) -> list[dict]:
+    """Per query set: mean(first) - mean(second) of the headline's per-query score on the queries
+    both scored, its 95% cluster-bootstrap interval, and how many queries and units it covers.
+    ``first`` and ``second`` are two runs' predictions tables."""
+    column = per_query_column(task)
+    keys = ["record_id", "query_set"]
+    joined = first[keys + ["unit", column]].merge(second[keys + [column]], on=keys, suffixes=(" first", " second"))
+    out = []
+    for query_set, part in joined.groupby("query_set", sort=False):
+        a = part[f"{column} first"].to_numpy(dtype=float)
+        b = part[f"{column} second"].to_numpy(dtype=float)
+        defined = ~(np.isnan(a) | np.isnan(b))
+        units = part["unit"].to_numpy()[defined]
+        diff, low, high = paired_difference_interval(lambda v: float(np.mean(v)), a[defined], b[defined],
+                                                     groups=list(units), seed=seed)
+        out.append({"query_set": query_set, "difference": diff, "ci_low": low, "ci_high": high,
+                    "first": float(np.mean(a[defined])), "second": float(np.mean(b[defined])),
+                    "n": int(defined.sum()), "units": len(set(units))})
+    return out
+
+
+def read_predictions(run_dir: Location) -> pd.DataFrame | None:
+    path = run_dir / "predictions.parquet"
+    if not path.exists():
+        return None
+    import io
+
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(path.read_bytes())).to_pandas()

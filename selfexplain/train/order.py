@@ -1,0 +1,53 @@
+"""The order training reads its examples in: a fresh global shuffle every epoch, from (seed, epoch).
+
+A corpus is written item by item (all sites of one prompt pair, all removals of one prompt,
+concepts sorted by kind), so reading it in order makes every batch hold one or two items and
+every epoch the same curriculum. Instead, each rank holds the (small) encoded training set in
+memory and sorts it by a hash of (seed, epoch, record id, copy): a permutation that is the same
+on every rank and every rerun, different in every epoch, and needs no shuffle buffer. Rank ``r``
+of ``w`` takes every ``w``-th example of that order, after the order is cut to a multiple of
+``w``, so all ranks run the same number of steps (their collectives must match). A resumed run
+recomputes the same order and skips the micro-batches it already trained: resume stays
+step-exact. Each epoch also draws every query's phrasing (one of its task's templates) from
+(seed, epoch, record id), so no query is always asked in one wording.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+def epoch_order(record_ids: Sequence[str], copies: Sequence[int] | None, seed: int, epoch: int) -> np.ndarray:
+    """Indices of the examples in this epoch's order (``copies`` tells repeated rows of a task
+    mix apart; None when no row repeats)."""
+    copies = copies if copies is not None else [0] * len(record_ids)
+    keys = [hashlib.sha256(f"order\x1f{seed}\x1f{epoch}\x1f{record_id}\x1f{copy}".encode()).digest()[:8]
+            for record_id, copy in zip(record_ids, copies)]
+    return np.asarray(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+
+
+def epoch_variant(record_id: str, seed: int, epoch: int, count: int) -> int:
+    """Which of a query's ``count`` phrasings this epoch trains on."""
+    digest = hashlib.sha256(f"template\x1f{seed}\x1f{epoch}\x1f{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def rank_micro_batches(order: np.ndarray, rank: int, world: int, micro_batch: int) -> Iterator[np.ndarray]:
+    """This rank's micro-batches (arrays of example indices) of one epoch's order."""
+    usable = len(order) - len(order) % world
+    mine = order[:usable][rank::world]
+    for start in range(0, len(mine), micro_batch):
+        yield mine[start:start + micro_batch]
+
+
+def load_examples(shard) -> dict[str, np.ndarray]:
+    """Every example of a Ray Data iterator as columns (read once; the training set is small next
+    to the model: token ids, and one vector per row for vector tasks)."""
+    parts: dict[str, list] = {}
+    for batch in shard.iter_batches(batch_size=4096, batch_format="numpy"):
+        for name, values in batch.items():
+            parts.setdefault(name, []).append(values)
+    return {name: np.concatenate(values) for name, values in parts.items()}
