@@ -50,7 +50,8 @@ class GenerateConfig:
     """features from an SAE: a Neuronpedia explanation export (.json or .jsonl) giving each
     feature index its description. Features without one are rejected, with the reason."""
     max_items: int = 0
-    """Use at most this many work items (prompts, pairs or features; 0 = all)."""
+    """Use at most this many work items (prompts, pairs or features; 0 = all). Prompts are taken
+    evenly spread over the prompt file, so a subset spans many template families."""
     held_out_fraction: float = 0.2
     """Fraction of groups held out for evaluation (see ``held_out_by``)."""
     held_out_by: str = "auto"
@@ -184,8 +185,9 @@ class EvaluateConfig:
     change tasks the well-formed candidate answer it finds most likely (free text from an
     untrained model never takes the answer form)."""
     selfie_scales: list[float] = field(default_factory=lambda: [1.0, 5.0, 10.0, 25.0, 50.0])
-    """features, self-explainer runs: the SelfIE baseline reads the unit vector times each of
-    these scales and reports the best scale (an upper bound, as in the paper); [] = off."""
+    """features, self-explainer runs with ``untrained_baseline``: the SelfIE baseline reads the
+    unit vector times each of these scales and reports the best scale (an upper bound, as in the
+    paper); [] = off."""
     explainer: str = ""
     """Score this exported explainer folder (local or URI) instead of the run's own, e.g. one
     trained on concepts, scored on a SAELens/Neuronpedia feature set generated in this run."""

@@ -29,7 +29,7 @@ def test_the_placeholder_embedding_is_the_rescaled_vector_and_nothing_else_chang
     where = ids == explainer.vector_token_id
     assert where.sum() == 1 and where[0].any()
     grown = explainer.lm.get_input_embeddings().weight.detach()
-    injected = embeds[where][0]
+    injected = embeds[where][0].detach()
     assert torch.allclose(injected / injected.norm(), vectors[0] / vectors[0].norm(), atol=1e-5)
     assert abs(float(injected.norm()) - reference) < 1e-4 * reference  # the fixed reference norm
     assert torch.equal(embeds[~where], grown[ids[~where]])

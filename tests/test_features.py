@@ -113,3 +113,17 @@ def test_concept_rows_keep_only_directions_that_generalize(tiny_llama):
             assert row["quality"] >= 0.75 and row["description"] == item["description"]
             assert abs(float(torch.as_tensor(row["vector"]).norm()) - 1) < 1e-5
     assert kept > 0 and rejected > 0
+
+
+def test_top_contexts_never_count_the_first_position(tiny_llama):
+    from selfexplain.features.top_contexts import TextSetStreams
+    from selfexplain.models.padding import padded_batch
+
+    model, tokenizer = tiny_llama
+    texts = ["The cat sat on the mat", "Salt and", "Once upon a"]
+    streams = TextSetStreams(model, tokenizer, texts, [1])
+    attended = padded_batch(tokenizer, texts, "cpu")["attention_mask"]
+    first = attended.argmax(dim=1)  # the first attended column of each (left-padded) row
+    mask = streams.masks[0]
+    assert not mask[torch.arange(len(texts)), first].any()  # the attention sink never fires
+    assert mask.sum(dim=1).tolist() == (attended.sum(dim=1) - 1).tolist()  # every token but the first

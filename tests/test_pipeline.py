@@ -18,7 +18,7 @@ from selfexplain.tasks.ablation import ablate_prompt
 def test_generate_job_matches_direct_computation_and_resumes(ray_cluster, tiny_config, tiny_llama):
     from selfexplain.jobs.generate import generate
 
-    config = tiny_config("name=gen", "generate.max_items=10", "generate.items_per_shard=3")
+    config = tiny_config("name=gen", "generate.max_items=40", "generate.items_per_shard=12", "generate.held_out_by=family")
     corpus = generate(config)
     corpus_dir = corpus.local_path
     manifest = read_manifest(corpus)
@@ -35,7 +35,8 @@ def test_generate_job_matches_direct_computation_and_resumes(ray_cluster, tiny_c
     assert (merged.new_top1_id == merged.new_top1_id_direct).all()
     assert (merged.changed == merged.changed_direct).all()
     assert (merged.prob_change - merged.prob_change_direct).abs().max() < 1e-5
-    # held out by prompt: no prompt is in both splits
+    # held out by template family: no family (so no prompt) is in both splits
+    assert table.groupby("family").split.nunique().max() == 1
     assert table.groupby("prompt").split.nunique().max() == 1
     assert set(table.split) == {"train", "test"}
 
@@ -61,6 +62,10 @@ def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
     assert results["trained explainer"]["n"] == 32
     assert 0.0 <= results["trained explainer"]["balanced_accuracy"] <= 1.0
     assert results["majority baseline"]["balanced_accuracy"] == 0.5
+    # the untrained explainer chooses among well-formed answers: it is scored, not left at 0
+    assert results["untrained explainer"]["parse_rate"] == 1.0
+    assert {"exact_match", "has_changed_f1", "content_match"} <= set(results["trained explainer"])
+    assert results["trained explainer"]["groups"] < results["trained explainer"]["n"]  # units: prompt families
     train_metrics = json.loads((run_dir / "train_metrics.json").read_text())
     curve = train_metrics["loss_curve"]
     assert curve[-1] < curve[0]  # two DeepSpeed ranks over gloo actually trained the explainer

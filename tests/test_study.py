@@ -44,6 +44,7 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     systems = set(frame.system)
     assert {"self (tiny-llama)", "other (tiny-llama-wide)", "untrained self (tiny-llama)",
             "untrained other (tiny-llama-wide)", "nearest-neighbour baseline"} <= systems
+    assert any(system.startswith("SelfIE (untrained target, best scale x") for system in systems)
     assert set(frame.query_set) == {"held-out", "in-distribution"}
     sweep = frame[(frame.system == "self (tiny-llama)") & (frame.metric == "similarity")
                   & (frame.query_set == "held-out")]

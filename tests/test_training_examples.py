@@ -70,3 +70,18 @@ def test_candidate_answers_are_ranked_by_their_log_likelihood(tiny_llama):
             expected = sum(float(logp[t - 1, ids[t]]) for t in range(start, len(ids)))
             assert abs(float(score) - expected) < 1e-3
     assert most_likely(model, tokenizer, [query], [options], batch_size=4) == [options[int(np.argmax(scores))]]
+
+
+def test_each_epoch_asks_a_query_in_a_phrasing_of_its_own():
+    from selfexplain.train.loop import phrased
+    from selfexplain.train.order import epoch_variant
+
+    ids = [f"row{i}" for i in range(200)]
+    first = [epoch_variant(i, 0, 0, 6) for i in ids]
+    assert set(first) == set(range(6)) and first != [epoch_variant(i, 0, 1, 6) for i in ids]
+    batch = {"record_id": np.array(["row0", "row1"]),
+             "variant_ids": np.array([[[1, 2], [3, 4, 5]], [[6, 7]]], dtype=object),
+             "variant_starts": np.array([[1, 2], [1]], dtype=object)}
+    chosen, starts = phrased(batch, seed=0, epoch=0)
+    v = epoch_variant("row0", 0, 0, 2)
+    assert chosen[0] == [[1, 2], [3, 4, 5]][v] and starts == [[1, 2][v], 1] and chosen[1] == [6, 7]

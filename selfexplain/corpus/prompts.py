@@ -13,7 +13,9 @@ class PromptFileError(ValueError):
 
 
 def load_prompts(source: str, max_prompts: int = 0) -> list[str]:
-    """Prompts in file order, duplicates dropped; ``max_prompts`` > 0 keeps the first ones."""
+    """Prompts in file order, duplicates dropped; ``max_prompts`` > 0 keeps that many, evenly
+    spread over the file. Prompt files are often grouped by topic (the packaged one is), and the
+    first few prompts would be a handful of template families: too few to hold out by family."""
     if source == "builtin":
         prompts = builtin_prompts()
     else:
@@ -21,7 +23,9 @@ def load_prompts(source: str, max_prompts: int = 0) -> list[str]:
     unique = list(dict.fromkeys(p for p in prompts if p.strip()))
     if not unique:
         raise PromptFileError(f"prompt file {source} holds no prompts; add one prompt per line")
-    return unique[:max_prompts] if max_prompts else unique
+    if not max_prompts or max_prompts >= len(unique):
+        return unique
+    return [unique[index * len(unique) // max_prompts] for index in range(max_prompts)]
 
 
 def _read_file(path: Path) -> list[str]:

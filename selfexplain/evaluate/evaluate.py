@@ -148,8 +148,6 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     if not has_export(export):
         hint = "check evaluate.explainer" if config.evaluate.explainer else "run `selfexplain train` first"
         raise FileNotFoundError(f"no trained explainer at {export}; {hint}")
-    sets = query_rows(config)
-    rows = [r for name in QUERY_SETS for r in sets[name]]
     local_export = export.download_dir(cache_root() / "downloads" / stable_id(export.uri))
     info_file = local_export / EXPLAINER_INFO
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
@@ -157,6 +155,8 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     if trained_for and config.task not in trained_for:
         raise ValueError(f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
                          f"{config.task!r}; score it on a corpus of {' or '.join(trained_for)}")
+    sets = query_rows(config)
+    rows = [r for name in QUERY_SETS for r in sets[name]]
     interface_file = local_export / INTERFACE
     interface = json.loads(interface_file.read_text()) if interface_file.is_file() else None
     explainers = {"trained explainer": str(local_export)}
@@ -176,7 +176,8 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     log.info("decoding %d queries (%s) with %d explainers", len(rows),
              ", ".join(f"{len(v)} {k}" for k, v in sets.items()), len(pending))
     selfie = None
-    if task.name == "features" and config.evaluate.selfie_scales and config.explainer_ref == config.target:
+    if (task.name == "features" and config.evaluate.untrained_baseline and config.evaluate.selfie_scales
+            and config.explainer_ref == config.target):
         # the untrained target reads its own vectors (baselines come from the self-explainer's run)
         selfie = selfie_answers.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
             str(resolve_model_dir(config.target)), rows, list(config.evaluate.selfie_scales),

@@ -33,10 +33,12 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_d
     """Every corpus row encoded once, with its ``role``: ``train`` (trained on), or the validation
     queries ``in-distribution`` and ``held-out``; and its ``source``. Materialized, so counts are
     known up front. ``vector_width`` (the target's hidden size) gives text tasks in a mix with
-    vector tasks the same columns.
+    vector tasks the same columns; ``target_tokenizer_dir`` is what the length filter counts in.
 
-    Block order is kept fixed: with Ray Data's default (first-finished block first) two runs
-    would batch the examples differently, and a resumed run could not match an uninterrupted one.
+    Block order is kept fixed. Training does not depend on it (each epoch sorts the examples by
+    a hash, train/order.py), but validation batches do: with Ray Data's default (first-finished
+    block first) two runs would batch the validation queries differently, and a resumed run's
+    validation losses could not match an uninterrupted one's.
     """
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     t = config.train
@@ -133,9 +135,12 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     dataset = training_examples(config, sources, encoded_train)
     validation = validation_sets(config, sources, encoded)
     examples = dataset.count()
-    if examples == 0:
-        raise ValueError(f"no training examples fit in train.max_length={train_cfg.max_length}; raise it")
     dropped = _dropped_over_max_length(config, sources, encoded_train.count())
+    if examples == 0:
+        if not dropped:
+            raise ValueError(f"the training split of {', '.join(s.run for s in sources)} is empty: every group was "
+                             "held out; lower generate.held_out_fraction or use more items (generate.max_items)")
+        raise ValueError(f"no training examples fit in train.max_length={train_cfg.max_length}; raise it")
     per_rank = examples // train_cfg.num_workers
     micro = train_cfg.batch_size // train_cfg.grad_accum
     steps_per_epoch = max(1, -(-per_rank // micro) // train_cfg.grad_accum)
