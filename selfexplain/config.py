@@ -178,8 +178,8 @@ class EvaluateConfig:
     batch_size: int = 32
     """Queries decoded together."""
     max_new_tokens: int = 0
-    """Generated tokens per answer (0 = the task's budget: 24 for the change tasks' fixed-form
-    answers, 48 for feature descriptions, which runs to a sentence in SAE/Neuronpedia sets)."""
+    """Generated tokens per answer (0 = the longest ground-truth answer of the corpus in the
+    explainer's tokenizer, plus 4: a budget that fits real descriptions and the change form)."""
     untrained_baseline: bool = True
     """Also score the explainer before fine-tuning (zero-shot): free text for features; for the
     change tasks the well-formed candidate answer it finds most likely (free text from an
@@ -279,7 +279,7 @@ class RunConfig:
         _check(all(scale > 0 for scale in e.selfie_scales), "evaluate.selfie_scales",
                "use positive scales, e.g. [1, 5, 10, 25, 50], or [] for no SelfIE baseline")
         _check(e.batch_size >= 1 and e.max_new_tokens >= 0, "evaluate",
-               "use a positive batch_size and max_new_tokens >= 0 (0 = the task's budget)")
+               "use a positive batch_size and max_new_tokens >= 0 (0 = fit the longest answer)")
         _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")
 
     @property

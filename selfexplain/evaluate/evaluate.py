@@ -166,10 +166,11 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     train_rows = training_rows(config)
     # the untrained model picks among well-formed answers (free text from it never parses)
     untrained_candidates = None if config.task == "features" else candidate_answers(train_rows, rows)
+    budget = config.evaluate.max_new_tokens or answer_budget(str(local_export), task, train_rows + rows,
+                                                             config.trust_remote_code)
     pending = {
         name: explain_rows.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
-            config.task, folder, rows, config.evaluate.batch_size,
-            config.evaluate.max_new_tokens or task.answer_tokens, use_gpu,
+            config.task, folder, rows, config.evaluate.batch_size, budget, use_gpu,
             config.trust_remote_code, interface, untrained_candidates if name == "untrained explainer" else None)
         for name, folder in explainers.items()
     }
@@ -181,8 +182,7 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
         # the untrained target reads its own vectors (baselines come from the self-explainer's run)
         selfie = selfie_answers.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
             str(resolve_model_dir(config.target)), rows, list(config.evaluate.selfie_scales),
-            config.evaluate.batch_size, config.evaluate.max_new_tokens or task.answer_tokens, use_gpu,
-            config.trust_remote_code)
+            config.evaluate.batch_size, budget, use_gpu, config.trust_remote_code)
     texts = {name: ray.get(ref) for name, ref in pending.items()}
     if selfie is not None:
         texts.update(_best_selfie(ray.get(selfie), sets))
@@ -225,6 +225,18 @@ def _best_selfie(by_scale: dict[float, list[str]], sets: dict[str, list[dict]]) 
     return {f"SelfIE (untrained target, best scale x{scale:g}; upper bound)": by_scale[scale]}
 
 
+def answer_budget(tokenizer_dir: str, task, rows: list[dict], trust_remote_code: bool = False) -> int:
+    """Tokens to decode per answer: the longest ground-truth answer of the corpus rows in the
+    explainer's tokenizer, plus a margin, so no well-formed answer is cut (a long SAE description,
+    or the change form in a small vocabulary) and no decode runs far past one."""
+    from selfexplain.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
+    longest = max(len(tokenizer(task.format_answer(r), add_special_tokens=False)["input_ids"]) for r in rows)
+    return longest + ANSWER_MARGIN
+
+
+ANSWER_MARGIN = 4
 CANDIDATE_OUTPUTS = 3
 
 

@@ -85,7 +85,7 @@ def _tables(frame: pd.DataFrame) -> dict[tuple[str, str], dict[str, dict]]:
         for system, rows in part.groupby("system", sort=False):
             metrics = {}
             for r in rows.itertuples():
-                metrics[r.metric] = int(r.value) if r.metric == "n" else r.value
+                metrics[r.metric] = int(r.value) if r.metric in ("n", "groups") else r.value
                 if r.ci_low is not None and r.ci_low == r.ci_low:
                     metrics[f"{r.metric}_ci"] = (r.ci_low, r.ci_high)
             systems[system] = metrics

@@ -42,8 +42,6 @@ class Task(Protocol):
     name: str
     vector_input: bool
     """Whether the explainer's query carries the row's ``vector`` as a continuous token."""
-    answer_tokens: int
-    """How many tokens an answer may take when decoded (``evaluate.max_new_tokens=0``)."""
     query_templates: int
     """How many phrasings the query has (``row["template_variant"]`` picks one; 1 = fixed)."""
 

@@ -83,7 +83,6 @@ def format_query(row: dict) -> str:
 class AblationTask:
     name = "ablation"
     vector_input = False
-    answer_tokens = 24
     query_templates = 1
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)

@@ -128,7 +128,6 @@ def parse_answer(text: str) -> str:
 class FeaturesTask:
     name = "features"
     vector_input = True
-    answer_tokens = 48
     query_templates = len(templates("features"))
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)

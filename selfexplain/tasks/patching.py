@@ -194,7 +194,6 @@ def format_query(row: dict) -> str:
 class PatchingTask:
     name = "patching"
     vector_input = True
-    answer_tokens = 24
     query_templates = len(templates("patching"))
     format_query = staticmethod(format_query)
     format_answer = staticmethod(format_answer)
