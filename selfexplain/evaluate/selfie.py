@@ -14,7 +14,6 @@ import ray
 from selfexplain.explainer.vectors import VECTOR_SPAN
 
 PROMPT = f"Here is a concept: {VECTOR_SPAN}. What does it mean? It means"
-SCALES = (1.0, 5.0, 10.0, 25.0, 50.0)
 
 
 @ray.remote
