@@ -45,10 +45,15 @@ bench: $(INSTALLED)
 # Submits to the cluster at RAY_ADDRESS (e.g. http://127.0.0.1:8265 through `ray dashboard
 # cluster.yaml`), with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN set as on the head. Resubmitting
 # the same run name resumes: finished shards and epochs are kept.
+# Every argument reaches the job as one quoted word: a value with spaces or shell characters
+# (';', '$(...)') is passed on as text, never run by the shell.
+JOBS := generate train evaluate run study
 submit:
 	@test -x $(BIN)/ray || { echo "no $(BIN)/ray: run 'make venv' first"; exit 1; }
-	$(BIN)/ray job submit --submission-id $(SUBMISSION_ID) \
-		--runtime-env selfexplain/configs/runtime_env.yaml -- python -m ray_jobs.$(JOB) $(CONFIG) $(ARGS)
+	@test -n "$(filter $(JOBS),$(JOB))" || { echo "JOB must be one of: $(JOBS)"; exit 2; }
+	$(BIN)/ray job submit --submission-id '$(SUBMISSION_ID)' \
+		--runtime-env selfexplain/configs/runtime_env.yaml -- python -m 'ray_jobs.$(JOB)' '$(CONFIG)' \
+		$(foreach arg,$(ARGS),'$(arg)')
 
 clean:
 	rm -rf $(VENV) runs

@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 
-from selfexplain.config import ConfigError, describe_fields, load_config, packaged_configs
+from selfexplain.config import describe_fields, load_config, packaged_configs
+from selfexplain.errors import InputError
 
 CONFIG_HELP = "a packaged config name ({names}) or a path to a YAML file"
 OVERRIDE_HELP = "config overrides as key=value, e.g. train.epochs=2 generate.max_items=50"
@@ -101,12 +102,18 @@ def _explain(args) -> None:
 
     from selfexplain.explain import Explainer
 
-    explainer = Explainer(args.explainer)
-    if args.queries:
-        queries = [json.loads(line) for line in Path(args.queries).read_text().splitlines() if line.strip()]
+    from selfexplain.explain import QueryError
+    from selfexplain.inputs import read_jsonl
+
+    if args.queries:  # read (and fail) before the model loads
+        queries = [record for _, record in read_jsonl(Path(args.queries), QueryError, "queries file",
+                                                      "give a .jsonl file of query objects")]
+        if not queries:
+            raise QueryError(f"queries file {args.queries} holds no queries; write one JSON object a line")
     else:
         fields = ("task", "prompt", "token_index", "counterfactual", "layer", "position", "vector")
         queries = [{key: getattr(args, key) for key in fields if getattr(args, key) is not None}]
+    explainer = Explainer(args.explainer)
     answers = explainer.ask(queries, max_new_tokens=args.max_new_tokens)
     for query, answer in zip(queries, answers):
         print(json.dumps({**{k: v for k, v in query.items() if k != "vector" or isinstance(v, str)}, "answer": answer})
@@ -118,53 +125,44 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from selfexplain import pipeline
-    from selfexplain.corpus.prompts import PromptFileError
-    from selfexplain.features.concepts import LexiconError
-    from selfexplain.features.saelens import SAEFormatError
-    from selfexplain.tasks.hint import QuestionFileError
-    from selfexplain.tasks.patching import PairFileError
-    from selfexplain.evaluate.report import markdown_table
-    from selfexplain.models.loading import ModelNotFoundError
-
-    from selfexplain.explain import QueryError
-
-    if args.command == "explain":
-        try:
-            _explain(args)
-        except (QueryError, FileNotFoundError, ValueError) as err:
-            print(f"selfexplain: error: {err}", file=sys.stderr)
-            return 2
-        return 0
     try:
-        overrides = list(getattr(args, "overrides", []))
-        if args.command == "study":
-            _study(args)
-            return 0
-        if args.command == "generate":
-            overrides.append(f"task={args.task}")
-        config = load_config(args.config, overrides)
-        if args.command == "generate":
-            pipeline.check_inputs(config, train=False)
-            print(f"corpus written to {pipeline.run_generate(config)}")
-        elif args.command == "train":
-            print(f"explainer exported to {pipeline.run_train(config)}")
-        elif args.command == "evaluate":
-            for corpus, table in pipeline.run_evaluate(config).items():
-                print(f"\n{corpus}: held-out queries\n\n{markdown_table(table)}")
-        else:
-            outcome = pipeline.run_all(config)
-            for corpus, table in outcome["results"].items():
-                print(f"\n{config.name}: {corpus} on held-out queries "
-                      f"(target {config.target}, explainer {config.explainer_ref})\n")
-                print(markdown_table(table))
-            stages = ", ".join(f"{k} {v:.0f}s" for k, v in outcome["seconds"].items())
-            print(f"\nstages: {stages}; outputs in {config.run_dir}/")
-    except (ConfigError, ModelNotFoundError, PromptFileError, PairFileError, QuestionFileError, LexiconError, SAEFormatError,
-            FileNotFoundError) as err:
-        print(f"selfexplain: error: {err}", file=sys.stderr)
+        _run(args)
+    except (InputError, FileNotFoundError) as err:
+        # one line, naming the file or key and the fix; the checks ran before anything was written
+        print(f"selfexplain: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run(args) -> None:
+    from selfexplain import pipeline
+    from selfexplain.evaluate.report import markdown_table
+
+    if args.command == "explain":
+        _explain(args)
+        return
+    overrides = list(getattr(args, "overrides", []))
+    if args.command == "study":
+        _study(args)
+        return
+    if args.command == "generate":
+        overrides.append(f"task={args.task}")
+    config = load_config(args.config, overrides)
+    if args.command == "generate":
+        print(f"corpus written to {pipeline.run_generate(config)}")
+    elif args.command == "train":
+        print(f"explainer exported to {pipeline.run_train(config)}")
+    elif args.command == "evaluate":
+        for corpus, table in pipeline.run_evaluate(config).items():
+            print(f"\n{corpus}: held-out queries\n\n{markdown_table(table)}")
+    else:
+        outcome = pipeline.run_all(config)
+        for corpus, table in outcome["results"].items():
+            print(f"\n{config.name}: {corpus} on held-out queries "
+                  f"(target {config.target}, explainer {config.explainer_ref})\n")
+            print(markdown_table(table))
+        stages = ", ".join(f"{k} {v:.0f}s" for k, v in outcome["seconds"].items())
+        print(f"\nstages: {stages}; outputs in {config.run_dir}/")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,11 +22,17 @@ from typing import Any
 
 import yaml
 
+from selfexplain.errors import InputError
 from selfexplain.storage import Location
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration problem the user can fix; the message names the key and the fix."""
+
+
+# Run names become folder names and URI parts: a safe set only (no '.', '..', '/', spaces).
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+NAME_FIX = "use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 @dataclass
@@ -235,8 +243,27 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, "task", f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")
-        _check(bool(self.name) and "/" not in self.name, "name", "give a non-empty name without '/'")
+        _check(is_safe_name(self.name), "name", f"{self.name!r} is not a safe run name; {NAME_FIX}")
+        _check(bool(self.output_dir.strip()), "output_dir", "give a folder or URI, e.g. runs or s3://bucket/runs")
+        _check(0 <= self.seed < 2**32, "seed", "use an integer in [0, 2**32)")
+        _check_finite(self)
         g, t, e = self.generate, self.train, self.evaluate
+        _check(g.max_actor_restarts >= 0, "generate.max_actor_restarts",
+               "use a count >= 0 (Ray's -1, retry forever, would hide a crash that repeats)")
+        _check(t.max_failures >= 0, "train.max_failures",
+               "use a count >= 0 (Ray's -1, retry forever, would hide a crash that repeats)")
+        _check(g.cpus_per_actor > 0 and g.gpus_per_actor >= 0, "generate.cpus_per_actor",
+               "use cpus_per_actor > 0 and gpus_per_actor >= 0")
+        _check(t.cpus_per_worker > 0 and t.torch_threads >= 0, "train.cpus_per_worker",
+               "use cpus_per_worker > 0 and torch_threads >= 0 (0 = cores / workers)")
+        for key, value in (("generate.max_items", g.max_items), ("evaluate.max_examples", e.max_examples)):
+            _check(0 <= value <= MAX_COUNT, key, f"use 0 (all) or a count up to {MAX_COUNT:,}")
+        _check(t.batch_size >= 1, "train.batch_size", "use 1 or more")
+        _check(t.weight_decay >= 0 and t.gradient_clipping >= 0 and t.warmup_steps >= 0, "train.weight_decay",
+               "use weight_decay, gradient_clipping and warmup_steps >= 0")
+        _check(t.projection_learning_rate > 0, "train.projection_learning_rate", "use a positive number")
+        _check(e.max_new_tokens <= MAX_NEW_TOKENS, "evaluate.max_new_tokens",
+               f"use 0 (fit the longest answer) or at most {MAX_NEW_TOKENS}")
         _check(0.0 < g.held_out_fraction < 1.0, "generate.held_out_fraction", "use a value in (0, 1)")
         _check(g.items_per_shard >= 1, "generate.items_per_shard", "use 1 or more")
         _check(g.num_actors >= 1, "generate.num_actors", "use 1 or more")
@@ -264,9 +291,11 @@ class RunConfig:
         _check(t.validation_examples >= 0 and t.validate_every >= 0, "train.validation_examples",
                "use 0 or more for train.validation_examples and train.validate_every")
         _check(0.0 < t.data_fraction <= 1.0, "train.data_fraction", "use a value in (0, 1]")
-        _check("/" not in self.corpus_from, "corpus_from", "give a run name in output_dir, without '/'")
-        _check(all(bool(run) and "/" not in run and ratio > 0 for run, ratio in t.mix.items()), "train.mix",
-               "map run names in output_dir (without '/') to positive ratios, e.g. {a-features: 1, a-ablation: 1}")
+        _check(not self.corpus_from or is_safe_name(self.corpus_from), "corpus_from",
+               f"give the name of a run in output_dir; {NAME_FIX}")
+        _check(all(is_safe_name(run) and ratio > 0 for run, ratio in t.mix.items()), "train.mix",
+               "map run names in output_dir to positive ratios, e.g. {a-features: 1, a-ablation: 1}; "
+               f"names: {NAME_FIX}")
         _check(not (t.mix and self.corpus_from), "train.mix",
                "a mixed run reads the corpora train.mix names; leave corpus_from empty")
         _check(t.lora_rank >= 0 and t.lora_alpha > 0 and 0.0 <= t.lora_dropout < 1.0, "train.lora_rank",
@@ -322,6 +351,26 @@ HELD_OUT_BY: dict[str, tuple[str, ...]] = {
 TASKS = set(HELD_OUT_BY)
 
 
+# Upper bounds that catch a typo (an extra zero or three) before it runs for days.
+MAX_COUNT = 100_000_000
+MAX_NEW_TOKENS = 1024
+
+
+def is_safe_name(name: str) -> bool:
+    return isinstance(name, str) and SAFE_NAME.fullmatch(name) is not None
+
+
+def _check_finite(config, prefix: str = "") -> None:
+    """No NaN or infinity in any float (a NaN passes every ``x > 0`` check by failing it silently)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, f"{key}.")
+        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        _check(all(not isinstance(v, float) or math.isfinite(v) for v in values), key, "use finite numbers")
+
+
 def _check(ok: bool, key: str, fix: str) -> None:
     if not ok:
         raise ConfigError(f"config key '{key}': {fix}")
@@ -354,9 +403,9 @@ def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
     """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
     path = resolve_config_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} is not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
     for item in overrides:
@@ -369,7 +418,10 @@ def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"config key '{key}': '{part}' is not a section")
-        node[leaf] = yaml.safe_load(raw) if raw else ""
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML; quote text, e.g. key='a: b'") from None
     return from_dict(RunConfig, data)
 
 
@@ -412,6 +464,10 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             (item_kind,) = typing.get_args(kind)
             return [_coerce(item, item_kind, key) for item in value]
         raise ConfigError(f"config key '{key}': expected a list such as [0, 4, 8], got {value!r}")
+    if kind is dict:
+        if value is None or isinstance(value, dict):
+            return value or {}
+        raise ConfigError(f"config key '{key}': expected a mapping such as {{key: value}}, got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value

@@ -1,6 +1,7 @@
 """The stages of a run, each usable alone, and ``run`` that chains them in one Ray session.
 
-Every stage checks its inputs before it writes anything, and reuses finished work: generation
+Every stage checks all its inputs (:mod:`selfexplain.preflight`) before Ray starts and before it
+writes anything, and reuses finished work: generation
 skips written shards, training skips when the explainer is exported, so rerunning a run picks
 up where it stopped.
 """
@@ -13,20 +14,10 @@ import time
 import yaml
 
 from selfexplain.config import ConfigError, RunConfig
-from selfexplain.corpus.prompts import load_prompts
 from selfexplain.jobs.ray_session import ray_session
-from selfexplain.models.loading import resolve_model_dir
+from selfexplain.preflight import check_run
 
 log = logging.getLogger(__name__)
-
-
-def check_inputs(config: RunConfig, train: bool = True) -> None:
-    """Fail fast, before any folder is created, on the inputs the stages need."""
-    if config.task == "ablation" and not config.train.mix:
-        load_prompts(config.generate.prompts, config.generate.max_items)
-    resolve_model_dir(config.target)
-    if train:
-        resolve_model_dir(config.explainer_ref)
 
 
 def save_config(config: RunConfig) -> None:
@@ -39,6 +30,7 @@ def run_generate(config: RunConfig):
     if config.train.mix:
         raise ConfigError(f"run {config.name} trains on the corpora of train.mix ({', '.join(config.train.mix)}); "
                           "generate those runs, then train this one")
+    check_run(config, ("generate",))
     with ray_session(config.ray):
         corpus = generate(config)
     save_config(config)
@@ -48,7 +40,7 @@ def run_generate(config: RunConfig):
 def run_train(config: RunConfig):
     from selfexplain.train.trainer import train
 
-    check_inputs(config)
+    check_run(config, ("train",))
     with ray_session(config.ray):
         return train(config)
 
@@ -57,6 +49,7 @@ def run_evaluate(config: RunConfig) -> dict[str, dict]:
     """Held-out results by corpus (one for an ordinary run, one per corpus of a task mix)."""
     from selfexplain.evaluate.evaluate import evaluate_run
 
+    check_run(config, ("evaluate",))
     with ray_session(config.ray):
         return evaluate_run(config)
 
@@ -68,9 +61,9 @@ def run_all(config: RunConfig) -> dict:
     from selfexplain.jobs.generate import generate
     from selfexplain.train.trainer import train
 
-    check_inputs(config)
-    timings = {}
     stages = [("generate", generate)] if not config.train.mix else []
+    check_run(config, [name for name, _ in stages] + ["train", "evaluate"])
+    timings = {}
     with ray_session(config.ray):
         for stage, step in (*stages, ("train", train), ("evaluate", evaluate_run)):
             started = time.time()

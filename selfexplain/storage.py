@@ -22,6 +22,10 @@ from typing import Any
 from pyarrow import fs as pafs
 
 
+DOWNLOAD_COMPLETE = ".download-complete"
+"""Written last into a downloaded folder: its presence means the copy is whole."""
+
+
 class Location:
     """A file or folder on some filesystem, joined with ``/`` like a Path."""
 
@@ -89,13 +93,47 @@ class Location:
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())  # the data is on disk before the name points at it
                 os.replace(tmp, target)
+                _fsync_dir(target.parent)  # and the rename survives a power cut
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         else:
             with self.fs.open_output_stream(self.path) as handle:
                 handle.write(data)
+
+    def create_exclusive(self, data: bytes) -> bool:
+        """Write this file only if it does not exist, atomically; False when it already did.
+
+        Two runs that check and then write could both see "absent" and both write: here exactly
+        one wins. Locally the whole file is written under a temporary name and hard-linked into
+        place (a link never replaces an existing file); on S3 it is a conditional put
+        (``If-None-Match: *``, through boto3). Other object stores fall back to check-then-write.
+        """
+        if self.is_local:
+            target = self.local_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.link(tmp, target)
+                _fsync_dir(target.parent)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        if self.fs.type_name == "s3":
+            return _s3_put_if_absent(self.path, data)
+        if self.exists():
+            return False
+        self.write_bytes(data)
+        return True
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))
@@ -111,11 +149,15 @@ class Location:
         """Copy a local folder here, ``marker`` (a file inside it) last, so that its presence
         means the copy is complete."""
         if self.is_local:
-            staging = self.local_path.with_name(f".{self.name}.partial")
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(local_dir, staging)
-            shutil.rmtree(self.local_path, ignore_errors=True)
-            staging.rename(self.local_path)
+            # a staging folder of its own: two uploads to one place never write into each other's
+            self.local_path.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.name}.", suffix=".partial", dir=self.local_path.parent))
+            try:
+                shutil.copytree(local_dir, staging, dirs_exist_ok=True)
+                shutil.rmtree(self.local_path, ignore_errors=True)
+                staging.rename(self.local_path)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
             return
         for file in sorted(Path(local_dir).rglob("*")):
             relative = file.relative_to(local_dir).as_posix()
@@ -127,10 +169,45 @@ class Location:
         """This folder as a local one: itself if local, else a copy under ``local_dir``."""
         if self.is_local:
             return self.local_path
-        local_dir.mkdir(parents=True, exist_ok=True)
-        pafs.copy_files(self.path, str(local_dir), source_filesystem=self.fs,
-                        destination_filesystem=pafs.LocalFileSystem())
+        # Copied into a staging folder of its own, marked complete, then renamed into place: a
+        # copy cut short is never mistaken for the model, and two copies never mix.
+        local_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{local_dir.name}.", suffix=".partial", dir=local_dir.parent))
+        try:
+            pafs.copy_files(self.path, str(staging), source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+            (staging / DOWNLOAD_COMPLETE).write_text(self.uri)
+            shutil.rmtree(local_dir, ignore_errors=True)
+            try:
+                staging.rename(local_dir)
+            except OSError:  # another process put its (complete) copy there first
+                if not (local_dir / DOWNLOAD_COMPLETE).is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return local_dir
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _s3_put_if_absent(path: str, data: bytes) -> bool:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = path.partition("/")
+    try:
+        boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise
+    return True
 
 
 def parquet_bytes(table, compression: str = "zstd") -> bytes:

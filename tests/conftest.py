@@ -22,8 +22,8 @@ def tiny_llama():
 def s3_server():
     """A real S3-compatible server (moto in server mode) on loopback, with a bucket ``selfexplain``.
 
-    Started before the Ray cluster so that its endpoint and credentials reach Ray workers through
-    the runtime_env, as real cloud credentials would.
+    Started before the Ray cluster, whose processes inherit its endpoint and credentials from the
+    environment, as real cloud credentials would reach them (never through the runtime_env).
     """
     import socket
     import subprocess
@@ -38,7 +38,8 @@ def s3_server():
         port = probe.getsockname()[1]
     server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+    # A unique secret: the security test looks for it in Ray's session files and command lines.
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY=f"selfexplain-secret-{os.urandom(8).hex()}",
                       AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
     client = boto3.client("s3")
     for _ in range(100):

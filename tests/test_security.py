@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from selfexplain.jobs.ray_session import worker_env
+from selfexplain.jobs.ray_session import token_file, worker_env
 from selfexplain.models import load_model, resolve_model_dir
 
 
@@ -26,8 +26,54 @@ def test_model_folder_code_does_not_run_by_default(tmp_path):
     assert not marker.exists()
 
 
-def test_credentials_reach_workers_but_not_saved_configs(monkeypatch, tiny_config):
+def test_credentials_stay_out_of_runtime_env_and_saved_configs(monkeypatch, tiny_config):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")
-    assert worker_env()["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-value"
+    assert "s3cr3t-value" not in json.dumps(worker_env())  # Ray logs a runtime_env in plain text
     config = tiny_config()
     assert "s3cr3t-value" not in json.dumps(config.to_dict())
+
+
+def test_secret_reaches_ray_workers_but_no_session_file_or_command_line(ray_cluster, s3_server):
+    """The shared cluster was started with the S3 server's secret in the environment (conftest):
+    workers inherit it, and Ray wrote it nowhere."""
+    import os
+    from pathlib import Path
+
+    import ray
+
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert len(secret) >= 24  # a unique value: a match below could not be a coincidence
+    read_env = ray.remote(lambda: os.environ.get("AWS_SECRET_ACCESS_KEY"))
+    assert ray.get(read_env.remote()) == secret
+    assert all(node["NodeManagerAddress"] == "127.0.0.1" for node in ray.nodes())  # loopback only
+    assert not token_file().exists() or token_file().stat().st_mode & 0o077 == 0  # the owner's only
+    session = Path(ray._private.worker.global_worker.node.get_session_dir_path())
+    needle = secret.encode()
+    leaking = [str(f) for f in session.rglob("*") if f.is_file() and not f.is_symlink()
+               and needle in f.read_bytes()]
+    assert not leaking
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert needle not in cmdline.read_bytes(), f"the secret is on the command line of {cmdline.parent.name}"
+        except OSError:  # the process ended while we looked
+            pass
+
+
+def test_checkpoint_loader_refuses_a_pickle_that_runs_code(tmp_path):
+    import pickle
+
+    import torch
+
+    from selfexplain.train.safe_checkpoint import WeightsOnlyCheckpointEngine
+
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))  # would create the marker file when unpickled
+
+    path = tmp_path / "mp_rank_00_model_states.pt"
+    torch.save({"module": Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        WeightsOnlyCheckpointEngine(None).load(str(path))
+    assert not marker.exists()

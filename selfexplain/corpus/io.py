@@ -8,12 +8,14 @@ with other settings is refused instead of mixing two corpora.
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from selfexplain.config import ConfigError
-from selfexplain.corpus.schema import rows_to_table
+from selfexplain.corpus.schema import item_id, rows_to_table, stable_id
 from selfexplain.storage import Location, parquet_bytes
 
 MANIFEST = "manifest.json"
@@ -32,15 +34,24 @@ def write_shard(rows: list[dict], schema: pa.Schema, location: Location) -> int:
     return table.num_rows
 
 
+def corpus_plan(config, items: list[dict]) -> dict:
+    """What a corpus folder is made from: the settings that shape it and its work items."""
+    return {"fingerprint": config.fingerprint("target", "task", "seed", "generate"),
+            "items": stable_id(*(item_id(config.task, item) for item in items)),
+            "num_shards": -(-len(items) // config.generate.items_per_shard)}
+
+
 def claim_plan(folder: Location, plan: dict) -> None:
-    """Record what ``folder`` is made from, or refuse if it was made from something else."""
+    """Record what ``folder`` is made from, or refuse if it was made from something else.
+
+    The claim is atomic: of two runs of one name started at once with different settings,
+    exactly one writes its plan and the other is refused here, before it writes a shard."""
     path = folder / PLAN
-    if path.exists() and path.read_json() != plan:
+    if not path.create_exclusive(json.dumps(plan, indent=2, sort_keys=True).encode()) and path.read_json() != plan:
         raise ConfigError(
             f"{folder} was made with other settings or inputs; pick a new run name (name=...) "
             "or delete that folder"
         )
-    path.write_json(plan)
 
 
 def read_manifest(corpus: Location) -> dict:

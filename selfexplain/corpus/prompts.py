@@ -6,9 +6,14 @@ import json
 from pathlib import Path
 
 from selfexplain.data import builtin_prompts
+from selfexplain.errors import InputError
+from selfexplain.inputs import read_jsonl, read_text
+
+SUFFIXES = (".txt", ".jsonl", ".json")
+FIX = "set generate.prompts to a .txt, .jsonl or .json file, or 'builtin'"
 
 
-class PromptFileError(ValueError):
+class PromptFileError(InputError):
     """The prompt source cannot be used; the message names the file and the fix."""
 
 
@@ -29,20 +34,33 @@ def load_prompts(source: str, max_prompts: int = 0) -> list[str]:
 
 
 def _read_file(path: Path) -> list[str]:
-    if not path.is_file():
-        raise PromptFileError(f"prompt file {path} not found; set generate.prompts to a .txt/.jsonl file or 'builtin'")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix != ".jsonl":
-        return [line.strip() for line in text.splitlines()]
+    if path.suffix not in SUFFIXES and path.exists():
+        raise PromptFileError(f"prompt file {path}: use a .txt (one prompt a line), .jsonl (one {{\"prompt\": ...}} "
+                              "object a line) or .json (a list of prompts) file, or 'builtin'")
+    if path.suffix == ".txt":
+        return [line.strip() for line in read_text(path, PromptFileError, "prompt file", FIX).splitlines()]
+    if path.suffix == ".json":
+        return _read_json_list(path)
     prompts = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PromptFileError(f"{path}:{number} is not valid JSON ({err.msg}); write one object a line") from None
-        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+    for number, record in read_jsonl(path, PromptFileError, "prompt file", FIX):
+        if not isinstance(record.get("prompt"), str):
             raise PromptFileError(f"{path}:{number} has no string field 'prompt'; write {{\"prompt\": \"...\"}}")
         prompts.append(record["prompt"].strip())
+    return prompts
+
+
+def _read_json_list(path: Path) -> list[str]:
+    """A .json prompt file: a list of strings or of ``{"prompt": ...}`` objects."""
+    try:
+        records = json.loads(read_text(path, PromptFileError, "prompt file", FIX))
+    except json.JSONDecodeError as err:
+        raise PromptFileError(f"{path}:{err.lineno} is not valid JSON ({err.msg})") from None
+    if not isinstance(records, list):
+        raise PromptFileError(f"{path} holds a JSON {type(records).__name__}; write a list of prompts")
+    prompts = []
+    for number, record in enumerate(records, start=1):
+        text = record.get("prompt") if isinstance(record, dict) else record
+        if not isinstance(text, str):
+            raise PromptFileError(f"{path}: entry {number} is not a prompt; write strings or {{\"prompt\": ...}} objects")
+        prompts.append(text.strip())
     return prompts

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import ray
 
-from selfexplain.config import RunConfig
+from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import read_corpus
 from selfexplain.corpus.schema import stable_id
 from selfexplain.corpus.subsets import is_in_distribution_query, rows_trained_on
@@ -23,7 +23,7 @@ from selfexplain.evaluate.baselines import (RULE_NAMES, majority_answer, nearest
                                             original_output, rule_answer)
 from selfexplain.evaluate.embeddings import detection_auroc, embed, negative_contexts, retrieval_hits, similarity
 from selfexplain.evaluate.metrics import change_outcomes, score_change_predictions, score_descriptions
-from selfexplain.explainer.export import INTERFACE
+from selfexplain.explainer.export import INTERFACE, read_interface
 from selfexplain.evaluate.report import markdown_table
 from selfexplain.evaluate.selfie import best_scale, selfie_answers
 from selfexplain.models.loading import cache_root, resolve_model_dir
@@ -153,12 +153,12 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     trained_for = info.get("tasks") or ([info["task"]] if "task" in info else [])
     if trained_for and config.task not in trained_for:
-        raise ValueError(f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
+        raise ConfigError(f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
                          f"{config.task!r}; score it on a corpus of {' or '.join(trained_for)}")
     sets = query_rows(config)
     rows = [r for name in QUERY_SETS for r in sets[name]]
     interface_file = local_export / INTERFACE
-    interface = json.loads(interface_file.read_text()) if interface_file.is_file() else None
+    interface = read_interface(interface_file) if interface_file.is_file() else None
     explainers = {"trained explainer": str(local_export)}
     if config.evaluate.untrained_baseline:
         explainers["untrained explainer"] = str(resolve_model_dir(config.explainer_ref))

@@ -15,7 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from selfexplain.errors import InputError
 from selfexplain.explainer.vectors import VECTOR_TOKEN, ExplainerWithVectors, VectorProjection
+from selfexplain.inputs import read_text
 
 INTERFACE = "vector_interface.json"
 PROJECTION = "vector_projection.safetensors"
@@ -44,6 +46,33 @@ def save_explainer(module, tokenizer, out_dir: Path, interface: dict | None,
                       str(out_dir / PROJECTION))
 
 
+class ExplainerFileError(InputError):
+    """An exported explainer's own files are damaged; the message names the file."""
+
+
+# vector_interface.json's keys and the type each must have.
+INTERFACE_KEYS = {"target_model": str, "layers": list, "d_target": int, "d_explainer": int, "projected": bool,
+                  "rescale": bool}
+
+
+def read_interface(path: Path) -> dict:
+    """``vector_interface.json``, checked key by key: a hand edit or a cut copy fails here by name."""
+    try:
+        interface = json.loads(read_text(path, ExplainerFileError, "vector interface"))
+    except json.JSONDecodeError as err:
+        raise ExplainerFileError(f"{path}:{err.lineno} is not valid JSON ({err.msg}); export the explainer again") from None
+    if not isinstance(interface, dict):
+        raise ExplainerFileError(f"{path} must hold a JSON object; export the explainer again")
+    for key, kind in INTERFACE_KEYS.items():
+        value = interface.get(key)
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 1)):
+            raise ExplainerFileError(f"{path}: key '{key}' must be a {kind.__name__}, got {value!r}; "
+                                     "export the explainer again")
+    if not all(isinstance(layer, int) and layer >= 0 for layer in interface["layers"]):
+        raise ExplainerFileError(f"{path}: key 'layers' must list block indices; export the explainer again")
+    return interface
+
+
 def load_explainer(folder: str | Path, device="cpu", dtype=torch.float32, trust_remote_code: bool = False):
     """(model, tokenizer): the LM, or an :class:`ExplainerWithVectors` when the folder has a vector interface."""
     from selfexplain.models.loading import load_model
@@ -53,7 +82,7 @@ def load_explainer(folder: str | Path, device="cpu", dtype=torch.float32, trust_
     interface_path = folder / INTERFACE
     if not interface_path.is_file():
         return lm, tokenizer
-    interface = json.loads(interface_path.read_text())
+    interface = read_interface(interface_path)
     projection = None
     if interface["projected"]:
         projection = VectorProjection(interface["layers"], interface["d_target"], interface["d_explainer"])

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from selfexplain.errors import InputError
+from selfexplain.inputs import read_text
 from selfexplain.models.padding import padded_batch
 from selfexplain.models.residual import capture_residual
 
@@ -30,7 +32,7 @@ HELD_OUT_FRAMES = ("He wrote a short note on{}", "This page is all about{}")
 FIT_MEMBER_FRACTION = 0.7
 
 
-class LexiconError(ValueError):
+class LexiconError(InputError):
     """The lexicon file cannot be used; the message names the line and the fix."""
 
 
@@ -54,10 +56,9 @@ def read_lexicon(source: str = "concepts") -> list[Concept]:
         origin = "packaged concepts.tsv"
     else:
         path = Path(source)
-        if not path.is_file():
-            raise LexiconError(f"lexicon {path} not found; set generate.features to 'concepts', a .tsv lexicon "
-                               "or a SAELens directory")
-        text, origin = path.read_text(encoding="utf-8"), str(path)
+        text = read_text(path, LexiconError, "lexicon",
+                         "set generate.features to 'concepts', a .tsv lexicon or a SAELens directory")
+        origin = str(path)
     concepts, names = [], set()
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):

@@ -17,8 +17,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from selfexplain.errors import InputError
+from selfexplain.inputs import read_text
 
-class SAEFormatError(ValueError):
+
+class SAEFormatError(InputError):
     """The SAE or explanation file is not in the expected format; the message says what is missing."""
 
 
@@ -46,7 +49,12 @@ def load_sae(path: str) -> SAE:
     for required in (cfg_path, weights_path):
         if not required.is_file():
             raise SAEFormatError(f"{folder} is not a SAELens SAE: {required.name} is missing")
-    cfg = json.loads(cfg_path.read_text())
+    try:
+        cfg = json.loads(read_text(cfg_path, SAEFormatError, "SAE config"))
+    except json.JSONDecodeError as err:
+        raise SAEFormatError(f"{cfg_path}:{err.lineno} is not valid JSON ({err.msg})") from None
+    if not isinstance(cfg, dict):
+        raise SAEFormatError(f"{cfg_path} must hold a JSON object (SAELens cfg.json)")
     hook = cfg.get("hook_name") or cfg.get("hook_point") or ""
     match = _HOOK.search(hook)
     if not match:
@@ -56,7 +64,10 @@ def load_sae(path: str) -> SAE:
     layer = block if kind == "post" else block - 1
     if layer < 0:
         raise SAEFormatError(f"{cfg_path}: {hook} reads the embeddings, before block 0; not supported")
-    weights = load_file(str(weights_path))
+    try:
+        weights = load_file(str(weights_path))
+    except Exception as err:  # safetensors raises its own SafetensorError on a damaged file
+        raise SAEFormatError(f"{weights_path} is not a readable safetensors file ({err})") from None
     if "W_dec" not in weights:
         raise SAEFormatError(f"{weights_path} has no W_dec tensor (found {sorted(weights)})")
     decoder = weights["W_dec"].float()
@@ -71,10 +82,8 @@ def read_explanations(path: str) -> dict[int, str]:
     """Feature index -> description from a Neuronpedia export (.json list or .jsonl); the first
     description of an index wins."""
     file = Path(path)
-    if not file.is_file():
-        raise SAEFormatError(f"explanation export {file} not found; set generate.explanations to a "
-                             "Neuronpedia .json/.jsonl export")
-    text = file.read_text(encoding="utf-8")
+    text = read_text(file, SAEFormatError, "explanation export",
+                     "set generate.explanations to a Neuronpedia .json/.jsonl export")
     try:
         records = json.loads(text) if file.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as err:
@@ -85,7 +94,11 @@ def read_explanations(path: str) -> dict[int, str]:
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict) or "index" not in record or not isinstance(record.get("description"), str):
             raise SAEFormatError(f"{file}: entry {number} needs 'index' and a string 'description'")
-        descriptions.setdefault(int(record["index"]), record["description"].strip())
+        try:
+            index = int(record["index"])
+        except (TypeError, ValueError):
+            raise SAEFormatError(f"{file}: entry {number} has index {record['index']!r}; use a feature number") from None
+        descriptions.setdefault(index, record["description"].strip())
     if not descriptions:
         raise SAEFormatError(f"{file} holds no explanations")
     return descriptions

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import ray
 
 from selfexplain.config import RunConfig
-from selfexplain.corpus.io import MANIFEST, REJECTS, claim_plan, shard_name, write_shard
+from selfexplain.corpus.io import MANIFEST, REJECTS, claim_plan, corpus_plan, shard_name, write_shard
 from selfexplain.corpus.schema import REJECTS_SCHEMA, item_id, stable_id
 from selfexplain.corpus.splits import split_for
 from selfexplain.models.loading import load_model, load_tokenizer, resolve_model_dir
@@ -116,9 +116,7 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
         raise ValueError(f"task {config.task} found no work items; check generate.* sources")
     corpus_dir = config.corpus_dir
     shards = plan_shards(config, items)
-    plan = {"fingerprint": config.fingerprint("target", "task", "seed", "generate"),
-            "items": stable_id(*(item_id(task.name, item) for item in items)), "num_shards": len(shards)}
-    claim_plan(corpus_dir, plan)
+    claim_plan(corpus_dir, corpus_plan(config, items))
 
     todo = [i for i in range(len(shards)) if not (corpus_dir / shard_name(i)).exists()]
     log.info("%s ground truth: %d items in %d shards, %d to do (held out by %s)",

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import ray
 
@@ -13,18 +14,17 @@ from selfexplain.config import RayConfig
 
 log = logging.getLogger(__name__)
 
-# Env vars reach Ray workers only through the runtime_env, so the ones that change behaviour
-# (offline hub, DeepSpeed's accelerator, caches) and storage credentials are forwarded
-# explicitly. They live only in the runtime_env: configs and manifests never record them.
+# A local cluster's processes inherit the driver's environment, cloud credentials included, so
+# nothing secret is ever put in the runtime_env: Ray writes a runtime_env in plain text into its
+# session logs and onto worker command lines. Only settings that change behaviour are forwarded
+# (for the record, and for workers on a cluster joined by address).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "SELFEXPLAIN_CACHE",
                  "TRANSFORMERS_NO_ADVISORY_WARNINGS", "OMP_NUM_THREADS")
-FORWARDED_PREFIXES = ("AWS_", "GOOGLE_", "GCS_", "AZURE_")
 
 
 def worker_env() -> dict[str, str]:
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.update({key: value for key, value in os.environ.items()
-                if key in FORWARDED_ENV or key.startswith(FORWARDED_PREFIXES)})
+    env.update({key: value for key, value in os.environ.items() if key in FORWARDED_ENV})
     # DS_ACCELERATOR is left unset unless given: DeepSpeed then detects each worker's own
     # hardware, which on a cluster differs from the driver's (a CPU head, GPU workers).
     return env
@@ -37,7 +37,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
     ``config.num_cpus`` logical CPUs, and shut it down afterwards.
 
     A cluster job keeps the runtime_env it was submitted with (working_dir, env vars); a local
-    cluster gets the forwarded environment, and its dashboard listens on loopback only.
+    cluster inherits this process's environment and listens on loopback only.
     """
     if ray.is_initialized():
         yield
@@ -47,9 +47,47 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         ray.init(address=address, log_to_driver=True)
     else:
         # address="local": never attach to a cluster some `ray start` left on this machine.
-        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                 runtime_env={"env_vars": worker_env()}, log_to_driver=True, configure_logging=False)
+        with _loopback_only():
+            ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                     runtime_env={"env_vars": worker_env()}, log_to_driver=True, configure_logging=False)
+        restrict_token_file()
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def token_file() -> Path:
+    """Where Ray keeps its auth token (token auth is on by default)."""
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+
+
+def restrict_token_file() -> None:
+    """Ray writes its auth token readable by every user: make it the owner's only. Anyone holding
+    the token can submit jobs to the cluster, that is, run code there."""
+    if token_file().is_file():
+        token_file().chmod(0o600)
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """A local session's GCS, raylet and workers listen on 127.0.0.1 only.
+
+    On Linux Ray gives a node the machine's network address, even when asked for 127.0.0.1, and
+    its servers listen there: anyone on the network could reach them. On macOS and Windows it
+    uses loopback; ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (read once, at import, into
+    ``ray_constants``) takes that path here too. A local session has no other node to talk to.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # for the processes it starts
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved[0]
+        if saved[1] is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved[1]

@@ -12,14 +12,15 @@ tiny-llama-wide   (none: built from a seed)           3-layer, 96-wide: a tiny "
 ================  ==================================  ==========================================
 
 GGUF weights are dequantized once (10-40 s) and cached as a float32 safetensors HF directory
-under ``$SELFEXPLAIN_CACHE`` (default ``~/.cache/selfexplain``); later loads take about a second.
-Cache entries are written to a temporary folder and renamed, so a crash never leaves half a model.
+under ``$SELFEXPLAIN_CACHE`` (default ``~/.cache/selfexplain``), keyed by the file's content
+hash; later loads take about a second. Cache entries are written to a temporary folder and renamed, so a crash never leaves half a model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -30,10 +31,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from selfexplain.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(InputError, FileNotFoundError):
     """The model name or path does not point at anything loadable; the message says what to do."""
 
 
@@ -92,8 +95,7 @@ def resolve_model_dir(name_or_path: str) -> Path:
             raise ModelNotFoundError(f"GGUF file {path} not found; check the path")
         return _cached(f"{path.stem}-{_file_key(path)}", lambda out: _convert_gguf(path, out))
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} has no config.json; point at a Hugging Face model directory")
+        check_model_dir(path)
         return path
     raise ModelNotFoundError(
         f"model {name_or_path!r} not found: give an HF directory, a .gguf file, or one of {', '.join(EMBEDDED)}"
@@ -126,9 +128,58 @@ def load_tokenizer(folder: str | Path, trust_remote_code: bool = False) -> PreTr
     return tokenizer
 
 
+def check_model_dir(path: Path) -> None:
+    """An HF model folder has a readable config.json naming its architecture, and safetensors weights."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelNotFoundError(f"{path} has no config.json; point at a Hugging Face model directory")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        where = f":{err.lineno}" if isinstance(err, json.JSONDecodeError) else ""
+        raise ModelNotFoundError(f"{config_file}{where} is not valid JSON; repair or re-download the model") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise ModelNotFoundError(f"{config_file} names no model_type; repair or re-download the model")
+    if not any(path.glob("*.safetensors")):
+        raise ModelNotFoundError(f"{path} has no *.safetensors weights (selfexplain never loads pickled weights); "
+                                 "save the model with safe_serialization=True")
+
+
+def check_gguf(path: Path) -> None:
+    """A GGUF file starts with its magic and holds every tensor its header declares (a truncated
+    download fails here, not as a reshape error deep inside the conversion)."""
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ModelNotFoundError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); check the path")
+    from gguf import GGUFReader
+
+    try:
+        GGUFReader(path)
+    except (ValueError, IndexError, OSError) as err:
+        raise ModelNotFoundError(f"GGUF file {path} is damaged or truncated ({err}); download it again") from None
+
+
 def _file_key(path: Path) -> str:
+    """The first 16 hex digits of the file's sha256: two different files of one name and size
+    must not share a converted cache entry. Hashing 100 MB takes a fraction of a second; the key
+    is still memoised on disk by path, size and mtime, for every process that loads the model."""
     stat = path.stat()
-    return hashlib.sha256(f"{path.name}:{stat.st_size}".encode()).hexdigest()[:12]
+    identity = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    memo = cache_root() / "file-keys" / hashlib.sha256(identity.encode()).hexdigest()[:32]
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    key = digest.hexdigest()[:16]
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=memo.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    os.replace(tmp, memo)
+    return key
 
 
 def _cached(key: str, build: Callable[[Path], None]) -> Path:
@@ -152,6 +203,7 @@ def _cached(key: str, build: Callable[[Path], None]) -> Path:
 
 def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     """Dequantize a GGUF file into a float32 safetensors HF directory."""
+    check_gguf(gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The loaded weights are plain float tensors; only the quantizer marker blocks saving.

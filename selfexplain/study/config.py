@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from selfexplain.config import TASKS, ConfigError, RunConfig, load_config, packaged_configs, resolve_config_path
+from selfexplain.config import (NAME_FIX, TASKS, ConfigError, RunConfig, from_dict, is_safe_name, load_config,
+                                packaged_configs, resolve_config_path)
 
 
 @dataclass
@@ -79,7 +80,10 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
     import dataclasses
 
     path = resolve_config_path(name_or_path, kind="study")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"study file {path} is not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"study file {path} must hold a mapping of keys")
     known = {f.name for f in dataclasses.fields(StudyConfig)}
@@ -87,7 +91,10 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} is not key=value; write e.g. train.epochs=1")
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
         if key in known:
             data[key] = value
         else:
@@ -98,9 +105,14 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
     missing = {"name", "target", "other_explainer", "tasks"} - set(data)
     if missing:
         raise ConfigError(f"study file {path} lacks {sorted(missing)}")
-    study = StudyConfig(**data)
-    if not isinstance(study.tasks, dict) or not study.tasks or set(study.tasks) - TASKS:
+    study = from_dict(StudyConfig, data)
+    if not study.tasks or set(study.tasks) - TASKS:
         raise ConfigError(f"study key 'tasks': give a mapping of task -> overrides; tasks are {sorted(TASKS)}")
+    if not is_safe_name(study.name):
+        raise ConfigError(f"study key 'name': {study.name!r} is not a safe name; {NAME_FIX}")
+    if not study.output_dir.strip():
+        raise ConfigError("study key 'output_dir': give a folder or URI, e.g. runs (an empty one would write "
+                          "the study at the filesystem root)")
     if not study.data_fractions or not all(0 < f <= 1 for f in study.data_fractions):
         raise ConfigError("study key 'data_fractions': give fractions in (0, 1], e.g. [0.25, 0.5, 1.0]")
     if set(study.scaling_explainers) - {"self", "other"}:

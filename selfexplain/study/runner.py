@@ -29,7 +29,8 @@ def run_study(study: StudyConfig) -> dict:
     from selfexplain.evaluate.evaluate import evaluate
     from selfexplain.jobs.generate import generate
     from selfexplain.jobs.ray_session import ray_session
-    from selfexplain.pipeline import check_inputs, save_config
+    from selfexplain.pipeline import save_config
+    from selfexplain.preflight import check_run
     from selfexplain.study.report import write_report
     from selfexplain.train.trainer import is_trained, train
 
@@ -39,6 +40,9 @@ def run_study(study: StudyConfig) -> dict:
 
     timings_file = Location(study.folder) / "timings.json"
     seconds = timings_file.read_json() if timings_file.exists() else {}
+    for task, role, fraction in stages:  # every input of every stage, before Ray starts
+        config = study.run_config(task, role, fraction)
+        check_run(config, ("generate",) if role is None else ("train", "evaluate"), corpus_ready=False)
     first = study.run_config(stages[0][0])
     with ray_session(first.ray):
         for number, (task, role, fraction) in enumerate(stages, 1):
@@ -49,11 +53,9 @@ def run_study(study: StudyConfig) -> dict:
                     else is_trained(config) and _scored(config))
             log.info("== study %s: stage %d/%d: %s", study.name, number, len(stages), label)
             if role is None:
-                check_inputs(config, train=False)
                 generate(config)
                 save_config(config)
             else:
-                check_inputs(config)
                 train(config)
                 save_config(config)
                 if not _scored(config):

@@ -14,6 +14,7 @@ CSV (columns question, A, B, C, D, answer) or Parquet.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from importlib import resources
@@ -23,6 +24,8 @@ import pyarrow.parquet as pq
 import torch
 
 from selfexplain.corpus.schema import HINT_SCHEMA, stable_id
+from selfexplain.errors import InputError
+from selfexplain.inputs import read_jsonl, read_text
 from selfexplain.models.padding import padded_batch
 from selfexplain.tasks import GroundTruthContext, Rejected
 from selfexplain.tasks.change_answers import format_answer, parse_answer
@@ -31,7 +34,7 @@ LETTERS = "ABCDEFGH"
 HINT = "A reliable source says the answer is {}."
 
 
-class QuestionFileError(ValueError):
+class QuestionFileError(InputError):
     """The question file cannot be used; the message names the row and the fix."""
 
 
@@ -53,23 +56,22 @@ def read_questions(source: str) -> list[dict]:
         return [_normalize(json.loads(line), f"questions.jsonl:{n}") for n, line in enumerate(text.splitlines(), 1)
                 if line.strip()]
     path = Path(source)
-    if not path.is_file():
-        raise QuestionFileError(f"question file {path} not found; set generate.questions to a .jsonl, .csv or "
-                                ".parquet file in the MMLU layout, or 'builtin'")
+    fix = "set generate.questions to a .jsonl, .csv or .parquet file in the MMLU layout, or 'builtin'"
+    if path.suffix not in (".jsonl", ".csv", ".parquet"):
+        raise QuestionFileError(f"question file {path}: {fix}")
     if path.suffix == ".parquet":
-        records = pq.read_table(path).to_pylist()
+        if not path.is_file():
+            raise QuestionFileError(f"question file {path} not found; {fix}")
+        try:
+            records = pq.read_table(path).to_pylist()
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise QuestionFileError(f"question file {path} is not a readable Parquet file ({err}); {fix}") from None
     elif path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            records = [{"question": r.get("question"), "answer": r.get("answer"), "subject": r.get("subject", ""),
-                        "choices": [r[k] for k in LETTERS if r.get(k)]} for r in csv.DictReader(handle)]
+        text = read_text(path, QuestionFileError, "question file", fix)
+        records = [{"question": r.get("question"), "answer": r.get("answer"), "subject": r.get("subject", ""),
+                    "choices": [r[k] for k in LETTERS if r.get(k)]} for r in csv.DictReader(io.StringIO(text))]
     else:
-        records = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise QuestionFileError(f"{path}:{number} is not valid JSON ({err.msg})") from None
+        records = [record for _, record in read_jsonl(path, QuestionFileError, "question file", fix)]
     questions = [_normalize(r, f"{path} row {n}") for n, r in enumerate(records, start=1)]
     if not questions:
         raise QuestionFileError(f"question file {path} holds no questions")

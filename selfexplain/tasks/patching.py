@@ -22,13 +22,15 @@ from pathlib import Path
 import torch
 
 from selfexplain.corpus.schema import patching_schema, stable_id
+from selfexplain.errors import InputError
 from selfexplain.explainer.templates import render, templates
+from selfexplain.inputs import read_jsonl
 from selfexplain.models.patching import capture_with_logits, patch_sweep
 from selfexplain.tasks import GroundTruthContext, Rejected
 from selfexplain.tasks.change_answers import display_token, format_answer, parse_answer
 
 
-class PairFileError(ValueError):
+class PairFileError(InputError):
     """The pairs file cannot be used; the message names the line and the fix."""
 
 
@@ -61,16 +63,11 @@ def templated_pairs(tokenizer, seed: int) -> list[dict]:
 
 
 def read_pairs_file(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise PairFileError(f"pairs file {path} not found; set generate.pairs to a .jsonl file or 'builtin'")
+    fix = "set generate.pairs to a .jsonl file of {\"prompt\": ..., \"counterfactual\": ...} objects, or 'builtin'"
+    if path.suffix != ".jsonl":
+        raise PairFileError(f"pairs file {path}: {fix}")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PairFileError(f"{path}:{number} is not valid JSON ({err.msg}); write one object a line") from None
+    for number, record in read_jsonl(path, PairFileError, "pairs file", fix):
         if not all(isinstance(record.get(key), str) for key in ("prompt", "counterfactual")):
             raise PairFileError(f"{path}:{number} needs string fields 'prompt' and 'counterfactual'")
         pairs.append({"prompt": record["prompt"], "counterfactual": record["counterfactual"],
