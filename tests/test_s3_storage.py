@@ -40,39 +40,3 @@ def test_pipeline_round_trip_on_s3(ray_cluster, s3_server):
     assert after["step"] == before["step"]
     assert after["loss_curve"] == pytest.approx(before["loss_curve"])
 
-
-def test_same_name_claims_are_atomic_locally_and_on_s3(tmp_path, s3_server):
-    """Of several runs claiming one folder at once with different settings, exactly one wins:
-    local (hard link, 8 processes released together) and S3 (conditional put)."""
-    import multiprocessing
-
-    from selfexplain.config import ConfigError
-    from selfexplain.corpus.io import claim_plan
-
-    context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(8)
-    outcomes = context.Queue()
-
-    def claim(number: int) -> None:
-        barrier.wait()  # every process reaches the claim together: a check-then-write race
-        try:
-            claim_plan(Location(tmp_path / "corpus"), {"seed": number})
-            outcomes.put("won")
-        except ConfigError:
-            outcomes.put("refused")
-
-    processes = [context.Process(target=claim, args=(n,)) for n in range(8)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=60)
-    results = sorted(outcomes.get(timeout=10) for _ in processes)
-    assert results == ["refused"] * 7 + ["won"]
-    assert not [p for p in (tmp_path / "corpus").iterdir() if p.name != "plan.json"]  # no temporary left
-
-    folder = Location(f"{s3_server}/claims/run")
-    claim_plan(folder, {"seed": 1})
-    claim_plan(folder, {"seed": 1})  # the same settings: a rerun resumes
-    with pytest.raises(ConfigError, match="made with other settings"):
-        claim_plan(folder, {"seed": 2})
-    assert (folder / "plan.json").read_json() == {"seed": 1}
