@@ -214,6 +214,16 @@ class RayConfig:
 
 
 @dataclass
+class StorageConfig:
+    """Where a run's outputs live, as seen from every node of the cluster."""
+
+    shared_filesystem: bool = False
+    """A local ``output_dir`` is on a filesystem every node mounts at the same path (NFS, EFS,
+    Lustre...). Without it a run on a cluster of several nodes refuses a local ``output_dir``:
+    each node would write its shards and checkpoints to its own disk."""
+
+
+@dataclass
 class RunConfig:
     """One experiment: a target model, its ground truth, an explainer and its evaluation."""
 
@@ -240,6 +250,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, "task", f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")

@@ -15,7 +15,7 @@ import yaml
 
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.jobs.ray_session import ray_session
-from selfexplain.preflight import check_run
+from selfexplain.preflight import check_cluster_storage, check_run
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def run_generate(config: RunConfig):
                           "generate those runs, then train this one")
     check_run(config, ("generate",))
     with ray_session(config.ray):
+        check_cluster_storage(config)
         corpus = generate(config)
     save_config(config)
     return corpus
@@ -42,6 +43,7 @@ def run_train(config: RunConfig):
 
     check_run(config, ("train",))
     with ray_session(config.ray):
+        check_cluster_storage(config)
         return train(config)
 
 
@@ -51,6 +53,7 @@ def run_evaluate(config: RunConfig) -> dict[str, dict]:
 
     check_run(config, ("evaluate",))
     with ray_session(config.ray):
+        check_cluster_storage(config)
         return evaluate_run(config)
 
 
@@ -65,6 +68,7 @@ def run_all(config: RunConfig) -> dict:
     check_run(config, [name for name, _ in stages] + ["train", "evaluate"])
     timings = {}
     with ray_session(config.ray):
+        check_cluster_storage(config)
         for stage, step in (*stages, ("train", train), ("evaluate", evaluate_run)):
             started = time.time()
             log.info("== stage: %s", stage)

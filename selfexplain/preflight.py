@@ -54,6 +54,23 @@ def check_run(config: RunConfig, stages: Iterable[str] = STAGES, corpus_ready: b
             check_corpus_files(corpus, finished=True)
 
 
+def check_cluster_storage(config: RunConfig) -> None:
+    """Once Ray is up: a local ``output_dir`` works on one node only. On a cluster of several nodes
+    (or whose head runs no work, so everything runs elsewhere) each node would write its shards
+    and checkpoints to its own disk, and the driver would read its own."""
+    import ray
+
+    if not Location(config.output_dir).is_local or config.storage.shared_filesystem:
+        return
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    workless_head = any(node["Resources"].get("CPU", 0) == 0 and not node["Resources"].get("GPU") for node in nodes)
+    if len(nodes) > 1 or workless_head:
+        raise ConfigError(
+            f"config key 'output_dir': {config.output_dir} is a folder on this machine, but the Ray cluster has "
+            f"{len(nodes)} node(s) and runs work on other machines; use an s3://bucket/prefix or gs:// URI, or a "
+            "filesystem mounted at the same path on every node and storage.shared_filesystem=true")
+
+
 def check_output_dir(uri: str, key: str = "output_dir") -> Location:
     """A local folder (or one that can be made) or a URI of a filesystem pyarrow knows."""
     try:

@@ -17,7 +17,6 @@ import ray
 
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import read_corpus
-from selfexplain.corpus.schema import stable_id
 from selfexplain.corpus.subsets import is_in_distribution_query, rows_trained_on
 from selfexplain.evaluate.baselines import (RULE_NAMES, majority_answer, nearest_rows, neighbour_answer,
                                             original_output, rule_answer)
@@ -26,7 +25,7 @@ from selfexplain.evaluate.metrics import change_outcomes, score_change_predictio
 from selfexplain.explainer.export import INTERFACE, read_interface
 from selfexplain.evaluate.report import markdown_table
 from selfexplain.evaluate.selfie import best_scale, selfie_answers
-from selfexplain.models.loading import cache_root, resolve_model_dir
+from selfexplain.models.loading import resolve_model_dir
 from selfexplain.provenance import versions
 from selfexplain.storage import Location, parquet_bytes
 from selfexplain.tasks import get_task
@@ -41,7 +40,7 @@ RETRIEVAL_CANDIDATES = 5
 
 
 @ray.remote
-def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: int,
+def explain_rows(task_name: str, model_ref: str, rows: list[dict], batch_size: int,
                  max_new_tokens: int, use_gpu: bool, trust_remote_code: bool, interface: dict | None = None,
                  candidates: list[list[str]] | None = None) -> list[str]:
     """The explainer's answer to each row's query: decoded greedily, or with ``candidates`` the
@@ -54,7 +53,7 @@ def explain_rows(task_name: str, model_dir: str, rows: list[dict], batch_size: i
     from selfexplain.train.loop import with_vector_input
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_explainer(model_dir, device=device, trust_remote_code=trust_remote_code)
+    model, tokenizer = load_explainer(model_ref, device=device, trust_remote_code=trust_remote_code)
     task = get_task(task_name)
     vectors = layers = None
     if task.vector_input:
@@ -88,7 +87,7 @@ def query_rows(config: RunConfig) -> dict[str, list[dict]]:
     from selfexplain.train.examples import LengthFilter
 
     corpus = read_corpus(config.corpus_dir).to_pandas()
-    length_filter = LengthFilter(str(resolve_model_dir(config.target)), get_task(config.task),
+    length_filter = LengthFilter(config.target, get_task(config.task),
                                  config.train.max_length, config.trust_remote_code)
     corpus = corpus[[length_filter.fits(row) for row in corpus.to_dict("records")]]
     test = corpus[corpus["split"] == "test"]
@@ -148,7 +147,7 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     if not has_export(export):
         hint = "check evaluate.explainer" if config.evaluate.explainer else "run `selfexplain train` first"
         raise FileNotFoundError(f"no trained explainer at {export}; {hint}")
-    local_export = export.download_dir(cache_root() / "downloads" / stable_id(export.uri))
+    local_export = resolve_model_dir(export.uri)  # the driver's copy, for the small files
     info_file = local_export / EXPLAINER_INFO
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     trained_for = info.get("tasks") or ([info["task"]] if "task" in info else [])
@@ -159,9 +158,10 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     rows = [r for name in QUERY_SETS for r in sets[name]]
     interface_file = local_export / INTERFACE
     interface = read_interface(interface_file) if interface_file.is_file() else None
-    explainers = {"trained explainer": str(local_export)}
+    # references, resolved by each task on its node (an s3:// export is copied there once)
+    explainers = {"trained explainer": export.uri}
     if config.evaluate.untrained_baseline:
-        explainers["untrained explainer"] = str(resolve_model_dir(config.explainer_ref))
+        explainers["untrained explainer"] = config.explainer_ref
     use_gpu = config.train.use_gpu
     train_rows = training_rows(config)
     # the untrained model picks among well-formed answers (free text from it never parses)
@@ -181,7 +181,7 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
             and config.explainer_ref == config.target):
         # the untrained target reads its own vectors (baselines come from the self-explainer's run)
         selfie = selfie_answers.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
-            str(resolve_model_dir(config.target)), rows, list(config.evaluate.selfie_scales),
+            config.target, rows, list(config.evaluate.selfie_scales),
             config.evaluate.batch_size, budget, use_gpu, config.trust_remote_code)
     texts = {name: ray.get(ref) for name, ref in pending.items()}
     if selfie is not None:

@@ -75,9 +75,9 @@ def read_interface(path: Path) -> dict:
 
 def load_explainer(folder: str | Path, device="cpu", dtype=torch.float32, trust_remote_code: bool = False):
     """(model, tokenizer): the LM, or an :class:`ExplainerWithVectors` when the folder has a vector interface."""
-    from selfexplain.models.loading import load_model
+    from selfexplain.models.loading import load_model, resolve_model_dir
 
-    folder = Path(folder)
+    folder = resolve_model_dir(str(folder))  # a local folder, or a URI copied to this node
     lm, tokenizer = load_model(folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     interface_path = folder / INTERFACE
     if not interface_path.is_file():

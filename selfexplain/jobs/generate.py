@@ -24,7 +24,7 @@ from selfexplain.config import RunConfig
 from selfexplain.corpus.io import MANIFEST, REJECTS, claim_plan, corpus_plan, shard_name, write_shard
 from selfexplain.corpus.schema import REJECTS_SCHEMA, item_id, stable_id
 from selfexplain.corpus.splits import split_for
-from selfexplain.models.loading import load_model, load_tokenizer, resolve_model_dir
+from selfexplain.models.loading import load_model, load_tokenizer
 from selfexplain.provenance import versions
 from selfexplain.storage import Location
 from selfexplain.tasks import GroundTruthContext, Rejected, get_task
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class GroundTruthWorker:
     """A Ray Data actor: loads the target once, then turns shards of work items into Parquet files."""
 
-    def __init__(self, task: str, model_dir: str, target_name: str, corpus_dir: str, use_gpu: bool,
+    def __init__(self, task: str, target_name: str, corpus_dir: str, use_gpu: bool,
                  options: dict, trust_remote_code: bool = False):
         import torch
 
@@ -43,7 +43,8 @@ class GroundTruthWorker:
 
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        model, tokenizer = load_model(model_dir, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        # the target's reference, resolved here: a path from the driver may not exist on this node
+        model, tokenizer = load_model(target_name, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         options = from_dict(GenerateConfig, options)
         layers = options.layers or list(range(model.config.num_hidden_layers))
         self.context = GroundTruthContext(model, tokenizer, target_name, options, layers)
@@ -110,8 +111,7 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
     gen = config.generate
     task = get_task(config.task)
     # Everything that can be wrong with the inputs is checked before any folder is created.
-    model_dir = resolve_model_dir(config.target)
-    items = task.work_items(config, load_tokenizer(model_dir, config.trust_remote_code))
+    items = task.work_items(config, load_tokenizer(config.target, config.trust_remote_code))
     if not items:
         raise ValueError(f"task {config.task} found no work items; check generate.* sources")
     corpus_dir = config.corpus_dir
@@ -135,7 +135,7 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
             max_restarts=gen.max_actor_restarts,
             max_task_retries=gen.max_actor_restarts,
             fn_constructor_kwargs={
-                "task": config.task, "model_dir": str(model_dir), "target_name": config.target,
+                "task": config.task, "target_name": config.target,
                 "corpus_dir": corpus_dir.uri, "use_gpu": gen.gpus_per_actor > 0,
                 "options": config.to_dict()["generate"], "trust_remote_code": config.trust_remote_code,
             },

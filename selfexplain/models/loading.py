@@ -1,4 +1,9 @@
-"""One loader for every model selfexplain touches: an HF directory, a .gguf file, or an embedded name.
+"""One loader for every model reference selfexplain accepts, resolved on the node that loads it.
+
+A reference is an embedded name, a local HF folder, a ``.gguf`` file, a Hugging Face hub id
+(``org/name``, read through this node's HF cache) or a model folder URI (``s3://bucket/model``,
+copied once per node). Stages hand *references* to Ray actors and train workers, never a path
+resolved on the driver: on a cluster the driver's cache folder does not exist on the workers.
 
 Embedded models ship inside PyPI packages, so nothing is fetched from a hub:
 
@@ -11,27 +16,33 @@ tiny-llama        (none: built from a seed)           4-layer random Llama for f
 tiny-llama-wide   (none: built from a seed)           3-layer, 96-wide: a tiny "other" explainer
 ================  ==================================  ==========================================
 
-GGUF weights are dequantized once (10-40 s) and cached as a float32 safetensors HF directory
-under ``$SELFEXPLAIN_CACHE`` (default ``~/.cache/selfexplain``), keyed by the file's content
-hash; later loads take about a second. Cache entries are written to a temporary folder and renamed, so a crash never leaves half a model.
+GGUF weights are dequantized once per node (10-40 s) and cached as a float32 safetensors HF
+directory under ``$SELFEXPLAIN_CACHE`` (default ``~/.cache/selfexplain``), keyed by the file's
+content hash; later loads take about a second. Each cache entry is built by one process of a
+node at a time (a file lock), in a temporary folder renamed into place, so a crash never leaves
+half a model and concurrent workers never convert twice.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from selfexplain.errors import InputError
+from selfexplain.storage import DOWNLOAD_COMPLETE
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +87,9 @@ EMBEDDED_GGUF: dict[str, Callable[[], Path]] = {
 EMBEDDED = sorted([*EMBEDDED_GGUF, "tiny-llama", "tiny-llama-wide"])
 
 
-def resolve_model_dir(name_or_path: str) -> Path:
+def resolve_model_dir(name_or_path: str | Path) -> Path:
     """Return a local HF directory for the model, converting or building it into the cache once."""
+    name_or_path = str(name_or_path)
     if name_or_path == "tiny-llama":
         from selfexplain.models.tiny import build_tiny_llama
 
@@ -89,7 +101,11 @@ def resolve_model_dir(name_or_path: str) -> Path:
     if name_or_path in EMBEDDED_GGUF:
         gguf = EMBEDDED_GGUF[name_or_path]()
         return _cached(f"{name_or_path}-{_file_key(gguf)}", lambda out: _convert_gguf(gguf, out))
+    if "://" in name_or_path:
+        return _downloaded(name_or_path)
     path = Path(name_or_path).expanduser()
+    if is_hub_id(name_or_path) and not path.exists():
+        return _from_hf_cache(name_or_path)
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF file {path} not found; check the path")
@@ -98,8 +114,53 @@ def resolve_model_dir(name_or_path: str) -> Path:
         check_model_dir(path)
         return path
     raise ModelNotFoundError(
-        f"model {name_or_path!r} not found: give an HF directory, a .gguf file, or one of {', '.join(EMBEDDED)}"
+        f"model {name_or_path!r} not found: give an HF directory, a .gguf file, a Hugging Face hub id "
+        f"(org/name), a model folder URI (s3://bucket/model), or one of {', '.join(EMBEDDED)}"
     )
+
+
+# A hub id is "org/name" with the hub's characters, nothing a local path would add.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def is_hub_id(reference: str) -> bool:
+    return _HUB_ID.fullmatch(reference) is not None and not reference.endswith((".gguf", "/"))
+
+
+def _from_hf_cache(repo_id: str) -> Path:
+    """A hub model through the Hugging Face cache of this node (``HF_HOME``): downloaded there
+    when the hub is reachable, read from it when offline (``HF_HUB_OFFLINE=1``)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, OSError) as err:
+        raise ModelNotFoundError(f"model {repo_id!r} is not in this node's Hugging Face cache and cannot be "
+                                 f"downloaded ({type(err).__name__}); put it in the cache (HF_HOME) or give a "
+                                 "folder, .gguf file or s3:// URI") from None
+    check_model_dir(folder)
+    return folder
+
+
+def _downloaded(uri: str) -> Path:
+    """A model folder in object storage, copied once per node into the cache. The copy is keyed
+    by the URI and the folder's config.json time, so a re-exported model is copied again."""
+    from selfexplain.storage import Location
+
+    try:
+        remote = Location(uri)
+        config = remote.fs.get_file_info((remote / "config.json").path)
+    except (OSError, ValueError) as err:
+        raise ModelNotFoundError(f"model folder {uri} cannot be read ({err}); check the URI and credentials") from None
+    if config.type.name != "File":
+        raise ModelNotFoundError(f"{uri} has no config.json; point at a Hugging Face model folder")
+    key = hashlib.sha256(f"{uri}:{config.mtime_ns}:{config.size}".encode()).hexdigest()[:16]
+    local = cache_root() / "downloads" / f"{remote.name}-{key}"
+    with _build_lock(local.name):
+        if not (local / DOWNLOAD_COMPLETE).is_file():
+            remote.download_dir(local)
+    return local
 
 
 def load_model(
@@ -121,7 +182,9 @@ def load_model(
     return model, tokenizer
 
 
-def load_tokenizer(folder: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+def load_tokenizer(reference: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer of any model reference (resolved on this node), with a pad token."""
+    folder = resolve_model_dir(str(reference))
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -182,10 +245,31 @@ def _file_key(path: Path) -> str:
     return key
 
 
+@contextmanager
+def _build_lock(key: str) -> Iterator[None]:
+    """One builder per cache entry per node: the actors and train workers of a node that all
+    start at once wait for the first one's conversion instead of each doing it."""
+    folder = cache_root() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{key}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _cached(key: str, build: Callable[[Path], None]) -> Path:
     final = cache_root() / "models" / key
     if (final / "config.json").is_file():
         return final
+    with _build_lock(key):
+        if not (final / "config.json").is_file():  # built while we waited
+            _build(final, key, build)
+    return final
+
+
+def _build(final: Path, key: str, build: Callable[[Path], None]) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     log.info("building model cache %s (once)", final)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
@@ -198,7 +282,6 @@ def _cached(key: str, build: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return final
 
 
 def _convert_gguf(gguf: Path, out_dir: Path) -> None:

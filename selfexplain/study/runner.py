@@ -30,7 +30,7 @@ def run_study(study: StudyConfig) -> dict:
     from selfexplain.jobs.generate import generate
     from selfexplain.jobs.ray_session import ray_session
     from selfexplain.pipeline import save_config
-    from selfexplain.preflight import check_run
+    from selfexplain.preflight import check_cluster_storage, check_run
     from selfexplain.study.report import write_report
     from selfexplain.train.trainer import is_trained, train
 
@@ -45,6 +45,7 @@ def run_study(study: StudyConfig) -> dict:
         check_run(config, ("generate",) if role is None else ("train", "evaluate"), corpus_ready=False)
     first = study.run_config(stages[0][0])
     with ray_session(first.ray):
+        check_cluster_storage(first)
         for number, (task, role, fraction) in enumerate(stages, 1):
             config = study.run_config(task, role, fraction)
             label = task if role is None else run_name(task, role, fraction)

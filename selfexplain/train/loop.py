@@ -77,7 +77,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     use_gpu = train.use_gpu and torch.cuda.is_available()
     device = torch.device("cuda", context.get_local_rank()) if use_gpu else torch.device("cpu")
-    model, tokenizer = load_model(loop_config["explainer_dir"], device=device,
+    model, tokenizer = load_model(loop_config["explainer"], device=device,
                                   trust_remote_code=config.trust_remote_code)
     interface = loop_config.get("vector_interface")
     if interface and interface.get("reference_norm") is None:

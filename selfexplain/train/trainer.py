@@ -28,8 +28,8 @@ from selfexplain.train.mixture import CorpusSource, corpus_sources, mixed_tasks,
 log = logging.getLogger(__name__)
 
 
-def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_dir: Path,
-                     vector_width: int = 0, target_tokenizer_dir: Path | None = None) -> ray.data.Dataset:
+def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_ref: str,
+                     vector_width: int = 0, target_tokenizer_ref: str = "") -> ray.data.Dataset:
     """Every corpus row encoded once, with its ``role``: ``train`` (trained on), or the validation
     queries ``in-distribution`` and ``held-out``; and its ``source``. Materialized, so counts are
     known up front. ``vector_width`` (the target's hidden size) gives text tasks in a mix with
@@ -46,12 +46,12 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_d
         ray.data.read_parquet(corpus_files(source.corpus), filesystem=source.corpus.fs)
         .map_batches(ExampleEncoder, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1),
                      num_cpus=0.5,
-                     fn_constructor_kwargs={"task": source.task, "tokenizer_dir": str(tokenizer_dir),
+                     fn_constructor_kwargs={"task": source.task, "tokenizer_dir": tokenizer_ref,
                                             "max_length": t.max_length, "trust_remote_code": config.trust_remote_code,
                                             "in_distribution_holdout": t.in_distribution_holdout,
                                             "data_fraction": t.data_fraction, "seed": config.seed,
                                             "source": source.run, "vector_width": vector_width,
-                                            "target_tokenizer_dir": str(target_tokenizer_dir or tokenizer_dir)})
+                                            "target_tokenizer_dir": target_tokenizer_ref or tokenizer_ref})
         for source in sources
     ]
     return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
@@ -128,9 +128,9 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
                          "corpus": corpus_hash})
 
     interface = vector_interface(config, sources, explainer_dir)
-    encoded = encoded_examples(config, sources, explainer_dir,
+    encoded = encoded_examples(config, sources, config.explainer_ref,
                                vector_width=interface["d_target"] if interface and train_cfg.mix else 0,
-                               target_tokenizer_dir=resolve_model_dir(config.target))
+                               target_tokenizer_ref=config.target)
     encoded_train = examples_with_role(encoded, "train")
     dataset = training_examples(config, sources, encoded_train)
     validation = validation_sets(config, sources, encoded)
@@ -151,7 +151,8 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
         loop,
         train_loop_config={
             "config": config.to_dict(),
-            "explainer_dir": str(explainer_dir),
+            # a reference, resolved by each worker on its node (never a path from the driver)
+            "explainer": config.explainer_ref,
             "vector_interface": interface,
             "tensorboard_dir": (str(config.run_dir.local_path / "tensorboard")
                                 if train_cfg.tensorboard and config.run_dir.is_local else None),
