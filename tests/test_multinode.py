@@ -110,3 +110,76 @@ def test_pipeline_runs_on_a_worker_node_that_cannot_see_the_drivers_files(two_no
     run = Location(f"{outputs}/two-nodes")
     assert (run / "corpus" / "manifest.json").exists() and (run / "explainer" / "README.md").exists()
     assert (run / "results.json").read_json()["results"]["trained explainer"]["n"] == 8
+
+
+def test_autoscaler_adds_a_node_for_a_generation_job_and_releases_it(tmp_path, s3_server):
+    """Ray's fake multi-node provider (``fake_multinode``, the head started with
+    ``RAY_FAKE_CLUSTER=1``) runs the real autoscaler, launching simulated worker nodes as local
+    processes. The head offers no CPU, so the generation job's actors can only run on a node the
+    autoscaler adds; once idle past ``idle_timeout_minutes`` the node is released."""
+    import json
+
+    import yaml
+    from ray._private.services import get_node_ip_address
+
+    port = _free_port()
+    address = f"{get_node_ip_address()}:{port}"
+    config = {
+        "cluster_name": "selfexplain-autoscaling-test", "max_workers": 1, "upscaling_speed": 1.0,
+        "idle_timeout_minutes": 0.1,
+        "provider": {"type": "fake_multinode", "gcs_address": address, "use_node_id_as_ip": True,
+                     "disable_node_updaters": True,
+                     "disable_launch_config_check": True},
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
+            "capture_cpu": {"resources": {"CPU": 4, "object_store_memory": 300_000_000}, "node_config": {},
+                            "min_workers": 0, "max_workers": 1},
+        },
+        "head_node_type": "ray.head.default", "auth": {}, "docker": {},
+        **{key: [] for key in ("initialization_commands", "setup_commands", "head_setup_commands",
+                               "worker_setup_commands", "head_start_ray_commands", "worker_start_ray_commands",
+                               "cluster_synced_files", "rsync_exclude", "rsync_filter")},
+        "file_mounts": {}, "file_mounts_sync_continuously": False,
+    }
+    config_file = tmp_path / "autoscaling.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
+                             f"--autoscaling-config={config_file}", "--disable-usage-stats", "--block"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = {**env, "RAY_ADDRESS": address}
+    nodes = ("import json, ray; ray.init(log_to_driver=False); "
+             "print('NODES', json.dumps([[n['Alive'], n['Resources'].get('CPU', 0)] for n in ray.nodes()]))")
+
+    def node_list() -> list[list]:
+        done = subprocess.run([sys.executable, "-c", nodes], env=driver, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("NODES "))[6:])
+
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert head.poll() is None, "the head exited while starting"
+            try:
+                before = node_list()
+                break
+            except AssertionError:
+                assert time.time() < deadline, "the head did not come up in 120 s"
+                time.sleep(2)
+        assert before == [[True, 0]]  # only the head, which offers no CPU
+
+        job = _selfexplain(driver, "generate", "ablation", "tiny", f"output_dir={s3_server}/autoscaling",
+                           "name=scaled", "generate.max_items=8", "generate.num_actors=1")
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-5000:]
+        during = node_list()
+        assert [True, 4] in during or [False, 4] in during  # the node the autoscaler added for the actors
+
+        deadline = time.time() + 180
+        while [alive for alive, cpus in node_list() if cpus == 4 and alive]:
+            assert time.time() < deadline, "the idle worker node was not released in 180 s"
+            time.sleep(3)
+    finally:
+        head.terminate()
+        head.wait(timeout=120)
