@@ -11,8 +11,8 @@ from selfexplain.config import TrainConfig
 
 
 def deepspeed_config(train: TrainConfig, use_gpu: bool) -> dict:
-    zero: dict = {"stage": train.zero_stage}
-    if train.zero_stage >= 2:
+    zero: dict = {"stage": train.zero}
+    if train.zero >= 2:
         zero.update({"overlap_comm": use_gpu, "contiguous_gradients": True})
     if train.offload:
         zero["offload_param"] = {"device": "cpu", "pin_memory": use_gpu}
