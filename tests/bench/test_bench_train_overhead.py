@@ -16,7 +16,6 @@ import torch
 from selfexplain.config import load_config
 from selfexplain.jobs.generate import generate
 from selfexplain.models import load_model
-from selfexplain.models.loading import resolve_model_dir
 from selfexplain.train.examples import answer_only_loss, collate
 from selfexplain.train.mixture import corpus_sources
 from selfexplain.train.throughput import Throughput
@@ -52,7 +51,7 @@ def test_ray_train_deepspeed_overhead(tmp_path):
     with ray_session(RayConfig(num_cpus=4)):
         one = load_config("tiny", [*base, "name=one", "train.num_workers=1", "train.zero_stage=2"])
         generate(one)
-        examples = examples_with_role(encoded_examples(one, corpus_sources(one), resolve_model_dir(one.target)),
+        examples = examples_with_role(encoded_examples(one, corpus_sources(one), one.target),
                                       "train").take_all()
         train(one)
         one_metrics = (one.run_dir / "train_metrics.json").read_json()
