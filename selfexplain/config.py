@@ -18,12 +18,18 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from selfexplain.errors import InputError
 from selfexplain.storage import Location
+
+
+# Enumerated values: `--help` lists the choices, and a value outside them is refused by name.
+TaskName = Literal["ablation", "hint", "patching", "features"]
+HeldOutBy = Literal["auto", "family", "prompt", "question", "subject", "entity", "template", "relation", "feature",
+                    "kind"]
 
 
 class ConfigError(InputError):
@@ -62,7 +68,7 @@ class GenerateConfig:
     evenly spread over the prompt file, so a subset spans many template families."""
     held_out_fraction: float = 0.2
     """Fraction of groups held out for evaluation (see ``held_out_by``)."""
-    held_out_by: str = "auto"
+    held_out_by: HeldOutBy = "auto"
     """What the held-out split is made of, so evaluation measures generalization to new queries:
     ``family`` (prompts a word or two apart, the default) or ``prompt`` (ablation), ``question`` or
     ``subject`` (hint), ``entity`` (a pair is kept only when both its entities fall on one side),
@@ -75,7 +81,7 @@ class GenerateConfig:
     consecutive layers and writes the counterfactual's activation, averaged over a block, into
     every layer of that block at one position (the paper's block patching: 4 blocks of 8 layers
     for Llama-3.1-8B). The query names the block (``layer 8-15``)."""
-    component: str = "residual"
+    component: Literal["residual", "attn", "mlp"] = "residual"
     """patching: what is patched, ``residual`` (the stream after a block), ``attn`` or ``mlp``
     (that sub-layer's output)."""
     max_tokens: int = 256
@@ -136,7 +142,7 @@ class TrainConfig:
     """Logical CPUs reserved per train worker. Keep some free for Ray Data streaming."""
     torch_threads: int = 0
     """torch intra-op threads per worker (0 = CPU cores / workers)."""
-    projection: str = "auto"
+    projection: Literal["auto", "always", "never"] = "auto"
     """Vector tasks: learn a linear map per target layer from the target's vectors into the
     explainer's embedding space: ``auto`` (only when the hidden sizes differ), ``always`` or
     ``never``."""
@@ -244,7 +250,7 @@ class RunConfig:
     target: str = "smollm2-135m"
     """Target model: an embedded name (smollm2-135m, gemma3-270m, tiny-llama), an HF directory
     or a .gguf file."""
-    task: str = "ablation"
+    task: TaskName = "ablation"
     """Explanation task: ``ablation`` (input ablation), ``hint`` (hint removal from multiple-choice
     prompts), ``patching`` (activation patching) or ``features`` (feature descriptions); patching
     and features hand their vector to the explainer as a continuous token."""
@@ -263,7 +269,7 @@ class RunConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
 
     def __post_init__(self) -> None:
-        _check(self.task in TASKS, "task", f"unknown task {self.task!r}; choose one of {sorted(TASKS)}")
+        _check_choices(self)
         _check(is_safe_name(self.name), "name", f"{self.name!r} is not a safe run name; {NAME_FIX}")
         _check(bool(self.output_dir.strip()), "output_dir", "give a folder or URI, e.g. runs or s3://bucket/runs")
         _check(0 <= self.seed < 2**32, "seed", "use an integer in [0, 2**32)")
@@ -293,7 +299,6 @@ class RunConfig:
                f"task {self.task} can hold out by {', '.join(HELD_OUT_BY[self.task])} or auto")
         _check(all(isinstance(x, int) and x >= 0 for x in g.layers), "generate.layers",
                "give block indices, e.g. [0, 4, 8], or [] for all")
-        _check(g.component in ("residual", "attn", "mlp"), "generate.component", "use residual, attn or mlp")
         _check(g.max_tokens >= 2, "generate.max_tokens", "use 2 or more")
         _check(g.layer_blocks >= 0 and (not g.layers or g.layer_blocks <= len(g.layers)), "generate.layer_blocks",
                "use 0 (single-layer patching) or a block count no larger than the number of generate.layers")
@@ -307,7 +312,6 @@ class RunConfig:
         _check(t.grad_accum >= 1 and t.batch_size % t.grad_accum == 0, "train.grad_accum",
                f"use a divisor of train.batch_size={t.batch_size}")
         _check(t.max_length >= 16, "train.max_length", "use 16 or more")
-        _check(t.projection in ("auto", "always", "never"), "train.projection", "use auto, always or never")
         _check(0.0 <= t.in_distribution_holdout < 1.0, "train.in_distribution_holdout", "use a value in [0, 1)")
         _check(t.validation_examples >= 0 and t.validate_every >= 0, "train.validation_examples",
                "use 0 or more for train.validation_examples and train.validate_every")
@@ -379,6 +383,18 @@ MAX_NEW_TOKENS = 1024
 
 def is_safe_name(name: str) -> bool:
     return isinstance(name, str) and SAFE_NAME.fullmatch(name) is not None
+
+
+def _check_choices(config, prefix: str = "") -> None:
+    """Every ``Literal`` field holds one of its choices (a dataclass built directly skips ``from_dict``)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), hints[f.name]
+        if dataclasses.is_dataclass(value):
+            _check_choices(value, f"{prefix}{f.name}.")
+        elif typing.get_origin(kind) is Literal:
+            _check(value in typing.get_args(kind), f"{prefix}{f.name}",
+                   f"{value!r} is not one of {', '.join(typing.get_args(kind))}")
 
 
 def _check_finite(config, prefix: str = "") -> None:
@@ -485,6 +501,10 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             (item_kind,) = typing.get_args(kind)
             return [_coerce(item, item_kind, key) for item in value]
         raise ConfigError(f"config key '{key}': expected a list such as [0, 4, 8], got {value!r}")
+    if typing.get_origin(kind) is Literal:
+        if value in typing.get_args(kind):
+            return value
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(map(str, typing.get_args(kind)))}")
     if kind is dict:
         if value is None or isinstance(value, dict):
             return value or {}
@@ -521,7 +541,11 @@ def describe_fields(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, 
         if dataclasses.is_dataclass(value):
             rows.extend(describe_fields(type(value), f"{prefix}{f.name}."))
         else:
-            rows.append((f"{prefix}{f.name}", repr(value), docs.get((cls.__name__, f.name), "")))
+            doc = docs.get((cls.__name__, f.name), "")
+            kind = typing.get_type_hints(cls)[f.name]
+            if typing.get_origin(kind) is Literal:
+                doc += f" [one of: {', '.join(typing.get_args(kind))}]"
+            rows.append((f"{prefix}{f.name}", repr(value), doc))
     return rows
 
 

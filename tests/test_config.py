@@ -31,3 +31,15 @@ def test_yaml_file_path(tmp_path):
     path.write_text("name: mine\ntarget: tiny-llama\ntrain:\n  epochs: 2\n")
     config = load_config(str(path))
     assert (config.name, config.target, config.train.epochs) == ("mine", "tiny-llama", 2)
+
+
+def test_enumerated_values_show_their_choices_and_match_the_tasks():
+    import typing
+
+    from selfexplain.config import HELD_OUT_BY, TASKS, HeldOutBy, TaskName
+
+    assert TASKS == set(typing.get_args(TaskName))
+    assert {group for groups in HELD_OUT_BY.values() for group in groups} | {"auto"} == set(typing.get_args(HeldOutBy))
+    docs = {key: doc for key, _, doc in describe_fields()}
+    assert docs["generate.component"].endswith("[one of: residual, attn, mlp]")
+    assert "[one of: ablation, hint, patching, features]" in docs["task"]
