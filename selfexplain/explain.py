@@ -23,7 +23,8 @@ import torch
 from selfexplain.corpus.schema import stable_id
 from selfexplain.errors import InputError
 from selfexplain.evaluate.generation import generate_answers
-from selfexplain.explainer.export import INTERFACE, load_explainer, read_interface
+from selfexplain.explainer.export import load_explainer
+from selfexplain.explainer.interface import INTERFACE, VectorInterface
 from selfexplain.explainer.vectors import vector_batch
 from selfexplain.inputs import read_text
 from selfexplain.tasks import get_task
@@ -53,7 +54,7 @@ class Explainer:
         self.info = read_explainer_info(self.folder)
         self.tasks = self.info["tasks"]
         interface_file = self.folder / INTERFACE
-        self.interface = read_interface(interface_file) if interface_file.is_file() else None
+        self.interface = VectorInterface.read(interface_file) if interface_file.is_file() else None
         check_model_dir(self.folder)
         self.tokenizer = load_tokenizer(self.folder)
         self._model = None
@@ -143,7 +144,7 @@ class Explainer:
             model, tokenizer = self.target()
             ids, cf_ids = (tokenizer(query[key])["input_ids"] for key in ("prompt", "counterfactual"))
             position, layer = int(query["position"]), int(query["layer"])
-            trained = (self.interface or {}).get("layers", [])
+            trained = list(self.interface.layers) if self.interface else []
             if trained and layer not in trained:
                 raise QueryError(f"'layer' {layer}: this explainer was trained on layers {trained}")
             if len(ids) != len(cf_ids) or not 0 <= position < len(ids):
@@ -169,8 +170,8 @@ class Explainer:
             vector = np.asarray(vector, dtype=np.float32)
         except (TypeError, ValueError):
             raise QueryError("'vector' must be a list of numbers or a .npy path") from None
-        interface = self.interface or {}
-        width, layers = interface.get("d_target"), interface.get("layers", [])
+        width = self.interface.d_target if self.interface else None
+        layers = list(self.interface.layers) if self.interface else []
         if vector.ndim != 1 or (width and vector.shape[0] != width):
             raise QueryError(f"'vector' has shape {tuple(vector.shape)}; this explainer reads vectors of "
                              f"{width} numbers (the target's hidden size)")

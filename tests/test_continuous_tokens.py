@@ -7,21 +7,21 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from selfexplain.explainer.export import INTERFACE, PROJECTION, load_explainer, save_explainer
+from selfexplain.explainer.interface import VectorInterface
 from selfexplain.explainer.vectors import VECTOR_SPAN, ExplainerWithVectors, VectorProjection
 from selfexplain.models.loading import load_model
 from selfexplain.train.loop import with_vector_input
 
 
-def _interface(d_target, d_explainer, projected, layers=(1, 3)):
-    return {"target_model": "tiny-llama", "layers": list(layers), "d_target": d_target,
-            "d_explainer": d_explainer, "projected": projected, "rescale": True}
+def _interface(d_target, d_explainer, projected, layers=(1, 3), rescale=True, reference_norm=None):
+    return VectorInterface("tiny-llama", tuple(layers), d_target, d_explainer, projected, rescale, reference_norm)
 
 
 def test_the_placeholder_embedding_is_the_rescaled_vector_and_nothing_else_changes():
     model, tokenizer = load_model("tiny-llama")
     plain = model.get_input_embeddings().weight.detach().clone()
     reference = float(plain.norm(dim=-1).mean())
-    explainer = with_vector_input(model, tokenizer, {**_interface(64, 64, projected=False), "reference_norm": reference})
+    explainer = with_vector_input(model, tokenizer, _interface(64, 64, projected=False, reference_norm=reference))
     ids = tokenizer([f"At layer 1, {VECTOR_SPAN} encodes", "no vector here at all"], return_tensors="pt",
                     padding=True)["input_ids"]
     vectors = torch.randn(2, 64) * 100
@@ -55,7 +55,7 @@ def test_a_querys_vector_is_written_the_same_alone_and_in_a_batch_of_32():
 
 def test_without_rescaling_the_raw_vector_is_written_in():
     model, tokenizer = load_model("tiny-llama")
-    explainer = with_vector_input(model, tokenizer, {**_interface(64, 64, projected=False), "rescale": False})
+    explainer = with_vector_input(model, tokenizer, _interface(64, 64, projected=False, rescale=False))
     ids = tokenizer([f"At layer 1, {VECTOR_SPAN} encodes"], return_tensors="pt")["input_ids"]
     vector = torch.randn(1, 64) * 40
     embeds = explainer.embed(ids, vector, torch.tensor([1]))

@@ -38,7 +38,7 @@ def test_an_explainer_trains_on_a_feature_and_an_ablation_corpus_in_one_run(ray_
     sources = corpus_sources(mixed)
     assert {s.run: s.task for s in sources} == {"mix-features": "features", "mix-ablation": "ablation"}
     interface = vector_interface(mixed, sources, resolve_model_dir("tiny-llama"))
-    encoded = encoded_examples(mixed, sources, "tiny-llama", vector_width=interface["d_target"])
+    encoded = encoded_examples(mixed, sources, "tiny-llama", vector_width=interface.d_target)
     trained = examples_with_role(encoded, "train")
     rows = list(training_examples(mixed, sources, trained).iter_rows())
     first_epoch = epoch_order([r["record_id"] for r in rows], [r["copy"] for r in rows], mixed.seed, epoch=0)

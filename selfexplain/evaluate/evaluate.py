@@ -22,7 +22,7 @@ from selfexplain.evaluate.baselines import (RULE_NAMES, majority_answer, nearest
                                             original_output, rule_answer)
 from selfexplain.evaluate.embeddings import detection_auroc, embed, negative_contexts, retrieval_hits, similarity
 from selfexplain.evaluate.metrics import change_outcomes, score_change_predictions, score_descriptions
-from selfexplain.explainer.export import INTERFACE, read_interface
+from selfexplain.explainer.interface import INTERFACE, VectorInterface
 from selfexplain.evaluate.report import markdown_table
 from selfexplain.evaluate.selfie import best_scale, selfie_answers
 from selfexplain.models.loading import resolve_model_dir
@@ -41,7 +41,7 @@ RETRIEVAL_CANDIDATES = 5
 
 @ray.remote
 def explain_rows(task_name: str, model_ref: str, rows: list[dict], batch_size: int,
-                 max_new_tokens: int, use_gpu: bool, trust_remote_code: bool, interface: dict | None = None,
+                 max_new_tokens: int, use_gpu: bool, trust_remote_code: bool, interface: VectorInterface | None = None,
                  candidates: list[list[str]] | None = None) -> list[str]:
     """The explainer's answer to each row's query: decoded greedily, or with ``candidates`` the
     candidate answer it finds most likely."""
@@ -157,7 +157,7 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     sets = query_rows(config)
     rows = [r for name in QUERY_SETS for r in sets[name]]
     interface_file = local_export / INTERFACE
-    interface = read_interface(interface_file) if interface_file.is_file() else None
+    interface = VectorInterface.read(interface_file) if interface_file.is_file() else None
     # references, resolved by each task on its node (an s3:// export is copied there once)
     explainers = {"trained explainer": export.uri}
     if config.evaluate.untrained_baseline:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from selfexplain.explainer.interface import VectorInterface
+
 log = logging.getLogger("selfexplain.train")
 EXPORT_DIR = "explainer"
 MODEL_CARD = "README.md"
@@ -80,9 +82,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     model, tokenizer = load_model(loop_config["explainer"], device=device,
                                   trust_remote_code=config.trust_remote_code)
     interface = loop_config.get("vector_interface")
-    if interface and interface.get("reference_norm") is None:
+    if interface and interface.reference_norm is None:
         # the rescaling reference, fixed once from the base model and exported with it
-        interface = {**interface, "reference_norm": mean_embedding_norm(model)}
+        interface = interface.with_reference_norm(mean_embedding_norm(model))
     model = with_vector_input(model, tokenizer, interface, lora=train if train.lora_rank else None).to(device)
     model.train()
     trainable, total = trainable_parameters(model)
@@ -217,7 +219,7 @@ def validation_loss(engine, shard, micro_batch: int, pad_id: int, device) -> flo
     return total / max(count, 1)
 
 
-def with_vector_input(model, tokenizer, interface: dict | None, lora=None):
+def with_vector_input(model, tokenizer, interface: VectorInterface | None, lora=None):
     """The explainer as trained: for vector tasks (``interface``) the placeholder tokens, grown
     embeddings and projection; with ``lora`` (a TrainConfig) LoRA adapters on the LM, added after
     the embeddings grow so the adapters see the final vocabulary."""
@@ -232,9 +234,9 @@ def with_vector_input(model, tokenizer, interface: dict | None, lora=None):
     if not interface:
         return model
     projection = None
-    if interface["projected"]:
-        projection = VectorProjection(interface["layers"], interface["d_target"], interface["d_explainer"])
-    return ExplainerWithVectors(model, token_id, projection, interface["rescale"], interface.get("reference_norm"))
+    if interface.projected:
+        projection = VectorProjection(list(interface.layers), interface.d_target, interface.d_explainer)
+    return ExplainerWithVectors(model, token_id, projection, interface.rescale, interface.reference_norm)
 
 
 def parameter_groups(model, train) -> list[dict]:

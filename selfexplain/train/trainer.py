@@ -18,6 +18,7 @@ from ray.train.torch import TorchTrainer
 
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import claim_plan, corpus_files
+from selfexplain.explainer.interface import VectorInterface
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.storage import Location
 from selfexplain.tasks import get_task
@@ -129,7 +130,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
 
     interface = vector_interface(config, sources, explainer_dir)
     encoded = encoded_examples(config, sources, config.explainer_ref,
-                               vector_width=interface["d_target"] if interface and train_cfg.mix else 0,
+                               vector_width=interface.d_target if interface and train_cfg.mix else 0,
                                target_tokenizer_ref=config.target)
     encoded_train = examples_with_role(encoded, "train")
     dataset = training_examples(config, sources, encoded_train)
@@ -194,7 +195,7 @@ def _dropped_over_max_length(config: RunConfig, sources: list[CorpusSource], enc
     return kept - encoded_train_rows
 
 
-def vector_interface(config: RunConfig, sources: list[CorpusSource], explainer_dir: Path) -> dict | None:
+def vector_interface(config: RunConfig, sources: list[CorpusSource], explainer_dir: Path) -> VectorInterface | None:
     """How vectors enter this explainer (None when no task carries vectors): sizes, layers
     (over every vector corpus of a mix), projection."""
     import pyarrow.compute as pc
@@ -220,8 +221,7 @@ def vector_interface(config: RunConfig, sources: list[CorpusSource], explainer_d
         raise ConfigError(f"train.projection=never, but the target's vectors have {d_target} dimensions and the "
                           f"explainer's embeddings {d_explainer}; use train.projection=auto")
     projected = mode == "always" or (mode == "auto" and d_target != d_explainer)
-    return {"target_model": config.target, "layers": layers, "d_target": d_target, "d_explainer": d_explainer,
-            "projected": projected, "rescale": config.train.rescale_vectors}
+    return VectorInterface(config.target, tuple(layers), d_target, d_explainer, projected, config.train.rescale_vectors)
 
 
 def _explainer_info(config: RunConfig, sources: list[CorpusSource], corpus_hash: str | dict) -> dict:
