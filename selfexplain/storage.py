@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,19 +89,9 @@ class Location:
     def write_bytes(self, data: bytes) -> None:
         """Write all-or-nothing: a reader never sees a partial file."""
         if self.is_local:
-            target = self.local_path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())  # the data is on disk before the name points at it
-                os.replace(tmp, target)
-                _fsync_dir(target.parent)  # and the rename survives a power cut
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with _synced_temporary(self.local_path, data) as tmp:
+                os.replace(tmp, self.local_path)
+                _fsync_dir(self.local_path.parent)  # and the rename survives a power cut
         else:
             with self.fs.open_output_stream(self.path) as handle:
                 handle.write(data)
@@ -113,21 +105,13 @@ class Location:
         (``If-None-Match: *``, through boto3). Other object stores fall back to check-then-write.
         """
         if self.is_local:
-            target = self.local_path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.link(tmp, target)
-                _fsync_dir(target.parent)
+            with _synced_temporary(self.local_path, data) as tmp:
+                try:
+                    os.link(tmp, self.local_path)
+                except FileExistsError:
+                    return False
+                _fsync_dir(self.local_path.parent)
                 return True
-            except FileExistsError:
-                return False
-            finally:
-                Path(tmp).unlink(missing_ok=True)
         if self.fs.type_name == "s3":
             return _s3_put_if_absent(self.path, data)
         if self.exists():
@@ -186,6 +170,22 @@ class Location:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return local_dir
+
+
+@contextmanager
+def _synced_temporary(target: Path, data: bytes) -> Iterator[str]:
+    """``data`` in a temporary file beside ``target``, on disk (fsync) before the caller gives it
+    the target's name; the temporary name is removed afterwards, whatever happens."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        yield tmp
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
