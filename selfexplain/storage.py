@@ -11,6 +11,7 @@ file written last into it exists.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -102,7 +103,7 @@ class Location:
         Two runs that check and then write could both see "absent" and both write: here exactly
         one wins. Locally the whole file is written under a temporary name and hard-linked into
         place (a link never replaces an existing file); on S3 it is a conditional put
-        (``If-None-Match: *``, through boto3). Other object stores fall back to check-then-write.
+        (``If-None-Match: *``, through boto3 when installed). Other stores fall back to check-then-write.
         """
         if self.is_local:
             with _synced_temporary(self.local_path, data) as tmp:
@@ -112,9 +113,9 @@ class Location:
                     return False
                 _fsync_dir(self.local_path.parent)
                 return True
-        if self.fs.type_name == "s3":
+        if self.fs.type_name == "s3" and importlib.util.find_spec("boto3") is not None:
             return _s3_put_if_absent(self.path, data)
-        if self.exists():
+        if self.exists():  # no conditional write here: check-then-write, as before
             return False
         self.write_bytes(data)
         return True
