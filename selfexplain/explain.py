@@ -48,15 +48,14 @@ class Explainer:
     checked at once; the model loads on the first question, after the queries were checked."""
 
     def __init__(self, folder: str | Path, device: str = "cpu"):
-        from selfexplain.models.loading import check_model_dir, load_tokenizer
+        from selfexplain.models.loading import load_tokenizer
 
         self.folder, self.device = Path(folder), device
         self.info = read_explainer_info(self.folder)
         self.tasks = self.info["tasks"]
         interface_file = self.folder / INTERFACE
         self.interface = VectorInterface.read(interface_file) if interface_file.is_file() else None
-        check_model_dir(self.folder)
-        self.tokenizer = load_tokenizer(self.folder)
+        self.tokenizer = load_tokenizer(self.folder)  # resolving the folder checks it is a model
         self._model = None
         self._target = None
 
