@@ -9,6 +9,7 @@ import sys
 
 from selfexplain.config import describe_fields, load_config, packaged_configs
 from selfexplain.errors import InputError
+from selfexplain.tasks import TASK_NAMES, get_task
 
 CONFIG_HELP = "a packaged config name ({names}) or a path to a YAML file"
 OVERRIDE_HELP = "config overrides as key=value, e.g. train.epochs=2 generate.max_items=50"
@@ -37,10 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         return sub
 
-    gen = add("generate", "Write the ground-truth corpus for TASK as Parquet shards with a Ray Data job.")
-    gen.add_argument("task", choices=["ablation", "hint", "patching", "features"],
-                     help="explanation task: input ablation, hint removal, activation patching or feature descriptions")
     for name, help_text in (
+        ("generate", "Write the config's task's ground-truth corpus as Parquet shards with a Ray Data job "
+                     f"(task=... picks one of {', '.join(TASK_NAMES)})."),
         ("train", "Fine-tune the explainer on the corpus with Ray Train + DeepSpeed and export it."),
         ("evaluate", "Score the trained explainer on held-out prompts against baselines."),
         ("run", "Generate, train and evaluate in one local Ray session, then print the results table."),
@@ -66,17 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ask a trained explainer (runs/<name>/explainer). Give the query's fields as options, "
                     "or --queries FILE.jsonl with one query object a line (the same field names).")
     ask.add_argument("explainer", help="a trained explainer folder, e.g. runs/demo/explainer")
-    ask.add_argument("--prompt", help="ablation/patching: the text")
-    ask.add_argument("--token-index", type=int, dest="token_index", help="ablation: the token to remove")
-    ask.add_argument("--counterfactual", help="patching: the prompt whose activation is patched in")
-    ask.add_argument("--layer", type=int, help="patching/features: target layer")
-    ask.add_argument("--position", type=int, help="patching: token position")
-    ask.add_argument("--vector", help="features: a .npy file holding the feature direction")
+    for field, (kind, tasks) in _query_options().items():
+        ask.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind,
+                         help=f"a query field of {', '.join(tasks)} (a vector: a .npy file)")
     ask.add_argument("--task", help="an explainer trained on a task mix: the query's task "
                                     "(default: the task whose fields the query gives)")
     ask.add_argument("--queries", help="a .jsonl file of queries; answers are printed one JSON object a line")
     ask.add_argument("--max-new-tokens", type=int, default=24, dest="max_new_tokens")
     return parser
+
+
+def _query_options() -> dict[str, tuple[type, list[str]]]:
+    """Every task's query fields that fit on a command line (an int, or text such as a path),
+    with the tasks that use each."""
+    options: dict[str, tuple[type, list[str]]] = {}
+    for name in TASK_NAMES:
+        for field, kind in get_task(name).query_fields.items():
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            if int in kinds or str in kinds:
+                options.setdefault(field, (int if int in kinds else str, []))[1].append(name)
+    return options
 
 
 def _studies() -> list[str]:
@@ -100,9 +109,7 @@ def _explain(args) -> None:
     import json
     from pathlib import Path
 
-    from selfexplain.explain import Explainer
-
-    from selfexplain.explain import QueryError
+    from selfexplain.explain import Explainer, QueryError
     from selfexplain.inputs import read_jsonl
 
     if args.queries:  # read (and fail) before the model loads
@@ -111,7 +118,7 @@ def _explain(args) -> None:
         if not queries:
             raise QueryError(f"queries file {args.queries} holds no queries; write one JSON object a line")
     else:
-        fields = ("task", "prompt", "token_index", "counterfactual", "layer", "position", "vector")
+        fields = ("task", *_query_options())
         queries = [{key: getattr(args, key) for key in fields if getattr(args, key) is not None}]
     explainer = Explainer(args.explainer)
     answers = explainer.ask(queries, max_new_tokens=args.max_new_tokens)
@@ -145,8 +152,6 @@ def _run(args) -> None:
     if args.command == "study":
         _study(args)
         return
-    if args.command == "generate":
-        overrides.append(f"task={args.task}")
     config = load_config(args.config, overrides)
     if args.command == "generate":
         print(f"corpus written to {pipeline.run_generate(config)}")
@@ -157,11 +162,11 @@ def _run(args) -> None:
             print(f"\n{corpus}: held-out queries\n\n{markdown_table(table)}")
     else:
         outcome = pipeline.run_all(config)
-        for corpus, table in outcome["results"].items():
+        for corpus, table in outcome.results.items():
             print(f"\n{config.name}: {corpus} on held-out queries "
                   f"(target {config.target}, explainer {config.explainer_ref})\n")
             print(markdown_table(table))
-        stages = ", ".join(f"{k} {v:.0f}s" for k, v in outcome["seconds"].items())
+        stages = ", ".join(f"{k} {v:.0f}s" for k, v in outcome.seconds.items())
         print(f"\nstages: {stages}; outputs in {config.run_dir}/")
 
 

@@ -24,10 +24,10 @@ import yaml
 
 from selfexplain.errors import InputError
 from selfexplain.storage import Location
+from selfexplain.tasks import TASK_NAMES, TaskName, get_task
 
 
 # Enumerated values: `--help` lists the choices, and a value outside them is refused by name.
-TaskName = Literal["ablation", "hint", "patching", "features"]
 HeldOutBy = Literal["auto", "family", "prompt", "question", "subject", "entity", "template", "relation", "feature",
                     "kind"]
 
@@ -227,6 +227,10 @@ class RayConfig:
     other and `fit()` would hang."""
     address: str = ""
     """Connect to this cluster (``auto`` or ``ray://...``); empty starts a local one."""
+    dashboard: bool = False
+    """Start Ray's dashboard with a local cluster, to watch it at http://127.0.0.1:8265. Off by
+    default: its processes take CPU from the job on a small machine. (A cluster's head starts its
+    own, which ``ray job submit`` talks to.)"""
 
 
 @dataclass
@@ -250,7 +254,7 @@ class RunConfig:
     target: str = "smollm2-135m"
     """Target model: an embedded name (smollm2-135m, gemma3-270m, tiny-llama), an HF directory
     or a .gguf file."""
-    task: TaskName = "ablation"
+    task: TaskName = TASK_NAMES[0]
     """Explanation task: ``ablation`` (input ablation), ``hint`` (hint removal from multiple-choice
     prompts), ``patching`` (activation patching) or ``features`` (feature descriptions); patching
     and features hand their vector to the explainer as a continuous token."""
@@ -295,8 +299,9 @@ class RunConfig:
         _check(g.items_per_shard >= 1, "generate.items_per_shard", "use 1 or more")
         _check(g.num_actors >= 1, "generate.num_actors", "use 1 or more")
         _check(g.max_items >= 0, "generate.max_items", "use 0 (all) or a positive number")
-        _check(g.held_out_by in HELD_OUT_BY[self.task] + ("auto",), "generate.held_out_by",
-               f"task {self.task} can hold out by {', '.join(HELD_OUT_BY[self.task])} or auto")
+        groups = get_task(self.task).held_out_by
+        _check(g.held_out_by in groups + ("auto",), "generate.held_out_by",
+               f"task {self.task} can hold out by {', '.join(groups)} or auto")
         _check(all(isinstance(x, int) and x >= 0 for x in g.layers), "generate.layers",
                "give block indices, e.g. [0, 4, 8], or [] for all")
         _check(g.max_tokens >= 2, "generate.max_tokens", "use 2 or more")
@@ -339,7 +344,7 @@ class RunConfig:
     @property
     def held_out_by(self) -> str:
         """The group the held-out split is made of, ``auto`` resolved for this task."""
-        return HELD_OUT_BY[self.task][0] if self.generate.held_out_by == "auto" else self.generate.held_out_by
+        return get_task(self.task).held_out_by[0] if self.generate.held_out_by == "auto" else self.generate.held_out_by
 
     @property
     def explainer_ref(self) -> str:
@@ -366,14 +371,7 @@ class RunConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# The groups each task can hold out, the default first; the tasks' work items carry these keys.
-HELD_OUT_BY: dict[str, tuple[str, ...]] = {
-    "ablation": ("family", "prompt"),
-    "hint": ("question", "subject"),
-    "patching": ("entity", "template", "relation"),
-    "features": ("feature", "kind"),
-}
-TASKS = set(HELD_OUT_BY)
+TASKS = set(TASK_NAMES)
 
 
 # Upper bounds that catch a typo (an extra zero or three) before it runs for days.
@@ -436,15 +434,20 @@ def resolve_config_path(name_or_path: str, kind: str = "config") -> Path:
     return Path(str(packaged))
 
 
-def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
-    path = resolve_config_path(name_or_path)
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """A YAML file that must hold a mapping of keys; errors name the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {path} is not valid YAML ({' '.join(str(err).split())})") from None
+        raise ConfigError(f"{what} {path} is not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+        raise ConfigError(f"{what} {path} must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
+    data = read_yaml_mapping(resolve_config_path(name_or_path), "config file")
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:

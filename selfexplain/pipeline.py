@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import yaml
 
@@ -48,7 +49,7 @@ def run_train(config: RunConfig):
 
 
 def run_evaluate(config: RunConfig) -> dict[str, dict]:
-    """Held-out results by corpus (one for an ordinary run, one per corpus of a task mix)."""
+    """Held-out results by corpus run (one for an ordinary run, one per corpus of a task mix)."""
     from selfexplain.evaluate.evaluate import evaluate_run
 
     check_run(config, ("evaluate",))
@@ -57,9 +58,17 @@ def run_evaluate(config: RunConfig) -> dict[str, dict]:
         return evaluate_run(config)
 
 
-def run_all(config: RunConfig) -> dict:
-    """Generate, train and evaluate in one Ray session; return the held-out results by corpus and
-    the stage timings. A task mix has no corpus of its own: it trains on those of ``train.mix``."""
+@dataclass(frozen=True)
+class RunOutcome:
+    results: dict[str, dict[str, dict]]
+    """Held-out results by corpus run, then by system (see ``evaluate_run``)."""
+    seconds: dict[str, float]
+    """Wall time of each stage."""
+
+
+def run_all(config: RunConfig) -> RunOutcome:
+    """Generate, train and evaluate in one Ray session. A task mix has no corpus of its own: it
+    trains on those of ``train.mix``."""
     from selfexplain.evaluate.evaluate import evaluate_run
     from selfexplain.jobs.generate import generate
     from selfexplain.train.trainer import train
@@ -76,4 +85,4 @@ def run_all(config: RunConfig) -> dict:
             timings[stage] = round(time.time() - started, 1)
             if stage == "generate":
                 save_config(config)
-    return {"results": output, "seconds": timings}
+    return RunOutcome(results=output, seconds=timings)

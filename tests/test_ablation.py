@@ -3,10 +3,12 @@
 import pytest
 import torch
 
-from selfexplain.evaluate.baselines import majority_answer
 from selfexplain.evaluate.metrics import score_change_predictions
-from selfexplain.tasks.ablation import ablate_prompt, format_answer, format_query, parse_answer
+from selfexplain.tasks import get_task
+from selfexplain.tasks.ablation import ABLATION, ablate_prompt
 from selfexplain.tasks.change_answers import ChangeAnswer, display_token
+
+format_query, format_answer, parse_answer = ABLATION.format_query, ABLATION.format_answer, ABLATION.parse_answer
 
 
 def _naive(model, tokenizer, prompt):
@@ -89,5 +91,6 @@ def test_majority_baseline_names_the_queries_own_original_output():
     rows = [{"changed": True, "new_top1": " a", "orig_top1": " o"}, {"changed": True, "new_top1": " a", "orig_top1": " o"},
             {"changed": True, "new_top1": " b", "orig_top1": " o"}, {"changed": False, "new_top1": " c", "orig_top1": " c"}]
     query = {"changed": False, "new_top1": " q", "orig_top1": " q"}
-    assert majority_answer(rows, query) == ChangeAnswer(True, "a")
-    assert majority_answer(rows[2:], query) == ChangeAnswer(False, "q")
+    ablation = get_task("ablation")
+    assert ablation.majority_answer(rows, query) == ChangeAnswer(True, "a")
+    assert ablation.majority_answer(rows[2:], query) == ChangeAnswer(False, "q")

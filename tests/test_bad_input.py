@@ -33,12 +33,11 @@ class Case:
 
 
 def run(*overrides: str, command: str = "run", config: str = "tiny") -> list[str]:
-    base = [command, "ablation", config] if command == "generate" else [command, config]
-    return [*base, "output_dir=RUNS", *overrides]
+    return [command, config, "output_dir=RUNS", *overrides]
 
 
 def gen(task: str, *overrides: str) -> list[str]:
-    return ["generate", task, "tiny", "output_dir=RUNS", *overrides]
+    return ["generate", "tiny", "output_dir=RUNS", f"task={task}", *overrides]
 
 
 CONFIG_VALUES = [

@@ -36,10 +36,12 @@ def test_yaml_file_path(tmp_path):
 def test_enumerated_values_show_their_choices_and_match_the_tasks():
     import typing
 
-    from selfexplain.config import HELD_OUT_BY, TASKS, HeldOutBy, TaskName
+    from selfexplain.config import HeldOutBy
+    from selfexplain.tasks import TASK_NAMES, TaskName, get_task
 
-    assert TASKS == set(typing.get_args(TaskName))
-    assert {group for groups in HELD_OUT_BY.values() for group in groups} | {"auto"} == set(typing.get_args(HeldOutBy))
+    assert TASK_NAMES == typing.get_args(TaskName)
+    groups = {group for name in TASK_NAMES for group in get_task(name).held_out_by}
+    assert groups | {"auto"} == set(typing.get_args(HeldOutBy))
     docs = {key: doc for key, _, doc in describe_fields()}
     assert docs["generate.component"].endswith("[one of: residual, attn, mlp]")
     assert "[one of: ablation, hint, patching, features]" in docs["task"]

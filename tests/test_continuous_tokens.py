@@ -10,7 +10,7 @@ from selfexplain.explainer.export import INTERFACE, PROJECTION, load_explainer, 
 from selfexplain.explainer.interface import VectorInterface
 from selfexplain.explainer.vectors import VECTOR_SPAN, ExplainerWithVectors, VectorProjection
 from selfexplain.models.loading import load_model
-from selfexplain.train.loop import with_vector_input
+from selfexplain.explainer.vectors import with_vector_input
 
 
 def _interface(d_target, d_explainer, projected, layers=(1, 3), rescale=True, reference_norm=None):

@@ -6,7 +6,7 @@ import pytest
 
 from selfexplain.corpus.io import write_shard
 from selfexplain.corpus.prompts import PromptFileError, load_prompts
-from selfexplain.corpus.schema import ABLATION_SCHEMA
+from selfexplain.tasks.ablation import ABLATION_SCHEMA
 from selfexplain.corpus.splits import split_for
 from selfexplain.storage import Location
 

@@ -20,7 +20,7 @@ def test_lora_trains_adapters_only_and_exports_merged_weights(ray_cluster, tiny_
     metrics = json.loads((config.run_dir.local_path / "train_metrics.json").read_text())
     assert 0 < metrics["trainable_parameters"] < 0.25 * metrics["parameters"]
     assert metrics["loss_curve"][-1] < metrics["loss_curve"][0]
-    assert outcome["results"]["ablation"]["trained explainer"]["n"] == 8
+    assert outcome.results["lora"]["trained explainer"]["n"] == 8
 
     export = config.run_dir.local_path / "explainer"
     weights = load_file(str(export / "model.safetensors"))

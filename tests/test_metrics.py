@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from selfexplain.corpus.subsets import in_data_fraction, is_in_distribution_query, trains_on
-from selfexplain.evaluate.baselines import RULE_NAMES, nearest_rows, rule_answer
+from selfexplain.evaluate.baselines import nearest_rows
+from selfexplain.tasks import ScoringContext, get_task
 from selfexplain.evaluate.embeddings import detection_auroc, negative_contexts, retrieval_hits, similarity
 from selfexplain.evaluate.intervals import bootstrap_interval, mean_interval, paired_difference_interval
 from selfexplain.evaluate.metrics import balanced_accuracy, score_change_predictions, score_descriptions
@@ -102,16 +103,19 @@ def test_baselines_nearest_row_and_rules():
     # the paper's nearest neighbour is by dot product: the longer of two parallel rows wins
     assert nearest_rows([[1, 0], [3, 0.5]], [[1, 0]]) == [1]
     assert nearest_rows([[1, 0], [3, 0.5]], [[1, 0]], bank_layers=[2, 5], query_layers=[2]) == [0]
-    last = {"token_index": 4, "num_tokens": 5, "new_top1": " x", "orig_top1": " o", "changed": False}
-    assert rule_answer("ablation", last, 1) == ChangeAnswer(True, "")
-    assert rule_answer("ablation", {**last, "token_index": 1}, 1) == ChangeAnswer(False, "x")
+    ablation, patching, hint = get_task("ablation"), get_task("patching"), get_task("hint")
+    depth_30 = ScoringContext(seed=0, train_rows=[], corpus=None, target_layers=30)
+    last = {"token_index": 4, "num_tokens": 5, "new_top1": " x", "orig_top1": " x", "changed": False}
+    assert ablation.rule_answer(last, depth_30) == ChangeAnswer(True, "")
+    assert ablation.rule_answer({**last, "token_index": 1}, depth_30) == ChangeAnswer(False, "x")
     site = {"token": " France", "cf_token": " Italy", "position": 3, "num_tokens": 6, "cf_top1": " Rome",
             "orig_top1": " Paris", "new_top1": " Paris", "changed": False}
-    assert rule_answer("patching", {**site, "layer": 2}, 30) == ChangeAnswer(True, "Rome")
-    assert rule_answer("patching", {**site, "layer": 20}, 30) == ChangeAnswer(False, "Paris")
-    assert rule_answer("patching", {**site, "layer": 20, "position": 5, "token": " is", "cf_token": " is"}, 30).changed
-    assert rule_answer("hint", {}, 1) is None
-    assert "oracle" in RULE_NAMES["patching"]
+    assert patching.rule_answer({**site, "layer": 2}, depth_30) == ChangeAnswer(True, "Rome")
+    assert patching.rule_answer({**site, "layer": 20}, depth_30) == ChangeAnswer(False, "Paris")
+    assert patching.rule_answer({**site, "layer": 20, "position": 5, "token": " is", "cf_token": " is"}, depth_30).changed
+    # the depth is the target's, not a guess from the rows: layer 20 of 64 is early
+    assert patching.rule_answer({**site, "layer": 20}, depth_30.__class__(0, [], None, 64)).changed
+    assert hint.rule_name is None and "oracle" in patching.rule_name
 
 
 def test_training_subsets_are_deterministic_and_nested():

@@ -170,7 +170,7 @@ def test_autoscaler_adds_a_node_for_a_generation_job_and_releases_it(tmp_path, s
                 time.sleep(2)
         assert before == [[True, 0]]  # only the head, which offers no CPU
 
-        job = _selfexplain(driver, "generate", "ablation", "tiny", f"output_dir={s3_server}/autoscaling",
+        job = _selfexplain(driver, "generate", "tiny", "task=ablation", f"output_dir={s3_server}/autoscaling",
                            "name=scaled", "generate.max_items=8", "generate.num_actors=1")
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-5000:]
         during = node_list()

@@ -10,7 +10,7 @@ import torch
 from selfexplain.config import load_config
 from selfexplain.models.patching import capture_component, patch_one_site, patch_sweep
 from selfexplain.tasks import GroundTruthContext, Rejected
-from selfexplain.tasks.patching import (PATCHING, PairFileError, format_query, layer_blocks, patch_pair, read_pairs_file,
+from selfexplain.tasks.patching import (PATCHING, PairFileError, layer_blocks, patch_pair, read_pairs_file,
                                         templated_pairs)
 
 
@@ -47,8 +47,8 @@ def test_block_patching_writes_the_blocks_mean_into_each_of_its_layers(tiny_llam
         assert torch.allclose(torch.as_tensor(row["vector"]), mean, atol=1e-6)
         direct = patch_one_site(model, ids, row["layers"], row["position"], mean)
         assert int(direct.argmax()) == row["new_top1_id"]
-    assert "layer 0-1" in format_query(rows[0]) or "layer 2-3" in format_query(rows[0])
-    assert f"(position {rows[0]['position']})" in format_query(rows[0])
+    assert "layer 0-1" in PATCHING.format_query(rows[0]) or "layer 2-3" in PATCHING.format_query(rows[0])
+    assert f"(position {rows[0]['position']})" in PATCHING.format_query(rows[0])
 
 
 def _context(model, tokenizer, **overrides):

@@ -11,8 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from selfexplain.cli import main
 from selfexplain.corpus.io import read_corpus, read_manifest, shard_name
-from selfexplain.corpus.schema import ABLATION_SCHEMA
-from selfexplain.tasks.ablation import ablate_prompt
+from selfexplain.tasks.ablation import ABLATION_SCHEMA, ablate_prompt
 
 
 def test_generate_job_matches_direct_computation_and_resumes(ray_cluster, tiny_config, tiny_llama):

@@ -14,7 +14,7 @@ def test_pipeline_round_trip_on_s3(ray_cluster, s3_server):
     config = load_config("tiny", [f"output_dir={s3_server}/runs", "name=s3", "generate.max_items=8",
                                   "evaluate.max_examples=8"])
     outcome = run_all(config)
-    assert outcome["results"]["ablation"]["trained explainer"]["n"] == 8
+    assert outcome.results["s3"]["trained explainer"]["n"] == 8
 
     run = Location(f"{s3_server}/runs/s3")
     assert not run.is_local

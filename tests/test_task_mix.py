@@ -57,9 +57,9 @@ def test_an_explainer_trains_on_a_feature_and_an_ablation_corpus_in_one_run(ray_
     assert info["tasks"] == ["ablation", "features"] and "task" not in info
 
     # scored on each corpus's own held-out queries, with that task's metrics and baselines
-    assert set(outcome["results"]) == {"mix-features", "mix-ablation"}
-    assert "similarity" in outcome["results"]["mix-features"]["trained explainer"]
-    assert "balanced_accuracy" in outcome["results"]["mix-ablation"]["trained explainer"]
+    assert set(outcome.results) == {"mix-features", "mix-ablation"}
+    assert "similarity" in outcome.results["mix-features"]["trained explainer"]
+    assert "balanced_accuracy" in outcome.results["mix-ablation"]["trained explainer"]
     for run in ("mix-features", "mix-ablation"):
         assert (mixed.run_dir.local_path / "evaluate" / run / "results.json").is_file()
 

@@ -3,9 +3,12 @@
 import numpy as np
 import torch
 
-from selfexplain.tasks.ablation import format_answer, format_query
+from selfexplain.tasks.ablation import ABLATION
+
 from selfexplain.train.examples import IGNORE_INDEX, answer_only_loss, collate, encode_example
 from selfexplain.train.order import epoch_order, rank_micro_batches
+
+format_query, format_answer = ABLATION.format_query, ABLATION.format_answer
 
 ROWS = [
     {"prompt": "The capital of France is", "token": " France", "token_index": 3, "changed": True, "new_top1": " the"},

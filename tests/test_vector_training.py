@@ -30,7 +30,7 @@ def test_other_explainer_learns_a_projection_and_exports_it(ray_cluster, tiny_co
     untrained = torch.eye(96, 64)  # what training would leave if the projection never moved
     assert model.projection.weight.shape == (len(interface["layers"]), 96, 64)
     assert not torch.allclose(model.projection.weight[0], untrained)
-    results = outcome["results"]["features"]
+    results = outcome.results["other"]
     assert set(results) == {"nearest-neighbour baseline", "trained explainer", "untrained explainer"}
     assert all(0.0 <= r["word_f1"] <= 1.0 for r in results.values())
     losses = json.loads((config.run_dir.local_path / "train_metrics.json").read_text())["loss_curve"]
@@ -56,10 +56,10 @@ def test_self_explainer_trains_on_patching_vectors(ray_cluster, tiny_config, tmp
     outcome = run_all(config)
     interface = json.loads((config.run_dir.local_path / "explainer" / INTERFACE).read_text())
     assert not interface["projected"] and interface["layers"] == [1, 3]  # same model: no projection needed
-    assert set(outcome["results"]["patching"]) == {"majority baseline", "nearest-neighbour baseline",
+    assert set(outcome.results["selfpatch"]) == {"majority baseline", "nearest-neighbour baseline",
                                                    "oracle-informed rule (reads the counterfactual)",
                                                    "trained explainer"}
-    assert outcome["results"]["patching"]["trained explainer"]["n"] == 16
+    assert outcome.results["selfpatch"]["trained explainer"]["n"] == 16
 
     # the explainer answers a new patching query; the vector is computed from the target on the fly
     explainer = Explainer(config.run_dir.local_path / "explainer")

@@ -1,23 +1,77 @@
-"""Saving and loading a trained explainer as a plain HF directory, plus its vector interface.
+"""The export format of a trained explainer: a plain HF directory, plus its vector interface and
+its info record; saved by training's rank 0, read by evaluation and ``selfexplain explain``.
 
 The directory loads with ``transformers.AutoModelForCausalLM.from_pretrained`` alone (its
 tokenizer includes the vector placeholder tokens). A vector-task explainer adds two small files:
 ``vector_interface.json`` (placeholder token, target model and layers, sizes, rescaling and its
-reference norm) and,
-when a projection was trained, ``vector_projection.safetensors``.
+reference norm) and, when a projection was trained, ``vector_projection.safetensors``. Every
+export has ``selfexplain.json`` (:class:`ExplainerInfo`: tasks, target, explainer base) and a
+model card, ``README.md``, written last: its presence marks a complete export.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from selfexplain.explainer.interface import INTERFACE, VectorInterface
+from selfexplain.explainer.interface import INTERFACE, ExplainerFileError, VectorInterface
 from selfexplain.explainer.vectors import VECTOR_TOKEN, ExplainerWithVectors, VectorProjection
+from selfexplain.inputs import read_text
 
 PROJECTION = "vector_projection.safetensors"
+EXPORT_DIR = "explainer"
+"""The export's folder name inside a run folder."""
+EXPLAINER_INFO = "selfexplain.json"
+MODEL_CARD = "README.md"
+"""Written last: a folder with a model card is a complete export."""
+
+
+@dataclass(frozen=True)
+class ExplainerInfo:
+    """What evaluation and ``selfexplain explain`` need to know of an explainer: its tasks, the
+    target whose computations it explains, and the model it was fine-tuned from."""
+
+    tasks: tuple[str, ...]
+    target_model: str
+    explainer_base: str = ""
+    run: str = ""
+    corpus_config_hash: str | dict[str, str] = field(default="")
+    """The generate-config hash of the corpus trained on (by corpus run, for a task mix)."""
+
+    def to_json(self) -> str:
+        data = {**asdict(self), "tasks": list(self.tasks)}
+        if len(self.tasks) == 1:
+            data["task"] = self.tasks[0]  # older readers look for one task
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def read(cls, folder: Path, known_tasks) -> ExplainerInfo:
+        """``selfexplain.json``, checked: it names its tasks (of ``known_tasks``) and target."""
+        path = folder / EXPLAINER_INFO
+        if not path.is_file():
+            raise ExplainerFileError(f"{folder} is not a trained selfexplain explainer ({EXPLAINER_INFO} missing); "
+                                     "point at runs/<name>/explainer")
+        try:
+            data = json.loads(read_text(path, ExplainerFileError, "explainer info"))
+        except json.JSONDecodeError as err:
+            raise ExplainerFileError(f"{path}:{err.lineno} is not valid JSON ({err.msg}); "
+                                     "export the explainer again") from None
+        tasks = data.get("tasks") or ([data["task"]] if isinstance(data, dict) and "task" in data else None)
+        if (not isinstance(data, dict) or not isinstance(tasks, list) or not tasks or set(tasks) - set(known_tasks)
+                or not isinstance(data.get("target_model"), str)):
+            raise ExplainerFileError(f"{path} must name its tasks (of {sorted(known_tasks)}) and target_model; "
+                                     "export the explainer again")
+        return cls(tuple(tasks), data["target_model"], str(data.get("explainer_base", "")), str(data.get("run", "")),
+                   data.get("corpus_config_hash", ""))
+
+
+def has_export(folder) -> bool:
+    """A complete explainer export is at ``folder`` (a Location): its model card is written last."""
+    return (folder / MODEL_CARD).exists()
 
 
 def save_explainer(module, tokenizer, out_dir: Path, interface: VectorInterface | None,

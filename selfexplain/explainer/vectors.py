@@ -139,3 +139,21 @@ class ExplainerWithVectors(nn.Module):
     def forward(self, input_ids, attention_mask=None, position_ids=None, vectors=None, vector_layers=None, **kwargs):
         return self.lm(inputs_embeds=self.embed(input_ids, vectors, vector_layers), attention_mask=attention_mask,
                        position_ids=position_ids, **kwargs)
+
+
+def with_vector_input(model, tokenizer, interface, adapt_lm=None):
+    """The explainer as trained: for vector tasks (``interface``, a
+    :class:`~selfexplain.explainer.interface.VectorInterface`) the placeholder tokens, grown
+    embeddings and projection around the LM. ``adapt_lm`` (e.g. adding LoRA adapters) is applied
+    to the LM after its embeddings grow, so adapters see the final vocabulary."""
+    if interface:
+        token_id = add_vector_tokens(tokenizer)
+        grow_embeddings(model, tokenizer)
+    if adapt_lm is not None:
+        model = adapt_lm(model)
+    if not interface:
+        return model
+    projection = None
+    if interface.projected:
+        projection = VectorProjection(list(interface.layers), interface.d_target, interface.d_explainer)
+    return ExplainerWithVectors(model, token_id, projection, interface.rescale, interface.reference_norm)

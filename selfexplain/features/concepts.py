@@ -22,7 +22,7 @@ import torch
 from selfexplain.errors import InputError
 from selfexplain.inputs import read_text
 from selfexplain.models.padding import padded_batch
-from selfexplain.models.residual import capture_residual
+from selfexplain.models.hooks import capture_residual
 
 # Sentence frames ending in the concept word. The last two are held out: a direction must also
 # work in frames it was not fitted on.

@@ -15,7 +15,7 @@ import torch
 from selfexplain.data import builtin_prompts
 from selfexplain.features.concepts import HELD_OUT_FRAMES, Concept, contexts
 from selfexplain.models.padding import padded_batch
-from selfexplain.models.residual import capture_residual
+from selfexplain.models.hooks import capture_residual
 
 
 def text_set(concepts: list[Concept], seed: int) -> list[str]:

@@ -1,8 +1,10 @@
-"""Where each architecture keeps its residual stream: one small declarative table.
+"""Every hook point of each architecture: one small declarative table.
 
 The residual stream after decoder block ``i`` is the output of ``<layers>[i]``; the stream
-entering block 0 is the output of ``<embed>``. Adding an architecture is one row here, after the
-manner of pyvene's per-model tables; nothing else in selfexplain branches on model type.
+entering block 0 is the output of ``<embed>``; block ``i``'s attention and MLP contributions
+(before they are added to the stream) are the outputs of ``<layers>[i].<attn>`` and
+``<layers>[i].<mlp>``. Adding an architecture is one row here, after the manner of pyvene's
+per-model tables; nothing else in selfexplain branches on model type.
 """
 
 from __future__ import annotations
@@ -20,12 +22,19 @@ class ArchSpec:
     """Attribute path of the token embedding (its output is the stream entering block 0)."""
     final_norm: str
     """Attribute path of the norm applied before the unembedding."""
+    attn: str
+    """Attribute of a decoder block holding its attention sub-layer."""
+    mlp: str
+    """Attribute of a decoder block holding its MLP sub-layer."""
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "llama": ArchSpec(layers="model.layers", embed="model.embed_tokens", final_norm="model.norm"),
-    "gemma3_text": ArchSpec(layers="model.layers", embed="model.embed_tokens", final_norm="model.norm"),
-    "gpt2": ArchSpec(layers="transformer.h", embed="transformer.wte", final_norm="transformer.ln_f"),
+    "llama": ArchSpec(layers="model.layers", embed="model.embed_tokens", final_norm="model.norm",
+                      attn="self_attn", mlp="mlp"),
+    "gemma3_text": ArchSpec(layers="model.layers", embed="model.embed_tokens", final_norm="model.norm",
+                            attn="self_attn", mlp="mlp"),
+    "gpt2": ArchSpec(layers="transformer.h", embed="transformer.wte", final_norm="transformer.ln_f",
+                     attn="attn", mlp="mlp"),
 }
 
 

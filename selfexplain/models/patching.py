@@ -23,36 +23,11 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 
 import torch
 
-from selfexplain.models.architectures import decoder_layers
-
-COMPONENTS = ("residual", "attn", "mlp")
-# Attribute of a decoder block holding each sub-layer; the same names in Llama, Gemma-3 and GPT-2.
-_SUBMODULE = {"llama": {"attn": "self_attn", "mlp": "mlp"},
-              "gemma3_text": {"attn": "self_attn", "mlp": "mlp"},
-              "gpt2": {"attn": "attn", "mlp": "mlp"}}
-
-
-def component_module(model: torch.nn.Module, layer: int, component: str) -> torch.nn.Module:
-    """The module whose output is the stream (``residual``) or a sub-layer's contribution."""
-    if component not in COMPONENTS:
-        raise ValueError(f"unknown patching component {component!r}; choose one of {COMPONENTS}")
-    block = decoder_layers(model)[layer]
-    if component == "residual":
-        return block
-    return getattr(block, _SUBMODULE[model.config.model_type][component])
-
-
-def _first(output):
-    return output[0] if isinstance(output, tuple) else output
-
-
-def _with_first(output, first: torch.Tensor):
-    return (first, *output[1:]) if isinstance(output, tuple) else first
+from selfexplain.models.hooks import capture, write_rows
 
 
 def _cache_argument(model) -> str:
@@ -74,44 +49,9 @@ def capture_component(model, input_ids: torch.Tensor, layers: Sequence[int], com
 def capture_with_logits(model, input_ids: torch.Tensor, layers: Sequence[int], component: str = "residual"
                         ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
     """:func:`capture_component` plus the next-token logits of the same forward, ``Float[Tensor, "vocab"]``."""
-    captured: dict[int, torch.Tensor] = {}
-    handles = []
-    for layer in layers:
-        def hook(_module, _inputs, output, layer=layer):
-            captured[layer] = _first(output)[0].detach().float().cpu()
-        handles.append(component_module(model, layer, component).register_forward_hook(hook))
-    try:
+    with capture(model, layers, component) as captured:
         logits = model(input_ids=input_ids[None].to(model.device), logits_to_keep=1).logits[0, -1]
-    finally:
-        for handle in handles:
-            handle.remove()
-    return captured, logits.float().cpu()
-
-
-@contextmanager
-def write_rows(model, row_layers: Sequence[int | Sequence[int]], offset: int, vectors: torch.Tensor, component: str
-               ) -> Iterator[None]:
-    """During the forwards inside, batch row ``b`` gets ``vectors[b]`` written at sequence index
-    ``offset`` of ``component`` in layer ``row_layers[b]`` (or in every layer of a block, when
-    ``row_layers[b]`` is a list). Hooks are removed on exit, always."""
-    handles = []
-    by_layer: dict[int, list[int]] = {}
-    for row, layers in enumerate(row_layers):
-        for layer in ([layers] if isinstance(layers, int) else layers):
-            by_layer.setdefault(layer, []).append(row)
-    for layer, rows in by_layer.items():
-        index = torch.tensor(rows)
-
-        def hook(_module, _inputs, output, index=index):
-            hidden = _first(output).clone()
-            hidden[index, offset, :] = vectors[index].to(hidden.device, hidden.dtype)
-            return _with_first(output, hidden)
-        handles.append(component_module(model, layer, component).register_forward_hook(hook))
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return {layer: hidden[0].float().cpu() for layer, hidden in captured.items()}, logits.float().cpu()
 
 
 def reaches_sliding_window(model, length: int) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from selfexplain.config import (NAME_FIX, TASKS, ConfigError, RunConfig, from_dict, is_safe_name, load_config,
-                                packaged_configs, resolve_config_path)
+                                packaged_configs, read_yaml_mapping, resolve_config_path)
 
 
 @dataclass
@@ -80,12 +80,7 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
     import dataclasses
 
     path = resolve_config_path(name_or_path, kind="study")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"study file {path} is not valid YAML ({' '.join(str(err).split())})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"study file {path} must hold a mapping of keys")
+    data = read_yaml_mapping(path, "study file")
     known = {f.name for f in dataclasses.fields(StudyConfig)}
     for item in overrides:
         key, sep, raw = item.partition("=")

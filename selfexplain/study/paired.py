@@ -17,21 +17,15 @@ import pandas as pd
 from selfexplain.evaluate.intervals import paired_difference_interval
 from selfexplain.storage import Location
 
-# The per-query column behind each task's headline (predictions.parquet: "<column>: <system>").
-PER_QUERY = {"features": "similarity"}
-DEFAULT_PER_QUERY = "exact"
 TRAINED = "trained explainer"
 
 
-def per_query_column(task: str, system: str = TRAINED) -> str:
-    return f"{PER_QUERY.get(task, DEFAULT_PER_QUERY)}: {system}"
-
-
-def paired_difference(first: pd.DataFrame, second: pd.DataFrame, task: str, seed: int = 0) -> list[dict]:
-    """Per query set: mean(first) - mean(second) of the headline's per-query score on the queries
-    both scored, its 95% cluster-bootstrap interval, and how many queries and units it covers.
-    ``first`` and ``second`` are two runs' predictions tables."""
-    column = per_query_column(task)
+def paired_difference(first: pd.DataFrame, second: pd.DataFrame, metric: str, system: str = TRAINED,
+                      seed: int = 0) -> list[dict]:
+    """Per query set: mean(first) - mean(second) of a per-query score (``metric``, the task's
+    ``per_query_metric``) on the queries both scored, its 95% cluster-bootstrap interval, and how
+    many queries and units it covers. ``first`` and ``second`` are two runs' predictions tables."""
+    column = f"{metric}: {system}"
     keys = ["record_id", "query_set"]
     joined = first[keys + ["unit", column]].merge(second[keys + [column]], on=keys, suffixes=(" first", " second"))
     out = []

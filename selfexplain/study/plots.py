@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from selfexplain.study.report import BASELINES, headline, system_order  # noqa: E402
+from selfexplain.study.report import headline, system_order  # noqa: E402
 
 QUERY_SET_ORDER = ("held-out", "in-distribution")
 
@@ -28,7 +28,7 @@ def plot_self_vs_other(frame: pd.DataFrame, tasks: list[str], path: Path) -> Pat
     for ax, task in zip(axes[0], tasks):
         metric = headline(task)
         part = frame[(frame.task == task) & (frame.metric == metric) & (frame.data_fraction == 1.0)]
-        systems = system_order(part.system.unique())
+        systems = system_order(part)
         width = 0.8 / len(QUERY_SET_ORDER)
         for k, query_set in enumerate(QUERY_SET_ORDER):
             rows = part[part.query_set == query_set].set_index("system").reindex(systems)
@@ -57,8 +57,7 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
         metric = headline(task)
         part = held[(held.task == task) & (held.metric == metric)]
         for role, color in (("self", "#3b6ea8"), ("other", "#d9822b")):
-            rows = part[(part.role == role) & ~part.system.str.startswith("untrained")
-                        & ~part.system.isin(BASELINES)].sort_values("data_fraction")
+            rows = part[(part.role == role) & (part.kind == "trained")].sort_values("data_fraction")
             if rows.empty:
                 continue
             # whiskers too, so a single point (an explainer without the sweep) shows its interval
@@ -66,10 +65,12 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
                         label=rows.system.iloc[0])
             ax.fill_between(rows.data_fraction, rows.ci_low.astype(float), rows.ci_high.astype(float),
                             color=color, alpha=0.2)
-        for baseline, style in zip(BASELINES, (":", "--", "-.", (0, (1, 4)))):
+        baselines = part[part.kind == "baseline"].system.unique()
+        for baseline, style in zip(baselines, (":", "--", "-.", (0, (1, 4)), (0, (3, 1, 1, 1)))):
             rows = part[(part.system == baseline)]
             if not rows.empty:
                 ax.axhline(rows.value.iloc[0], color="grey", ls=style, lw=1, label=baseline)
+        ax.set_xscale("log", base=2)  # the sizes of a scaling sweep double, as in the paper's figure
         ax.set_xlabel("fraction of training data")
         ax.set_ylabel(f"held-out {metric.replace('_', ' ')}")
         ax.set_title(task)

@@ -13,40 +13,37 @@ import logging
 import pandas as pd
 
 from selfexplain.evaluate.report import markdown_table
+from selfexplain.evaluate.systems import System
 from selfexplain.storage import Location
 from selfexplain.study.config import StudyConfig, run_name
 from selfexplain.study.paired import paired_difference, read_predictions
+from selfexplain.tasks import get_task
 
 log = logging.getLogger(__name__)
 
-# The one number per task the plots show (the paper's: exact match for the change tasks); the
-# tables show the others too.
-HEADLINE = {"features": "similarity"}
-DEFAULT_HEADLINE = "exact_match"
 QUERY_SETS = {"held-out": "results", "in-distribution": "in_distribution"}
-BASELINES = ("majority baseline", "nearest-neighbour baseline", "last-token rule",
-             "oracle-informed rule (reads the counterfactual)")
-
-
-def is_baseline(name: str) -> bool:
-    return name in BASELINES or name.startswith("SelfIE")
-
-
-def system_order(systems) -> list[str]:
-    """Trained self, trained other, untrained self, untrained other, then the baselines."""
-    def key(name: str):
-        return (is_baseline(name), name.startswith("untrained"), "other" in name.split(" (")[0], name)
-    return sorted(systems, key=key)
+KIND_ORDER = {"trained": 0, "untrained": 1, "baseline": 2}
 
 
 def headline(task: str) -> str:
-    return HEADLINE.get(task, DEFAULT_HEADLINE)
+    """The one number per task the plots show (the paper's: exact match for the change tasks);
+    the tables show the others too."""
+    return get_task(task).headline_metric
+
+
+def _kept(system: System, role: str, fraction: float) -> bool:
+    """Every run's trained explainer; untrained explainers of full-data runs; baselines from one
+    run only (the full-data self run: they do not depend on the explainer)."""
+    if system.kind == "trained":
+        return True
+    if fraction < 1.0:
+        return False
+    return system.kind == "untrained" or role == "self"
 
 
 def system_results(study: StudyConfig) -> list[dict]:
     """Long-format rows: one per (task, query set, system, data fraction, metric)."""
     rows = []
-    models = {"self": study.target, "other": study.other_explainer}
     for task in study.tasks:
         for role in study.explainers():
             for fraction in study.fractions_for(role):
@@ -54,26 +51,31 @@ def system_results(study: StudyConfig) -> list[dict]:
                 if not path.exists():
                     continue
                 saved = path.read_json()
+                systems = {label: System.from_dict(record) for label, record in saved["systems"].items()}
                 for query_set, key in QUERY_SETS.items():
-                    for system, metrics in saved.get(key, {}).items():
-                        if system == "trained explainer":
-                            name = f"{role} ({models[role]})"
-                        elif system == "untrained explainer":
-                            name = f"untrained {role} ({models[role]})"
-                        elif role == "self" and fraction == 1.0:
-                            name = system  # baselines: from one run (they do not depend on the explainer)
-                        else:
+                    for label, metrics in saved.get(key, {}).items():
+                        system = systems[label]
+                        if not _kept(system, role, fraction):
                             continue
-                        if fraction < 1.0 and not system.startswith("trained"):
-                            continue
+                        name = system.study_label
                         for metric, value in metrics.items():
                             if metric.endswith("_ci"):
                                 continue
                             low, high = metrics.get(f"{metric}_ci", (None, None))
                             rows.append({"task": task, "query_set": query_set, "system": name, "role": role,
-                                         "data_fraction": fraction, "metric": metric, "value": value,
+                                         "kind": system.kind, "data_fraction": fraction, "metric": metric, "value": value,
                                          "ci_low": low, "ci_high": high, "n": metrics.get("n")})
     return rows
+
+
+def system_order(rows: pd.DataFrame) -> list[str]:
+    """The systems of long-format rows in display order: trained self, trained other, untrained
+    self, untrained other, then the baselines."""
+    systems = rows.drop_duplicates("system")
+    key = pd.DataFrame({"kind": systems["kind"].map(KIND_ORDER),
+                        "other": (systems["role"] == "other") & (systems["kind"] != "baseline"),
+                        "system": systems["system"]})
+    return key.sort_values(["kind", "other", "system"])["system"].tolist()
 
 
 def _tables(frame: pd.DataFrame) -> dict[tuple[str, str], dict[str, dict]]:
@@ -81,6 +83,7 @@ def _tables(frame: pd.DataFrame) -> dict[tuple[str, str], dict[str, dict]]:
     tables = {}
     full = frame[frame["data_fraction"] == 1.0]
     for (task, query_set), part in full.groupby(["task", "query_set"], sort=False):
+        order = system_order(part)
         systems = {}
         for system, rows in part.groupby("system", sort=False):
             metrics = {}
@@ -89,7 +92,7 @@ def _tables(frame: pd.DataFrame) -> dict[tuple[str, str], dict[str, dict]]:
                 if r.ci_low is not None and r.ci_low == r.ci_low:
                     metrics[f"{r.metric}_ci"] = (r.ci_low, r.ci_high)
             systems[system] = metrics
-        tables[(task, query_set)] = {s: systems[s] for s in system_order(systems)}
+        tables[(task, query_set)] = {s: systems[s] for s in order}
     return tables
 
 
@@ -102,7 +105,7 @@ def paired_rows(study: StudyConfig) -> list[dict]:
         runs = {role: read_predictions(Location(study.folder) / run_name(task, role, 1.0)) for role in ("self", "other")}
         if any(frame is None for frame in runs.values()):
             continue
-        for row in paired_difference(runs["self"], runs["other"], task, seed=0):
+        for row in paired_difference(runs["self"], runs["other"], get_task(task).per_query_metric, seed=0):
             rows.append({"task": task, "metric": headline(task), **row})
     return rows
 

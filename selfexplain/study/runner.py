@@ -19,8 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def _scored(config: RunConfig) -> bool:
+    """Scored with this config, in the current results format (with each system's record)."""
     results = config.run_dir / "results.json"
-    return results.exists() and results.read_json().get("config_hash") == config.fingerprint()
+    if not results.exists():
+        return False
+    saved = results.read_json()
+    return saved.get("config_hash") == config.fingerprint() and "systems" in saved
 
 
 def run_study(study: StudyConfig) -> dict:

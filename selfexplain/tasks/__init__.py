@@ -1,20 +1,40 @@
 """Explanation tasks. Each is a small :class:`Task`: work items planned on the driver, ground truth
-computed from the target model on a Ray Data actor, and (for tasks the explainer is trained on)
-the explainer's question and answer in words plus a parser that reads an answer back.
-Job runners, training and evaluation only talk to this protocol, never to a task module.
+computed from the target model on a Ray Data actor, the explainer's question and answer in
+words, and how answers are read back, compared with baselines and scored.
+
+Job runners, training, evaluation, ``explain``, the config and the study only talk to this
+protocol, never to a task module: adding a task is a module in this folder and one line of
+:data:`REGISTRY`.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
+
+from selfexplain.errors import InputError
+
+# name -> "module:object". The only place that lists the tasks.
+REGISTRY: dict[str, str] = {
+    "ablation": "selfexplain.tasks.ablation:ABLATION",
+    "hint": "selfexplain.tasks.hint:HINT_TASK",
+    "patching": "selfexplain.tasks.patching:PATCHING",
+    "features": "selfexplain.tasks.features:FEATURES",
+}
+TASK_NAMES: tuple[str, ...] = tuple(REGISTRY)
+TaskName = Literal[TASK_NAMES]  # type: ignore[valid-type]  # built from the registry: --help lists it
 
 
 class Rejected(Exception):
     """A work item (or one of its rows) that cannot become ground truth. The job records it in the
     rejects table with this reason instead of crashing or dropping it silently."""
+
+
+class QueryError(InputError):
+    """A query (``selfexplain explain``) lacks what its task needs; the message names the field."""
 
 
 @dataclass
@@ -38,13 +58,57 @@ class GroundTruthContext:
         self.partial_rejects.append(reason)
 
 
+@dataclass(frozen=True)
+class QueryContext:
+    """What turning a user's query into a corpus-like row may need (``selfexplain explain``)."""
+
+    target: Any
+    """A function returning the loaded ``(model, tokenizer)`` of the target; called only by
+    tasks whose queries need the target's activations or chat template."""
+    tokenizer: Any
+    """The explainer's tokenizer (the target's for a self-explainer)."""
+    layers: tuple[int, ...] = ()
+    """The layers the explainer was trained on (empty: not a vector explainer)."""
+    width: int = 0
+    """The width of the vectors the explainer reads (0: not a vector explainer)."""
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """What a task's baselines and scores may use besides the queries and the answers."""
+
+    seed: int
+    train_rows: list[dict]
+    """The rows the explainer was trained on: all that a memorizing baseline may look at."""
+    corpus: Any
+    """The whole corpus (a pandas frame), e.g. every description as a retrieval distractor."""
+    target_layers: int
+    """How many decoder blocks the target has (a rule may split early from late layers)."""
+
+
 class Task(Protocol):
     name: str
     vector_input: bool
     """Whether the explainer's query carries the row's ``vector`` as a continuous token."""
     query_templates: int
     """How many phrasings the query has (``row["template_variant"]`` picks one; 1 = fixed)."""
+    held_out_by: tuple[str, ...]
+    """The groups the held-out split can be made of, the default first; the keys of each work
+    item's ``groups``."""
+    unit_name: str
+    """What one held-out unit is, in words (``prompt families``): the clusters intervals resample."""
+    query_fields: dict[str, type | tuple[type, ...]]
+    """The fields a ``selfexplain explain`` query of this task holds, with their types."""
+    headline_metric: str
+    """The one results key per task that headlines a report (the paper's metric)."""
+    per_query_metric: str
+    """The per-query outcome behind the headline (``predictions.parquet`` column prefix)."""
+    answers_are_free_text: bool
+    """Whether an untrained explainer is asked for free text (else it picks among candidates)."""
+    selfie_baseline: bool
+    """Whether the untrained target reading its own vector (SelfIE) is a baseline."""
 
+    # --- ground truth -------------------------------------------------------------------
     def schema(self, d_model: int) -> pa.Schema:
         """The corpus schema; vector columns are ``fixed_size_list<float32>[d_model]``."""
 
@@ -61,14 +125,36 @@ class Task(Protocol):
         """The group a corpus row belongs to for resampling: rows of one unit share their input
         (a prompt family, a question, an entity pair, a feature), so intervals resample units."""
 
+    # --- the explainer's question and answer --------------------------------------------
+    def format_query(self, row: dict) -> str:
+        """The explainer's question about a row, ending where the answer begins."""
+
+    def format_answer(self, row: dict) -> str:
+        """The answer the explainer is trained to give (with a leading space)."""
+
+    def parse_answer(self, text: str) -> Any:
+        """What an answer says (None when it cannot be read); baselines answer in the same type."""
+
+    def query_row(self, query: dict, context: QueryContext) -> dict:
+        """A row that :meth:`format_query` can ask, from a user's query holding
+        :attr:`query_fields`; raises :class:`QueryError` naming a bad field."""
+
+    # --- evaluation -----------------------------------------------------------------------
+    def baselines(self, rows: list[dict], context: ScoringContext) -> dict[str, list]:
+        """Parsed answers of the systems that need no explainer, by system name."""
+
+    def candidate_answers(self, rows: list[dict], context: ScoringContext) -> list[list[str]] | None:
+        """Per query, the well-formed answers an untrained explainer picks among (None: free text)."""
+
+    def score(self, rows: list[dict], answers: dict[str, list], context: ScoringContext) -> dict[str, dict]:
+        """Aggregate scores with cluster-bootstrap intervals, per system."""
+
+    def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
+        """Per-query outcomes, ``"<metric>: <system>"`` columns (systems are paired on these)."""
+
 
 def get_task(name: str) -> Task:
-    from selfexplain.tasks.ablation import ABLATION
-    from selfexplain.tasks.features import FEATURES
-    from selfexplain.tasks.hint import HINT_TASK
-    from selfexplain.tasks.patching import PATCHING
-
-    tasks = {task.name: task for task in (ABLATION, HINT_TASK, PATCHING, FEATURES)}
-    if name not in tasks:
-        raise ValueError(f"unknown task {name!r}; choose one of {sorted(tasks)}")
-    return tasks[name]
+    if name not in REGISTRY:
+        raise ValueError(f"unknown task {name!r}; choose one of {sorted(REGISTRY)}")
+    module, attribute = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), attribute)

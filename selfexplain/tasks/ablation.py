@@ -13,13 +13,43 @@ the original and one for all removals, instead of n+1.
 
 from __future__ import annotations
 
+import pyarrow as pa
 import torch
 
 from selfexplain.corpus.families import prompt_families
 from selfexplain.corpus.prompts import load_prompts
-from selfexplain.corpus.schema import ABLATION_SCHEMA, stable_id
-from selfexplain.tasks import GroundTruthContext, Rejected
-from selfexplain.tasks.change_answers import display_token, format_answer, parse_answer
+from selfexplain.corpus.schema import stable_id
+from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected, ScoringContext
+from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask, display_token
+
+
+ABLATION_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False,
+                 metadata={"doc": "hash of target model, task, prompt and removed position"}),
+        pa.field("prompt_id", pa.string(), nullable=False, metadata={"doc": "hash of the prompt text"}),
+        pa.field("family", pa.string(), nullable=False,
+                 metadata={"doc": "template family of the prompt (prompts a word or two apart; see corpus/families.py)"}),
+        pa.field("split", pa.string(), nullable=False,
+                 metadata={"doc": "train or test (held out by generate.held_out_by: family or prompt)"}),
+        pa.field("target_model", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("num_tokens", pa.int32(), nullable=False),
+        pa.field("token_index", pa.int32(), nullable=False, metadata={"doc": "position of the removed token"}),
+        pa.field("token", pa.string(), nullable=False, metadata={"doc": "the removed token, decoded"}),
+        pa.field("orig_top1_id", pa.int32(), nullable=False),
+        pa.field("orig_top1", pa.string(), nullable=False),
+        pa.field("orig_top1_prob", pa.float32(), nullable=False),
+        pa.field("new_top1_id", pa.int32(), nullable=False),
+        pa.field("new_top1", pa.string(), nullable=False),
+        pa.field("new_top1_prob", pa.float32(), nullable=False),
+        pa.field("new_prob_of_orig", pa.float32(), nullable=False,
+                 metadata={"doc": "probability of the original top-1 token after the removal"}),
+        pa.field("prob_change", pa.float32(), nullable=False,
+                 metadata={"doc": "new_prob_of_orig - orig_top1_prob"}),
+        pa.field("changed", pa.bool_(), nullable=False, metadata={"doc": "new_top1_id != orig_top1_id"}),
+    ]
+)
 
 @torch.no_grad()
 def ablate_prompt(model, tokenizer, prompt: str, target_name: str) -> list[dict]:
@@ -71,24 +101,16 @@ def _next_token_probs(model, input_ids: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=-1).cpu()
 
 
-def format_query(row: dict) -> str:
-    """The explainer's question about one ablation: the prompt, and which token is removed."""
-    return (
-        f"Text: <<<{row['prompt']}>>>\n"
-        f"If token {row['token_index']} <<<{display_token(row['token'])}>>> were removed, how would the output change?\n"
-        "Answer:"
-    )
-
-
-class AblationTask:
+class AblationTask(ChangeTask):
     name = "ablation"
     vector_input = False
     query_templates = 1
-    format_query = staticmethod(format_query)
-    format_answer = staticmethod(format_answer)
-    parse_answer = staticmethod(parse_answer)
+    held_out_by = ("family", "prompt")
+    unit_name = "prompt families"
+    query_fields = {"prompt": str, "token_index": int}
+    rule_name = "last-token rule"
 
-    def schema(self, d_model: int):
+    def schema(self, d_model: int) -> pa.Schema:
         return ABLATION_SCHEMA
 
     def work_items(self, config, tokenizer) -> list[dict]:
@@ -112,6 +134,26 @@ class AblationTask:
         """The cluster a query is resampled with: its prompt's template family."""
         return row["family"]
 
+    def format_query(self, row: dict) -> str:
+        """The explainer's question about one ablation: the prompt, and which token is removed."""
+        return (
+            f"Text: <<<{row['prompt']}>>>\n"
+            f"If token {row['token_index']} <<<{display_token(row['token'])}>>> were removed, how would the output change?\n"
+            "Answer:"
+        )
+
+    def query_row(self, query: dict, context: QueryContext) -> dict:
+        ids = context.tokenizer(query["prompt"])["input_ids"]
+        if not 0 <= query["token_index"] < len(ids):
+            raise QueryError(f"token_index {query['token_index']} is outside the prompt's {len(ids)} tokens")
+        return {**query, "token": context.tokenizer.decode([ids[query["token_index"]]])}
+
+    def rule_answer(self, row: dict, context: ScoringContext) -> ChangeAnswer:
+        """Only removing the last token changes the next token (it is what the model continues
+        from); the new token cannot be guessed, so a "changed" guess names none."""
+        if row["token_index"] == row["num_tokens"] - 1:
+            return ChangeAnswer(True, "")
+        return ChangeAnswer(False, self.original_output(row))
+
 
 ABLATION = AblationTask()
-

@@ -1,4 +1,5 @@
-"""The answer form of the change tasks (ablation, hint removal, patching), as the paper writes it.
+"""The change tasks' answers, baselines and scores (input ablation, hint removal, activation
+patching): everything they share, as the :class:`ChangeTask` base class.
 
 An intervention either leaves the target's output as it was or changes it, and the answer says
 which *and* names the output:
@@ -15,7 +16,12 @@ different blank tokens never compare equal.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from selfexplain.tasks import ScoringContext
 
 UNCHANGED = "The output would remain unchanged from <<<{}>>>."
 CHANGED = "The most likely output would change to <<<{}>>>."
@@ -51,10 +57,6 @@ def format_change(answer: ChangeAnswer) -> str:
     return " " + (CHANGED if answer.changed else UNCHANGED).format(answer.output)
 
 
-def format_answer(row: dict) -> str:
-    return format_change(truth_of(row))
-
-
 def parse_answer(text: str) -> ChangeAnswer | None:
     """The first answer form in ``text`` (case-insensitive, either phrasing), or None."""
     found = [(m.start(), changed, m.group(1)) for changed, pattern in ((False, _UNCHANGED), (True, _CHANGED))
@@ -63,3 +65,110 @@ def parse_answer(text: str) -> ChangeAnswer | None:
         return None
     _, changed, output = min(found)
     return ChangeAnswer(changed, output.strip() or output)
+
+
+CANDIDATE_OUTPUTS = 3
+
+
+class ChangeTask:
+    """Answers, baselines and scores shared by the tasks whose answer says whether an
+    intervention changes the target's output, and names the output.
+
+    The column contract: every corpus row of a change task holds
+
+    - ``changed`` (bool): whether the intervention changed the target's output;
+    - ``new_top1`` (str): the output after the intervention, equal to the original output when
+      nothing changed (a token; for hint removal, the choice letter);
+    - the original output, in the column :attr:`original_column` names.
+
+    A subclass adds the ground truth, the question (``format_query``) and, where a person would
+    guess a rule without an explainer, :meth:`rule_answer` with its :attr:`rule_name`.
+    """
+
+    original_column = "orig_top1"
+    headline_metric = "exact_match"
+    per_query_metric = "exact"
+    answers_are_free_text = False
+    selfie_baseline = False
+    rule_name: str | None = None
+
+    def format_answer(self, row: dict) -> str:
+        return format_change(truth_of(row))
+
+    def parse_answer(self, text: str) -> ChangeAnswer | None:
+        return parse_answer(text)
+
+    def original_output(self, row: dict) -> str:
+        """The target's output before the intervention (what an "unchanged" answer must name)."""
+        return display_token(row[self.original_column])
+
+    def rule_answer(self, row: dict, context: ScoringContext) -> ChangeAnswer:
+        raise NotImplementedError(f"{type(self).__name__} has no rule baseline")
+
+    # --- baselines: they answer in the explainer's form, and an "unchanged" answer is given the
+    # query's original output for free (the target's output on the query's own prompt, known
+    # without any explainer), so they are, if anything, generous.
+
+    def majority_answer(self, train_rows: list[dict], row: dict) -> ChangeAnswer:
+        """The most common training class; if that is "changed", the most common new output."""
+        if not train_rows:
+            raise ValueError("the training split is empty; the majority baseline needs training rows")
+        changed = sum(bool(r["changed"]) for r in train_rows)
+        if changed * 2 <= len(train_rows):
+            return ChangeAnswer(False, self.original_output(row))
+        outputs = Counter(truth_of(r).output for r in train_rows if r["changed"])
+        return ChangeAnswer(True, outputs.most_common(1)[0][0])
+
+    def neighbour_answer(self, neighbour: dict, row: dict) -> ChangeAnswer:
+        """The nearest training row's answer, applied to this query (its own original output if
+        the neighbour was unchanged)."""
+        if bool(neighbour["changed"]):
+            return ChangeAnswer(True, truth_of(neighbour).output)
+        return ChangeAnswer(False, self.original_output(row))
+
+    def baselines(self, rows: list[dict], context: ScoringContext) -> dict[str, list]:
+        """Majority, nearest training example (by vector among rows of the same layer, or by the
+        query's meaning for text tasks), and the task's rule where it has one."""
+        from selfexplain.evaluate.baselines import nearest_training_rows
+
+        train_rows = context.train_rows
+        if not train_rows:
+            raise ValueError("the training split is empty; the baselines need training rows")
+        nearest = nearest_training_rows(self, train_rows, rows)
+        answers = {"majority baseline": [self.majority_answer(train_rows, r) for r in rows],
+                   "nearest-neighbour baseline": [self.neighbour_answer(train_rows[i], r) for i, r in zip(nearest, rows)]}
+        if self.rule_name:
+            answers[self.rule_name] = [self.rule_answer(r, context) for r in rows]
+        return answers
+
+    def candidate_answers(self, rows: list[dict], context: ScoringContext) -> list[list[str]]:
+        """Per query: "unchanged from <<<its original output>>>" and "change to <<<Y>>>" for the
+        most common new outputs of changed training rows (an untrained explainer's free text
+        never parses, so it picks the answer it finds most likely among these)."""
+        common = Counter(truth_of(r).output for r in context.train_rows if r["changed"])
+        outputs = [output for output, _ in common.most_common(CANDIDATE_OUTPUTS)]
+        answers = []
+        for row in rows:
+            original = self.original_output(row)
+            options = [ChangeAnswer(False, original)] + [ChangeAnswer(True, y) for y in outputs if y != original]
+            answers.append([format_change(option) for option in options])
+        return answers
+
+    def score(self, rows: list[dict], answers: dict[str, list], context: ScoringContext) -> dict[str, dict]:
+        from selfexplain.evaluate.metrics import score_change_predictions
+
+        truth = [truth_of(r) for r in rows]
+        units = [self.held_out_unit(r) for r in rows]
+        return {name: score_change_predictions(predicted, truth, units, intervals=True, seed=context.seed)
+                for name, predicted in answers.items()}
+
+    def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
+        from selfexplain.evaluate.metrics import change_outcomes
+
+        truth = [truth_of(r) for r in rows]
+        columns = {}
+        for name, predicted in answers.items():
+            outcomes = change_outcomes(predicted, truth)
+            for metric in ("exact", "content", "correct"):
+                columns[f"{metric}: {name}"] = outcomes[metric].tolist()
+        return columns

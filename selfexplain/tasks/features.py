@@ -10,16 +10,39 @@ Every feature also records its top-activating contexts from a shared text set.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import torch
 
 from selfexplain.config import ConfigError
-from selfexplain.corpus.schema import features_schema, stable_id
+from selfexplain.corpus.schema import schema_field, stable_id, vector_type
 from selfexplain.explainer.templates import render, templates
 from selfexplain.features import concepts as lexicon
 from selfexplain.features.saelens import is_sae_dir, load_sae, read_explanations
 from selfexplain.features.top_contexts import TextSetStreams, text_set
-from selfexplain.tasks import GroundTruthContext, Rejected
+from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected, ScoringContext
+
+
+def features_schema(d_model: int) -> pa.Schema:
+    return pa.schema([
+        schema_field("record_id", pa.string(), "hash of target model, task, feature id and layer"),
+        schema_field("feature_id", pa.string(), "concept:<name> or sae:<sae id>:<index>"),
+        schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
+        schema_field("target_model", pa.string()),
+        schema_field("source", pa.string(), "concepts or saelens"),
+        schema_field("kind", pa.string(), "concept kind (places, emotions, code...) or the SAE id"),
+        schema_field("name", pa.string(), "concept name or feature index"),
+        schema_field("layer", pa.int32(), "decoder block whose output stream the direction lives in"),
+        schema_field("vector", vector_type(d_model), "unit-norm feature direction"),
+        schema_field("scale", pa.float32(), "norm of the raw direction (difference of means, or decoder row)"),
+        schema_field("description", pa.string(), "the ground-truth description"),
+        schema_field("quality", pa.float32(), "held-out probe accuracy of a concept direction (NaN for SAE features)",
+               nullable=True),
+        schema_field("top_contexts", pa.list_(pa.string()), "texts from the text set where the feature fires most"),
+        schema_field("top_activations", pa.list_(pa.float32()), "max projection on the direction over each context's tokens"),
+    ], metadata={"d_model": str(d_model)})
 
 
 def _text_streams(context: GroundTruthContext, layers: list[int]) -> TextSetStreams:
@@ -112,28 +135,23 @@ def _row(context, source, feature_id, kind, name, layer, vector, scale, descript
     }
 
 
-def format_query(row: dict) -> str:
-    return render("features", row["record_id"], row.get("template_variant"), layer=row["layer"])
-
-
-def format_answer(row: dict) -> str:
-    return f" {row['description']}"
-
-
-def parse_answer(text: str) -> str:
-    """The description: the first line of the answer."""
-    return text.strip().split("\n", 1)[0].strip()
+# Retrieval picks the description's feature out of this many candidates (chance: 1 in 5).
+RETRIEVAL_CANDIDATES = 5
 
 
 class FeaturesTask:
     name = "features"
     vector_input = True
     query_templates = len(templates("features"))
-    format_query = staticmethod(format_query)
-    format_answer = staticmethod(format_answer)
-    parse_answer = staticmethod(parse_answer)
+    held_out_by = ("feature", "kind")
+    unit_name = "features"
+    query_fields = {"vector": (list, str, np.ndarray), "layer": int}
+    headline_metric = "similarity"
+    per_query_metric = "similarity"
+    answers_are_free_text = True
+    selfie_baseline = True  # the untrained target reading its own vector (SelfIE) is a baseline
 
-    def schema(self, d_model: int):
+    def schema(self, d_model: int) -> pa.Schema:
         return features_schema(d_model)
 
     def work_items(self, config, tokenizer) -> list[dict]:
@@ -159,6 +177,85 @@ class FeaturesTask:
     def held_out_unit(self, row: dict) -> str:
         """The cluster a query is resampled with: its feature (one row per layer)."""
         return row["feature_id"]
+
+    def format_query(self, row: dict) -> str:
+        return render("features", row["record_id"], row.get("template_variant"), layer=row["layer"])
+
+    def format_answer(self, row: dict) -> str:
+        return f" {row['description']}"
+
+    def parse_answer(self, text: str) -> str:
+        """The description: the first line of the answer."""
+        return text.strip().split("\n", 1)[0].strip()
+
+    def query_row(self, query: dict, context: QueryContext) -> dict:
+        """The vector, checked: finite, non-zero, of the target's width, at a trained layer."""
+        vector = query["vector"]
+        if isinstance(vector, str):
+            path = Path(vector)
+            if not path.is_file():
+                raise QueryError(f"vector file {path} not found; give a .npy file holding one 1-D vector")
+            try:
+                vector = np.load(path, allow_pickle=False)  # never unpickle a user file
+            except (ValueError, OSError) as err:
+                raise QueryError(f"vector file {path} is not a .npy array ({err}); save it with numpy.save") from None
+        try:
+            vector = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise QueryError("'vector' must be a list of numbers or a .npy path") from None
+        if vector.ndim != 1 or (context.width and vector.shape[0] != context.width):
+            raise QueryError(f"'vector' has shape {tuple(vector.shape)}; this explainer reads vectors of "
+                             f"{context.width} numbers (the target's hidden size)")
+        if not np.isfinite(vector).all():
+            raise QueryError("'vector' holds NaN or infinite values; give a finite direction")
+        if not np.any(vector):
+            raise QueryError("'vector' is all zeros: a zero direction has nothing to describe")
+        if context.layers and query["layer"] not in context.layers:
+            raise QueryError(f"'layer' {query['layer']!r}: this explainer was trained on layers {list(context.layers)}")
+        return {**query, "vector": vector}
+
+    def baselines(self, rows: list[dict], context: ScoringContext) -> dict[str, list]:
+        """The description of the nearest training vector (of the same layer), as the paper's."""
+        from selfexplain.evaluate.baselines import nearest_training_rows
+
+        if not context.train_rows:
+            raise ValueError("the training split is empty; the nearest-neighbour baseline needs training rows")
+        nearest = nearest_training_rows(self, context.train_rows, rows)
+        return {"nearest-neighbour baseline": [context.train_rows[i]["description"] for i in nearest]}
+
+    def candidate_answers(self, rows: list[dict], context: ScoringContext) -> None:
+        return None  # an untrained explainer describes in free text
+
+    def score(self, rows: list[dict], answers: dict[str, list], context: ScoringContext) -> dict[str, dict]:
+        """Word-level and meaning-level scores; detection uses the rows' top-activating contexts
+        against contexts of the other features in the same query set."""
+        from selfexplain.evaluate.embeddings import detection_auroc, negative_contexts, retrieval_hits, similarity
+        from selfexplain.evaluate.metrics import score_descriptions
+
+        references = [r["description"] for r in rows]
+        positives = [[] if r.get("top_contexts") is None else list(r["top_contexts"]) for r in rows]
+        negatives = negative_contexts([r["feature_id"] for r in rows], positives,
+                                      per_query=max(map(len, positives)), seed=context.seed)
+        # distractors for retrieval: every feature description of the corpus, seen in training or not
+        distractors = list(context.corpus["description"])
+        units = [self.held_out_unit(r) for r in rows]
+        results = {}
+        for name, predicted in answers.items():
+            semantic = {"similarity": similarity(predicted, references),
+                        "retrieval_accuracy": retrieval_hits(predicted, references, k=RETRIEVAL_CANDIDATES,
+                                                             seed=context.seed, distractors=distractors)}
+            if any(positives):
+                semantic["detection_auroc"] = detection_auroc(predicted, positives, negatives)
+            results[name] = score_descriptions(predicted, references, semantic, groups=units,
+                                               intervals=True, seed=context.seed)
+        return results
+
+    def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
+        from selfexplain.evaluate.embeddings import similarity
+
+        references = [r["description"] for r in rows]
+        return {f"similarity: {name}": similarity(predicted, references).tolist()
+                for name, predicted in answers.items()}
 
 
 FEATURES = FeaturesTask()

@@ -21,14 +21,35 @@ from importlib import resources
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pyarrow as pa
 import torch
 
-from selfexplain.corpus.schema import HINT_SCHEMA, stable_id
+from selfexplain.corpus.schema import schema_field, stable_id
 from selfexplain.errors import InputError
 from selfexplain.inputs import read_jsonl, read_text
 from selfexplain.models.padding import padded_batch
-from selfexplain.tasks import GroundTruthContext, Rejected
-from selfexplain.tasks.change_answers import format_answer, parse_answer
+from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected
+from selfexplain.tasks.change_answers import ChangeTask
+
+
+HINT_SCHEMA = pa.schema([
+    schema_field("record_id", pa.string(), "hash of target model, task, question and hint letter"),
+    schema_field("question_id", pa.string(), "hash of the question and its choices"),
+    schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
+    schema_field("target_model", pa.string()),
+    schema_field("subject", pa.string()),
+    schema_field("question", pa.string()),
+    schema_field("choices", pa.list_(pa.string())),
+    schema_field("correct", pa.string(), "the correct letter"),
+    schema_field("hint_letter", pa.string(), "the letter the hint points to"),
+    schema_field("prompt", pa.string(), "the prompt with the hint"),
+    schema_field("answer_with_hint", pa.string(), "the target's letter with the hint"),
+    schema_field("answer_without_hint", pa.string(), "the target's letter without the hint"),
+    schema_field("prob_hint_letter", pa.float32(), "probability of the hinted letter with the hint (over the letters)"),
+    schema_field("prob_hint_letter_without", pa.float32(), "the same without the hint"),
+    schema_field("changed", pa.bool_(), "removing the hint changes the answer"),
+    schema_field("new_top1", pa.string(), "the answer once the hint is removed (= answer_without_hint)"),
+])
 
 LETTERS = "ABCDEFGH"
 HINT = "A reliable source says the answer is {}."
@@ -131,22 +152,16 @@ def hint_rows(item: dict, context: GroundTruthContext) -> list[dict]:
     return rows
 
 
-def format_query(row: dict) -> str:
-    """The hinted prompt and the question, as the paper asks it. The target's answer *with* the
-    hint is not shown: with it, "changed" would be readable off the query (it changes iff that
-    answer is the hinted letter, most of the time)."""
-    return f"{row['prompt']}\nIf the hint were removed, how would the assistant's answer change?\nAnswer:"
-
-
-class HintTask:
+class HintTask(ChangeTask):
     name = "hint"
     vector_input = False
     query_templates = 1
-    format_query = staticmethod(format_query)
-    format_answer = staticmethod(format_answer)
-    parse_answer = staticmethod(parse_answer)
+    held_out_by = ("question", "subject")
+    unit_name = "questions"
+    query_fields = {"question": str, "choices": list, "hint_letter": str}
+    original_column = "answer_with_hint"  # new_top1 holds the letter once the hint is removed
 
-    def schema(self, d_model: int):
+    def schema(self, d_model: int) -> pa.Schema:
         return HINT_SCHEMA
 
     def work_items(self, config, tokenizer) -> list[dict]:
@@ -169,6 +184,22 @@ class HintTask:
     def held_out_unit(self, row: dict) -> str:
         """The cluster a query is resampled with: its question (two hints each)."""
         return row["question_id"]
+
+    def format_query(self, row: dict) -> str:
+        """The hinted prompt and the question, as the paper asks it. The target's answer *with*
+        the hint is not shown: with it, "changed" would be readable off the query (it changes iff
+        that answer is the hinted letter, most of the time)."""
+        return f"{row['prompt']}\nIf the hint were removed, how would the assistant's answer change?\nAnswer:"
+
+    def query_row(self, query: dict, context: QueryContext) -> dict:
+        """The hinted prompt, rendered in the target's chat template as in training."""
+        choices = query["choices"]
+        if not 2 <= len(choices) <= len(LETTERS):
+            raise QueryError(f"'choices' must be a list of 2-{len(LETTERS)} options")
+        if query["hint_letter"] not in LETTERS[: len(choices)]:
+            raise QueryError(f"'hint_letter' {query['hint_letter']!r}: use one of {LETTERS[: len(choices)]}")
+        _, tokenizer = context.target()
+        return {**query, "prompt": render(query, query["hint_letter"], tokenizer)}
 
 
 HINT_TASK = HintTask()

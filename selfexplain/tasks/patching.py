@@ -19,15 +19,50 @@ import random
 from importlib import resources
 from pathlib import Path
 
+import pyarrow as pa
 import torch
 
-from selfexplain.corpus.schema import patching_schema, stable_id
+from selfexplain.corpus.schema import schema_field, stable_id, vector_type
 from selfexplain.errors import InputError
 from selfexplain.explainer.templates import render, templates
 from selfexplain.inputs import read_jsonl
 from selfexplain.models.patching import capture_with_logits, patch_sweep
-from selfexplain.tasks import GroundTruthContext, Rejected
-from selfexplain.tasks.change_answers import display_token, format_answer, parse_answer
+from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected, ScoringContext
+from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask, display_token
+
+
+def patching_schema(d_model: int) -> pa.Schema:
+    return pa.schema([
+        schema_field("record_id", pa.string(), "hash of target model, task, both prompts, component, layer and position"),
+        schema_field("pair_id", pa.string(), "hash of the prompt pair"),
+        schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
+        schema_field("target_model", pa.string()),
+        schema_field("relation", pa.string(), "fact relation of a templated pair, or 'user'"),
+        schema_field("template", pa.string(), "prompt template with {} for the entity, or '' for user pairs"),
+        schema_field("entity", pa.string(), "the original prompt's subject"),
+        schema_field("cf_entity", pa.string(), "the counterfactual prompt's subject"),
+        schema_field("prompt", pa.string(), "the original prompt, the one that is patched"),
+        schema_field("counterfactual", pa.string(), "the prompt whose activation is written in"),
+        schema_field("num_tokens", pa.int32()),
+        schema_field("component", pa.string(), "residual, attn or mlp"),
+        schema_field("layer", pa.int32(), "decoder block index (the first of the block, with block patching)"),
+        schema_field("layers", pa.list_(pa.int32()), "the layers written: [layer], or every layer of the block"),
+        schema_field("position", pa.int32(), "token position patched (same in both prompts)"),
+        schema_field("token", pa.string(), "original prompt's token at the position"),
+        schema_field("cf_token", pa.string(), "counterfactual prompt's token at the position"),
+        schema_field("vector", vector_type(d_model), "the counterfactual activation written in (what the explainer "
+               "receives; with block patching its mean over the block)"),
+        schema_field("orig_top1_id", pa.int32()),
+        schema_field("orig_top1", pa.string(), "next token of the unpatched original prompt"),
+        schema_field("cf_top1_id", pa.int32()),
+        schema_field("cf_top1", pa.string(), "next token of the counterfactual prompt"),
+        schema_field("new_top1_id", pa.int32()),
+        schema_field("new_top1", pa.string(), "next token after patching"),
+        schema_field("new_prob_of_orig", pa.float32(), "probability of the original next token after patching"),
+        schema_field("logit_diff", pa.float32(), "logit(orig_top1) - logit(cf_top1) after patching"),
+        schema_field("clean_logit_diff", pa.float32(), "the same before patching"),
+        schema_field("changed", pa.bool_(), "new_top1_id != orig_top1_id"),
+    ], metadata={"d_model": str(d_model)})
 
 
 class PairFileError(InputError):
@@ -179,24 +214,16 @@ def layer_name(row: dict) -> str:
     return str(layers[0]) if len(layers) == 1 else f"{layers[0]}-{layers[-1]}"
 
 
-def format_query(row: dict) -> str:
-    """The explainer's question: the patched vector, its layer (or block), the token, its position
-    and the text."""
-    question = render("patching", row["record_id"], row.get("template_variant"), layer=layer_name(row),
-                      token=display_token(row["token"]),
-                      position=row["position"], prompt=row["prompt"])
-    return f"{question}\nAnswer:"
-
-
-class PatchingTask:
+class PatchingTask(ChangeTask):
     name = "patching"
     vector_input = True
     query_templates = len(templates("patching"))
-    format_query = staticmethod(format_query)
-    format_answer = staticmethod(format_answer)
-    parse_answer = staticmethod(parse_answer)
+    held_out_by = ("entity", "template", "relation")
+    unit_name = "entity pairs"
+    query_fields = {"prompt": str, "counterfactual": str, "layer": int, "position": int}
+    rule_name = "oracle-informed rule (reads the counterfactual)"
 
-    def schema(self, d_model: int):
+    def schema(self, d_model: int) -> pa.Schema:
         return patching_schema(d_model)
 
     def work_items(self, config, tokenizer) -> list[dict]:
@@ -217,6 +244,38 @@ class PatchingTask:
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
         return patch_pair(item, context)
+
+    def format_query(self, row: dict) -> str:
+        """The explainer's question: the patched vector, its layer (or block), the token, its
+        position and the text."""
+        question = render("patching", row["record_id"], row.get("template_variant"), layer=layer_name(row),
+                          token=display_token(row["token"]), position=row["position"], prompt=row["prompt"])
+        return f"{question}\nAnswer:"
+
+    def query_row(self, query: dict, context: QueryContext) -> dict:
+        """The patched vector, computed from the target on the counterfactual prompt."""
+        from selfexplain.models.patching import capture_component
+
+        model, tokenizer = context.target()
+        ids, cf_ids = (tokenizer(query[key])["input_ids"] for key in ("prompt", "counterfactual"))
+        position, layer = query["position"], query["layer"]
+        if context.layers and layer not in context.layers:
+            raise QueryError(f"'layer' {layer}: this explainer was trained on layers {list(context.layers)}")
+        if len(ids) != len(cf_ids) or not 0 <= position < len(ids):
+            raise QueryError("prompt and counterfactual must tokenize to the same length, with position inside")
+        source = capture_component(model, torch.tensor(cf_ids), [layer], query.get("component", "residual"))
+        return {**query, "vector": source[layer][position].numpy(), "token": tokenizer.decode([ids[position]])}
+
+    def rule_answer(self, row: dict, context: ScoringContext) -> ChangeAnswer:
+        """*Oracle-informed* (it reads the counterfactual prompt and its answer, which the
+        explainer's query does not show): the subject's information sits at the positions where
+        the two prompts differ in the early layers and has moved to the last position by the
+        late layers; patching there changes the answer to the counterfactual's."""
+        early = row["layer"] < context.target_layers / 2
+        changed = (row["token"] != row["cf_token"] and early) or (row["position"] == row["num_tokens"] - 1 and not early)
+        if changed:
+            return ChangeAnswer(True, display_token(row["cf_top1"]))
+        return ChangeAnswer(False, self.original_output(row))
 
 
 PATCHING = PatchingTask()

@@ -1,47 +1,80 @@
-"""The per-worker training loop that Ray Train runs on every rank.
+"""The per-worker training loop that Ray Train runs on every rank, as a recipe read top to bottom.
 
-Each rank loads the explainer, wraps it with ``deepspeed.initialize`` (which joins the process
-group Ray Train already created: gloo on CPU, NCCL on GPU), streams its shard of the encoded
-examples with ``get_dataset_shard``, and reports metrics plus a checkpoint through
-``ray.train.report`` at the end of each epoch and every ``train.checkpoint_every`` steps. Every
-rank saves its own DeepSpeed shard (ZeRO partitions optimizer state across ranks); rank 0 also
-writes the HF export at the end.
+:class:`ExplainerTraining` sets up (model, DeepSpeed engine, restored progress, the rank's data),
+then :meth:`~ExplainerTraining.run` trains epoch by epoch: one micro-batch at a time, an
+optimizer step at each accumulation boundary, validation and a checkpoint every so many steps
+and at each epoch's end, and the HF export with the last checkpoint.
+
+DeepSpeed joins the process group Ray Train already created (gloo on CPU, NCCL on GPU). Every
+rank saves its own DeepSpeed shard (ZeRO partitions optimizer state across ranks) into one
+checkpoint folder that ``ray.train.report`` persists; rank 0 adds the progress record and, at the
+end, the export.
 
 Each epoch reads the examples in a fresh global order drawn from (seed, epoch)
 (:mod:`selfexplain.train.order`). Resume is step-exact: that order depends only on (seed,
-epoch), so a run restored
-from a checkpoint taken ``k`` steps into an epoch replays that epoch's order, skips its first
-``k`` optimizer steps' micro-batches without computing them, and goes on as the uninterrupted
-run would have.
+epoch), so a run restored from a checkpoint taken ``k`` steps into an epoch replays that
+epoch's order, skips its first ``k`` optimizer steps' micro-batches without computing them, and
+goes on as the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from selfexplain.config import RunConfig
+from selfexplain.explainer.export import EXPORT_DIR, EXPLAINER_INFO, MODEL_CARD, ExplainerInfo
 from selfexplain.explainer.interface import VectorInterface
 
 log = logging.getLogger("selfexplain.train")
-EXPORT_DIR = "explainer"
-MODEL_CARD = "README.md"
-EXPLAINER_INFO = "selfexplain.json"  # task, target and explainer base: what `selfexplain explain` needs
 PROGRESS = "progress.json"
 
 
-def _setup_logging() -> None:
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+@dataclass(frozen=True)
+class LoopConfig:
+    """Everything a worker needs, decided on the driver (:func:`selfexplain.train.trainer.train`)."""
+
+    run: RunConfig
+    explainer: str
+    """The explainer's model reference, resolved by each worker on its node."""
+    steps_per_epoch: int
+    model_card: str
+    info: ExplainerInfo
+    vector_interface: VectorInterface | None = None
+    validation_sets: tuple[str, ...] = ()
+    tensorboard_dir: str | None = None
+
+
+@dataclass
+class Progress:
+    """Training so far: what each checkpoint's ``progress.json`` and Ray Train report record."""
+
+    step: int = 0
+    epoch: int = 0
+    """Epochs finished."""
+    epoch_step: int = 0
+    """Optimizer steps trained into the next epoch (0 at an epoch's end)."""
+    loss_curve: list[float] = field(default_factory=list)
+    validation_curve: list[dict] = field(default_factory=list)
+    resumed_from_step: int = 0
+    trainable_parameters: int = 0
+    parameters: int = 0
+
+    @classmethod
+    def from_record(cls, record: dict) -> Progress:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in names})
+
+    def metrics(self) -> dict:
+        return {**dataclasses.asdict(self), "loss": self.loss_curve[-1] if self.loss_curve else float("nan")}
 
 
 def warmup_cosine(warmup: int, total: int):
@@ -54,142 +87,218 @@ def warmup_cosine(warmup: int, total: int):
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
-    import deepspeed
-    import ray.train
+    """Ray Train's entry point on every rank (``train_loop_config={"loop": LoopConfig}``)."""
+    ExplainerTraining(loop_config["loop"]).run()
 
-    from selfexplain.config import RunConfig, from_dict
-    from selfexplain.explainer.vectors import mean_embedding_norm
-    from selfexplain.models.loading import load_model
-    from selfexplain.train.deepspeed_config import deepspeed_config
-    from selfexplain.train.examples import answer_only_loss, collate
-    from selfexplain.train.lora import trainable_parameters
-    from selfexplain.train.order import epoch_order, load_examples, rank_micro_batches
-    from selfexplain.train.safe_checkpoint import read_progress, use_weights_only_loading
-    from selfexplain.train.throughput import Throughput
-    from selfexplain.train.tracking import TrainingTracker
 
-    _setup_logging()
-    config: RunConfig = from_dict(RunConfig, loop_config["config"])
-    train = config.train
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    threads = train.torch_threads or max(1, (os.cpu_count() or 1) // world)
-    torch.set_num_threads(threads)
-    torch.manual_seed(config.seed)
+class ExplainerTraining:
+    def __init__(self, loop: LoopConfig):
+        import ray.train
 
-    use_gpu = train.use_gpu and torch.cuda.is_available()
-    device = torch.device("cuda", context.get_local_rank()) if use_gpu else torch.device("cpu")
-    model, tokenizer = load_model(loop_config["explainer"], device=device,
-                                  trust_remote_code=config.trust_remote_code)
-    interface = loop_config.get("vector_interface")
-    if interface and interface.reference_norm is None:
-        # the rescaling reference, fixed once from the base model and exported with it
-        interface = interface.with_reference_norm(mean_embedding_norm(model))
-    model = with_vector_input(model, tokenizer, interface, lora=train if train.lora_rank else None).to(device)
-    model.train()
-    trainable, total = trainable_parameters(model)
-    if rank == 0:
-        log.info("training %d of %d parameters (%.2f%%)%s", trainable, total, 100 * trainable / total,
-                 f", LoRA rank {train.lora_rank}" if train.lora_rank else "")
-    total_steps = loop_config["steps_per_epoch"] * train.epochs
-    optimizer = torch.optim.AdamW(parameter_groups(model, train), lr=train.learning_rate,
-                                  weight_decay=train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(train.warmup_steps, total_steps))
-    engine, optimizer, _, scheduler = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler,
-        config=deepspeed_config(train, use_gpu), dist_init_required=False,
-    )
-    use_weights_only_loading(engine)
+        from selfexplain.train.order import load_examples
+        from selfexplain.train.throughput import Throughput
+        from selfexplain.train.tracking import TrainingTracker
 
-    start_epoch, step, loss_curve, progress = 0, 0, [], {}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
+        _setup_logging()
+        self.loop, self.config, self.train = loop, loop.run, loop.run.train
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        torch.set_num_threads(self.train.torch_threads or max(1, (os.cpu_count() or 1) // self.world))
+        torch.manual_seed(self.config.seed)
+        use_gpu = self.train.use_gpu and torch.cuda.is_available()
+        self.device = torch.device("cuda", context.get_local_rank()) if use_gpu else torch.device("cpu")
+        self.total_steps = loop.steps_per_epoch * self.train.epochs
+        self.micro_batch = self.train.batch_size // self.train.grad_accum
+
+        self.model, self.tokenizer, self.interface = self._explainer()
+        self.engine, self.scheduler = self._engine(use_gpu)
+        self.progress = self._restore()
+        # every rank reads the whole training set once and takes its share of each epoch's order
+        self.examples = load_examples(ray.train.get_dataset_shard("train"))
+        self.validation = {name: ray.train.get_dataset_shard(name) for name in loop.validation_sets}
+        self.throughput = Throughput(self.world)
+        self.tracker = TrainingTracker(self.rank, self.total_steps, self.progress.step, loop.tensorboard_dir)
+
+    # --- setup ----------------------------------------------------------------------------
+    def _explainer(self):
+        """The explainer, with its vector input (and LoRA adapters) as configured."""
+        from selfexplain.explainer.vectors import mean_embedding_norm, with_vector_input
+        from selfexplain.models.loading import load_model
+        from selfexplain.train.lora import trainable_parameters, with_lora
+
+        model, tokenizer = load_model(self.loop.explainer, device=self.device,
+                                      trust_remote_code=self.config.trust_remote_code)
+        interface = self.loop.vector_interface
+        if interface and interface.reference_norm is None:
+            # the rescaling reference, fixed once from the base model and exported with it
+            interface = interface.with_reference_norm(mean_embedding_norm(model))
+        lora = (lambda lm: with_lora(lm, self.train)) if self.train.lora_rank else None
+        model = with_vector_input(model, tokenizer, interface, adapt_lm=lora).to(self.device)
+        model.train()
+        self.trainable, self.parameters = trainable_parameters(model)
+        if self.rank == 0:
+            log.info("training %d of %d parameters (%.2f%%)%s", self.trainable, self.parameters,
+                     100 * self.trainable / self.parameters,
+                     f", LoRA rank {self.train.lora_rank}" if self.train.lora_rank else "")
+        return model, tokenizer, interface
+
+    def _engine(self, use_gpu: bool):
+        import deepspeed
+
+        from selfexplain.train.deepspeed_config import deepspeed_config
+        from selfexplain.train.safe_checkpoint import use_weights_only_loading
+
+        optimizer = torch.optim.AdamW(parameter_groups(self.model, self.train), lr=self.train.learning_rate,
+                                      weight_decay=self.train.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.train.warmup_steps,
+                                                                               self.total_steps))
+        engine, _, _, scheduler = deepspeed.initialize(model=self.model, optimizer=optimizer, lr_scheduler=scheduler,
+                                                       config=deepspeed_config(self.train, use_gpu),
+                                                       dist_init_required=False)
+        use_weights_only_loading(engine)
+        return engine, scheduler
+
+    def _restore(self) -> Progress:
+        """The progress of the checkpoint Ray Train restored (the engine's state loaded), or a fresh one."""
+        import ray.train
+
+        from selfexplain.train.safe_checkpoint import read_progress
+
+        checkpoint = ray.train.get_checkpoint()
+        if not checkpoint:
+            return Progress(trainable_parameters=self.trainable, parameters=self.parameters)
         with checkpoint.as_directory() as folder:
-            progress = read_progress(folder, PROGRESS)
-            engine.load_checkpoint(folder, tag=progress["tag"])
-        start_epoch, step, loss_curve = progress["epoch"], progress["step"], progress["loss_curve"]
-        if rank == 0:
+            record = read_progress(folder, PROGRESS)
+            self.engine.load_checkpoint(folder, tag=record["tag"])
+        progress = Progress.from_record(record)
+        progress.resumed_from_step = progress.step
+        if self.rank == 0:
             log.info("resumed from checkpoint at step %d (%d epochs done, %d steps into the next)",
-                     step, start_epoch, progress.get("epoch_step", 0))
-    resumed_from_step = step
-    skip_steps = progress.get("epoch_step", 0)  # optimizer steps of start_epoch already trained
+                     progress.step, progress.epoch, progress.epoch_step)
+        return progress
 
-    # every rank reads the whole training set once and takes its share of each epoch's order
-    examples = load_examples(ray.train.get_dataset_shard("train"))
-    validation = {name: ray.train.get_dataset_shard(name) for name in loop_config.get("validation_sets", [])}
-    validation_curve = list(progress.get("validation_curve", [])) if checkpoint else []
+    # --- training -------------------------------------------------------------------------
+    def run(self) -> None:
+        if self.progress.epoch == self.train.epochs:  # finished before, but the export never reached storage
+            self.checkpoint(final=True)
+        for epoch in range(self.progress.epoch, self.train.epochs):
+            self.train_epoch(epoch)
+            self.end_epoch(epoch)
+        self.tracker.close()
 
-    def validate(at_step: int) -> dict:
-        """Mean answer loss on each validation set; its time is kept out of the throughput."""
-        with throughput.paused():
-            losses = {name: validation_loss(engine, data, micro_batch, tokenizer.pad_token_id, device)
-                      for name, data in validation.items()}
-        if losses:
-            validation_curve.append({"step": at_step, **losses})
-            tracker.validation(at_step, losses)
-            if rank == 0:
-                log.info("step %d  validation: %s", at_step, "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-        return losses
-    micro_batch = train.batch_size // train.grad_accum
-    throughput, step_tokens = Throughput(world), 0
-    tracker = TrainingTracker(rank, total_steps, step, loop_config.get("tensorboard_dir"))
+    def train_epoch(self, epoch: int) -> None:
+        """This rank's micro-batches of the epoch's order, after those a resumed run already trained."""
+        from selfexplain.train.order import epoch_order, rank_micro_batches
 
-    def report(epoch_index: int, epoch_step: int, last: bool = False, extra: dict | None = None) -> None:
-        """Checkpoint ``epoch_step`` optimizer steps into epoch ``epoch_index`` (0 = at its end)."""
-        done = epoch_index + (epoch_step == 0)
-        record = {"epoch": done, "epoch_step": epoch_step, "resumed_from_step": resumed_from_step,
-                  "trainable_parameters": trainable, "parameters": total,
-                  "validation_curve": validation_curve, **(extra or {})}
-        _report_checkpoint(engine, tokenizer, step, loss_curve, record, last=last, rank=rank,
-                           model_card=loop_config["model_card"], interface=interface,
-                           info=loop_config.get("explainer_info"))
-
-    steps_per_epoch = loop_config["steps_per_epoch"]
-    if start_epoch == train.epochs:  # finished before, but the export never reached storage
-        report(start_epoch - 1, 0, last=True)
-    for epoch in range(start_epoch, train.epochs):
-        window = []
-        skip_micro_batches = train.grad_accum * skip_steps if epoch == start_epoch else 0
-        epoch_step = skip_steps if epoch == start_epoch else 0
-        order = epoch_order(examples["record_id"], examples.get("copy"), config.seed, epoch)
-        for index, picked in enumerate(rank_micro_batches(order, rank, world, micro_batch)):
-            if index < skip_micro_batches:  # trained before the checkpoint this run resumed from
+        skip = self.train.grad_accum * self.progress.epoch_step
+        order = epoch_order(self.examples["record_id"], self.examples.get("copy"), self.config.seed, epoch)
+        losses, tokens = [], 0
+        for index, picked in enumerate(rank_micro_batches(order, self.rank, self.world, self.micro_batch)):
+            if index < skip:  # trained before the checkpoint this run resumed from
                 continue
-            batch = {name: values[picked] for name, values in examples.items()}
-            ids, starts = phrased(batch, config.seed, epoch)
-            inputs = {k: v.to(device) for k, v in
-                      collate(ids, starts, tokenizer.pad_token_id, batch.get("vector"), batch.get("layer")).items()}
-            loss = answer_only_loss(engine, inputs)
-            engine.backward(loss)
-            engine.step()
-            window.append(loss.item())
-            step_tokens += int(inputs["attention_mask"].sum())
-            if engine.is_gradient_accumulation_boundary():
-                throughput.step(step_tokens)
-                step_tokens = 0
-                step += 1
-                epoch_step += 1
-                loss_curve.append(sum(window) / len(window))
-                window = []
-                tracker.step(step, {"loss": loss_curve[-1], "lr": scheduler.get_last_lr()[0],
-                                    "tokens_per_second": throughput.tokens_per_second})
-                if train.validate_every and step % train.validate_every == 0:
-                    validate(step)
-                if rank == 0 and (step % 10 == 0 or step == total_steps):
-                    log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s", step, total_steps,
-                             epoch + 1, loss_curve[-1], scheduler.get_last_lr()[0],
-                             throughput.tokens_per_second)
-                if (train.checkpoint_every and step % train.checkpoint_every == 0
-                        and epoch_step < steps_per_epoch):  # the epoch's end checkpoints anyway
-                    with throughput.paused():  # checkpoint writes stay out of the throughput
-                        report(epoch, epoch_step, extra=throughput.metrics())
-        speed = throughput.metrics()  # the steps so far, before this epoch's validation and checkpoint
-        if not train.validate_every or step % train.validate_every:
-            validate(step)
-        extra = {**speed, **(validation_curve[-1] if validation_curve else {})}
-        extra.pop("step", None)
-        report(epoch, 0, last=epoch == train.epochs - 1, extra=extra)
-    tracker.close()
+            loss, batch_tokens = self.micro_step(picked, epoch)
+            losses.append(loss)
+            tokens += batch_tokens
+            if self.engine.is_gradient_accumulation_boundary():
+                self.after_optimizer_step(epoch, sum(losses) / len(losses), tokens)
+                losses, tokens = [], 0
+
+    def micro_step(self, picked, epoch: int) -> tuple[float, int]:
+        """Forward and backward on one micro-batch (the engine steps at accumulation boundaries)."""
+        from selfexplain.train.examples import answer_only_loss, collate
+
+        batch = {name: values[picked] for name, values in self.examples.items()}
+        ids, starts = phrased(batch, self.config.seed, epoch)
+        inputs = {k: v.to(self.device) for k, v in collate(ids, starts, self.tokenizer.pad_token_id,
+                                                           batch.get("vector"), batch.get("layer")).items()}
+        loss = answer_only_loss(self.engine, inputs)
+        self.engine.backward(loss)
+        self.engine.step()
+        return loss.item(), int(inputs["attention_mask"].sum())
+
+    def after_optimizer_step(self, epoch: int, loss: float, tokens: int) -> None:
+        """Record the step; validate and checkpoint when it is time."""
+        progress, train = self.progress, self.train
+        self.throughput.step(tokens)
+        progress.step += 1
+        progress.epoch_step += 1
+        progress.loss_curve.append(loss)
+        lr = self.scheduler.get_last_lr()[0]
+        self.tracker.step(progress.step, {"loss": loss, "lr": lr, "tokens_per_second": self.throughput.tokens_per_second})
+        if train.validate_every and progress.step % train.validate_every == 0:
+            self.validate()
+        if self.rank == 0 and (progress.step % 10 == 0 or progress.step == self.total_steps):
+            log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s", progress.step, self.total_steps,
+                     epoch + 1, loss, lr, self.throughput.tokens_per_second)
+        if (train.checkpoint_every and progress.step % train.checkpoint_every == 0
+                and progress.epoch_step < self.loop.steps_per_epoch):  # the epoch's end checkpoints anyway
+            with self.throughput.paused():  # checkpoint writes stay out of the throughput
+                self.checkpoint(extra=self.throughput.metrics())
+
+    def end_epoch(self, epoch: int) -> None:
+        speed = self.throughput.metrics()  # the steps so far, before this epoch's validation and checkpoint
+        if not self.train.validate_every or self.progress.step % self.train.validate_every:
+            self.validate()
+        self.progress.epoch, self.progress.epoch_step = epoch + 1, 0
+        latest = {k: v for k, v in (self.progress.validation_curve[-1:] or [{}])[0].items() if k != "step"}
+        self.checkpoint(extra={**speed, **latest}, final=epoch == self.train.epochs - 1)
+
+    def validate(self) -> dict[str, float]:
+        """Mean answer loss on each validation set; its time is kept out of the throughput."""
+        with self.throughput.paused():
+            losses = {name: validation_loss(self.engine, data, self.micro_batch, self.tokenizer.pad_token_id,
+                                            self.device)
+                      for name, data in self.validation.items()}
+        if losses:
+            step = self.progress.step
+            self.progress.validation_curve.append({"step": step, **losses})
+            self.tracker.validation(step, losses)
+            if self.rank == 0:
+                log.info("step %d  validation: %s", step, "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+        return losses
+
+    # --- checkpoint and export ------------------------------------------------------------
+    def checkpoint(self, extra: dict | None = None, final: bool = False) -> None:
+        """Every rank saves its DeepSpeed shard into one folder; rank 0 adds the progress record
+        (and with the ``final`` checkpoint, the HF export); ``ray.train.report`` persists it."""
+        import ray.train
+
+        metrics = {**self.progress.metrics(), **(extra or {})}
+        tag = f"step-{self.progress.step}"
+        with tempfile.TemporaryDirectory(prefix="selfexplain-ckpt-") as folder:
+            self.engine.save_checkpoint(folder, tag=tag)
+            if self.rank == 0:
+                (Path(folder) / PROGRESS).write_text(json.dumps({"tag": tag, **metrics}))
+            if final:
+                self.export(Path(folder) / EXPORT_DIR)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+    def export(self, out_dir: Path) -> None:
+        """A plain HF directory (safetensors) of the trained explainer, from rank 0, with the
+        vector interface and projection for vector tasks (see :mod:`selfexplain.explainer.export`)."""
+        from selfexplain.explainer.export import save_explainer
+        from selfexplain.train.lora import is_lora, merged_copy
+
+        state_dict = None
+        if self.engine.zero_optimization_stage() == 3:
+            state_dict = self.engine._zero3_consolidated_16bit_state_dict()  # a collective: every rank calls it
+        if self.rank != 0:
+            return
+        module = self.engine.module
+        if is_lora(module):
+            module = merged_copy(module)  # a plain HF model out, adapters merged
+        save_explainer(module, self.tokenizer, out_dir, self.interface, state_dict)
+        (out_dir / EXPLAINER_INFO).write_text(self.loop.info.to_json())
+        (out_dir / MODEL_CARD).write_text(self.loop.model_card)  # last: it marks the export complete
+
+
+def _setup_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 def phrased(batch: dict, seed: int, epoch: int) -> tuple[list, list]:
@@ -219,26 +328,6 @@ def validation_loss(engine, shard, micro_batch: int, pad_id: int, device) -> flo
     return total / max(count, 1)
 
 
-def with_vector_input(model, tokenizer, interface: VectorInterface | None, lora=None):
-    """The explainer as trained: for vector tasks (``interface``) the placeholder tokens, grown
-    embeddings and projection; with ``lora`` (a TrainConfig) LoRA adapters on the LM, added after
-    the embeddings grow so the adapters see the final vocabulary."""
-    from selfexplain.explainer.vectors import ExplainerWithVectors, VectorProjection, add_vector_tokens, grow_embeddings
-    from selfexplain.train.lora import with_lora
-
-    if interface:
-        token_id = add_vector_tokens(tokenizer)
-        grow_embeddings(model, tokenizer)
-    if lora is not None:
-        model = with_lora(model, lora)
-    if not interface:
-        return model
-    projection = None
-    if interface.projected:
-        projection = VectorProjection(list(interface.layers), interface.d_target, interface.d_explainer)
-    return ExplainerWithVectors(model, token_id, projection, interface.rescale, interface.reference_norm)
-
-
 def parameter_groups(model, train) -> list[dict]:
     """The trainable parameters (LoRA freezes the base); the projection (new, randomly
     initialised) learns at its own, higher rate."""
@@ -249,41 +338,3 @@ def parameter_groups(model, train) -> list[dict]:
     own = {id(p) for p in projection.parameters()}
     return [{"params": [p for p in trainable if id(p) not in own]},
             {"params": list(projection.parameters()), "lr": train.projection_learning_rate}]
-
-
-def _report_checkpoint(engine, tokenizer, step, loss_curve, record: dict, last, rank, model_card,
-                       interface=None, info=None) -> None:
-    """Every rank saves its DeepSpeed shard into one checkpoint folder; rank 0 adds the progress
-    record (and, at the end, the HF export); ``ray.train.report`` then persists the folder."""
-    import ray.train
-
-    metrics = {"step": step, "loss": loss_curve[-1] if loss_curve else float("nan"),
-               "loss_curve": list(loss_curve), **record}
-    tag = f"step-{step}"
-    with tempfile.TemporaryDirectory(prefix="selfexplain-ckpt-") as folder:
-        engine.save_checkpoint(folder, tag=tag)
-        if rank == 0:
-            (Path(folder) / PROGRESS).write_text(json.dumps({"tag": tag, **metrics}))
-        if last:
-            _export(engine, tokenizer, Path(folder) / EXPORT_DIR, rank, model_card, interface, info)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
-
-
-def _export(engine, tokenizer, out_dir: Path, rank: int, model_card: str, interface: dict | None,
-            info: dict | None = None) -> None:
-    """Save a plain HF directory (safetensors) of the trained explainer from rank 0, with the
-    vector interface and projection for vector tasks."""
-    from selfexplain.explainer.export import save_explainer
-    from selfexplain.train.lora import is_lora, merged_copy
-
-    state_dict = None
-    if engine.zero_optimization_stage() == 3:
-        state_dict = engine._zero3_consolidated_16bit_state_dict()  # a collective: every rank calls it
-    if rank != 0:
-        return
-    module = engine.module
-    if is_lora(module):
-        module = merged_copy(module)  # a plain HF model out, adapters merged
-    save_explainer(module, tokenizer, out_dir, interface, state_dict)
-    (out_dir / EXPLAINER_INFO).write_text(json.dumps(info or {}, indent=2))
-    (out_dir / MODEL_CARD).write_text(model_card)

@@ -18,12 +18,13 @@ from ray.train.torch import TorchTrainer
 
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import claim_plan, corpus_files
+from selfexplain.explainer.export import EXPORT_DIR, MODEL_CARD, ExplainerInfo, has_export
 from selfexplain.explainer.interface import VectorInterface
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.storage import Location
 from selfexplain.tasks import get_task
 from selfexplain.train.examples import ExampleEncoder
-from selfexplain.train.loop import EXPORT_DIR, MODEL_CARD, train_loop_per_worker
+from selfexplain.train.loop import LoopConfig, train_loop_per_worker
 from selfexplain.train.mixture import CorpusSource, corpus_sources, mixed_tasks, repeat_factors, resample
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,6 @@ def export_location(config: RunConfig) -> Location:
     return config.run_dir / EXPORT_DIR
 
 
-def has_export(folder: Location) -> bool:
-    """A complete explainer export is there: its model card is written last."""
-    return (folder / MODEL_CARD).exists()
-
-
 def is_trained(config: RunConfig) -> bool:
     return has_export(export_location(config))
 
@@ -123,10 +119,10 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
         log.info("explainer already trained at %s; skipping training", export_dir)
         return export_dir
     storage = config.run_dir / "ray_train"
+    # by corpus run: what each corpus was generated with (one entry, or one per corpus of a mix)
     corpus_hashes = {run: manifest["config_hash"] for run, manifest in manifests.items()}
-    corpus_hash = corpus_hashes if train_cfg.mix else corpus_hashes[sources[0].run]
     claim_plan(storage, {"fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
-                         "corpus": corpus_hash})
+                         "corpus": corpus_hashes if train_cfg.mix else corpus_hashes[sources[0].run]})
 
     interface = vector_interface(config, sources, explainer_dir)
     encoded = encoded_examples(config, sources, config.explainer_ref,
@@ -150,18 +146,18 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
 
     trainer = TorchTrainer(
         loop,
-        train_loop_config={
-            "config": config.to_dict(),
-            # a reference, resolved by each worker on its node (never a path from the driver)
-            "explainer": config.explainer_ref,
-            "vector_interface": interface,
-            "tensorboard_dir": (str(config.run_dir.local_path / "tensorboard")
-                                if train_cfg.tensorboard and config.run_dir.is_local else None),
-            "steps_per_epoch": steps_per_epoch,
-            "validation_sets": sorted(validation),
-            "model_card": _model_card(config, sources, manifests, examples),
-            "explainer_info": _explainer_info(config, sources, corpus_hash),
-        },
+        train_loop_config={"loop": LoopConfig(
+            run=config,
+            explainer=config.explainer_ref,  # a reference, resolved by each worker on its node
+            steps_per_epoch=steps_per_epoch,
+            model_card=_model_card(config, sources, manifests, examples),
+            info=ExplainerInfo(tuple(mixed_tasks(sources)), config.target, config.explainer_ref, config.name,
+                               corpus_hashes),
+            vector_interface=interface,
+            validation_sets=tuple(sorted(validation)),
+            tensorboard_dir=(str(config.run_dir.local_path / "tensorboard")
+                             if train_cfg.tensorboard and config.run_dir.is_local else None),
+        )},
         scaling_config=ray.train.ScalingConfig(
             num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
             resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if train_cfg.use_gpu else {})},
@@ -222,16 +218,6 @@ def vector_interface(config: RunConfig, sources: list[CorpusSource], explainer_d
                           f"explainer's embeddings {d_explainer}; use train.projection=auto")
     projected = mode == "always" or (mode == "auto" and d_target != d_explainer)
     return VectorInterface(config.target, tuple(layers), d_target, d_explainer, projected, config.train.rescale_vectors)
-
-
-def _explainer_info(config: RunConfig, sources: list[CorpusSource], corpus_hash: str | dict) -> dict:
-    """What `selfexplain explain` and `evaluate` need to know: tasks, target, explainer base."""
-    tasks = mixed_tasks(sources)
-    info = {"tasks": tasks, "target_model": config.target, "explainer_base": config.explainer_ref,
-            "run": config.name, "corpus_config_hash": corpus_hash}
-    if len(tasks) == 1:
-        info["task"] = tasks[0]
-    return info
 
 
 def _model_card(config: RunConfig, sources: list[CorpusSource], manifests: dict, examples: int) -> str:

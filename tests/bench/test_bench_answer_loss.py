@@ -3,9 +3,12 @@
 import torch
 
 from selfexplain.models import load_model
-from selfexplain.tasks.ablation import format_answer, format_query
+from selfexplain.tasks.ablation import ABLATION
+
 from selfexplain.train.examples import answer_only_loss, collate, encode_example
 from timing import best_time
+
+format_query, format_answer = ABLATION.format_query, ABLATION.format_answer
 
 
 def test_answer_only_loss_speedup():
