@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - build .venv, then run the whole pipeline on the embedded default (SmolLM2-135M)
-#   make test   - build .venv, then run the test suite
+#   make test   - build .venv, then run the test suite (the fast tier; `make test-slow` runs the rest)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,7 +19,7 @@ JOB ?= run
 ARGS ?=
 SUBMISSION_ID ?= selfexplain-$(JOB)-$(notdir $(basename $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test bench submit venv clean
+.PHONY: demo test test-slow bench submit venv clean
 venv: $(INSTALLED)
 
 # torch first (the local CPU wheel), then everything else under a constraints file that pins it:
@@ -37,7 +37,11 @@ demo: $(INSTALLED)
 	$(BIN)/selfexplain run $(CONFIG)
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The real-model and long end-to-end tests (a real SmolLM2, `ray job submit`, several nodes).
+test-slow: $(INSTALLED)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: $(INSTALLED)
 	cd tests/bench && ../../$(BIN)/python -m pytest -s -p no:cacheprovider . $(PYTEST_ARGS)

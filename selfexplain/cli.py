@@ -128,10 +128,13 @@ def _explain(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # no "Loading weights" bar from every process that loads a model (the stages show their own);
+    # set before the parser is built, which imports the tasks (and transformers reads it at import)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         _run(args)
     except (InputError, FileNotFoundError) as err:
@@ -163,7 +166,8 @@ def _run(args) -> None:
     else:
         outcome = pipeline.run_all(config)
         for corpus, table in outcome.results.items():
-            print(f"\n{config.name}: {corpus} on held-out queries "
+            scored_on = f"the corpus of {corpus}" if config.train.mix else f"{config.task}"
+            print(f"\n{config.name}: {scored_on}, held-out queries "
                   f"(target {config.target}, explainer {config.explainer_ref})\n")
             print(markdown_table(table))
         stages = ", ".join(f"{k} {v:.0f}s" for k, v in outcome.seconds.items())

@@ -227,10 +227,6 @@ class RayConfig:
     other and `fit()` would hang."""
     address: str = ""
     """Connect to this cluster (``auto`` or ``ray://...``); empty starts a local one."""
-    dashboard: bool = False
-    """Start Ray's dashboard with a local cluster, to watch it at http://127.0.0.1:8265. Off by
-    default: its processes take CPU from the job on a small machine. (A cluster's head starts its
-    own, which ``ray job submit`` talks to.)"""
 
 
 @dataclass

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 # session logs and onto worker command lines. Only settings that change behaviour are forwarded
 # (for the record, and for workers on a cluster joined by address).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "SELFEXPLAIN_CACHE",
-                 "TRANSFORMERS_NO_ADVISORY_WARNINGS", "OMP_NUM_THREADS")
+                 "TRANSFORMERS_NO_ADVISORY_WARNINGS", "OMP_NUM_THREADS", "HF_HUB_DISABLE_PROGRESS_BARS")
 
 
 def worker_env() -> dict[str, str]:
@@ -46,15 +46,31 @@ def ray_session(config: RayConfig) -> Iterator[None]:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
+        _quiet_ray_data()
         # address="local": never attach to a cluster some `ray start` left on this machine.
         with _loopback_only():
-            ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                     runtime_env={"env_vars": worker_env()}, log_to_driver=True, configure_logging=False)
+            ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True,
+                     dashboard_host="127.0.0.1", runtime_env={"env_vars": worker_env()}, log_to_driver=True,
+                     configure_logging=False)
         restrict_token_file()
+        node = ray._private.worker._global_node  # no public accessor for the session folder
+        log.info("local Ray cluster started; its logs: %s", node.get_logs_dir_path() if node else "(unknown)")
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's INFO lines go to the session's log folder only, not to the console (its
+    progress bars and warnings stay); the local cluster's workers inherit the setting."""
+    from importlib import resources
+
+    config = resources.files("selfexplain") / "configs" / "ray_data_logging.yaml"
+    os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(config))
+    from ray.data._internal.logging import configure_logging
+
+    configure_logging()  # the driver configured it at import, before the variable was set
 
 
 def token_file() -> Path:

@@ -293,6 +293,13 @@ class ExplainerTraining:
 
 
 def _setup_logging() -> None:
+    """Step, validation and resume lines from rank 0; Ray Train's per-report INFO lines, DeepSpeed's
+    set-up chatter and Ray Data's bars for the instant shard reads stay out of the console."""
+    import warnings
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     if not log.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

@@ -144,6 +144,10 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     log.info("training on %d examples (%d over max_length dropped), %d workers, %d steps/epoch",
              examples, dropped, train_cfg.num_workers, steps_per_epoch)
 
+    for data in (dataset, *validation.values()):
+        # each worker reads these in a blink, every epoch: their bars would flood the console
+        # (materialized datasets carry their own copy of the context; the driver's keeps its bars)
+        data.context.enable_progress_bars = False
     trainer = TorchTrainer(
         loop,
         train_loop_config={"loop": LoopConfig(
