@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# a started Ray head and `ray job submit` jobs: the long end-to-end tier (make test-slow)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# several Ray nodes (a second raylet, the autoscaler): the long end-to-end tier (make test-slow)
+pytestmark = pytest.mark.slow
+
 RAY = str(Path(sys.executable).parent / "ray")
 
 
