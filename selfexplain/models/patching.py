@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 
+from selfexplain.models.architectures import decoder_layers
 from selfexplain.models.hooks import capture, write_rows
 
 
@@ -86,8 +88,24 @@ def patch_sweep(
         return torch.stack([torch.stack([patch_one_site(model, input_ids, layers, position, sources[key][position],
                                                         component)
                                          for key, layers in zip(keys, row_layers)]) for position in positions])
-    device = model.device
-    ids = input_ids.to(device)
+    if component == "residual":
+        return _residual_sweep(model, input_ids, keys, row_layers, sources, positions)
+    return _suffix_sweep(model, input_ids, keys, row_layers, sources, positions, component)
+
+
+def _clean_prefix_cache(clean_cache, position: int, length: int):
+    """The clean run's cache cut to its first ``position`` tokens (a copy: forwards mutate it)."""
+    past = copy.deepcopy(clean_cache)
+    # A negative count removes that many tokens: the one form every transformers version
+    # accepts (5.x refuses a positive target length).
+    past.crop(position - length)
+    return past
+
+
+def _suffix_sweep(model, input_ids, keys, row_layers, sources, positions, component) -> torch.Tensor:
+    """Each position's sites as one batch over the suffix, every row through every layer (a
+    sub-layer's write happens inside its block, so no block can be skipped)."""
+    ids = input_ids.to(model.device)
     cache_argument = _cache_argument(model)
     clean_cache = _output_cache(model(input_ids=ids[None], use_cache=True, logits_to_keep=1))
     results = []
@@ -96,17 +114,94 @@ def patch_sweep(
         suffix = ids[position:].expand(len(keys), -1)
         past = None
         if position > 0:
-            # The cache is mutated by crop/repeat and by the forward; each position needs its own.
-            past = copy.deepcopy(clean_cache)
-            # A negative count removes that many tokens: the one form every transformers
-            # version accepts (5.x refuses a positive target length).
-            past.crop(position - len(ids))
+            past = _clean_prefix_cache(clean_cache, position, len(ids))
             past.batch_repeat_interleave(len(keys))
         with write_rows(model, row_layers, 0, vectors, component):
             logits = model(input_ids=suffix, use_cache=past is not None, logits_to_keep=1,
                            **{cache_argument: past}).logits[:, -1, :]
         results.append(logits.float().cpu())
     return torch.stack(results)
+
+
+def _residual_sweep(model, input_ids, keys, row_layers, sources, positions) -> torch.Tensor:
+    """Each position's sites as one batch over the suffix, each row computed only from the block
+    after its first patched layer.
+
+    Patching the stream after block L leaves blocks 0..L exactly as in the clean run, at every
+    position: a row joins the batch at block L+1, starting from the clean output of block L (with
+    the vector written at the patched position). Rows are ordered by that first layer, so the
+    rows a block computes are always a leading slice of the batch; the blocks before a row joins
+    hand it the clean run's output instead. Half the block-rows of the all-rows sweep are skipped.
+    """
+    ids = input_ids.to(model.device)
+    cache_argument = _cache_argument(model)
+    depth = len(decoder_layers(model))
+    with capture(model, range(depth)) as clean_stream:
+        clean_cache = _output_cache(model(input_ids=ids[None], use_cache=True, logits_to_keep=1))
+    layer_sets = [[layers] if isinstance(layers, int) else list(layers) for layers in row_layers]
+    first = [min(layers) for layers in layer_sets]
+    if first != sorted(first):  # the rows a block computes must be a leading slice of the batch
+        return _suffix_sweep(model, input_ids, keys, row_layers, sources, positions, "residual")
+    # computed[l]: how many leading rows block l computes (rows whose first patched layer is < l)
+    computed = [sum(f < layer for f in first) for layer in range(depth)]
+    written = {layer: [row for row, layers in enumerate(layer_sets) if layer in layers] for layer in range(depth)}
+    results = []
+    for position in positions:
+        vectors = torch.stack([sources[key][position] for key in keys]).to(model.device)
+        suffix = ids[position:].expand(len(keys), -1)
+        past = None
+        if position > 0:
+            past = _clean_prefix_cache(clean_cache, position, len(ids))
+            for layer, cached in enumerate(past.layers):  # each block's prefix, once per row it computes
+                if computed[layer]:
+                    cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
+                    cached.values = cached.values.expand(computed[layer], -1, -1, -1)
+        clean = {layer: hidden[:, position:] for layer, hidden in clean_stream.items()}
+        with _rows_from_their_layer(model, clean, computed, written, vectors):
+            logits = model(input_ids=suffix, use_cache=past is not None, logits_to_keep=1,
+                           **{cache_argument: past}).logits[:, -1, :]
+        results.append(logits.float().cpu())
+    return torch.stack(results)
+
+
+@contextmanager
+def _rows_from_their_layer(model, clean: Mapping[int, torch.Tensor], computed: Sequence[int],
+                           written: Mapping[int, Sequence[int]], vectors: torch.Tensor) -> Iterator[None]:
+    """While inside, block ``l`` runs on the first ``computed[l]`` rows of the batch only, the
+    other rows take the clean output ``clean[l]``, and rows ``written[l]`` get their vector at the
+    suffix's first position. The blocks' own forwards are restored on exit, always."""
+    blocks = decoder_layers(model)
+
+    def replacement(layer: int, original):
+        def forward(hidden_states, *args, **kwargs):
+            batch, count = hidden_states.shape[0], computed[layer]
+            out = clean[layer].to(hidden_states.dtype).expand(batch, -1, -1).clone()
+            if count:
+                out[:count] = original(hidden_states[:count], *args,
+                                       **{k: _leading_rows(v, count, batch) for k, v in kwargs.items()})
+            rows = list(written[layer])
+            if rows:
+                out[rows, 0] = vectors[rows].to(out.dtype)
+            return out
+        return forward
+
+    try:
+        for layer, block in enumerate(blocks):
+            block.forward = replacement(layer, block.forward)
+        yield
+    finally:
+        for block in blocks:
+            block.__dict__.pop("forward", None)
+
+
+def _leading_rows(value, count: int, batch: int):
+    """A block's argument cut to the rows it computes: tensors with a batch dimension (the
+    attention mask), and tuples of them; broadcast ones (batch 1) and the rest as they are."""
+    if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] == batch and batch > 1:
+        return value[:count]
+    if isinstance(value, tuple):
+        return tuple(_leading_rows(v, count, batch) for v in value)
+    return value
 
 
 @torch.no_grad()

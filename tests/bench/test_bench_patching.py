@@ -1,10 +1,12 @@
-"""Activation-patching sweep (prefix KV reuse + all layers of a position in one batch) vs one full
-forward per (layer, position) site, on SmolLM2 with every layer, on CounterFact-style pairs."""
+"""Activation-patching sweep vs one full forward per (layer, position) site, on SmolLM2 with every
+layer, on CounterFact-style pairs. The sweep reuses the clean prefix's KV cache, runs all layers of
+a position as one batch, and starts each row at the block after its patched layer; the all-rows
+variant (every row through every block) is timed beside it, so the layer skipping's own gain shows."""
 
 import torch
 
 from selfexplain.models import load_model
-from selfexplain.models.patching import capture_component, patch_one_site, patch_sweep
+from selfexplain.models.patching import _suffix_sweep, capture_component, patch_one_site, patch_sweep
 from timing import best_time
 
 PAIRS = [("The capital of France is", "The capital of Japan is"),
@@ -36,7 +38,10 @@ def test_patching_sweep_speedup():
     assert worst <= 1e-4, worst
 
     swept = best_time(lambda: [patch_sweep(model, ids, s, list(range(len(ids)))) for ids, s in cases], repeats=2)
+    all_rows = best_time(lambda: [torch.no_grad()(_suffix_sweep)(model, ids, layers, layers, s, list(range(len(ids))),
+                                                                "residual") for ids, s in cases], repeats=2)
     naive = best_time(lambda: [naive_sweep(model, ids, s) for ids, s in cases], repeats=1)
     print(f"\npatching, SmolLM2-135M, {len(PAIRS)} pairs x {len(layers)} layers = {sites} sites: "
-          f"naive {naive:.2f}s  sweep {swept:.2f}s  speedup {naive / swept:.2f}x  "
+          f"naive {naive:.2f}s  all-rows sweep {all_rows:.2f}s  sweep {swept:.2f}s  "
+          f"speedup {naive / swept:.2f}x over naive, {all_rows / swept:.2f}x over all-rows "
           f"(max |logit diff| {worst:.1e})")
