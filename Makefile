@@ -44,6 +44,7 @@ test-slow: $(INSTALLED)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 bench: $(INSTALLED)
+	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e '.[bench]'
 	cd tests/bench && ../../$(BIN)/python -m pytest -s -p no:cacheprovider . $(PYTEST_ARGS)
 
 # Submits to the cluster at RAY_ADDRESS (e.g. http://127.0.0.1:8265 through `ray dashboard

@@ -34,6 +34,30 @@ def test_sweep_equals_a_full_forward_per_site(tiny_llama, component):
     assert (swept - clean).abs().max() > 1e-3
 
 
+def test_sweep_leaves_the_blocks_as_it_found_them(tiny_llama):
+    """The residual sweep swaps each block's forward while it runs; a forward another tool had put
+    on a block (nnsight does) is back afterwards, and a plain block has no instance forward left."""
+    model, tokenizer = tiny_llama
+    blocks = model.model.layers
+    calls = []
+    wrapped = blocks[1].forward
+
+    def tool_forward(*args, **kwargs):
+        calls.append(1)
+        return wrapped(*args, **kwargs)
+
+    blocks[1].forward = tool_forward
+    try:
+        ids = torch.tensor(tokenizer("the cat sat on the mat").input_ids)
+        sources = capture_component(model, ids.flip(0), [0, 1])
+        patch_sweep(model, ids, sources, [0, 2])
+        assert blocks[1].forward is tool_forward and "forward" not in blocks[0].__dict__
+        model(input_ids=ids[None])
+        assert calls  # the tool's forward still runs
+    finally:
+        del blocks[1].forward
+
+
 def test_block_patching_writes_the_blocks_mean_into_each_of_its_layers(tiny_llama):
     model, tokenizer = tiny_llama
     context = _context(model, tokenizer, layer_blocks=2)

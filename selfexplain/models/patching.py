@@ -185,13 +185,19 @@ def _rows_from_their_layer(model, clean: Mapping[int, torch.Tensor], computed: S
             return out
         return forward
 
+    # a block may already carry its own instance forward (a wrapper of another tool): put back
+    # exactly what was there
+    saved = [block.__dict__.get("forward") for block in blocks]
     try:
         for layer, block in enumerate(blocks):
             block.forward = replacement(layer, block.forward)
         yield
     finally:
-        for block in blocks:
-            block.__dict__.pop("forward", None)
+        for block, own in zip(blocks, saved):
+            if own is None:
+                block.__dict__.pop("forward", None)
+            else:
+                block.forward = own
 
 
 def _leading_rows(value, count: int, batch: int):
