@@ -88,27 +88,30 @@ def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny
         [v["val_held_out"] for v in expected["validation_curve"]], abs=1e-4)
 
 
-def test_rerun_with_other_training_settings_is_refused(ray_cluster, tiny_config):
-    config = tiny_config("name=refuse", "generate.max_items=8")
-    generate(config)
-    train(config)
-    changed = tiny_config("name=refuse", "generate.max_items=8", "train.learning_rate=0.5")
-    (changed.run_dir / "explainer").delete_dir()
-    with pytest.raises(ConfigError, match="new run name"):
-        train(changed)
-
-
-def test_only_the_newest_checkpoints_are_kept_and_a_corrupt_one_fails_clearly(ray_cluster, tiny_config):
+def test_kept_checkpoints_a_changed_rerun_and_a_corrupt_checkpoint(ray_cluster, tiny_config):
+    """One finished run serves three checks: only the newest checkpoints are kept; a rerun of the
+    name with other training settings is refused before it writes; a checkpoint that lost its
+    progress record fails with that reason."""
     config = tiny_config("name=keep", "generate.max_items=8", "train.epochs=3", "train.keep_checkpoints=2")
     generate(config)
     train(config)
     storage = config.run_dir.local_path / "ray_train" / "train"
-    checkpoints = sorted(p for p in storage.iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
+
+    def checkpoint_folders():
+        return sorted(p for p in storage.iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
+
+    checkpoints = checkpoint_folders()
     assert len(checkpoints) == 2  # epochs 2 and 3; epoch 1 was pruned
+
+    (config.run_dir / "explainer").delete_dir()
+    changed = tiny_config("name=keep", "generate.max_items=8", "train.epochs=3", "train.keep_checkpoints=2",
+                          "train.learning_rate=0.5")
+    with pytest.raises(ConfigError, match="new run name"):
+        train(changed)
+    assert checkpoint_folders() == checkpoints  # refused before it wrote anything
 
     # The newest checkpoint loses its progress record; a rerun must say so, not crash in DeepSpeed.
     (checkpoints[-1] / "progress.json").unlink()
-    (config.run_dir / "explainer").delete_dir()
     with pytest.raises(Exception, match="has no readable progress.json"):
         train(config)
 
