@@ -167,6 +167,8 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     budget = config.evaluate.max_new_tokens or answer_budget(str(local_export), task, corpus.train_rows + rows,
                                                              config.trust_remote_code)
     pending = _decode(config, task, export, local_export, rows, context, budget)
+    log.info("decoding %d queries (%s) with %d explainers", len(rows),
+             ", ".join(f"{len(v)} {k}" for k, v in corpus.queries.items()), len(pending))
     selfie = None
     if (task.selfie_baseline and config.evaluate.untrained_baseline and config.evaluate.selfie_scales
             and config.explainer_ref == config.target):
@@ -222,7 +224,6 @@ def _decode(config: RunConfig, task: Task, export: Location, local_export, rows:
             config.trust_remote_code, interface, candidates)
         for system, (reference, candidates) in explainers.items()
     }
-    log.info("decoding %d queries with %d explainers", len(rows), len(pending))
     return pending
 
 

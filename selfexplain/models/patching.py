@@ -105,22 +105,14 @@ def _clean_prefix_cache(clean_cache, position: int, length: int):
 def _suffix_sweep(model, input_ids, keys, row_layers, sources, positions, component) -> torch.Tensor:
     """Each position's sites as one batch over the suffix, every row through every layer (a
     sub-layer's write happens inside its block, so no block can be skipped)."""
-    ids = input_ids.to(model.device)
-    cache_argument = _cache_argument(model)
-    clean_cache = _output_cache(model(input_ids=ids[None], use_cache=True, logits_to_keep=1))
-    results = []
-    for position in positions:
-        vectors = torch.stack([sources[key][position] for key in keys])
-        suffix = ids[position:].expand(len(keys), -1)
-        past = None
-        if position > 0:
-            past = _clean_prefix_cache(clean_cache, position, len(ids))
-            past.batch_repeat_interleave(len(keys))
-        with write_rows(model, row_layers, 0, vectors, component):
-            logits = model(input_ids=suffix, use_cache=past is not None, logits_to_keep=1,
-                           **{cache_argument: past}).logits[:, -1, :]
-        results.append(logits.float().cpu())
-    return torch.stack(results)
+    def share_prefix(past):
+        past.batch_repeat_interleave(len(keys))
+
+    def writing(position, vectors):
+        return write_rows(model, row_layers, 0, vectors, component)
+
+    clean_cache = _clean_run(model, input_ids)
+    return _position_batches(model, input_ids, keys, sources, positions, clean_cache, share_prefix, writing)
 
 
 def _residual_sweep(model, input_ids, keys, row_layers, sources, positions) -> torch.Tensor:
@@ -133,11 +125,7 @@ def _residual_sweep(model, input_ids, keys, row_layers, sources, positions) -> t
     rows a block computes are always a leading slice of the batch; the blocks before a row joins
     hand it the clean run's output instead. Half the block-rows of the all-rows sweep are skipped.
     """
-    ids = input_ids.to(model.device)
-    cache_argument = _cache_argument(model)
     depth = len(decoder_layers(model))
-    with capture(model, range(depth)) as clean_stream:
-        clean_cache = _output_cache(model(input_ids=ids[None], use_cache=True, logits_to_keep=1))
     layer_sets = [[layers] if isinstance(layers, int) else list(layers) for layers in row_layers]
     first = [min(layers) for layers in layer_sets]
     if first != sorted(first):  # the rows a block computes must be a leading slice of the batch
@@ -145,6 +133,33 @@ def _residual_sweep(model, input_ids, keys, row_layers, sources, positions) -> t
     # computed[l]: how many leading rows block l computes (rows whose first patched layer is < l)
     computed = [sum(f < layer for f in first) for layer in range(depth)]
     written = {layer: [row for row, layers in enumerate(layer_sets) if layer in layers] for layer in range(depth)}
+
+    def share_prefix(past):
+        for layer, cached in enumerate(past.layers):  # each block's prefix, once per row it computes
+            if computed[layer]:
+                cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
+                cached.values = cached.values.expand(computed[layer], -1, -1, -1)
+
+    def writing(position, vectors):
+        clean = {layer: hidden[:, position:] for layer, hidden in clean_stream.items()}
+        return _rows_from_their_layer(model, clean, computed, written, vectors)
+
+    with capture(model, range(depth)) as clean_stream:
+        clean_cache = _clean_run(model, input_ids)
+    return _position_batches(model, input_ids, keys, sources, positions, clean_cache, share_prefix, writing)
+
+
+def _clean_run(model, input_ids: torch.Tensor):
+    """The KV cache of one unpatched forward over the whole prompt."""
+    return _output_cache(model(input_ids=input_ids[None].to(model.device), use_cache=True, logits_to_keep=1))
+
+
+def _position_batches(model, input_ids, keys, sources, positions, clean_cache, share_prefix, writing) -> torch.Tensor:
+    """For each position, one forward of the suffix from that position with one row per site:
+    the clean prefix's cache (``share_prefix`` spreads it over the rows), and the vectors written
+    by the ``writing(position, vectors)`` context. ``Float[Tensor, "position site vocab"]``."""
+    ids = input_ids.to(model.device)
+    cache_argument = _cache_argument(model)
     results = []
     for position in positions:
         vectors = torch.stack([sources[key][position] for key in keys]).to(model.device)
@@ -152,12 +167,8 @@ def _residual_sweep(model, input_ids, keys, row_layers, sources, positions) -> t
         past = None
         if position > 0:
             past = _clean_prefix_cache(clean_cache, position, len(ids))
-            for layer, cached in enumerate(past.layers):  # each block's prefix, once per row it computes
-                if computed[layer]:
-                    cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
-                    cached.values = cached.values.expand(computed[layer], -1, -1, -1)
-        clean = {layer: hidden[:, position:] for layer, hidden in clean_stream.items()}
-        with _rows_from_their_layer(model, clean, computed, written, vectors):
+            share_prefix(past)
+        with writing(position, vectors):
             logits = model(input_ids=suffix, use_cache=past is not None, logits_to_keep=1,
                            **{cache_argument: past}).logits[:, -1, :]
         results.append(logits.float().cpu())
