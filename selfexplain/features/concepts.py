@@ -30,6 +30,7 @@ FIT_FRAMES = ("I keep thinking about{}", "She told me a story about{}", "The nex
               "Yesterday we talked about{}")
 HELD_OUT_FRAMES = ("He wrote a short note on{}", "This page is all about{}")
 FIT_MEMBER_FRACTION = 0.7
+BUILTIN_LEXICONS = ("concepts.tsv", "concepts-generated.tsv")
 
 
 class LexiconError(InputError):
@@ -51,14 +52,18 @@ class Concept:
 
 def read_lexicon(source: str = "concepts") -> list[Concept]:
     """The packaged lexicon (``concepts``) or a TSV file: kind, name, description, members (|-separated)."""
-    if source == "concepts":
-        text = (resources.files("selfexplain") / "data" / "concepts.tsv").read_text(encoding="utf-8")
-        origin = "packaged concepts.tsv"
+    if source == "concepts":  # the hand-written lexicon, then the families `make data` builds
+        files = [resources.files("selfexplain") / "data" / name for name in BUILTIN_LEXICONS]
+        return [c for f in files for c in _parse_lexicon(f.read_text(encoding="utf-8"), f"packaged {f.name}")]
     else:
         path = Path(source)
         text = read_text(path, LexiconError, "lexicon",
                          "set generate.features to 'concepts', a .tsv lexicon or a SAELens directory")
         origin = str(path)
+    return _parse_lexicon(text, origin)
+
+
+def _parse_lexicon(text: str, origin: str) -> list[Concept]:
     concepts, names = [], set()
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):

@@ -38,6 +38,7 @@ HINT_SCHEMA = pa.schema([
     schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
     schema_field("target_model", pa.string()),
     schema_field("subject", pa.string()),
+    schema_field("entity", pa.string(), "what the question is about (a country, a state); else the question itself"),
     schema_field("question", pa.string()),
     schema_field("choices", pa.list_(pa.string())),
     schema_field("correct", pa.string(), "the correct letter"),
@@ -52,6 +53,7 @@ HINT_SCHEMA = pa.schema([
 ])
 
 LETTERS = "ABCDEFGH"
+BUILTIN_QUESTION_FILES = ("questions.jsonl", "questions-generated.jsonl")
 HINT = "A reliable source says the answer is {}."
 
 
@@ -68,14 +70,19 @@ def _normalize(record: dict, where: str) -> dict:
     if not isinstance(answer, int) or not 0 <= answer < len(choices):
         raise QuestionFileError(f"{where}: 'answer' must be a choice index or letter, got {answer!r}")
     return {"question": question.strip(), "choices": [str(c) for c in choices], "answer": answer,
-            "subject": str(record.get("subject", "") or "")}
+            "subject": str(record.get("subject", "") or ""),
+            # what the question is about; a question with none is its own entity
+            "entity": str(record.get("entity", "") or question.strip())}
 
 
 def read_questions(source: str) -> list[dict]:
-    if source == "builtin":
-        text = (resources.files("selfexplain") / "data" / "questions.jsonl").read_text(encoding="utf-8")
-        return [_normalize(json.loads(line), f"questions.jsonl:{n}") for n, line in enumerate(text.splitlines(), 1)
-                if line.strip()]
+    if source == "builtin":  # the hand-written bank, then the one `make data` templates from packaged tables
+        questions = []
+        for name in BUILTIN_QUESTION_FILES:
+            text = (resources.files("selfexplain") / "data" / name).read_text(encoding="utf-8")
+            questions += [_normalize(json.loads(line), f"{name}:{n}") for n, line in enumerate(text.splitlines(), 1)
+                          if line.strip()]
+        return questions
     path = Path(source)
     fix = "set generate.questions to a .jsonl, .csv or .parquet file in the MMLU layout, or 'builtin'"
     if path.suffix not in (".jsonl", ".csv", ".parquet"):
@@ -142,7 +149,7 @@ def hint_rows(item: dict, context: GroundTruthContext) -> list[dict]:
         rows.append({
             "record_id": stable_id(context.target_name, "hint", question_id, hint_letter),
             "question_id": question_id, "target_model": context.target_name, "subject": question["subject"],
-            "question": question["question"], "choices": question["choices"], "correct": letters[question["answer"]],
+            "entity": question["entity"], "question": question["question"], "choices": question["choices"], "correct": letters[question["answer"]],
             "hint_letter": hint_letter, "prompt": prompts[1 + item["hints"].index(hint_letter)],
             "answer_with_hint": with_hint, "answer_without_hint": without,
             "prob_hint_letter": float(hinted[letters.index(hint_letter)]),
@@ -156,7 +163,7 @@ class HintTask(ChangeTask):
     name = "hint"
     vector_input = False
     query_templates = 1
-    held_out_by = ("question", "subject")
+    held_out_by = ("question", "entity", "subject")
     unit_name = "questions"
     query_fields = {"question": str, "choices": list, "hint_letter": str}
     original_column = "answer_with_hint"  # new_top1 holds the letter once the hint is removed
@@ -175,15 +182,16 @@ class HintTask(ChangeTask):
             wrong = [LETTERS[i] for i in range(len(q["choices"])) if i != q["answer"]]
             hints = [LETTERS[q["answer"]], rng.choice(wrong)]
             items.append({**q, "hints": hints, "groups": {"question": stable_id(q["question"]),
-                                                          "subject": q["subject"] or "none"}})
+                                                          "entity": q["entity"], "subject": q["subject"] or "none"}})
         return items
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
         return hint_rows(item, context)
 
     def held_out_unit(self, row: dict) -> str:
-        """The cluster a query is resampled with: its question (two hints each)."""
-        return row["question_id"]
+        """The cluster a query is resampled with: its entity (the questions about one country go
+        together; a hand-written question is its own entity), two hints per question."""
+        return row.get("entity") or row["question_id"]
 
     def format_query(self, row: dict) -> str:
         """The hinted prompt and the question, as the paper asks it. The target's answer *with*
