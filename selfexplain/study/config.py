@@ -51,12 +51,14 @@ class StudyConfig:
         """The run config of one stage: the corpus run for ``task`` (``role=None``), or the run that
         trains and scores explainer ``role`` on ``fraction`` of that corpus."""
         settings = {**self.overrides, **(self.tasks[task] or {})}
+        # a task's own train.data_fraction is what its "100%" trains on; the sweep scales it
+        budget = float(settings.pop("train.data_fraction", 1.0))
         pairs = [f"{k}={_yaml(v)}" for k, v in settings.items()]
         name = task if role is None else run_name(task, role, fraction)
         pairs += [f"task={task}", f"target={self.target}", f"output_dir={self.folder}", f"name={name}"]
         if role is not None:
             pairs += [f"corpus_from={task}",
-                      f"train.explainer={self.explainers()[role]}", f"train.data_fraction={fraction}",
+                      f"train.explainer={self.explainers()[role]}", f"train.data_fraction={_yaml(budget * fraction)}",
                       # the untrained model does not change with the data fraction: score it once
                       f"evaluate.untrained_baseline={_yaml(fraction == 1.0)}"]
         return load_config(self.base, pairs)
