@@ -51,14 +51,16 @@ class GenerateConfig:
     line) or .jsonl (one object a line with a ``prompt`` field) file."""
     questions: str = "builtin"
     """hint: multiple-choice questions in the MMLU layout (question, choices, answer, optional
-    subject), ``builtin`` (50 packaged questions) or a .jsonl, .csv (question,A,B,C,D,answer) or
+    subject), ``builtin`` (609 packaged questions: 50 hand-written, 559 templated by ``make data``
+    about countries and US states, each naming its ``entity``) or a .jsonl, .csv (question,A,B,C,D,answer) or
     .parquet file."""
     pairs: str = "builtin"
     """patching: prompt pairs, ``builtin`` (templated facts the target must answer correctly) or a
     .jsonl file of ``{"prompt": ..., "counterfactual": ...}`` objects (optionally ``answer``,
     ``cf_answer``, ``relation``, ``template``, ``entity``)."""
     features: str = "concepts"
-    """features: ``concepts`` (the packaged lexicon of 300+ concepts), a .tsv lexicon in the same
+    """features: ``concepts`` (the packaged lexicon: 306 hand-written concepts, and 794 that
+    ``make data`` builds: countries, US states and token-identity words), a .tsv lexicon in the same
     format, or a SAELens SAE directory (``cfg.json`` + ``sae_weights.safetensors``)."""
     explanations: str = ""
     """features from an SAE: a Neuronpedia explanation export (.json or .jsonl) giving each
@@ -71,7 +73,7 @@ class GenerateConfig:
     held_out_by: HeldOutBy = "auto"
     """What the held-out split is made of, so evaluation measures generalization to new queries:
     ``family`` (prompts a word or two apart, the default) or ``prompt`` (ablation), ``question`` or
-    ``subject`` (hint), ``entity`` (a pair is kept only when both its entities fall on one side),
+    ``entity`` or ``subject`` (hint), ``entity`` (a pair is kept only when both its entities fall on one side),
     ``template`` or ``relation`` (patching), ``feature`` or ``kind`` (features). ``auto`` picks the
     first of these the task knows."""
     layers: list[int] = field(default_factory=list)
@@ -134,6 +136,16 @@ class TrainConfig:
     """Clip the global gradient norm to this value (0 = off)."""
     warmup_steps: int = 10
     """Linear learning-rate warmup steps."""
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    """After the warm-up: ``cosine`` decay to zero over the run, or ``constant`` (the paper's)."""
+    length_buckets: bool = True
+    """Batch examples of similar length together (within windows of the epoch's shuffled order),
+    so short examples do not pay for padding to a long one."""
+    select_best: bool = False
+    """Export the epoch with the lowest in-distribution validation loss rather than the last
+    (never chosen by held-out loss). Needs ``in_distribution_holdout`` > 0 and validation."""
+    patience: int = 0
+    """With ``select_best``: stop after this many epochs without a new best (0 = run every epoch)."""
     num_workers: int = 1
     """Ray Train workers (data-parallel ranks)."""
     use_gpu: bool = False
@@ -307,6 +319,11 @@ class RunConfig:
         _check(g.top_contexts >= 0, "generate.top_contexts", "use 0 or more")
         _check(t.zero_stage in (-1, 0, 1, 2, 3), "train.zero_stage", "use 0, 1, 2 or 3, or -1 (auto)")
         _check(not t.offload or t.zero_stage == 3, "train.offload", "offload needs train.zero_stage=3")
+        _check(not t.select_best or (t.in_distribution_holdout > 0 and t.validation_examples > 0), "train.select_best",
+               "choosing the best epoch needs in-distribution validation: set train.in_distribution_holdout > 0 "
+               "and train.validation_examples > 0")
+        _check(t.patience >= 0 and (not t.patience or t.select_best), "train.patience",
+               "use 0, or a number of epochs together with train.select_best=true")
         _check(t.num_workers >= 1, "train.num_workers", "use 1 or more")
         _check(t.epochs >= 1, "train.epochs", "use 1 or more")
         _check(t.learning_rate > 0, "train.learning_rate", "use a positive number")

@@ -258,14 +258,14 @@ EXISTING_CORPUS = [
     Case("mix-run-without-corpus", run("train.mix={ghost: 1}", command="train"), "ghost/corpus"),
 ]
 
-STUDY = ["study", "tiny-study", "output_dir=RUNS"]
+STUDY = ["study", "study-quick", "output_dir=RUNS"]
 STUDIES = [
     Case("study-task-overrides-a-number", [*STUDY, "tasks={ablation: 5}"], "key 'tasks'"),
     Case("study-fractions-a-number", [*STUDY, "data_fractions=0.5"], "data_fractions"),
     Case("study-fraction-zero", [*STUDY, "data_fractions=[0]"], "data_fractions"),
     Case("study-scaling-unknown", [*STUDY, "scaling_explainers=[third]"], "scaling_explainers"),
     Case("study-name-parent", [*STUDY, "name=../x"], "study key 'name'"),
-    Case("study-output-dir-empty", ["study", "tiny-study", "output_dir="], "study key 'output_dir'"),
+    Case("study-output-dir-empty", ["study", "study-quick", "output_dir="], "study key 'output_dir'"),
     Case("study-unknown-task", [*STUDY, "tasks={translation: {}}"], "study key 'tasks'"),
     Case("study-run-key-unknown", [*STUDY, "train.lrr=1"], "unknown config key 'train.lrr'"),
     Case("study-unknown-name", ["study", "nosuchstudy"], "no study named 'nosuchstudy'"),

@@ -23,12 +23,19 @@ STUDY = {
 }
 
 
+# the study-gpu preset (its recipe: constant learning rate, best epoch by in-distribution loss),
+# cut to tiny models and one task on CPU
+TINY_GPU_STUDY = ["name=mini", "base=tiny", "target=tiny-llama", "other_explainer=tiny-llama-wide",
+                  "data_fractions=[0.5, 1.0]", "scaling_explainers=[self]", f"tasks={json.dumps(STUDY['tasks'])}",
+                  "train.use_gpu=false", "train.zero_stage=-1", "train.num_workers=1", "train.cpus_per_worker=1",
+                  "train.batch_size=8", "train.epochs=2", "train.learning_rate=1e-3", "train.validation_examples=32",
+                  "generate.num_actors=1", "generate.gpus_per_actor=0", "evaluate.max_examples=12"]
+
+
 @pytest.fixture(scope="module")
 def finished_study(ray_cluster, tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
-    path = folder / "mini.yaml"
-    path.write_text(yaml.safe_dump(STUDY))
-    study = load_study(str(path), [f"output_dir={folder / 'runs'}"])
+    study = load_study("study-gpu", [*TINY_GPU_STUDY, f"output_dir={folder / 'runs'}"])
     summary = run_study(study)
     return study, folder / "runs" / "mini", summary
 
@@ -59,6 +66,11 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     half = json.loads((root / "features-self-50" / "train_metrics.json").read_text())
     assert self_metrics["examples"] == other_metrics["examples"] > half["examples"] > 0
     assert len(self_metrics["loss_curve"]) == len(other_metrics["loss_curve"])
+    # each exports its epoch of lowest in-distribution validation loss
+    for metrics in (self_metrics, other_metrics):
+        losses = [point["val_in_distribution"] for point in metrics["validation_curve"]]
+        assert len(losses) == 2 and metrics["best_loss"] == min(losses)
+        assert metrics["best_epoch"] == 1 + losses.index(min(losses))
     # one corpus, shared: the explainer runs have none of their own
     assert (root / "features" / "corpus" / "manifest.json").is_file()
     assert not (root / "features-self-100" / "corpus").exists()
@@ -74,6 +86,27 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     assert held["difference"] == pytest.approx(held["first"] - held["second"])
     assert held["ci_low"] <= held["difference"] <= held["ci_high"]
     assert "self - other" in markdown
+    # and trained self - the strongest other system of its run, per family of features too
+    versus = {(row["task"], row["query_set"]): row for row in summary["self_minus_best_baseline"]}
+    held = versus[("features", "held-out")]
+    assert held["baseline"] != "trained explainer" and held["ci_low"] <= held["difference"] <= held["ci_high"]
+    assert "trained self - best baseline" in markdown
+
+
+def test_families_are_reported_apart_and_the_best_baseline_is_picked_per_query_set():
+    from selfexplain.study.paired import best_other_system
+    from selfexplain.study.report import _families
+
+    frame = pd.DataFrame({"query_set": ["held-out"] * 4 + ["in-distribution"] * 2,
+                          "family": ["words", "words", "countries", "countries", "words", "countries"],
+                          "similarity: trained explainer": [0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
+                          "similarity: nearest-neighbour baseline": [0.1, 0.2, 0.8, 0.8, 0.7, 0.7],
+                          "similarity: untrained explainer": [0.5, 0.5, 0.1, 0.1, 0.1, 0.1]})
+    assert [name for name, _ in _families(frame)] == ["", "countries", "words"]
+    words = dict(_families(frame))["words"]
+    assert best_other_system(words, "similarity", "held-out") == "untrained explainer"
+    assert best_other_system(frame, "similarity", "held-out") == "nearest-neighbour baseline"
+    assert best_other_system(frame, "similarity", "in-distribution") == "nearest-neighbour baseline"
 
 
 def self_scores_n(root) -> int:

@@ -6,7 +6,8 @@ import torch
 from selfexplain.tasks.ablation import ABLATION
 
 from selfexplain.train.examples import IGNORE_INDEX, answer_only_loss, collate, encode_example
-from selfexplain.train.order import epoch_order, rank_micro_batches
+from selfexplain.train.loop import ExplainerTraining, Progress, lr_factor
+from selfexplain.train.order import epoch_order, length_bucketed, rank_micro_batches
 
 format_query, format_answer = ABLATION.format_query, ABLATION.format_answer
 
@@ -57,6 +58,39 @@ def test_each_epoch_reads_a_fresh_global_order_shared_by_every_rank():
     # a task mix's repeated rows are told apart by their copy number, so they land apart
     twice = epoch_order(["a", "a", "b"], [0, 1, 0], seed=0, epoch=0)
     assert sorted(twice) == [0, 1, 2]
+
+
+def test_length_buckets_cut_padding_and_keep_every_example_once():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 200, size=1000)
+    order = epoch_order([f"r{i}" for i in range(1000)], None, seed=0, epoch=0)
+    bucketed = length_bucketed(order, lengths, chunk=16, seed=0, epoch=0)
+    assert sorted(bucketed) == list(range(1000))  # a regrouping: nothing lost or repeated
+    assert np.array_equal(bucketed, length_bucketed(order, lengths, chunk=16, seed=0, epoch=0))  # resumable
+    assert not np.array_equal(bucketed, length_bucketed(order, lengths, chunk=16, seed=0, epoch=1))
+
+    def padded_tokens(o):
+        return sum(16 * lengths[o[i:i + 16]].max() for i in range(0, len(o), 16))
+    assert padded_tokens(bucketed) < 0.7 * padded_tokens(order)
+    batch_maxima = [lengths[bucketed[i:i + 16]].max() for i in range(0, 800, 16)]
+    assert batch_maxima != sorted(batch_maxima)  # not run short to long: batches are shuffled
+
+
+def test_lr_schedules_and_the_best_epoch_by_in_distribution_loss():
+    assert [lr_factor("constant", 2, 10)(s) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+    assert lr_factor("cosine", 2, 10)(9) < 0.1
+
+    class Train:
+        patience = 1
+    run = ExplainerTraining.__new__(ExplainerTraining)  # only the bookkeeping, no model
+    run.progress, run.world, run.rank, run.train = Progress(), 1, 0, Train()
+    decisions = []
+    for epoch, in_distribution, held_out in [(1, 0.9, 0.5), (2, 0.7, 0.9), (3, 0.8, 0.1)]:
+        run.progress.epoch = epoch
+        decisions.append(run._new_best({"val_in_distribution": in_distribution, "val_held_out": held_out}))
+    # the held-out loss, lowest at epoch 3, never chooses; one epoch without a new best stops
+    assert decisions == [True, True, False]
+    assert (run.progress.best_epoch, run.progress.best_loss, run.progress.stopped_early) == (2, 0.7, True)
 
 
 def test_candidate_answers_are_ranked_by_their_log_likelihood(tiny_llama):

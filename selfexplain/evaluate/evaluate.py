@@ -258,6 +258,7 @@ def _save(config: RunConfig, task: Task, run_dir: Location, corpus: ScoredCorpus
         {"record_id": [r["record_id"] for r in rows],
          "query_set": [name for name in QUERY_SETS for _ in corpus.queries[name]],
          "unit": [task.held_out_unit(r) for r in rows],
+         "family": [task.family(r) for r in rows],
          "changed": [bool(r["changed"]) for r in rows] if "changed" in rows[0] else [None] * len(rows),
          "query": [task.format_query(r) for r in rows],
          "truth": [task.format_answer(r).strip() for r in rows],

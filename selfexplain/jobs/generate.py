@@ -140,14 +140,17 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
                 "options": config.to_dict()["generate"], "trust_remote_code": config.trust_remote_code,
             },
         ).take_all()
-        log.info("wrote %d shards: %d rows, %d items rejected", len(results),
-                 sum(r["rows"] for r in results), sum(r["rejected"] for r in results))
-
-    _write_manifest(config, corpus_dir, len(shards), len(items), time.time() - started)
+        written = sum(r["rows"] for r in results)
+        log.info("wrote %d shards: %d rows (%.1f rows/s), %d items rejected", len(results), written,
+                 written / (time.time() - started), sum(r["rejected"] for r in results))
+    else:
+        written = 0
+    _write_manifest(config, corpus_dir, len(shards), len(items), time.time() - started, written)
     return corpus_dir
 
 
-def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, num_items: int, seconds: float) -> None:
+def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, num_items: int, seconds: float,
+                    written_rows: int) -> None:
     shards, by_split, reject_reasons = [], {}, {}
     for index in range(num_shards):
         path = corpus_dir / shard_name(index)
@@ -179,5 +182,8 @@ def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, nu
         "config_hash": config.fingerprint(),
         "versions": versions(),
         "seconds": round(seconds, 1),
+        # of this invocation: a resumed generation counts only the shards it wrote
+        "rows_written": written_rows,
+        "rows_per_second": round(written_rows / seconds, 2) if seconds > 0 else None,
     }
     (corpus_dir / MANIFEST).write_json(manifest)

@@ -1,6 +1,6 @@
 """A study's configuration: which target, which explainers, which tasks, which data fractions.
 
-Studies live in ``selfexplain/configs/studies/`` (found by name: ``study``, ``tiny-study``) or
+Studies live in ``selfexplain/configs/studies/`` (found by name: ``study``, ``study-quick``) or
 any YAML path. Every run of a study is an ordinary run config: the ``base`` run config, the
 study-wide ``overrides``, then the task's own overrides, so anything a run can do a study can.
 """

@@ -16,7 +16,7 @@ from selfexplain.evaluate.report import markdown_table
 from selfexplain.evaluate.systems import System
 from selfexplain.storage import Location
 from selfexplain.study.config import StudyConfig, run_name
-from selfexplain.study.paired import paired_difference, read_predictions
+from selfexplain.study.paired import TRAINED, best_other_system, paired_difference, read_predictions
 from selfexplain.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,50 @@ def paired_rows(study: StudyConfig) -> list[dict]:
         runs = {role: read_predictions(Location(study.folder) / run_name(task, role, 1.0)) for role in ("self", "other")}
         if any(frame is None for frame in runs.values()):
             continue
-        for row in paired_difference(runs["self"], runs["other"], get_task(task).per_query_metric, seed=0):
-            rows.append({"task": task, "metric": headline(task), **row})
+        for family, subset in _families(runs["self"]):
+            for row in paired_difference(subset, runs["other"], get_task(task).per_query_metric, seed=0):
+                rows.append({"task": task + (f" ({family})" if family else ""), "metric": headline(task), **row})
     return rows
+
+
+def _families(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """("", all rows), then each family of a task that reports several apart (features)."""
+    out = [("", frame)]
+    families = [f for f in frame["family"].unique() if f] if "family" in frame else []
+    if len(families) > 1:
+        out += [(family, frame[frame["family"] == family]) for family in sorted(families)]
+    return out
+
+
+def versus_baseline_rows(study: StudyConfig) -> list[dict]:
+    """Trained self minus the strongest other system of its run (a baseline or the untrained
+    explainer), per task, family and query set, paired on the same queries."""
+    rows = []
+    for task in study.tasks:
+        frame = read_predictions(Location(study.folder) / run_name(task, "self", 1.0))
+        if frame is None:
+            continue
+        metric = get_task(task).per_query_metric
+        for family, subset in _families(frame):
+            for query_set in subset["query_set"].unique():
+                part = subset[subset["query_set"] == query_set]
+                best = best_other_system(part, metric, query_set)
+                if best is None:
+                    continue
+                for row in paired_difference(part, part, metric, system=TRAINED, second_system=best, seed=0):
+                    rows.append({"task": task + (f" ({family})" if family else ""), "metric": headline(task),
+                                 "baseline": best, **row})
+    return rows
+
+
+def _versus_baseline_markdown(rows: list[dict]) -> str:
+    lines = ["| task | query set | metric | trained self | best other system | its score | "
+             "self - it [95% CI] | queries | units |", "|---|---|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['query_set']} | {r['metric']} | {r['first']:.3f} | {r['baseline']} | "
+                     f"{r['second']:.3f} | {r['difference']:+.3f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | "
+                     f"{r['n']} | {r['units']} |")
+    return "\n".join(lines)
 
 
 def _paired_markdown(rows: list[dict]) -> str:
@@ -127,9 +168,11 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
     frame = pd.DataFrame(rows)
     (folder / "results.csv").write_text(frame.to_csv(index=False))
     paired = paired_rows(study)
+    versus = versus_baseline_rows(study)
     (folder / "results.json").write_json({"study": study.name, "target": study.target,
                                           "other_explainer": study.other_explainer, "rows": rows,
-                                          "self_minus_other": paired, "seconds": seconds})
+                                          "self_minus_other": paired, "self_minus_best_baseline": versus,
+                                          "seconds": seconds})
     tables = _tables(frame)
     plots = {}
     if folder.is_local:
@@ -138,11 +181,12 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
         out = folder.local_path
         plots = {"self_vs_other.png": plot_self_vs_other(frame, list(study.tasks), out / "self_vs_other.png"),
                  "scaling.png": plot_scaling(frame, list(study.tasks), out / "scaling.png")}
-    (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, paired))
-    (folder / "report.html").write_text(_html(study, tables, seconds, plots, paired))
+    headlines = {"paired": paired, "versus": versus}
+    (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, headlines))
+    (folder / "report.html").write_text(_html(study, tables, seconds, plots, headlines))
     log.info("study report written to %s", folder)
     return {"report": str(folder), "tables": {f"{t} / {q}": v for (t, q), v in tables.items()},
-            "self_minus_other": paired}
+            "self_minus_other": paired, "self_minus_best_baseline": versus}
 
 
 def _intro(study: StudyConfig, seconds: dict[str, float]) -> str:
@@ -157,12 +201,21 @@ def _intro(study: StudyConfig, seconds: dict[str, float]) -> str:
 
 PAIRED_NOTE = ("Self minus other, paired: both explainers' headline score on the very same queries, and the "
                "interval of the difference from one resample of held-out units for both.")
+VERSUS_NOTE = ("Trained self minus the strongest other system on the same queries (nearest neighbour, SelfIE, "
+               "the untrained explainer, the rules: whichever scores highest, picked after the fact).")
 
 
-def _markdown(study: StudyConfig, tables, seconds, plots, paired) -> str:
+def _headline_sections(headlines: dict) -> list[tuple[str, str, str]]:
+    """(title, note, markdown table) of each headline comparison that has rows."""
+    sections = [("Headline: self - other", PAIRED_NOTE, headlines["paired"], _paired_markdown),
+                ("Headline: trained self - best baseline", VERSUS_NOTE, headlines["versus"], _versus_baseline_markdown)]
+    return [(title, note, render(rows)) for title, note, rows, render in sections if rows]
+
+
+def _markdown(study: StudyConfig, tables, seconds, plots, headlines) -> str:
     parts = [f"# Study `{study.name}`: self vs other explanation\n", _intro(study, seconds) + "\n"]
-    if paired:
-        parts.append(f"## Headline: self - other\n\n{PAIRED_NOTE}\n\n{_paired_markdown(paired)}\n")
+    for title, note, table in _headline_sections(headlines):
+        parts.append(f"## {title}\n\n{note}\n\n{table}\n")
     for (task, query_set), table in tables.items():
         parts.append(f"## {task}: {query_set} queries (headline: {headline(task)})\n\n{markdown_table(table)}\n")
     for name in plots:
@@ -188,16 +241,15 @@ def _html_table(markdown: str) -> str:
     return "\n".join(out) + "</table>"
 
 
-def _html(study: StudyConfig, tables, seconds, plots, paired) -> str:
+def _html(study: StudyConfig, tables, seconds, plots, headlines) -> str:
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>selfexplain study {html.escape(study.name)}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>Study <code>{html.escape(study.name)}</code>: self vs other explanation</h1>",
              f"<p class=note>{html.escape(_intro(study, seconds)).replace('`', '')}</p>"]
     captions = {"self_vs_other.png": "Headline score per task and system, held-out and in-distribution, with 95% intervals.",
                 "scaling.png": "Held-out headline score against the fraction of training data, with 95% intervals."}
-    if paired:
-        parts.append(f"<h2>Headline: self - other</h2><p class=note>{PAIRED_NOTE}</p>"
-                     + _html_table(_paired_markdown(paired)))
+    for title, note, table in _headline_sections(headlines):
+        parts.append(f"<h2>{html.escape(title)}</h2><p class=note>{html.escape(note)}</p>" + _html_table(table))
     for name in plots:
         parts.append(f"<figure><img src='{name}' alt='{name}'><figcaption>{captions[name]}</figcaption></figure>")
     for (task, query_set), table in tables.items():

@@ -125,6 +125,10 @@ class Task(Protocol):
         """The group a corpus row belongs to for resampling: rows of one unit share their input
         (a prompt family, a question, an entity pair, a feature), so intervals resample units."""
 
+    def family(self, row: dict) -> str:
+        """The family a row's results are also reported by, separately ("" when a task has one):
+        features keep token-identity words apart from category concepts."""
+
     # --- the explainer's question and answer --------------------------------------------
     def format_query(self, row: dict) -> str:
         """The explainer's question about a row, ending where the answer begins."""

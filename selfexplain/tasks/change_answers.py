@@ -162,6 +162,9 @@ class ChangeTask:
         return {name: score_change_predictions(predicted, truth, units, intervals=True, seed=context.seed)
                 for name, predicted in answers.items()}
 
+    def family(self, row: dict) -> str:
+        return ""
+
     def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
         from selfexplain.evaluate.metrics import change_outcomes
 

@@ -135,6 +135,9 @@ def _row(context, source, feature_id, kind, name, layer, vector, scale, descript
     }
 
 
+# Concept kinds of the lexicon `make data` builds, each reported apart from the hand-written ones.
+GENERATED_FAMILIES = ("words", "countries", "us-states")
+
 # Retrieval picks the description's feature out of this many candidates (chance: 1 in 5).
 RETRIEVAL_CANDIDATES = 5
 
@@ -177,6 +180,11 @@ class FeaturesTask:
     def held_out_unit(self, row: dict) -> str:
         """The cluster a query is resampled with: its feature (one row per layer)."""
         return row["feature_id"]
+
+    def family(self, row: dict) -> str:
+        """Token-identity words, the generated place families, or the hand-written lexicon's
+        categories (``make data``; an SAE's features are one family)."""
+        return row["kind"] if row["kind"] in GENERATED_FAMILIES else "categories" if row["source"] == "concepts" else "sae"
 
     def format_query(self, row: dict) -> str:
         return render("features", row["record_id"], row.get("template_variant"), layer=row["layer"])

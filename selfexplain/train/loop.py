@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,12 @@ class Progress:
     loss_curve: list[float] = field(default_factory=list)
     validation_curve: list[dict] = field(default_factory=list)
     resumed_from_step: int = 0
+    best_epoch: int = 0
+    """With ``train.select_best``: the epoch (1-based) whose weights are exported; 0 = none yet."""
+    best_loss: float | None = None
+    """Its in-distribution validation loss."""
+    stopped_early: bool = False
+    """``train.patience`` epochs passed without a new best, so training stopped."""
     trainable_parameters: int = 0
     parameters: int = 0
 
@@ -77,10 +84,13 @@ class Progress:
         return {**dataclasses.asdict(self), "loss": self.loss_curve[-1] if self.loss_curve else float("nan")}
 
 
-def warmup_cosine(warmup: int, total: int):
+def lr_factor(schedule: str, warmup: int, total: int):
+    """The learning-rate multiplier at each step: linear warm-up, then cosine decay or constant."""
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
         progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return factor
@@ -112,6 +122,8 @@ class ExplainerTraining:
 
         self.model, self.tokenizer, self.interface = self._explainer()
         self.engine, self.scheduler = self._engine(use_gpu)
+        # with select_best, rank 0 keeps the best epoch's export here and puts it in every checkpoint
+        self.best_export = Path(tempfile.mkdtemp(prefix="selfexplain-best-")) / EXPORT_DIR
         self.progress = self._restore()
         # every rank reads the whole training set once and takes its share of each epoch's order
         self.examples = load_examples(ray.train.get_dataset_shard("train"))
@@ -150,8 +162,8 @@ class ExplainerTraining:
 
         optimizer = torch.optim.AdamW(parameter_groups(self.model, self.train), lr=self.train.learning_rate,
                                       weight_decay=self.train.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.train.warmup_steps,
-                                                                               self.total_steps))
+        schedule = lr_factor(self.train.lr_schedule, self.train.warmup_steps, self.total_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         engine, _, _, scheduler = deepspeed.initialize(model=self.model, optimizer=optimizer, lr_scheduler=scheduler,
                                                        config=deepspeed_config(self.train, use_gpu),
                                                        dist_init_required=False)
@@ -170,6 +182,8 @@ class ExplainerTraining:
         with checkpoint.as_directory() as folder:
             record = read_progress(folder, PROGRESS)
             self.engine.load_checkpoint(folder, tag=record["tag"])
+            if self.train.select_best and (Path(folder) / EXPORT_DIR).is_dir():
+                shutil.copytree(Path(folder) / EXPORT_DIR, self.best_export)
         progress = Progress.from_record(record)
         progress.resumed_from_step = progress.step
         if self.rank == 0:
@@ -179,19 +193,24 @@ class ExplainerTraining:
 
     # --- training -------------------------------------------------------------------------
     def run(self) -> None:
-        if self.progress.epoch == self.train.epochs:  # finished before, but the export never reached storage
-            self.checkpoint(final=True)
+        if self.progress.epoch == self.train.epochs or self.progress.stopped_early:
+            self.checkpoint(final=True)  # finished before, but the export never reached storage
         for epoch in range(self.progress.epoch, self.train.epochs):
+            if self.progress.stopped_early:
+                break
             self.train_epoch(epoch)
             self.end_epoch(epoch)
         self.tracker.close()
 
     def train_epoch(self, epoch: int) -> None:
         """This rank's micro-batches of the epoch's order, after those a resumed run already trained."""
-        from selfexplain.train.order import epoch_order, rank_micro_batches
+        from selfexplain.train.order import epoch_order, length_bucketed, rank_micro_batches
 
         skip = self.train.grad_accum * self.progress.epoch_step
         order = epoch_order(self.examples["record_id"], self.examples.get("copy"), self.config.seed, epoch)
+        if self.train.length_buckets:
+            lengths = [len(ids) for ids in phrased(self.examples, self.config.seed, epoch)[0]]
+            order = length_bucketed(order, lengths, self.micro_batch * self.world, self.config.seed, epoch)
         losses, tokens = [], 0
         for index, picked in enumerate(rank_micro_batches(order, self.rank, self.world, self.micro_batch)):
             if index < skip:  # trained before the checkpoint this run resumed from
@@ -241,7 +260,26 @@ class ExplainerTraining:
             self.validate()
         self.progress.epoch, self.progress.epoch_step = epoch + 1, 0
         latest = {k: v for k, v in (self.progress.validation_curve[-1:] or [{}])[0].items() if k != "step"}
-        self.checkpoint(extra={**speed, **latest}, final=epoch == self.train.epochs - 1)
+        improved = self.train.select_best and self._new_best(latest)
+        final = epoch == self.train.epochs - 1 or self.progress.stopped_early
+        self.checkpoint(extra={**speed, **latest}, final=final, export_now=improved)
+
+    def _new_best(self, latest: dict[str, float]) -> bool:
+        """Is this epoch's in-distribution validation loss the lowest so far? Rank 0 decides and
+        tells the others (ZeRO-3's export is a collective: every rank must agree)."""
+        progress = self.progress
+        loss = latest.get("val_in_distribution")
+        decision = [loss is not None and (progress.best_loss is None or loss < progress.best_loss)]
+        if self.world > 1:
+            torch.distributed.broadcast_object_list(decision, src=0)
+        if decision[0]:
+            progress.best_epoch, progress.best_loss = progress.epoch, loss
+        elif self.train.patience and progress.epoch - progress.best_epoch >= self.train.patience:
+            progress.stopped_early = True
+            if self.rank == 0:
+                log.info("stopping: %d epochs without a lower in-distribution validation loss (best: epoch %d, %.4f)",
+                         self.train.patience, progress.best_epoch, progress.best_loss)
+        return decision[0]
 
     def validate(self) -> dict[str, float]:
         """Mean answer loss on each validation set; its time is kept out of the throughput."""
@@ -258,9 +296,11 @@ class ExplainerTraining:
         return losses
 
     # --- checkpoint and export ------------------------------------------------------------
-    def checkpoint(self, extra: dict | None = None, final: bool = False) -> None:
+    def checkpoint(self, extra: dict | None = None, final: bool = False, export_now: bool = False) -> None:
         """Every rank saves its DeepSpeed shard into one folder; rank 0 adds the progress record
-        (and with the ``final`` checkpoint, the HF export); ``ray.train.report`` persists it."""
+        and the HF export: with the ``final`` checkpoint, or with ``train.select_best`` the best
+        epoch's (exported when it is reached, ``export_now``, and carried in every later
+        checkpoint). ``ray.train.report`` persists it."""
         import ray.train
 
         metrics = {**self.progress.metrics(), **(extra or {})}
@@ -269,11 +309,18 @@ class ExplainerTraining:
             self.engine.save_checkpoint(folder, tag=tag)
             if self.rank == 0:
                 (Path(folder) / PROGRESS).write_text(json.dumps({"tag": tag, **metrics}))
-            if final:
+            if final and self.train.select_best and not self.progress.best_epoch:
+                export_now = True  # no in-distribution loss was ever measured: the last epoch it is
+            if export_now:
+                self.export(self.best_export, replace=True)
+            if self.train.select_best:
+                if self.rank == 0 and self.best_export.is_dir():
+                    shutil.copytree(self.best_export, Path(folder) / EXPORT_DIR)
+            elif final:
                 self.export(Path(folder) / EXPORT_DIR)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
-    def export(self, out_dir: Path) -> None:
+    def export(self, out_dir: Path, replace: bool = False) -> None:
         """A plain HF directory (safetensors) of the trained explainer, from rank 0, with the
         vector interface and projection for vector tasks (see :mod:`selfexplain.explainer.export`)."""
         from selfexplain.explainer.export import save_explainer
@@ -284,6 +331,8 @@ class ExplainerTraining:
             state_dict = self.engine._zero3_consolidated_16bit_state_dict()  # a collective: every rank calls it
         if self.rank != 0:
             return
+        if replace and out_dir.exists():
+            shutil.rmtree(out_dir)
         module = self.engine.module
         if is_lora(module):
             module = merged_copy(module)  # a plain HF model out, adapters merged

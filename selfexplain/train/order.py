@@ -35,6 +35,26 @@ def epoch_variant(record_id: str, seed: int, epoch: int, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
+def length_bucketed(order: np.ndarray, lengths: Sequence[int], chunk: int, seed: int, epoch: int,
+                    window_chunks: int = 50) -> np.ndarray:
+    """The epoch's order regrouped so each chunk of ``chunk`` examples (one micro-batch on every
+    rank) holds examples of similar length: padding to a batch's longest example is wasted
+    compute. Within each window of ``window_chunks`` chunks of the shuffled order the examples
+    are sorted by length, cut into chunks, and the chunks shuffled, from (seed, epoch): every
+    rank and every rerun computes the same order, and no epoch runs short-to-long."""
+    rng = np.random.default_rng([seed, epoch, 0x6275636B])  # "buck"
+    lengths = np.asarray(lengths)
+    out = []
+    for start in range(0, len(order), chunk * window_chunks):
+        window = order[start:start + chunk * window_chunks]
+        window = window[np.argsort(lengths[window], kind="stable")]
+        chunks = [window[i:i + chunk] for i in range(0, len(window), chunk)]
+        # a short last chunk stays last: every rank must cut its share the same way
+        full, tail = (chunks[:-1], chunks[-1:]) if len(chunks[-1]) < chunk else (chunks, [])
+        out += [full[i] for i in rng.permutation(len(full))] + tail
+    return np.concatenate(out) if out else order
+
+
 def rank_micro_batches(order: np.ndarray, rank: int, world: int, micro_batch: int) -> Iterator[np.ndarray]:
     """This rank's micro-batches (arrays of example indices) of one epoch's order."""
     usable = len(order) - len(order) % world
