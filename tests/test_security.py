@@ -77,3 +77,14 @@ def test_checkpoint_loader_refuses_a_pickle_that_runs_code(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         WeightsOnlyCheckpointEngine(None).load(str(path))
     assert not marker.exists()
+
+
+def test_the_local_session_is_the_current_cluster_for_rays_own_tools(ray_cluster):
+    """Ray Train's placement-group cleaner finds the cluster through Ray's address file; a stale
+    one (left by an earlier `ray start`) made it time out and print a traceback mid-run."""
+    import ray
+    from ray._private.utils import read_ray_address
+    from ray.util.state import list_actors
+
+    assert read_ray_address() == ray._private.worker.global_worker.node.gcs_address
+    assert isinstance(list_actors(timeout=10), list)  # the state API, asked with no address, answers

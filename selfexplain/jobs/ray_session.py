@@ -55,10 +55,40 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         restrict_token_file()
         node = ray._private.worker._global_node  # no public accessor for the session folder
         log.info("local Ray cluster started; its logs: %s", node.get_logs_dir_path() if node else "(unknown)")
+        previous_address = _publish_address(node.gcs_address) if node else None
     try:
         yield
     finally:
         ray.shutdown()
+        if not address and node:
+            _restore_address(previous_address)
+
+
+def _publish_address(gcs_address: str) -> str | None:
+    """Write this session's address where Ray's tools look for "the current cluster", as a
+    ``ray start`` head does; return what was there.
+
+    Ray Train's placement-group cleaner (a detached actor) finds the cluster through that file.
+    On the loopback path Ray never writes it, so the cleaner read whatever an earlier ``ray
+    start`` left (a dead head's address), timed out, and printed a traceback into the run's
+    console. The previous content is put back at shutdown."""
+    from ray._private.utils import get_ray_address_file
+
+    path = Path(get_ray_address_file(None))
+    previous = path.read_text() if path.is_file() else None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(gcs_address)
+    return previous
+
+
+def _restore_address(previous: str | None) -> None:
+    from ray._private.utils import get_ray_address_file
+
+    path = Path(get_ray_address_file(None))
+    if previous is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(previous)
 
 
 def _quiet_ray_data() -> None:
