@@ -49,7 +49,8 @@ def plot_self_vs_other(frame: pd.DataFrame, tasks: list[str], path: Path) -> Pat
 
 
 def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
-    """One panel per task: held-out headline score against training-data fraction, per explainer,
+    """One panel per task: held-out headline score against the number of training examples (the
+    paper's data-efficiency figure; the fraction where that count is unknown), per explainer,
     with the baselines as horizontal lines."""
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
     held = frame[frame.query_set == "held-out"]
@@ -60,10 +61,11 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
             rows = part[(part.role == role) & (part.kind == "trained")].sort_values("data_fraction")
             if rows.empty:
                 continue
+            x = rows.train_examples if rows.train_examples.notna().all() else rows.data_fraction
             # whiskers too, so a single point (an explainer without the sweep) shows its interval
-            ax.errorbar(rows.data_fraction, rows.value, yerr=_errors(rows), fmt="o-", capsize=3, color=color,
+            ax.errorbar(x, rows.value, yerr=_errors(rows), fmt="o-", capsize=3, color=color,
                         label=rows.system.iloc[0])
-            ax.fill_between(rows.data_fraction, rows.ci_low.astype(float), rows.ci_high.astype(float),
+            ax.fill_between(x, rows.ci_low.astype(float), rows.ci_high.astype(float),
                             color=color, alpha=0.2)
         baselines = part[part.kind == "baseline"].system.unique()
         for baseline, style in zip(baselines, (":", "--", "-.", (0, (1, 4)), (0, (3, 1, 1, 1)))):
@@ -71,7 +73,8 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
             if not rows.empty:
                 ax.axhline(rows.value.iloc[0], color="grey", ls=style, lw=1, label=baseline)
         ax.set_xscale("log", base=2)  # the sizes of a scaling sweep double, as in the paper's figure
-        ax.set_xlabel("fraction of training data")
+        counted = part.train_examples.notna().all() if "train_examples" in part else False
+        ax.set_xlabel("training examples" if counted else "fraction of training data")
         ax.set_ylabel(f"held-out {metric.replace('_', ' ')}")
         ax.set_title(task)
         ax.legend(fontsize=7)

@@ -51,6 +51,7 @@ def system_results(study: StudyConfig) -> list[dict]:
                 if not path.exists():
                     continue
                 saved = path.read_json()
+                trained_on = _training_examples(Location(study.folder) / run_name(task, role, fraction))
                 systems = {label: System.from_dict(record) for label, record in saved["systems"].items()}
                 for query_set, key in QUERY_SETS.items():
                     for label, metrics in saved.get(key, {}).items():
@@ -63,9 +64,16 @@ def system_results(study: StudyConfig) -> list[dict]:
                                 continue
                             low, high = metrics.get(f"{metric}_ci", (None, None))
                             rows.append({"task": task, "query_set": query_set, "system": name, "role": role,
-                                         "kind": system.kind, "data_fraction": fraction, "metric": metric, "value": value,
+                                         "kind": system.kind, "data_fraction": fraction, "train_examples": trained_on,
+                                         "metric": metric, "value": value,
                                          "ci_low": low, "ci_high": high, "n": metrics.get("n")})
     return rows
+
+
+def _training_examples(run_dir: Location) -> int | None:
+    """How many rows the run's explainer trained on (None for a run trained before it was kept)."""
+    metrics = run_dir / "train_metrics.json"
+    return metrics.read_json().get("examples") if metrics.exists() else None
 
 
 def system_order(rows: pd.DataFrame) -> list[str]:
