@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+import warnings
 
 import pyarrow.parquet as pq
 import ray
@@ -108,7 +109,6 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
 
     ``worker`` is the actor class; tests pass a subclass that injects faults."""
     started = time.time()
-    gen = config.generate
     task = get_task(config.task)
     # Everything that can be wrong with the inputs is checked before any folder is created.
     items = task.work_items(config, load_tokenizer(config.target, config.trust_remote_code))
@@ -124,22 +124,10 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
     if todo:
         rows = [{"shard": i, "payload": json.dumps(shards[i])} for i in todo]
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
-        results = dataset.map_batches(
-            worker,
-            batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=min(gen.num_actors, len(todo))),
-            num_cpus=gen.cpus_per_actor,
-            num_gpus=gen.gpus_per_actor,
-            # A crashed actor (preempted node, OOM) is restarted and its shard rerun; shards are
-            # written whole or not at all, so a retry neither loses nor duplicates records.
-            max_restarts=gen.max_actor_restarts,
-            max_task_retries=gen.max_actor_restarts,
-            fn_constructor_kwargs={
-                "task": config.task, "target_name": config.target,
-                "corpus_dir": corpus_dir.uri, "use_gpu": gen.gpus_per_actor > 0,
-                "options": config.to_dict()["generate"], "trust_remote_code": config.trust_remote_code,
-            },
-        ).take_all()
+        with warnings.catch_warnings():
+            # max_restarts/max_task_retries have no named parameter yet; the deprecation names none
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            results = _run_shards(dataset, worker, config, corpus_dir, len(todo))
         written = sum(r["rows"] for r in results)
         log.info("wrote %d shards: %d rows (%.1f rows/s), %d items rejected", len(results), written,
                  written / (time.time() - started), sum(r["rejected"] for r in results))
@@ -147,6 +135,27 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
         written = 0
     _write_manifest(config, corpus_dir, len(shards), len(items), time.time() - started, written)
     return corpus_dir
+
+
+def _run_shards(dataset, worker: type, config: RunConfig, corpus_dir: Location, shards: int) -> list[dict]:
+    """One actor call per shard; each actor loads the target once."""
+    gen = config.generate
+    return dataset.map_batches(
+        worker,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=min(gen.num_actors, shards)),
+        num_cpus=gen.cpus_per_actor,
+        num_gpus=gen.gpus_per_actor,
+        # A crashed actor (preempted node, OOM) is restarted and its shard rerun; shards are
+        # written whole or not at all, so a retry neither loses nor duplicates records.
+        max_restarts=gen.max_actor_restarts,
+        max_task_retries=gen.max_actor_restarts,
+        fn_constructor_kwargs={
+            "task": config.task, "target_name": config.target,
+            "corpus_dir": corpus_dir.uri, "use_gpu": gen.gpus_per_actor > 0,
+            "options": config.to_dict()["generate"], "trust_remote_code": config.trust_remote_code,
+        },
+    ).take_all()
 
 
 def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, num_items: int, seconds: float,
@@ -181,9 +190,14 @@ def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, nu
         "config": config.to_dict(),
         "config_hash": config.fingerprint(),
         "versions": versions(),
+        # of the invocation that wrote shards (a resumed generation counts only its own); a rerun
+        # that found every shard written keeps the numbers of the one before
         "seconds": round(seconds, 1),
-        # of this invocation: a resumed generation counts only the shards it wrote
         "rows_written": written_rows,
         "rows_per_second": round(written_rows / seconds, 2) if seconds > 0 else None,
     }
+    previous = corpus_dir / MANIFEST
+    if not written_rows and previous.exists():
+        manifest.update({key: value for key, value in previous.read_json().items()
+                         if key in ("seconds", "rows_written", "rows_per_second")})
     (corpus_dir / MANIFEST).write_json(manifest)
