@@ -1,8 +1,9 @@
 """Building the DeepSpeed config from selfexplain's TrainConfig.
 
 CPU runs use fp32 (DeepSpeed's CPU accelerator has no fast bf16 path) over gloo; GPU runs use
-bf16. The optimizer is a client ``torch.optim.AdamW`` rather than DeepSpeed's fused one, which
-would compile C++/CUDA ops on first use; ZeRO accepts it with ``zero_allow_untested_optimizer``.
+bf16. The optimizer is a client ``torch.optim.AdamW`` (torch's fused kernel, on CPU and GPU alike)
+rather than DeepSpeed's, which would compile C++/CUDA ops on first use; ZeRO accepts it with
+``zero_allow_untested_optimizer``.
 """
 
 from __future__ import annotations

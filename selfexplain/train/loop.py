@@ -84,6 +84,12 @@ class Progress:
         return {**dataclasses.asdict(self), "loss": self.loss_curve[-1] if self.loss_curve else float("nan")}
 
 
+def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel. On CPU torch otherwise takes its per-tensor loop: one step
+    over SmolLM2-135M's parameters took 0.75 s there against 0.064 s fused (2 cores, measured)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def lr_factor(schedule: str, warmup: int, total: int):
     """The learning-rate multiplier at each step: linear warm-up, then cosine decay or constant."""
     def factor(step: int) -> float:
@@ -160,8 +166,7 @@ class ExplainerTraining:
         from selfexplain.train.deepspeed_config import deepspeed_config
         from selfexplain.train.safe_checkpoint import use_weights_only_loading
 
-        optimizer = torch.optim.AdamW(parameter_groups(self.model, self.train), lr=self.train.learning_rate,
-                                      weight_decay=self.train.weight_decay)
+        optimizer = adamw(parameter_groups(self.model, self.train), self.train.learning_rate, self.train.weight_decay)
         schedule = lr_factor(self.train.lr_schedule, self.train.warmup_steps, self.total_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         engine, _, _, scheduler = deepspeed.initialize(model=self.model, optimizer=optimizer, lr_scheduler=scheduler,

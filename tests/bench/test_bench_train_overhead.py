@@ -17,6 +17,7 @@ from selfexplain.config import load_config
 from selfexplain.jobs.generate import generate
 from selfexplain.models import load_model
 from selfexplain.train.examples import answer_only_loss, collate
+from selfexplain.train.loop import adamw
 from selfexplain.train.mixture import corpus_sources
 from selfexplain.train.throughput import Throughput
 from selfexplain.train.trainer import encoded_examples, examples_with_role, train
@@ -28,7 +29,7 @@ def plain_torch_tokens_per_second(config, examples) -> float:
     torch.set_num_threads(2)
     model, tokenizer = load_model(config.target)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.learning_rate)
+    optimizer = adamw(model.parameters(), config.train.learning_rate)  # the loop's own optimizer
     throughput = Throughput(world_size=1)
     for start in range(0, len(examples), BATCH):
         chunk = examples[start:start + BATCH]
