@@ -53,7 +53,8 @@ def test_patching_and_features_corpora_read_without_selfexplain(ray_cluster, tin
         vector_type = table.schema.field("vector").type
         assert pa.types.is_fixed_size_list(vector_type) and vector_type.list_size == d_model
         assert vector_type.value_type == pa.float32()
-        loaded = datasets.load_dataset("parquet", data_files=files, split="train")
+        data_files = [str(corpus.local_path / name) for name in manifest["data_files"]]
+        loaded = datasets.load_dataset("parquet", data_files=data_files, split="train")
         assert len(loaded) == table.num_rows and len(loaded[0]["vector"]) == d_model
         rejects = pq.read_table([str(corpus.local_path / REJECTS / s["file"]) for s in manifest["shards"]])
         assert rejects.num_rows == manifest["rejected"]

@@ -186,6 +186,9 @@ def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, nu
         "rejected_by_reason": reject_reasons,
         "rejects": f"{REJECTS}/",
         "shards": shards,
+        # the shards holding rows: a shard whose every item was rejected is a valid 0-row Parquet
+        # file, which `datasets.load_dataset("parquet")` refuses ("BatchSize must be greater than 0")
+        "data_files": [s["file"] for s in shards if s["rows"]],
         "schema": schema.to_string(show_schema_metadata=False, show_field_metadata=False),
         "config": config.to_dict(),
         "config_hash": config.fingerprint(),

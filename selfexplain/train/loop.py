@@ -352,6 +352,12 @@ def _setup_logging() -> None:
     import warnings
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+    try:  # Ray Train v2 logs each report under a logger named after its file, not its module
+        from ray.train.v2._internal.execution import context as train_context
+
+        logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+    except ImportError:
+        pass
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     if not log.handlers:
