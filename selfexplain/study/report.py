@@ -187,8 +187,9 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
         from selfexplain.study.plots import plot_scaling, plot_self_vs_other
 
         out = folder.local_path
-        plots = {"self_vs_other.png": plot_self_vs_other(frame, list(study.tasks), out / "self_vs_other.png"),
-                 "scaling.png": plot_scaling(frame, list(study.tasks), out / "scaling.png")}
+        scored = [task for task in study.tasks if task in set(frame["task"])]  # a study under way has gaps
+        plots = {"self_vs_other.png": plot_self_vs_other(frame, scored, out / "self_vs_other.png"),
+                 "scaling.png": plot_scaling(frame, scored, out / "scaling.png")}
     headlines = {"paired": paired, "versus": versus}
     (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, headlines))
     (folder / "report.html").write_text(_html(study, tables, seconds, plots, headlines))
@@ -255,7 +256,8 @@ def _html(study: StudyConfig, tables, seconds, plots, headlines) -> str:
              f"<h1>Study <code>{html.escape(study.name)}</code>: self vs other explanation</h1>",
              f"<p class=note>{html.escape(_intro(study, seconds)).replace('`', '')}</p>"]
     captions = {"self_vs_other.png": "Headline score per task and system, held-out and in-distribution, with 95% intervals.",
-                "scaling.png": "Held-out headline score against the fraction of training data, with 95% intervals."}
+                "scaling.png": "Held-out headline score against the number of training examples (log scale), "
+                               "with 95% intervals; grey lines: the baselines."}
     for title, note, table in _headline_sections(headlines):
         parts.append(f"<h2>{html.escape(title)}</h2><p class=note>{html.escape(note)}</p>" + _html_table(table))
     for name in plots:
