@@ -115,7 +115,7 @@ def paired_rows(study: StudyConfig) -> list[dict]:
             continue
         for family, subset in _families(runs["self"]):
             for row in paired_difference(subset, runs["other"], get_task(task).per_query_metric, seed=0):
-                rows.append({"task": task + (f" ({family})" if family else ""), "metric": headline(task), **row})
+                rows.append({"task": _task_label(task, family), "metric": headline(task), **row})
     return rows
 
 
@@ -126,6 +126,10 @@ def _families(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     if len(families) > 1:
         out += [(family, frame[frame["family"] == family]) for family in sorted(families)]
     return out
+
+
+def _task_label(task: str, family: str) -> str:
+    return f"{task} ({family})" if family else task
 
 
 def versus_baseline_rows(study: StudyConfig) -> list[dict]:
@@ -144,8 +148,7 @@ def versus_baseline_rows(study: StudyConfig) -> list[dict]:
                 if best is None:
                     continue
                 for row in paired_difference(part, part, metric, system=TRAINED, second_system=best, seed=0):
-                    rows.append({"task": task + (f" ({family})" if family else ""), "metric": headline(task),
-                                 "baseline": best, **row})
+                    rows.append({"task": _task_label(task, family), "metric": headline(task), "baseline": best, **row})
     return rows
 
 

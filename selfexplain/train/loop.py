@@ -198,14 +198,17 @@ class ExplainerTraining:
 
     # --- training -------------------------------------------------------------------------
     def run(self) -> None:
-        if self.progress.epoch == self.train.epochs or self.progress.stopped_early:
-            self.checkpoint(final=True)  # finished before, but the export never reached storage
-        for epoch in range(self.progress.epoch, self.train.epochs):
-            if self.progress.stopped_early:
-                break
-            self.train_epoch(epoch)
-            self.end_epoch(epoch)
-        self.tracker.close()
+        try:
+            if self.progress.epoch == self.train.epochs or self.progress.stopped_early:
+                self.checkpoint(final=True)  # finished before, but the export never reached storage
+            for epoch in range(self.progress.epoch, self.train.epochs):
+                if self.progress.stopped_early:
+                    break
+                self.train_epoch(epoch)
+                self.end_epoch(epoch)
+            self.tracker.close()
+        finally:  # the kept best export is a whole model: never leave it in the temp folder
+            shutil.rmtree(self.best_export.parent, ignore_errors=True)
 
     def train_epoch(self, epoch: int) -> None:
         """This rank's micro-batches of the epoch's order, after those a resumed run already trained."""
