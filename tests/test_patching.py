@@ -34,6 +34,27 @@ def test_sweep_equals_a_full_forward_per_site(tiny_llama, component):
     assert (swept - clean).abs().max() > 1e-3
 
 
+def test_sites_of_the_shared_prefix_are_answered_by_the_clean_run_without_a_forward(tiny_llama):
+    """Before the first differing token the counterfactual's activation is the clean one: those
+    sites cost no forward beyond the one clean run, and their logits are its logits."""
+    model, tokenizer = tiny_llama
+    ids = torch.tensor(tokenizer("the cat sat on the mat").input_ids)
+    cf_ids = torch.tensor(tokenizer("the cat sat on the hat").input_ids)
+    first_difference = int((ids != cf_ids).nonzero()[0, 0])
+    layers = list(range(model.config.num_hidden_layers))
+    sources = capture_component(model, cf_ids, layers)
+    runs = []
+    handle = model.model.layers[0].register_forward_pre_hook(lambda *_: runs.append(1))
+    try:
+        swept = patch_sweep(model, ids, sources, list(range(first_difference + 1)))
+    finally:
+        handle.remove()
+    assert len(runs) == 2  # the clean run, and one batch for the first differing position
+    clean = model(input_ids=ids[None], logits_to_keep=1).logits[0, -1]
+    assert torch.allclose(swept[:first_difference], clean.expand(first_difference, len(layers), -1), atol=1e-5)
+    assert (swept[first_difference] - clean).abs().max() > 1e-3
+
+
 def test_sweep_leaves_the_blocks_as_it_found_them(tiny_llama):
     """The residual sweep swaps each block's forward while it runs; a forward another tool had put
     on a block (nnsight does) is back afterwards, and a plain block has no instance forward left."""

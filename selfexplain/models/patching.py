@@ -8,7 +8,10 @@ that wasteful:
   layer: their keys and values can be taken from one clean run's KV cache, and only the suffix
   ``p..n-1`` is recomputed.
 * Sites that share ``p`` need the same suffix, so all layers for one position run as one batch,
-  each row patched at its own layer.
+  each row patched at its own layer; on the residual stream a row starts at the block after its
+  patched layer, since the blocks before it are the clean run's.
+* A site whose vector is the clean activation itself (the two prompts' shared prefix) changes
+  nothing: its answer is the clean logits, without a forward.
 
 A sweep is therefore one clean forward plus one batched suffix forward per position. The result
 equals the naive loop up to float rounding (the tests and ``tests/bench`` check <= 1e-4). A prompt
@@ -81,16 +84,88 @@ def patch_sweep(
     ``positions`` and ``sorted(sources)``.
     """
     keys = sorted(sources)
-    row_layers = [list(blocks[key]) for key in keys] if blocks else keys
+    layer_sets = [list(blocks[key]) for key in keys] if blocks else [[key] for key in keys]
     if reaches_sliding_window(model, len(input_ids)):
         # A sliding-window cache (Gemma-3's local layers) keeps only the last `window` tokens, so
         # the clean prefix cannot be cropped and reused: one full forward per site instead.
         return torch.stack([torch.stack([patch_one_site(model, input_ids, layers, position, sources[key][position],
                                                         component)
-                                         for key, layers in zip(keys, row_layers)]) for position in positions])
-    if component == "residual":
-        return _residual_sweep(model, input_ids, keys, row_layers, sources, positions)
-    return _suffix_sweep(model, input_ids, keys, row_layers, sources, positions, component)
+                                         for key, layers in zip(keys, layer_sets)]) for position in positions])
+    firsts = [min(layers) for layers in layer_sets]
+    # the rows a block computes must be a leading slice of the batch: rows sorted by first layer
+    from_their_layer = component == "residual" and firsts == sorted(firsts)
+    return sweep(model, input_ids, [sources[key] for key in keys], layer_sets, positions, component,
+                 from_their_layer=from_their_layer, skip_noops=True)
+
+
+def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], layer_sets: Sequence[Sequence[int]],
+          positions: Sequence[int], component: str, *, from_their_layer: bool, skip_noops: bool) -> torch.Tensor:
+    """:func:`patch_sweep` with its two savings as switches (the benchmark times each one).
+
+    One clean forward gives the KV cache, the clean logits and the clean activations; then each
+    position's sites run as one batch over the suffix from that position.
+
+    * ``skip_noops``: a site whose vector *is* the clean activation at every layer it is written
+      to (the prompts' shared prefix: causal attention makes the counterfactual's activation
+      there the original's, bit for bit) changes nothing, so its answer is the clean logits and it
+      joins no batch.
+    * ``from_their_layer`` (residual stream, rows sorted by first layer): patching the stream
+      after block L leaves blocks 0..L exactly as in the clean run, at every position, so a row
+      joins the batch at block L+1 from the clean output of block L; half the block-rows of the
+      all-rows sweep are skipped. A sub-layer's write happens inside its block, so ``attn`` and
+      ``mlp`` sites run every row through every block.
+    """
+    depth = len(decoder_layers(model))
+    read_layers = range(depth) if from_their_layer else sorted({layer for layers in layer_sets for layer in layers})
+    with capture(model, read_layers, component) as clean:
+        clean_logits, clean_cache = _clean_run(model, input_ids)
+    ids = input_ids.to(model.device)
+    cache_argument = _cache_argument(model)
+    results = clean_logits.expand(len(positions), len(layer_sets), -1).clone()
+    for index, position in enumerate(positions):
+        rows = [row for row, layers in enumerate(layer_sets)
+                if not (skip_noops and _writes_clean_value(row_sources[row][position], clean, layers, position))]
+        if not rows:
+            continue
+        vectors = torch.stack([row_sources[row][position] for row in rows]).to(model.device)
+        past = _clean_prefix_cache(clean_cache, position, len(ids)) if position > 0 else None
+        if from_their_layer:
+            computed = _rows_each_block_computes([layer_sets[row] for row in rows], depth)
+            if past is not None:
+                for layer, cached in enumerate(past.layers):  # each block's prefix, once per row it computes
+                    if computed[layer]:
+                        cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
+                        cached.values = cached.values.expand(computed[layer], -1, -1, -1)
+            writing = _rows_from_their_layer(model, {layer: hidden[:, position:] for layer, hidden in clean.items()},
+                                             computed, [layer_sets[row] for row in rows], vectors)
+        else:
+            if past is not None:
+                past.batch_repeat_interleave(len(rows))
+            writing = write_rows(model, [layer_sets[row] for row in rows], 0, vectors, component)
+        with writing:
+            logits = model(input_ids=ids[position:].expand(len(rows), -1), use_cache=past is not None,
+                           logits_to_keep=1, **{cache_argument: past}).logits[:, -1, :]
+        results[index, rows] = logits.float().cpu()
+    return results
+
+
+def _writes_clean_value(vector: torch.Tensor, clean: Mapping[int, torch.Tensor], layers: Sequence[int],
+                        position: int) -> bool:
+    """The site writes back exactly what the clean run has there, at every layer it writes."""
+    return all(torch.equal(vector.to(clean[layer].device, clean[layer].dtype), clean[layer][0, position])
+               for layer in layers)
+
+
+def _rows_each_block_computes(layer_sets: Sequence[Sequence[int]], depth: int) -> list[int]:
+    """``computed[l]``: how many leading rows block ``l`` computes (rows first patched before ``l``)."""
+    firsts = [min(layers) for layers in layer_sets]
+    return [sum(first < layer for first in firsts) for layer in range(depth)]
+
+
+def _clean_run(model, input_ids: torch.Tensor):
+    """(next-token logits ``Float[Tensor, "vocab"]`` on the CPU, KV cache) of one unpatched forward."""
+    output = model(input_ids=input_ids[None].to(model.device), use_cache=True, logits_to_keep=1)
+    return output.logits[0, -1].float().cpu(), _output_cache(output)
 
 
 def _clean_prefix_cache(clean_cache, position: int, length: int):
@@ -102,86 +177,15 @@ def _clean_prefix_cache(clean_cache, position: int, length: int):
     return past
 
 
-def _suffix_sweep(model, input_ids, keys, row_layers, sources, positions, component) -> torch.Tensor:
-    """Each position's sites as one batch over the suffix, every row through every layer (a
-    sub-layer's write happens inside its block, so no block can be skipped)."""
-    def share_prefix(past):
-        past.batch_repeat_interleave(len(keys))
-
-    def writing(position, vectors):
-        return write_rows(model, row_layers, 0, vectors, component)
-
-    clean_cache = _clean_run(model, input_ids)
-    return _position_batches(model, input_ids, keys, sources, positions, clean_cache, share_prefix, writing)
-
-
-def _residual_sweep(model, input_ids, keys, row_layers, sources, positions) -> torch.Tensor:
-    """Each position's sites as one batch over the suffix, each row computed only from the block
-    after its first patched layer.
-
-    Patching the stream after block L leaves blocks 0..L exactly as in the clean run, at every
-    position: a row joins the batch at block L+1, starting from the clean output of block L (with
-    the vector written at the patched position). Rows are ordered by that first layer, so the
-    rows a block computes are always a leading slice of the batch; the blocks before a row joins
-    hand it the clean run's output instead. Half the block-rows of the all-rows sweep are skipped.
-    """
-    depth = len(decoder_layers(model))
-    layer_sets = [[layers] if isinstance(layers, int) else list(layers) for layers in row_layers]
-    first = [min(layers) for layers in layer_sets]
-    if first != sorted(first):  # the rows a block computes must be a leading slice of the batch
-        return _suffix_sweep(model, input_ids, keys, row_layers, sources, positions, "residual")
-    # computed[l]: how many leading rows block l computes (rows whose first patched layer is < l)
-    computed = [sum(f < layer for f in first) for layer in range(depth)]
-    written = {layer: [row for row, layers in enumerate(layer_sets) if layer in layers] for layer in range(depth)}
-
-    def share_prefix(past):
-        for layer, cached in enumerate(past.layers):  # each block's prefix, once per row it computes
-            if computed[layer]:
-                cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
-                cached.values = cached.values.expand(computed[layer], -1, -1, -1)
-
-    def writing(position, vectors):
-        clean = {layer: hidden[:, position:] for layer, hidden in clean_stream.items()}
-        return _rows_from_their_layer(model, clean, computed, written, vectors)
-
-    with capture(model, range(depth)) as clean_stream:
-        clean_cache = _clean_run(model, input_ids)
-    return _position_batches(model, input_ids, keys, sources, positions, clean_cache, share_prefix, writing)
-
-
-def _clean_run(model, input_ids: torch.Tensor):
-    """The KV cache of one unpatched forward over the whole prompt."""
-    return _output_cache(model(input_ids=input_ids[None].to(model.device), use_cache=True, logits_to_keep=1))
-
-
-def _position_batches(model, input_ids, keys, sources, positions, clean_cache, share_prefix, writing) -> torch.Tensor:
-    """For each position, one forward of the suffix from that position with one row per site:
-    the clean prefix's cache (``share_prefix`` spreads it over the rows), and the vectors written
-    by the ``writing(position, vectors)`` context. ``Float[Tensor, "position site vocab"]``."""
-    ids = input_ids.to(model.device)
-    cache_argument = _cache_argument(model)
-    results = []
-    for position in positions:
-        vectors = torch.stack([sources[key][position] for key in keys]).to(model.device)
-        suffix = ids[position:].expand(len(keys), -1)
-        past = None
-        if position > 0:
-            past = _clean_prefix_cache(clean_cache, position, len(ids))
-            share_prefix(past)
-        with writing(position, vectors):
-            logits = model(input_ids=suffix, use_cache=past is not None, logits_to_keep=1,
-                           **{cache_argument: past}).logits[:, -1, :]
-        results.append(logits.float().cpu())
-    return torch.stack(results)
-
-
 @contextmanager
 def _rows_from_their_layer(model, clean: Mapping[int, torch.Tensor], computed: Sequence[int],
-                           written: Mapping[int, Sequence[int]], vectors: torch.Tensor) -> Iterator[None]:
+                           layer_sets: Sequence[Sequence[int]], vectors: torch.Tensor) -> Iterator[None]:
     """While inside, block ``l`` runs on the first ``computed[l]`` rows of the batch only, the
-    other rows take the clean output ``clean[l]``, and rows ``written[l]`` get their vector at the
-    suffix's first position. The blocks' own forwards are restored on exit, always."""
+    other rows take the clean output ``clean[l]``, and each row gets its vector at the suffix's
+    first position after every block in its layer set. The blocks' own forwards are restored on
+    exit, always."""
     blocks = decoder_layers(model)
+    written = {layer: [row for row, layers in enumerate(layer_sets) if layer in layers] for layer in range(len(blocks))}
 
     def replacement(layer: int, original):
         def forward(hidden_states, *args, **kwargs):
