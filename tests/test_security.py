@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -80,11 +81,28 @@ def test_checkpoint_loader_refuses_a_pickle_that_runs_code(tmp_path):
 
 
 def test_the_local_session_is_the_current_cluster_for_rays_own_tools(ray_cluster):
-    """Ray Train's placement-group cleaner finds the cluster through Ray's address file; a stale
-    one (left by an earlier `ray start`) made it time out and print a traceback mid-run."""
+    """The driver's state API finds the cluster through Ray's address file (a stale one, left by
+    an earlier `ray start`, made it time out mid-run); worker processes, where Ray Train's
+    placement-group cleaner runs, find their own cluster even when another session rewrote it."""
     import ray
-    from ray._private.utils import read_ray_address
+    from ray._private.utils import get_ray_address_file, read_ray_address
     from ray.util.state import list_actors
 
-    assert read_ray_address() == ray._private.worker.global_worker.node.gcs_address
+    gcs_address = ray._private.worker.global_worker.node.gcs_address
+    assert read_ray_address() == gcs_address
     assert isinstance(list_actors(timeout=10), list)  # the state API, asked with no address, answers
+
+    @ray.remote(num_cpus=0)
+    def state_api_in_a_worker():  # what the cleaner does, with no address
+        try:
+            return isinstance(list_actors(timeout=5), list)
+        except Exception as error:  # a stale address times out
+            return repr(error)
+
+    # another local session started later rewrites the machine-wide file: workers keep their own
+    address_file = Path(get_ray_address_file(None))
+    address_file.write_text("127.0.0.1:1")
+    try:
+        assert ray.get(state_api_in_a_worker.remote()) is True
+    finally:
+        address_file.write_text(gcs_address)

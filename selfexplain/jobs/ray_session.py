@@ -50,7 +50,9 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         # address="local": never attach to a cluster some `ray start` left on this machine.
         with _loopback_only():
             ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True,
-                     dashboard_host="127.0.0.1", runtime_env={"env_vars": worker_env()}, log_to_driver=True,
+                     dashboard_host="127.0.0.1", log_to_driver=True,
+                     runtime_env={"env_vars": worker_env(),
+                                  "worker_process_setup_hook": f"{__name__}.{pin_to_own_cluster.__name__}"},
                      configure_logging=False)
         restrict_token_file()
         node = ray._private.worker._global_node  # no public accessor for the session folder
@@ -64,14 +66,25 @@ def ray_session(config: RayConfig) -> Iterator[None]:
             _restore_address(previous_address)
 
 
+def pin_to_own_cluster() -> None:
+    """Run in each worker process as it starts: Ray's own tools inside the cluster (Ray Train's
+    placement-group cleaner asks the state API with no address) find *this* cluster.
+
+    Without an address they read the machine-wide "current cluster" file, and with two local
+    sessions running (a study beside a test run) they found both clusters, printed "Found
+    multiple active Ray instances" every few seconds, and connected to the newest, which for the
+    older session is the wrong one. RAY_ADDRESS comes first in that search."""
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+
+
 def _publish_address(gcs_address: str) -> str | None:
     """Write this session's address where Ray's tools look for "the current cluster", as a
     ``ray start`` head does; return what was there.
 
-    Ray Train's placement-group cleaner (a detached actor) finds the cluster through that file.
-    On the loopback path Ray never writes it, so the cleaner read whatever an earlier ``ray
-    start`` left (a dead head's address), timed out, and printed a traceback into the run's
-    console. The previous content is put back at shutdown."""
+    The driver's state API calls (and a user's ``ray list actors``) find the cluster through
+    that file; on the loopback path Ray never writes it, so they read whatever an earlier ``ray
+    start`` left (a dead head's address) and timed out. The previous content is put back at
+    shutdown. Worker processes do not depend on it (:func:`pin_to_own_cluster`)."""
     from ray._private.utils import get_ray_address_file
 
     path = Path(get_ray_address_file(None))
