@@ -94,19 +94,26 @@ def test_lr_schedules_and_the_best_epoch_by_in_distribution_loss():
 
 
 def test_candidate_answers_are_ranked_by_their_log_likelihood(tiny_llama):
-    from selfexplain.evaluate.likelihood import answer_log_likelihoods, most_likely
+    """Candidates continue from their query's cache; the scores equal one full forward per
+    (query, answer), across queries of different lengths and candidate counts."""
+    from selfexplain.evaluate.likelihood import candidate_log_likelihoods, most_likely
 
     model, tokenizer = tiny_llama
-    query = format_query(ROWS[0])
-    options = [" The output would remain unchanged from <<<a>>>.", " The most likely output would change to <<<the>>>."]
-    scores = answer_log_likelihoods(model, tokenizer, [query] * 2, options, batch_size=2)
+    queries = [format_query(ROWS[0]), format_query(ROWS[1]) + " and some more words to pad", format_query(ROWS[2])]
+    options = [" The output would remain unchanged from <<<a>>>.", " The most likely output would change to <<<the>>>.",
+               " The most likely output would change to <<<cat sat>>>."]
+    candidates = [options, options[:1], options[1:]]
+    scores = candidate_log_likelihoods(model, tokenizer, queries, candidates, batch_size=2)
+    assert [len(s) for s in scores] == [3, 1, 2]
     with torch.no_grad():
-        for option, score in zip(options, scores):
-            ids, start = encode_example(tokenizer, query, option)
-            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], -1)
-            expected = sum(float(logp[t - 1, ids[t]]) for t in range(start, len(ids)))
-            assert abs(float(score) - expected) < 1e-3
-    assert most_likely(model, tokenizer, [query], [options], batch_size=4) == [options[int(np.argmax(scores))]]
+        for query, answers, got in zip(queries, candidates, scores):
+            for option, score in zip(answers, got):
+                ids, start = encode_example(tokenizer, query, option)
+                logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], -1)
+                expected = sum(float(logp[t - 1, ids[t]]) for t in range(start, len(ids)))
+                assert abs(float(score) - expected) < 1e-3
+    assert most_likely(model, tokenizer, queries, candidates, batch_size=4) == [
+        answers[int(np.argmax(got))] for answers, got in zip(candidates, scores)]
 
 
 def test_each_epoch_asks_a_query_in_a_phrasing_of_its_own():

@@ -25,7 +25,6 @@ stream itself), ``attn`` or ``mlp`` (that sub-layer's output, before it is added
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -33,15 +32,7 @@ import torch
 
 from selfexplain.models.architectures import decoder_layers
 from selfexplain.models.hooks import capture, write_rows
-
-
-def _cache_argument(model) -> str:
-    # transformers 5.2x renamed ``past_key_values`` to ``cache``; older versions know only the former.
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def _output_cache(output):
-    return output["cache"] if "cache" in output else output["past_key_values"]
+from selfexplain.models.kv_cache import cache_argument, output_cache
 
 
 def capture_component(model, input_ids: torch.Tensor, layers: Sequence[int], component: str = "residual"
@@ -120,7 +111,7 @@ def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], l
     with capture(model, read_layers, component) as clean:
         clean_logits, clean_cache = _clean_run(model, input_ids)
     ids = input_ids.to(model.device)
-    cache_argument = _cache_argument(model)
+    cache_name = cache_argument(model)
     results = clean_logits.expand(len(positions), len(layer_sets), -1).clone()
     for index, position in enumerate(positions):
         rows = [row for row, layers in enumerate(layer_sets)
@@ -144,7 +135,7 @@ def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], l
             writing = write_rows(model, [layer_sets[row] for row in rows], 0, vectors, component)
         with writing:
             logits = model(input_ids=ids[position:].expand(len(rows), -1), use_cache=past is not None,
-                           logits_to_keep=1, **{cache_argument: past}).logits[:, -1, :]
+                           logits_to_keep=1, **{cache_name: past}).logits[:, -1, :]
         results[index, rows] = logits.float().cpu()
     return results
 
@@ -165,7 +156,7 @@ def _rows_each_block_computes(layer_sets: Sequence[Sequence[int]], depth: int) -
 def _clean_run(model, input_ids: torch.Tensor):
     """(next-token logits ``Float[Tensor, "vocab"]`` on the CPU, KV cache) of one unpatched forward."""
     output = model(input_ids=input_ids[None].to(model.device), use_cache=True, logits_to_keep=1)
-    return output.logits[0, -1].float().cpu(), _output_cache(output)
+    return output.logits[0, -1].float().cpu(), output_cache(output)
 
 
 def _clean_prefix_cache(clean_cache, position: int, length: int):
