@@ -67,11 +67,12 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
                         label=rows.system.iloc[0])
             ax.fill_between(x, rows.ci_low.astype(float), rows.ci_high.astype(float),
                             color=color, alpha=0.2)
-        baselines = part[part.kind == "baseline"].system.unique()
-        for baseline, style in zip(baselines, (":", "--", "-.", (0, (1, 4)), (0, (3, 1, 1, 1)))):
-            rows = part[(part.system == baseline)]
-            if not rows.empty:
-                ax.axhline(rows.value.iloc[0], color="grey", ls=style, lw=1, label=baseline)
+        # the untrained self-explainer is a baseline too (on hint it is the strongest system)
+        baselines = part[(part.kind == "baseline") | ((part.kind == "untrained") & (part.role == "self"))]
+        for baseline, style in zip(baselines.system.unique(), (":", "--", "-.", (0, (1, 4)), (0, (3, 1, 1, 1)),
+                                                               (0, (5, 2)))):
+            rows = baselines[baselines.system == baseline].sort_values("data_fraction")
+            ax.axhline(rows.value.iloc[-1], color="grey", ls=style, lw=1, label=baseline)
         ax.set_xscale("log", base=2)  # the sizes of a scaling sweep double, as in the paper's figure
         counted = part.train_examples.notna().all() if "train_examples" in part else False
         ax.set_xlabel("training examples" if counted else "fraction of training data")
