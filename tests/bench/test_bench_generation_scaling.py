@@ -7,7 +7,7 @@ from selfexplain.config import RayConfig, load_config
 from selfexplain.jobs.generate import generate
 from selfexplain.jobs.ray_session import ray_session
 
-PAIRS = 16
+PAIRS = 80
 
 
 def test_two_generation_actors_against_one(tmp_path):
@@ -16,7 +16,7 @@ def test_two_generation_actors_against_one(tmp_path):
         for actors in (1, 2):
             config = load_config("tiny", [
                 "target=smollm2-135m", "task=patching", f"output_dir={tmp_path}", f"name=actors{actors}",
-                f"generate.max_items={PAIRS}", "generate.items_per_shard=2", f"generate.num_actors={actors}",
+                f"generate.max_items={PAIRS}", "generate.items_per_shard=4", f"generate.num_actors={actors}",
                 "generate.cpus_per_actor=1", "generate.held_out_fraction=0.25"])
             generate(config)
             rates[actors] = (config.corpus_dir / "manifest.json").read_json()
