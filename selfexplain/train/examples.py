@@ -9,6 +9,8 @@ trained on; the answer ends with EOS so generation knows where to stop.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import torch
@@ -93,8 +95,24 @@ def answer_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
                            ignore_index=IGNORE_INDEX)
 
 
+def encode_examples(batch: pd.DataFrame, **options) -> pd.DataFrame:
+    """Ray Data task function: :class:`ExampleEncoder` over one batch, the encoder built once per
+    worker process (``options`` are its constructor's arguments).
+
+    A task and not an actor pool: an actor pool starts a fresh process for every encoding pass
+    (about 8 s on 2 cores: spawn, import torch, wait for the pool), while tasks run in Ray's
+    already started workers and find the encoder cached from the previous pass; the train stage
+    of the tiny run spent 13 s of its 37 s here (measured, 2026-11-29)."""
+    return _cached_encoder(**options)(batch)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_encoder(**options) -> ExampleEncoder:
+    return ExampleEncoder(**options)
+
+
 class ExampleEncoder:
-    """Ray Data callable: corpus rows -> encoded examples with their role (trained on, or a
+    """Corpus rows -> encoded examples with their role (trained on, or a
     validation query of either kind) and ``source`` (the run whose corpus they come from),
     dropping those over ``max_length``.
 

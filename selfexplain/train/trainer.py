@@ -23,7 +23,7 @@ from selfexplain.explainer.interface import VectorInterface
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.storage import Location
 from selfexplain.tasks import get_task
-from selfexplain.train.examples import ExampleEncoder
+from selfexplain.train.examples import encode_examples
 from selfexplain.train.loop import LoopConfig, train_loop_per_worker
 from selfexplain.train.mixture import CorpusSource, corpus_sources, mixed_tasks, repeat_factors, resample
 
@@ -46,14 +46,13 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_r
     t = config.train
     parts = [
         ray.data.read_parquet(corpus_files(source.corpus), filesystem=source.corpus.fs)
-        .map_batches(ExampleEncoder, batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=1),
-                     num_cpus=0.5,
-                     fn_constructor_kwargs={"task": source.task, "tokenizer_dir": tokenizer_ref,
-                                            "max_length": t.max_length, "trust_remote_code": config.trust_remote_code,
-                                            "in_distribution_holdout": t.in_distribution_holdout,
-                                            "data_fraction": t.data_fraction, "seed": config.seed,
-                                            "source": source.run, "vector_width": vector_width,
-                                            "target_tokenizer_dir": target_tokenizer_ref or tokenizer_ref})
+        .map_batches(encode_examples, batch_format="pandas", num_cpus=0.5, concurrency=1,
+                     fn_kwargs={"task": source.task, "tokenizer_dir": tokenizer_ref,
+                                "max_length": t.max_length, "trust_remote_code": config.trust_remote_code,
+                                "in_distribution_holdout": t.in_distribution_holdout,
+                                "data_fraction": t.data_fraction, "seed": config.seed,
+                                "source": source.run, "vector_width": vector_width,
+                                "target_tokenizer_dir": target_tokenizer_ref or tokenizer_ref})
         for source in sources
     ]
     return (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
