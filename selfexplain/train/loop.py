@@ -26,9 +26,11 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from selfexplain.config import RunConfig
@@ -218,15 +220,11 @@ class ExplainerTraining:
 
     def train_epoch(self, epoch: int) -> None:
         """This rank's micro-batches of the epoch's order, after those a resumed run already trained."""
-        from selfexplain.train.order import epoch_order, length_bucketed, rank_micro_batches
-
         skip = self.train.grad_accum * self.progress.epoch_step
-        order = epoch_order(self.examples["record_id"], self.examples.get("copy"), self.config.seed, epoch)
-        if self.train.length_buckets:
-            lengths = [len(ids) for ids in phrased(self.examples, self.config.seed, epoch)[0]]
-            order = length_bucketed(order, lengths, self.micro_batch * self.world, self.config.seed, epoch)
         losses, tokens = [], 0
-        for index, picked in enumerate(rank_micro_batches(order, self.rank, self.world, self.micro_batch)):
+        batches = epoch_micro_batches(self.examples, self.config.seed, epoch, self.micro_batch, self.rank, self.world,
+                                      self.train.length_buckets)
+        for index, picked in enumerate(batches):
             if index < skip:  # trained before the checkpoint this run resumed from
                 continue
             loss, batch_tokens = self.micro_step(picked, epoch)
@@ -238,12 +236,10 @@ class ExplainerTraining:
 
     def micro_step(self, picked, epoch: int) -> tuple[float, int]:
         """Forward and backward on one micro-batch (the engine steps at accumulation boundaries)."""
-        from selfexplain.train.examples import answer_only_loss, collate
+        from selfexplain.train.examples import answer_only_loss
 
-        batch = {name: values[picked] for name, values in self.examples.items()}
-        ids, starts = phrased(batch, self.config.seed, epoch)
-        inputs = {k: v.to(self.device) for k, v in collate(ids, starts, self.tokenizer.pad_token_id,
-                                                           batch.get("vector"), batch.get("layer")).items()}
+        inputs = {k: v.to(self.device) for k, v in micro_batch_inputs(self.examples, picked, self.config.seed, epoch,
+                                                                      self.tokenizer.pad_token_id).items()}
         loss = answer_only_loss(self.engine, inputs)
         self.engine.backward(loss)
         self.engine.step()
@@ -375,6 +371,29 @@ def _setup_logging() -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+
+
+def epoch_micro_batches(examples: dict, seed: int, epoch: int, micro_batch: int, rank: int = 0, world: int = 1,
+                        length_buckets: bool = True) -> Iterator[np.ndarray]:
+    """One rank's micro-batches of an epoch (arrays of example indices): the epoch's global order,
+    regrouped by length when asked, cut into this rank's share."""
+    from selfexplain.train.order import epoch_order, length_bucketed, rank_micro_batches
+
+    order = epoch_order(examples["record_id"], examples.get("copy"), seed, epoch)
+    if length_buckets:
+        lengths = [len(ids) for ids in phrased(examples, seed, epoch)[0]]
+        order = length_bucketed(order, lengths, micro_batch * world, seed, epoch)
+    return rank_micro_batches(order, rank, world, micro_batch)
+
+
+def micro_batch_inputs(examples: dict, picked: np.ndarray, seed: int, epoch: int,
+                       pad_id: int) -> dict[str, torch.Tensor]:
+    """The model inputs of one micro-batch, each example in this epoch's phrasing."""
+    from selfexplain.train.examples import collate
+
+    batch = {name: values[picked] for name, values in examples.items()}
+    ids, starts = phrased(batch, seed, epoch)
+    return collate(ids, starts, pad_id, batch.get("vector"), batch.get("layer"))
 
 
 def phrased(batch: dict, seed: int, epoch: int) -> tuple[list, list]:

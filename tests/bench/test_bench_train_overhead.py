@@ -1,39 +1,47 @@
 """Training throughput through Ray Train + DeepSpeed against a plain single-process torch loop.
 
-Same model (SmolLM2-135M), same encoded examples, same batch size, same answer-only loss, one
-epoch each; then two Ray Train workers against one. Prints tokens/s and the ratios.
+Same model (SmolLM2-135M), same examples in the same micro-batches (the loop's own epoch order,
+length buckets and phrasings: padding costs time and counts no tokens, so a different batching
+would be a different workload), same answer-only loss, one epoch each; then two Ray Train
+workers against one. Prints tokens/s and the ratios.
 
 Both sides count steady state the same way: tokens/s from the end of the first optimizer step
 (:class:`selfexplain.train.throughput.Throughput`), so neither pays its warm-up inside the ratio;
-the Ray side's first step (data pipeline start-up included) is printed next to it. One worker
-is measured at ZeRO-0 (with one rank there is nothing to partition: the right setting) and at
-ZeRO-2, whose flat fp32 gradient and parameter partitions cost extra copies on a CPU.
+the Ray side's first step (data pipeline start-up included) is printed next to it. This 2-core
+machine drifts by about 10% between identical runs, so the plain loop and the one-worker ZeRO-0
+run (with one rank there is nothing to partition: the default) alternate, ``ROUNDS`` times each,
+and the overhead is taken between their medians. ZeRO-2 on one worker, whose flat fp32 gradient
+and parameter partitions cost extra copies on a CPU, and two workers run once.
 """
 
+
+import shutil
+import statistics
 
 import torch
 
 from selfexplain.config import load_config
 from selfexplain.jobs.generate import generate
 from selfexplain.models import load_model
-from selfexplain.train.examples import answer_only_loss, collate
-from selfexplain.train.loop import adamw
+from selfexplain.train.examples import answer_only_loss
+from selfexplain.train.loop import adamw, epoch_micro_batches, micro_batch_inputs
 from selfexplain.train.mixture import corpus_sources
+from selfexplain.train.order import load_examples
 from selfexplain.train.throughput import Throughput
 from selfexplain.train.trainer import encoded_examples, examples_with_role, train
 
 BATCH = 8
+ROUNDS = 2
 
 
-def plain_torch_tokens_per_second(config, examples) -> float:
+def plain_torch_tokens_per_second(config, examples: dict) -> float:
     torch.set_num_threads(2)
     model, tokenizer = load_model(config.target)
     model.train()
     optimizer = adamw(model.parameters(), config.train.learning_rate)  # the loop's own optimizer
     throughput = Throughput(world_size=1)
-    for start in range(0, len(examples), BATCH):
-        chunk = examples[start:start + BATCH]
-        batch = collate([e["input_ids"] for e in chunk], [e["answer_start"] for e in chunk], tokenizer.pad_token_id)
+    for picked in epoch_micro_batches(examples, config.seed, 0, BATCH, length_buckets=config.train.length_buckets):
+        batch = micro_batch_inputs(examples, picked, config.seed, 0, tokenizer.pad_token_id)
         loss = answer_only_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.gradient_clipping)
@@ -43,39 +51,52 @@ def plain_torch_tokens_per_second(config, examples) -> float:
     return throughput.tokens_per_second
 
 
+def ray_tokens_per_second(config) -> dict:
+    """One training run of ``config`` from scratch (its corpus kept), in a fresh local Ray session."""
+    from selfexplain.config import RayConfig
+    from selfexplain.jobs.ray_session import ray_session
+
+    for leftover in ("ray_train", "explainer", "train_metrics.json"):
+        path = config.run_dir.local_path / leftover
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    with ray_session(RayConfig(num_cpus=4)):
+        generate(config)  # a no-op once the corpus is there
+        train(config)
+    return (config.run_dir / "train_metrics.json").read_json()
+
+
 def test_ray_train_deepspeed_overhead(tmp_path):
     from selfexplain.config import RayConfig
     from selfexplain.jobs.ray_session import ray_session
 
     base = ["target=smollm2-135m", f"output_dir={tmp_path}", "generate.max_items=40", "generate.num_actors=1",
             "generate.held_out_fraction=0.1", f"train.batch_size={BATCH}", "train.epochs=1", "train.torch_threads=2"]
+    zero0 = load_config("tiny", [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0"])
     with ray_session(RayConfig(num_cpus=4)):
-        one = load_config("tiny", [*base, "name=one", "train.num_workers=1", "train.zero_stage=2"])
-        generate(one)
-        examples = examples_with_role(encoded_examples(one, corpus_sources(one), one.target),
-                                      "train").take_all()
-        train(one)
-        one_metrics = (one.run_dir / "train_metrics.json").read_json()
-        ray_one = one_metrics["tokens_per_second"]
-
-        # ZeRO stage 0 on the same single worker: splits the overhead into Ray Train's and ZeRO-2's.
-        zero0 = load_config("tiny", [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0"])
         generate(zero0)
-        train(zero0)
-        zero0_metrics = (zero0.run_dir / "train_metrics.json").read_json()
-        ray_zero0 = zero0_metrics["tokens_per_second"]
+        examples = load_examples(examples_with_role(encoded_examples(zero0, corpus_sources(zero0), zero0.target),
+                                                    "train"))
+    plain, ray_zero0 = [], []
+    for _ in range(ROUNDS):
+        plain.append(plain_torch_tokens_per_second(zero0, examples))
+        ray_zero0.append(ray_tokens_per_second(zero0))
+    zero2 = ray_tokens_per_second(load_config("tiny", [*base, "name=zero2", "train.num_workers=1",
+                                                        "train.zero_stage=2"]))
+    two = ray_tokens_per_second(load_config("tiny", [*base, "name=two", "train.num_workers=2", "train.zero_stage=2",
+                                                      "train.torch_threads=1", f"train.batch_size={BATCH // 2}"]))
 
-        two = load_config("tiny", [*base, "name=two", "train.num_workers=2", "train.zero_stage=2",
-                                   "train.torch_threads=1", f"train.batch_size={BATCH // 2}"])
-        generate(two)
-        train(two)
-        ray_two = (two.run_dir / "train_metrics.json").read_json()["tokens_per_second"]
-
-    plain = plain_torch_tokens_per_second(one, examples)
-    print(f"\nSmolLM2-135M, {len(examples)} examples, global batch {BATCH}, 2 CPU cores, steady state:\n"
-          f"  plain torch loop             {plain:8.1f} tok/s\n"
-          f"  Ray Train + DeepSpeed ZeRO-0 {ray_zero0:8.1f} tok/s  (1 worker)   overhead {plain / ray_zero0 - 1:+.0%}"
-          f"  (first step {zero0_metrics['first_step_seconds']:.1f} s)\n"
-          f"  Ray Train + DeepSpeed ZeRO-2 {ray_one:8.1f} tok/s  (1 worker)   overhead {plain / ray_one - 1:+.0%}"
-          f"  (first step {one_metrics['first_step_seconds']:.1f} s)\n"
-          f"  Ray Train + DeepSpeed ZeRO-2 {ray_two:8.1f} tok/s  (2 workers)  2 vs 1: {ray_two / ray_one:.2f}x")
+    plain_rate = statistics.median(plain)
+    zero0_rate = statistics.median(m["tokens_per_second"] for m in ray_zero0)
+    rounds = "  ".join(f"{p:.1f}/{m['tokens_per_second']:.1f}" for p, m in zip(plain, ray_zero0))
+    print(f"\nSmolLM2-135M, {len(examples['record_id'])} examples, global batch {BATCH}, 2 CPU cores, steady state:\n"
+          f"  plain torch loop             {plain_rate:8.1f} tok/s  (median of {ROUNDS})\n"
+          f"  Ray Train + DeepSpeed ZeRO-0 {zero0_rate:8.1f} tok/s  (1 worker, median of {ROUNDS})"
+          f"   overhead {plain_rate / zero0_rate - 1:+.0%}  (first step {ray_zero0[0]['first_step_seconds']:.1f} s)\n"
+          f"    rounds, plain/ZeRO-0 tok/s: {rounds}\n"
+          f"  Ray Train + DeepSpeed ZeRO-2 {zero2['tokens_per_second']:8.1f} tok/s  (1 worker)"
+          f"   overhead {plain_rate / zero2['tokens_per_second'] - 1:+.0%}\n"
+          f"  Ray Train + DeepSpeed ZeRO-2 {two['tokens_per_second']:8.1f} tok/s  (2 workers)"
+          f"  2 vs 1: {two['tokens_per_second'] / zero2['tokens_per_second']:.2f}x")
