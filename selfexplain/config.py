@@ -166,6 +166,11 @@ class TrainConfig:
     """Write TensorBoard scalars (loss, learning rate, tokens/s) to ``<run>/tensorboard`` (local runs)."""
     keep_checkpoints: int = 1
     """Checkpoints kept in storage (the newest ones); a rerun resumes from the last."""
+    keep_finished_checkpoints: bool = False
+    """Keep the checkpoints of a finished run. By default they are deleted once the export is
+    written: a finished run is reused from its export and never resumes from them, and they are
+    large (weights and optimizer state: 1.6 GB for SmolLM2-135M, 4.1 GB for Gemma-3-270M; a
+    study of 18 runs kept 46 GB). True keeps them, e.g. to restore the optimizer state by hand."""
     checkpoint_every: int = 0
     """Also checkpoint every N optimizer steps inside an epoch (0 = at each epoch's end only).
     Resume is step-exact either way: the interrupted epoch's first steps are skipped, not redone."""

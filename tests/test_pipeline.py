@@ -88,6 +88,9 @@ def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
     base, _ = load_model("tiny-llama")
     assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
 
+    # The finished run's checkpoints are gone (the export replaces them); its training plan stays.
+    assert not (run_dir / "ray_train" / "train").exists() and (run_dir / "ray_train" / "plan.json").exists()
+
     # A rerun reuses every finished stage.
     mtime = (run_dir / "explainer" / "model.safetensors").stat().st_mtime_ns
     assert main(["run", "tiny", f"output_dir={runs}"]) == 0

@@ -11,8 +11,9 @@ from selfexplain.train.trainer import train
 
 
 def test_pipeline_round_trip_on_s3(ray_cluster, s3_server):
+    # checkpoints kept after the run, so that the restore from S3 below has one to restore
     config = load_config("tiny", [f"output_dir={s3_server}/runs", "name=s3", "generate.max_items=8",
-                                  "evaluate.max_examples=8"])
+                                  "evaluate.max_examples=8", "train.keep_finished_checkpoints=true"])
     outcome = run_all(config)
     assert outcome.results["s3"]["trained explainer"]["n"] == 8
 

@@ -92,7 +92,8 @@ def test_kept_checkpoints_a_changed_rerun_and_a_corrupt_checkpoint(ray_cluster, 
     """One finished run serves three checks: only the newest checkpoints are kept; a rerun of the
     name with other training settings is refused before it writes; a checkpoint that lost its
     progress record fails with that reason."""
-    config = tiny_config("name=keep", "generate.max_items=8", "train.epochs=3", "train.keep_checkpoints=2")
+    config = tiny_config("name=keep", "generate.max_items=8", "train.epochs=3", "train.keep_checkpoints=2",
+                         "train.keep_finished_checkpoints=true")
     generate(config)
     train(config)
     storage = config.run_dir.local_path / "ray_train" / "train"
@@ -105,7 +106,7 @@ def test_kept_checkpoints_a_changed_rerun_and_a_corrupt_checkpoint(ray_cluster, 
 
     (config.run_dir / "explainer").delete_dir()
     changed = tiny_config("name=keep", "generate.max_items=8", "train.epochs=3", "train.keep_checkpoints=2",
-                          "train.learning_rate=0.5")
+                          "train.keep_finished_checkpoints=true", "train.learning_rate=0.5")
     with pytest.raises(ConfigError, match="new run name"):
         train(changed)
     assert checkpoint_folders() == checkpoints  # refused before it wrote anything

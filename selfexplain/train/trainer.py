@@ -3,6 +3,7 @@
 Checkpoints live under ``<run>/ray_train`` (local or object storage). Ray Train restores its
 checkpoint bookkeeping when a run with the same name starts again, and the loop resumes from
 the last finished epoch, so a rerun or a resubmitted job continues instead of starting over.
+Once the export is written the checkpoints are deleted (``train.keep_finished_checkpoints``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_r
     t = config.train
     parts = [
         ray.data.read_parquet(corpus_files(source.corpus), filesystem=source.corpus.fs)
-        .map_batches(encode_examples, batch_format="pandas", num_cpus=0.5, concurrency=1,
+        .map_batches(encode_examples, batch_format="pandas", num_cpus=0.5,
+                     compute=ray.data.TaskPoolStrategy(size=1),
                      fn_kwargs={"task": source.task, "tokenizer_dir": tokenizer_ref,
                                 "max_length": t.max_length, "trust_remote_code": config.trust_remote_code,
                                 "in_distribution_holdout": t.in_distribution_holdout,
@@ -181,6 +183,11 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
         export_dir.upload_dir(Path(folder) / EXPORT_DIR, marker=MODEL_CARD)
     (config.run_dir / "train_metrics.json").write_json(
         {"examples": examples, "dropped_over_max_length": dropped, **result.metrics})
+    if not train_cfg.keep_finished_checkpoints:
+        # Ray Train's folder of this run, its checkpoints and their index; plan.json beside it
+        # stays, so a rerun with other settings is still refused. Without the export a rerun
+        # trains from scratch.
+        (storage / "train").delete_dir()
     return export_dir
 
 
