@@ -17,6 +17,8 @@ import logging
 import re
 import time
 import warnings
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import pyarrow.parquet as pq
 import ray
@@ -79,6 +81,8 @@ class GroundTruthWorker:
         return {"shard": batch["shard"], "rows": rows_written, "rejected": rejected}
 
 
+TIMING_KEYS = ("seconds", "rows_written", "rows_per_second", "first_shard_seconds", "rows_per_second_after_first_shard")
+
 CROSS = "cross"
 """The split of an item whose groups fall on both sides; the actor records it as a reject."""
 
@@ -127,18 +131,28 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
         with warnings.catch_warnings():
             # max_restarts/max_task_retries have no named parameter yet; the deprecation names none
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-            results = _run_shards(dataset, worker, config, corpus_dir, len(todo))
+            results, first = [], None
+            for result in _run_shards(dataset, worker, config, corpus_dir, len(todo)):
+                if first is None:  # the stage's fixed cost: planning, actor start, model load, one shard
+                    first = Timing(time.time() - started, int(result["rows"]))
+                results.append(result)
         written = sum(r["rows"] for r in results)
         log.info("wrote %d shards: %d rows (%.1f rows/s), %d items rejected", len(results), written,
                  written / (time.time() - started), sum(r["rejected"] for r in results))
     else:
-        written = 0
-    _write_manifest(config, corpus_dir, len(shards), len(items), time.time() - started, written)
+        written, first = 0, None
+    _write_manifest(config, corpus_dir, len(shards), len(items), time.time() - started, written, first)
     return corpus_dir
 
 
-def _run_shards(dataset, worker: type, config: RunConfig, corpus_dir: Location, shards: int) -> list[dict]:
-    """One actor call per shard; each actor loads the target once."""
+class Timing(NamedTuple):
+    seconds: float
+    rows: int
+
+
+def _run_shards(dataset, worker: type, config: RunConfig, corpus_dir: Location, shards: int) -> Iterator[dict]:
+    """One actor call per shard; each actor loads the target once. Each shard's record
+    (``shard``, ``rows``, ``rejected``) comes as its shard is written."""
     gen = config.generate
     return dataset.map_batches(
         worker,
@@ -155,11 +169,11 @@ def _run_shards(dataset, worker: type, config: RunConfig, corpus_dir: Location, 
             "corpus_dir": corpus_dir.uri, "use_gpu": gen.gpus_per_actor > 0,
             "options": config.to_dict()["generate"], "trust_remote_code": config.trust_remote_code,
         },
-    ).take_all()
+    ).iter_rows()
 
 
 def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, num_items: int, seconds: float,
-                    written_rows: int) -> None:
+                    written_rows: int, first_shard: Timing | None) -> None:
     shards, by_split, reject_reasons = [], {}, {}
     for index in range(num_shards):
         path = corpus_dir / shard_name(index)
@@ -198,9 +212,13 @@ def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, nu
         "seconds": round(seconds, 1),
         "rows_written": written_rows,
         "rows_per_second": round(written_rows / seconds, 2) if seconds > 0 else None,
+        # the fixed cost, and the rate once every actor is up: what more items would add
+        "first_shard_seconds": round(first_shard.seconds, 1) if first_shard else None,
+        "rows_per_second_after_first_shard": (
+            round((written_rows - first_shard.rows) / (seconds - first_shard.seconds), 2)
+            if first_shard and seconds > first_shard.seconds else None),
     }
     previous = corpus_dir / MANIFEST
     if not written_rows and previous.exists():
-        manifest.update({key: value for key, value in previous.read_json().items()
-                         if key in ("seconds", "rows_written", "rows_per_second")})
+        manifest.update({key: value for key, value in previous.read_json().items() if key in TIMING_KEYS})
     (corpus_dir / MANIFEST).write_json(manifest)
