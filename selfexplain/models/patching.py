@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -58,6 +59,27 @@ def reaches_sliding_window(model, length: int) -> bool:
     return bool(window) and bool(has_sliding) and length >= window
 
 
+@dataclass(frozen=True)
+class CleanRun:
+    """One unpatched forward of a prompt: what every sweep of it starts from. A caller that
+    needs the clean logits first (to reject a pair before sweeping it) passes its run on, so
+    the prompt is not run twice."""
+
+    logits: torch.Tensor
+    """Next-token logits, ``Float[Tensor, "vocab"]`` on the CPU."""
+    cache: object
+    """The KV cache; sweeps copy it, never change it."""
+    activations: dict[int, torch.Tensor]
+    """``layer -> Float[Tensor, "1 pos d_model"]``: the component's output at every layer, on the model's device."""
+
+
+@torch.no_grad()
+def clean_run(model, input_ids: torch.Tensor, component: str = "residual") -> CleanRun:
+    with capture(model, range(len(decoder_layers(model))), component) as activations:
+        output = model(input_ids=input_ids[None].to(model.device), use_cache=True, logits_to_keep=1)
+    return CleanRun(output.logits[0, -1].float().cpu(), output_cache(output), dict(activations))
+
+
 @torch.no_grad()
 def patch_sweep(
     model,
@@ -66,13 +88,15 @@ def patch_sweep(
     positions: Sequence[int],
     component: str = "residual",
     blocks: Mapping[int, Sequence[int]] | None = None,
+    clean: CleanRun | None = None,
 ) -> torch.Tensor:
     """Next-token logits after patching each site, ``Float[Tensor, "position site vocab"]``.
 
     ``input_ids`` is one unbatched prompt; ``sources[key][pos]`` is the vector written at that
     site (the counterfactual run's activation). A key is a layer, or with ``blocks`` the name of
     a block of layers that all get the same vector (the paper's block patching). Rows follow
-    ``positions`` and ``sorted(sources)``.
+    ``positions`` and ``sorted(sources)``. ``clean``: this prompt's :func:`clean_run`, if the
+    caller has it.
     """
     keys = sorted(sources)
     layer_sets = [list(blocks[key]) for key in keys] if blocks else [[key] for key in keys]
@@ -86,11 +110,12 @@ def patch_sweep(
     # the rows a block computes must be a leading slice of the batch: rows sorted by first layer
     from_their_layer = component == "residual" and firsts == sorted(firsts)
     return sweep(model, input_ids, [sources[key] for key in keys], layer_sets, positions, component,
-                 from_their_layer=from_their_layer, skip_noops=True)
+                 from_their_layer=from_their_layer, skip_noops=True, clean=clean)
 
 
 def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], layer_sets: Sequence[Sequence[int]],
-          positions: Sequence[int], component: str, *, from_their_layer: bool, skip_noops: bool) -> torch.Tensor:
+          positions: Sequence[int], component: str, *, from_their_layer: bool, skip_noops: bool,
+          clean: CleanRun | None = None) -> torch.Tensor:
     """:func:`patch_sweep` with its two savings as switches (the benchmark times each one).
 
     One clean forward gives the KV cache, the clean logits and the clean activations; then each
@@ -107,19 +132,17 @@ def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], l
       ``mlp`` sites run every row through every block.
     """
     depth = len(decoder_layers(model))
-    read_layers = range(depth) if from_their_layer else sorted({layer for layers in layer_sets for layer in layers})
-    with capture(model, read_layers, component) as clean:
-        clean_logits, clean_cache = _clean_run(model, input_ids)
+    clean = clean or clean_run(model, input_ids, component)
     ids = input_ids.to(model.device)
     cache_name = cache_argument(model)
-    results = clean_logits.expand(len(positions), len(layer_sets), -1).clone()
+    results = clean.logits.expand(len(positions), len(layer_sets), -1).clone()
     for index, position in enumerate(positions):
-        rows = [row for row, layers in enumerate(layer_sets)
-                if not (skip_noops and _writes_clean_value(row_sources[row][position], clean, layers, position))]
+        rows = [row for row, layers in enumerate(layer_sets) if not (
+            skip_noops and _writes_clean_value(row_sources[row][position], clean.activations, layers, position))]
         if not rows:
             continue
         vectors = torch.stack([row_sources[row][position] for row in rows]).to(model.device)
-        past = _clean_prefix_cache(clean_cache, position, len(ids)) if position > 0 else None
+        past = _clean_prefix_cache(clean.cache, position, len(ids)) if position > 0 else None
         if from_their_layer:
             computed = _rows_each_block_computes([layer_sets[row] for row in rows], depth)
             if past is not None:
@@ -127,7 +150,8 @@ def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], l
                     if computed[layer]:
                         cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
                         cached.values = cached.values.expand(computed[layer], -1, -1, -1)
-            writing = _rows_from_their_layer(model, {layer: hidden[:, position:] for layer, hidden in clean.items()},
+            writing = _rows_from_their_layer(model, {layer: hidden[:, position:]
+                                                     for layer, hidden in clean.activations.items()},
                                              computed, [layer_sets[row] for row in rows], vectors)
         else:
             if past is not None:
@@ -151,12 +175,6 @@ def _rows_each_block_computes(layer_sets: Sequence[Sequence[int]], depth: int) -
     """``computed[l]``: how many leading rows block ``l`` computes (rows first patched before ``l``)."""
     firsts = [min(layers) for layers in layer_sets]
     return [sum(first < layer for first in firsts) for layer in range(depth)]
-
-
-def _clean_run(model, input_ids: torch.Tensor):
-    """(next-token logits ``Float[Tensor, "vocab"]`` on the CPU, KV cache) of one unpatched forward."""
-    output = model(input_ids=input_ids[None].to(model.device), use_cache=True, logits_to_keep=1)
-    return output.logits[0, -1].float().cpu(), output_cache(output)
 
 
 def _clean_prefix_cache(clean_cache, position: int, length: int):

@@ -26,7 +26,7 @@ from selfexplain.corpus.schema import schema_field, stable_id, vector_type
 from selfexplain.errors import InputError
 from selfexplain.explainer.templates import render, templates
 from selfexplain.inputs import read_jsonl
-from selfexplain.models.patching import capture_with_logits, patch_sweep
+from selfexplain.models.patching import capture_with_logits, clean_run, patch_sweep
 from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected, ScoringContext
 from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask, display_token
 
@@ -131,7 +131,8 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
     if len(ids) > options.max_tokens:
         raise Rejected(f"prompt has {len(ids)} tokens, over generate.max_tokens={options.max_tokens}")
 
-    orig_logits = _last_logits_of(model, ids)
+    clean = clean_run(model, ids, options.component)  # its logits decide rejection; the sweep starts from it
+    orig_logits = clean.logits
     captured, cf_logits = capture_with_logits(model, cf_ids, context.layers, options.component)
     blocks = layer_blocks(context.layers, options.layer_blocks)
     # a site's key is its layer, or the first layer of its block (which gets the block's mean)
@@ -153,7 +154,7 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
     positions = [i for i, special in enumerate(encoded["special_tokens_mask"])
                  if not special and i >= first_difference]
     logits = patch_sweep(model, ids, sources, positions, options.component,  # [position, site, vocab]
-                         blocks={block[0]: block for block in blocks})
+                         blocks={block[0]: block for block in blocks}, clean=clean)
     probs = torch.softmax(logits, dim=-1)
     pair_id = stable_id(item["prompt"], item["counterfactual"])
     decode = lambda token_id: tokenizer.decode([int(token_id)])  # noqa: E731
@@ -184,11 +185,6 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
                 "changed": new_id != orig_id,
             })
     return rows
-
-
-@torch.no_grad()
-def _last_logits_of(model, ids: torch.Tensor) -> torch.Tensor:
-    return model(input_ids=ids[None].to(model.device), logits_to_keep=1).logits[0, -1].float().cpu()
 
 
 def layer_blocks(layers: list[int], count: int) -> list[list[int]]:
