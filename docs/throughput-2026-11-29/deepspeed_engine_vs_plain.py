@@ -9,17 +9,13 @@ import torch, torch.distributed as dist
 torch.set_num_threads(2)
 dist.init_process_group("gloo", rank=0, world_size=1)
 from selfexplain.models import load_model
-from selfexplain.train.examples import answer_only_loss, collate
+from selfexplain.train.examples import answer_only_loss
+from common import random_batches
 from selfexplain.train.loop import adamw
 from selfexplain.config import load_config
 from selfexplain.train.deepspeed_config import deepspeed_config
 import deepspeed
-g = torch.Generator().manual_seed(0)
-batches = []
-for _ in range(12):
-    lengths = torch.randint(40, 80, (8,), generator=g)
-    ids = [torch.randint(100, 40000, (int(n),), generator=g).tolist() for n in lengths]
-    batches.append(collate(ids, [int(n) - 6 for n in lengths], 0))
+batches = random_batches(12)
 def tok(b): return int(b["attention_mask"].sum())
 cfg = load_config("tiny", ["target=smollm2-135m", "train.zero_stage=0", "train.batch_size=8"])
 print("zero", cfg.train.zero, "clip", cfg.train.gradient_clipping)

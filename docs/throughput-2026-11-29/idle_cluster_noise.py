@@ -6,15 +6,11 @@ import os, time, torch, ray
 from selfexplain.config import RayConfig
 from selfexplain.jobs import ray_session as rs
 from selfexplain.models import load_model
-from selfexplain.train.examples import answer_only_loss, collate
+from selfexplain.train.examples import answer_only_loss
+from common import random_batches
 from selfexplain.train.loop import adamw
 torch.set_num_threads(2)
-g = torch.Generator().manual_seed(0)
-batches = []
-for _ in range(8):
-    lengths = torch.randint(40, 80, (8,), generator=g)
-    ids = [torch.randint(100, 40000, (int(n),), generator=g).tolist() for n in lengths]
-    batches.append(collate(ids, [int(n) - 6 for n in lengths], 0))
+batches = random_batches(8)
 m, _ = load_model("smollm2-135m"); m.train(); opt = adamw(m.parameters(), 1e-5)
 def steps():
     t = time.perf_counter()
