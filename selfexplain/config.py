@@ -382,11 +382,26 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self, *sections: str) -> str:
-        """A short hash of the named sections (or everything), to tell if a stage's inputs changed."""
+        """A short hash of the named sections (or everything), to tell if a stage's inputs changed.
+        Keys that cannot change a result (:data:`OPERATIONAL_KEYS`) are left out: a rerun that
+        only keeps more checkpoints or logs elsewhere resumes instead of being refused."""
         data = self.to_dict()
+        for dotted in OPERATIONAL_KEYS:
+            section, key = dotted.split(".")
+            data[section].pop(key, None)
         if sections:
             data = {key: data[key] for key in sections}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+OPERATIONAL_KEYS = frozenset({
+    # where and how often training writes checkpoints and logs, and how it survives failures:
+    # resume is step-exact and validation never touches the weights, so none changes the result
+    "train.tensorboard", "train.keep_checkpoints", "train.keep_finished_checkpoints", "train.checkpoint_every",
+    "train.max_failures", "train.validate_every", "train.cpus_per_worker", "train.torch_threads",
+    # where a local cluster's processes run and what they show
+    "ray.num_cpus", "ray.address",
+})
 
 
 TASKS = set(TASK_NAMES)

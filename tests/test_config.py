@@ -14,6 +14,15 @@ def test_packaged_configs_load_and_start_with_the_command_that_runs_them():
         assert first_line.startswith("# Run with:") and name in first_line
 
 
+def test_fingerprint_ignores_keys_that_cannot_change_a_result():
+    base = load_config("tiny")
+    operational = load_config("tiny", ["train.tensorboard=false", "train.keep_finished_checkpoints=true",
+                                       "train.max_failures=3", "train.checkpoint_every=5", "ray.num_cpus=8"])
+    assert operational.fingerprint() == base.fingerprint()
+    assert operational.fingerprint("train") == base.fingerprint("train")
+    assert load_config("tiny", ["train.learning_rate=0.5"]).fingerprint("train") != base.fingerprint("train")
+
+
 def test_overrides_are_typed_and_nested():
     config = load_config("tiny", ["train.epochs=3", "train.learning_rate=2e-4", "name=other", "train.offload=false"])
     assert config.train.epochs == 3
