@@ -2,13 +2,12 @@
 the task's rows say what patching each site does."""
 
 import json
-import random
 
 import pytest
 import torch
 
 from selfexplain.config import load_config
-from selfexplain.models.patching import capture_component, patch_one_site, patch_sweep
+from selfexplain.models.patching import _position_groups, capture_component, patch_one_site, patch_sweep
 from selfexplain.tasks import GroundTruthContext, Rejected
 from selfexplain.tasks.patching import (PATCHING, PairFileError, layer_blocks, patch_pair, read_pairs_file,
                                         templated_pairs)
@@ -23,15 +22,24 @@ def test_sweep_equals_a_full_forward_per_site(tiny_llama, component):
     layers = list(range(model.config.num_hidden_layers))
     sources = capture_component(model, cf_ids, layers, component)
     positions = list(range(len(ids)))
-    swept = patch_sweep(model, ids, sources, positions, component)
-    rng = random.Random(0)
-    for p_index, l_index in [(rng.randrange(len(positions)), rng.randrange(len(layers))) for _ in range(8)]:
-        direct = patch_one_site(model, ids, layers[l_index], positions[p_index], sources[layers[l_index]][positions[p_index]],
-                                component)
-        assert (swept[p_index, l_index] - direct).abs().max() < 1e-4
+    swept = patch_sweep(model, ids, sources, positions, component)  # every position in one merged batch
+    for p_index, position in enumerate(positions):
+        for l_index, layer in enumerate(layers):
+            direct = patch_one_site(model, ids, layer, position, sources[layer][position], component)
+            assert (swept[p_index, l_index] - direct).abs().max() < 1e-4, (position, layer)
     # a patch must matter somewhere, or the comparison above proves nothing
     clean = model(input_ids=ids[None], logits_to_keep=1).logits[0, -1]
     assert (swept - clean).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(("rows_at", "groups"), [
+    ({3: 30, 4: 30}, [[3, 4]]),                 # one more token for 30 rows beats a second forward
+    ({3: 30, 4: 30, 5: 30}, [[3, 4], [5]]),     # two more tokens for 30 rows does not
+    ({0: 2, 7: 2, 30: 2}, [[0, 7], [30]]),
+    ({5: 1}, [[5]]),
+])
+def test_nearby_positions_share_a_batch_while_the_recomputed_tokens_cost_less_than_a_forward(rows_at, groups):
+    assert _position_groups(rows_at, pass_cost=48) == groups
 
 
 def test_sites_of_the_shared_prefix_are_answered_by_the_clean_run_without_a_forward(tiny_llama):

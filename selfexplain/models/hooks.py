@@ -104,11 +104,13 @@ def patch_residual(model: torch.nn.Module, patches: Mapping[int, Sequence[tuple[
 
 
 @contextmanager
-def write_rows(model: torch.nn.Module, row_layers: Sequence[int | Sequence[int]], offset: int,
+def write_rows(model: torch.nn.Module, row_layers: Sequence[int | Sequence[int]], offset: int | Sequence[int],
                vectors: torch.Tensor, component: str = "residual") -> Iterator[None]:
     """During the forwards inside, batch row ``b`` gets ``vectors[b]`` written at sequence index
-    ``offset`` of ``component`` in layer ``row_layers[b]`` (or in every layer of a block, when
-    ``row_layers[b]`` is a list): each row of a batch patched at its own site."""
+    ``offset`` (or ``offset[b]``, one per row) of ``component`` in layer ``row_layers[b]`` (or in
+    every layer of a block, when ``row_layers[b]`` is a list): each row of a batch patched at its
+    own site."""
+    offsets = torch.tensor(offset) if not isinstance(offset, int) else None
     by_layer: dict[int, list[int]] = {}
     for row, layers in enumerate(row_layers):
         for layer in ([layers] if isinstance(layers, int) else layers):
@@ -117,7 +119,8 @@ def write_rows(model: torch.nn.Module, row_layers: Sequence[int | Sequence[int]]
     def writer(index: torch.Tensor) -> Edit:
         def write(hidden: torch.Tensor) -> torch.Tensor:
             hidden = hidden.clone()
-            hidden[index, offset, :] = vectors[index].to(hidden.device, hidden.dtype)
+            at = offset if offsets is None else offsets[index]
+            hidden[index, at, :] = vectors[index].to(hidden.device, hidden.dtype)
             return hidden
         return write
 

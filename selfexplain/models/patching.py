@@ -1,7 +1,7 @@
 """Activation-patching sweeps: every (layer, position) site of a prompt, without one forward per site.
 
 Patching the site (layer L, position p) writes a vector into the stream at p after block L and
-reads the next-token logits. The naive sweep runs the whole prompt once per site. Two facts make
+reads the next-token logits. The naive sweep runs the whole prompt once per site. Four facts make
 that wasteful:
 
 * Attention is causal, so positions before ``p`` are exactly those of the unpatched run at every
@@ -10,10 +10,13 @@ that wasteful:
 * Sites that share ``p`` need the same suffix, so all layers for one position run as one batch,
   each row patched at its own layer; on the residual stream a row starts at the block after its
   patched layer, since the blocks before it are the clean run's.
+* Nearby positions share a batch too, over the suffix from the earliest of them: a later row
+  recomputes a few clean tokens, which costs less than another forward over every weight.
 * A site whose vector is the clean activation itself (the two prompts' shared prefix) changes
-  nothing: its answer is the clean logits, without a forward.
+  nothing, nor does one after the last block at a position before the last token: their answer
+  is the clean logits, without a forward.
 
-A sweep is therefore one clean forward plus one batched suffix forward per position. The result
+A sweep is therefore one clean forward plus a batched suffix forward per group of positions. The result
 equals the naive loop up to float rounding (the tests and ``tests/bench`` check <= 1e-4). A prompt
 that fills a sliding-window layer's window (Gemma-3's local attention) cannot reuse a cropped
 cache; it falls back to one forward per site.
@@ -115,53 +118,88 @@ def patch_sweep(
 
 def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], layer_sets: Sequence[Sequence[int]],
           positions: Sequence[int], component: str, *, from_their_layer: bool, skip_noops: bool,
-          clean: CleanRun | None = None) -> torch.Tensor:
-    """:func:`patch_sweep` with its two savings as switches (the benchmark times each one).
+          merge_positions: bool = True, clean: CleanRun | None = None) -> torch.Tensor:
+    """:func:`patch_sweep` with its savings as switches (the benchmark times each one).
 
-    One clean forward gives the KV cache, the clean logits and the clean activations; then each
-    position's sites run as one batch over the suffix from that position.
+    One clean forward gives the KV cache, the clean logits and the clean activations; then the
+    sites run in batches over the suffix of the prompt, each batch on the clean prefix's cache.
 
     * ``skip_noops``: a site whose vector *is* the clean activation at every layer it is written
       to (the prompts' shared prefix: causal attention makes the counterfactual's activation
       there the original's, bit for bit) changes nothing, so its answer is the clean logits and it
-      joins no batch.
+      joins no batch. So does a site written after the last block at a position before the
+      last token: no block is left to carry it to the next-token logits.
     * ``from_their_layer`` (residual stream, rows sorted by first layer): patching the stream
       after block L leaves blocks 0..L exactly as in the clean run, at every position, so a row
       joins the batch at block L+1 from the clean output of block L; half the block-rows of the
       all-rows sweep are skipped. A sub-layer's write happens inside its block, so ``attn`` and
       ``mlp`` sites run every row through every block.
+    * ``merge_positions``: sites at nearby positions share one batch over the suffix from the
+      earliest of them (see :func:`_position_groups`); without it, one batch per position.
     """
     depth = len(decoder_layers(model))
     clean = clean or clean_run(model, input_ids, component)
     ids = input_ids.to(model.device)
     cache_name = cache_argument(model)
     results = clean.logits.expand(len(positions), len(layer_sets), -1).clone()
-    for index, position in enumerate(positions):
-        rows = [row for row, layers in enumerate(layer_sets) if not (
-            skip_noops and _writes_clean_value(row_sources[row][position], clean.activations, layers, position))]
-        if not rows:
-            continue
-        vectors = torch.stack([row_sources[row][position] for row in rows]).to(model.device)
-        past = _clean_prefix_cache(clean.cache, position, len(ids)) if position > 0 else None
+    live = {index: [row for row, layers in enumerate(layer_sets) if not (skip_noops and (
+        _writes_clean_value(row_sources[row][position], clean.activations, layers, position)
+        or _after_last_block_before_last_token(layers, position, len(ids), depth, component)))]
+        for index, position in enumerate(positions)}
+    live = {index: rows for index, rows in live.items() if rows}
+    groups = (_position_groups({positions[index]: len(rows) for index, rows in live.items()})
+              if merge_positions else [[positions[index]] for index in live])
+    index_of = {position: index for index, position in enumerate(positions)}
+    for group in groups:
+        start = group[0]
+        sites = [(index_of[position], row) for position in group for row in live[index_of[position]]]
+        if from_their_layer:  # stable: within a layer, positions stay in order
+            sites.sort(key=lambda site: min(layer_sets[site[1]]))
+        site_layers = [layer_sets[row] for _, row in sites]
+        offsets = [positions[index] - start for index, _ in sites]
+        vectors = torch.stack([row_sources[row][positions[index]] for index, row in sites]).to(model.device)
+        past = _clean_prefix_cache(clean.cache, start, len(ids)) if start > 0 else None
         if from_their_layer:
-            computed = _rows_each_block_computes([layer_sets[row] for row in rows], depth)
+            computed = _rows_each_block_computes(site_layers, depth)
             if past is not None:
                 for layer, cached in enumerate(past.layers):  # each block's prefix, once per row it computes
                     if computed[layer]:
                         cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
                         cached.values = cached.values.expand(computed[layer], -1, -1, -1)
-            writing = _rows_from_their_layer(model, {layer: hidden[:, position:]
+            writing = _rows_from_their_layer(model, {layer: hidden[:, start:]
                                                      for layer, hidden in clean.activations.items()},
-                                             computed, [layer_sets[row] for row in rows], vectors)
+                                             computed, site_layers, offsets, vectors)
         else:
             if past is not None:
-                past.batch_repeat_interleave(len(rows))
-            writing = write_rows(model, [layer_sets[row] for row in rows], 0, vectors, component)
+                past.batch_repeat_interleave(len(sites))
+            writing = write_rows(model, site_layers, offsets, vectors, component)
         with writing:
-            logits = model(input_ids=ids[position:].expand(len(rows), -1), use_cache=past is not None,
+            logits = model(input_ids=ids[start:].expand(len(sites), -1), use_cache=past is not None,
                            logits_to_keep=1, **{cache_name: past}).logits[:, -1, :]
-        results[index, rows] = logits.float().cpu()
+        results[[index for index, _ in sites], [row for _, row in sites]] = logits.float().cpu()
     return results
+
+
+# A forward's fixed cost (reading every weight once, launching every block) in row-tokens, the
+# unit of its variable cost: on 2 CPU threads a 135M model's forward takes about 60 ms for one
+# token and about 1.5 ms more per extra row-token (tests/bench/test_bench_patching.py). On a GPU
+# the fixed cost weighs more still, so merging there only gains more.
+PASS_COST_ROW_TOKENS = 48
+
+
+def _position_groups(rows_at: Mapping[int, int], pass_cost: int = PASS_COST_ROW_TOKENS) -> list[list[int]]:
+    """Positions (with how many rows each has) cut into runs that share one batch.
+
+    A batch starts at its earliest position, so a row at a later position ``p`` also recomputes
+    the clean tokens ``start..p-1``: ``rows * (p - start)`` wasted row-tokens, worth paying while
+    they cost less than the separate forward they save."""
+    groups: list[list[int]] = []
+    for position in sorted(rows_at):
+        if groups and rows_at[position] * (position - groups[-1][0]) <= pass_cost:
+            groups[-1].append(position)
+        else:
+            groups.append([position])
+    return groups
 
 
 def _writes_clean_value(vector: torch.Tensor, clean: Mapping[int, torch.Tensor], layers: Sequence[int],
@@ -169,6 +207,11 @@ def _writes_clean_value(vector: torch.Tensor, clean: Mapping[int, torch.Tensor],
     """The site writes back exactly what the clean run has there, at every layer it writes."""
     return all(torch.equal(vector.to(clean[layer].device, clean[layer].dtype), clean[layer][0, position])
                for layer in layers)
+
+
+def _after_last_block_before_last_token(layers: Sequence[int], position: int, length: int, depth: int,
+                                        component: str) -> bool:
+    return component == "residual" and min(layers) == depth - 1 and position < length - 1
 
 
 def _rows_each_block_computes(layer_sets: Sequence[Sequence[int]], depth: int) -> list[int]:
@@ -188,13 +231,16 @@ def _clean_prefix_cache(clean_cache, position: int, length: int):
 
 @contextmanager
 def _rows_from_their_layer(model, clean: Mapping[int, torch.Tensor], computed: Sequence[int],
-                           layer_sets: Sequence[Sequence[int]], vectors: torch.Tensor) -> Iterator[None]:
+                           layer_sets: Sequence[Sequence[int]], offsets: Sequence[int],
+                           vectors: torch.Tensor) -> Iterator[None]:
     """While inside, block ``l`` runs on the first ``computed[l]`` rows of the batch only, the
-    other rows take the clean output ``clean[l]``, and each row gets its vector at the suffix's
-    first position after every block in its layer set. The blocks' own forwards are restored on
+    other rows take the clean output ``clean[l]``, and row ``b`` gets its vector at suffix index
+    ``offsets[b]`` after every block in its layer set. The blocks' own forwards are restored on
     exit, always."""
     blocks = decoder_layers(model)
-    written = {layer: [row for row, layers in enumerate(layer_sets) if layer in layers] for layer in range(len(blocks))}
+    written = {layer: torch.tensor([row for row, layers in enumerate(layer_sets) if layer in layers], dtype=torch.long)
+               for layer in range(len(blocks))}
+    at = torch.tensor(offsets, dtype=torch.long)
 
     def replacement(layer: int, original):
         def forward(hidden_states, *args, **kwargs):
@@ -203,9 +249,9 @@ def _rows_from_their_layer(model, clean: Mapping[int, torch.Tensor], computed: S
             if count:
                 out[:count] = original(hidden_states[:count], *args,
                                        **{k: _leading_rows(v, count, batch) for k, v in kwargs.items()})
-            rows = list(written[layer])
-            if rows:
-                out[rows, 0] = vectors[rows].to(out.dtype)
+            rows = written[layer]
+            if len(rows):
+                out[rows, at[rows]] = vectors[rows].to(out.dtype)
             return out
         return forward
 
