@@ -137,6 +137,12 @@ def test_patch_pair_rows_record_the_counterfactual_vector_and_the_change(tiny_ll
         assert torch.allclose(torch.as_tensor(row["vector"]), sources[row["layer"]][row["position"]])
         assert not torch.allclose(torch.as_tensor(row["vector"]), clean[row["layer"]][row["position"]])
         assert row["changed"] == (row["new_top1_id"] != row["orig_top1_id"])
+        # what the row says patching does is what one full forward with that patch does (the
+        # clean run shares a forward with the counterfactual's; the sweep starts from its cache)
+        direct = patch_one_site(model, torch.tensor(orig_tokens), row["layer"], row["position"],
+                                sources[row["layer"]][row["position"]])
+        assert int(direct.argmax()) == row["new_top1_id"]
+        assert abs(float(direct[row["orig_top1_id"]] - direct[row["cf_top1_id"]]) - row["logit_diff"]) < 1e-4
     # patching the differing token in the last layer hands over the counterfactual's prediction
     last = max(context.layers)
     final = [r for r in rows if r["layer"] == last and r["position"] == n - 1]

@@ -84,6 +84,22 @@ def clean_run(model, input_ids: torch.Tensor, component: str = "residual") -> Cl
 
 
 @torch.no_grad()
+def clean_and_counterfactual_runs(model, input_ids: torch.Tensor, cf_ids: torch.Tensor, component: str = "residual"
+                                  ) -> tuple[CleanRun, dict[int, torch.Tensor], torch.Tensor]:
+    """The original prompt's :func:`clean_run`, and the counterfactual's activations at every layer
+    (``layer -> Float[Tensor, "pos d_model"]`` on the CPU) and next-token logits, from one forward
+    of both prompts as a batch of two. A forward this short is bound by reading the weights, so
+    the second prompt comes almost free; a pair's prompts have the same length, so no padding."""
+    with capture(model, range(len(decoder_layers(model))), component) as activations:
+        output = model(input_ids=torch.stack([input_ids, cf_ids]).to(model.device), use_cache=True, logits_to_keep=1)
+    cache = output_cache(output)
+    cache.batch_select_indices(torch.tensor([0], device=model.device))
+    logits = output.logits[:, -1].float().cpu()
+    clean = CleanRun(logits[0], cache, {layer: hidden[:1] for layer, hidden in activations.items()})
+    return clean, {layer: hidden[1].float().cpu() for layer, hidden in activations.items()}, logits[1]
+
+
+@torch.no_grad()
 def patch_sweep(
     model,
     input_ids: torch.Tensor,

@@ -26,7 +26,7 @@ from selfexplain.corpus.schema import schema_field, stable_id, vector_type
 from selfexplain.errors import InputError
 from selfexplain.explainer.templates import render, templates
 from selfexplain.inputs import read_jsonl
-from selfexplain.models.patching import capture_with_logits, clean_run, patch_sweep
+from selfexplain.models.patching import clean_and_counterfactual_runs, patch_sweep
 from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected, ScoringContext
 from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask, display_token
 
@@ -131,9 +131,10 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
     if len(ids) > options.max_tokens:
         raise Rejected(f"prompt has {len(ids)} tokens, over generate.max_tokens={options.max_tokens}")
 
-    clean = clean_run(model, ids, options.component)  # its logits decide rejection; the sweep starts from it
+    # the clean run's logits decide rejection, and the sweep starts from it
+    clean, captured, cf_logits = clean_and_counterfactual_runs(model, ids, cf_ids, options.component)
+    captured = {layer: captured[layer] for layer in context.layers}
     orig_logits = clean.logits
-    captured, cf_logits = capture_with_logits(model, cf_ids, context.layers, options.component)
     blocks = layer_blocks(context.layers, options.layer_blocks)
     # a site's key is its layer, or the first layer of its block (which gets the block's mean)
     sources = {block[0]: torch.stack([captured[layer] for layer in block]).mean(dim=0) for block in blocks}
