@@ -1,7 +1,9 @@
 """The plain torch loop run inside a Ray Train worker (`piw`), then in this process with Ray shut
 down, on the same micro-batches. Run from the repository root:
     PYTHONPATH=docs/throughput-2026-11-29 .venv/bin/python docs/throughput-2026-11-29/ray_worker_vs_plain.py /tmp/rvp piw
-Prints STEPSTATS lines: wall and CPU seconds of 21 steps and tokens/s (the first step left out)."""
+Prints STEPSTATS lines: wall and CPU seconds of 21 steps and tokens/s (the first step left out),
+page faults and context switches per step. With `batch` as well, the cluster's other processes
+run under SCHED_BATCH (sched_batch.py)."""
 import sys, shutil
 from selfexplain.config import RayConfig, load_config
 from selfexplain.jobs.ray_session import ray_session
@@ -18,6 +20,9 @@ c = load_config("tiny", base)
 for leftover in ("ray_train", "explainer"): shutil.rmtree(c.run_dir.local_path / leftover, ignore_errors=True)
 with ray_session(RayConfig(num_cpus=4)):
     generate(c)
+    if "batch" in sys.argv:
+        from sched_batch import batch_ray_processes
+        print(f"SCHED_BATCH on {batch_ray_processes()} threads", flush=True)
     ex = load_examples(tr.examples_with_role(tr.encoded_examples(c, corpus_sources(c), c.target), "train"))
     if "piw" in sys.argv:
         try: tr.train(c, loop=plain_in_worker)
