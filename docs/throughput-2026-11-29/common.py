@@ -44,3 +44,31 @@ def plain_epoch(model, optimizer, examples: dict, seed: int, pad_id: int) -> str
     steady = stats[1:]
     wall, cpu, tokens = (sum(column) for column in zip(*steady))
     return " ".join(f"{name}/step {value:.0f}" for name, value in per_step.items()) + f" steps {len(steady)} wall {wall:.1f} cpu {cpu:.1f} cpu/wall {cpu / wall:.2f} tok/s {tokens / wall:.1f}"
+
+
+def patching_cases():
+    """SmolLM2-135M on 2 threads, its layers, and the patching bench's pairs as (original ids,
+    the counterfactual's activations at every layer, the positions after the shared prefix).
+    Needs tests/bench on the path."""
+    from test_bench_patching import PAIRS
+
+    from selfexplain.models import load_model
+    from selfexplain.models.patching import capture_component
+
+    torch.set_num_threads(2)
+    model, tokenizer = load_model("smollm2-135m")
+    layers = list(range(model.config.num_hidden_layers))
+    cases = []
+    for prompt, counterfactual in PAIRS:
+        ids, cf_ids = (torch.tensor(tokenizer(text).input_ids) for text in (prompt, counterfactual))
+        first_difference = int((ids != cf_ids).nonzero()[0, 0])
+        cases.append((ids, capture_component(model, cf_ids, layers), list(range(first_difference, len(ids)))))
+    return model, layers, cases
+
+
+def sweep_after_prefix(model, layers, ids, sources, positions, **switches):
+    """The residual sweep over every layer, rows from their layer, no-op sites skipped."""
+    from selfexplain.models.patching import sweep
+
+    return torch.no_grad()(sweep)(model, ids, [sources[layer] for layer in layers], [[layer] for layer in layers],
+                                  positions, "residual", from_their_layer=True, skip_noops=True, **switches)
