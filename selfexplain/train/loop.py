@@ -163,6 +163,9 @@ class ExplainerTraining:
         return model, tokenizer, interface
 
     def _engine(self, use_gpu: bool):
+        if not use_gpu:
+            # said, not probed: DeepSpeed's probe ends in a warning on every CPU worker's console
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
         import deepspeed
 
         from selfexplain.train.deepspeed_config import deepspeed_config
