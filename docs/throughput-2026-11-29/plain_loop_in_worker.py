@@ -19,3 +19,25 @@ def plain_in_worker(cfg):
         print(f"STEPSTATS plain-in-worker round {rnd} nice {os.getpriority(os.PRIO_PROCESS, 0)} {stats}", flush=True)
         os.setpriority(os.PRIO_PROCESS, 0, 0)
     raise SystemExit(0)
+
+
+def switch_intervals_in_worker(cfg):
+    """The plain loop in a Ray Train worker at Python's switch interval of 5 ms and of 200 ms,
+    alternating, after listing the worker's Python threads: is the GIL what slows it?"""
+    import sys
+    import threading
+
+    import ray.train, torch
+    from selfexplain.models import load_model
+    from selfexplain.train.loop import adamw
+    from selfexplain.train.order import load_examples
+    torch.set_num_threads(2)
+    ex = load_examples(ray.train.get_dataset_shard("train"))
+    print("THREADS", [t.name for t in threading.enumerate()], flush=True)
+    c = cfg["loop"].run
+    model, tok = load_model(c.target); model.train(); opt = adamw(model.parameters(), 1e-5)
+    for rnd, interval in enumerate([0.005, 0.2, 0.005, 0.2]):
+        sys.setswitchinterval(interval)
+        print(f"STEPSTATS plain-in-worker {rnd} switch {interval} {plain_epoch(model, opt, ex, c.seed, tok.pad_token_id)}",
+              flush=True)
+    raise SystemExit(0)

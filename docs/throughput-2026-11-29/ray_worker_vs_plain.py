@@ -3,7 +3,8 @@ down, on the same micro-batches. Run from the repository root:
     PYTHONPATH=docs/throughput-2026-11-29 .venv/bin/python docs/throughput-2026-11-29/ray_worker_vs_plain.py /tmp/rvp piw
 Prints STEPSTATS lines: wall and CPU seconds of 21 steps and tokens/s (the first step left out),
 page faults and context switches per step. With `batch` as well, the cluster's other processes
-run under SCHED_BATCH (sched_batch.py)."""
+run under SCHED_BATCH (sched_batch.py); with `switch`, the worker alternates Python's switch
+interval (plain_loop_in_worker.switch_intervals_in_worker)."""
 import sys, shutil
 from selfexplain.config import RayConfig, load_config
 from selfexplain.jobs.ray_session import ray_session
@@ -11,7 +12,7 @@ from selfexplain.jobs.generate import generate
 import selfexplain.train.trainer as tr
 from selfexplain.train.mixture import corpus_sources
 from selfexplain.train.order import load_examples
-from plain_loop_in_worker import plain_in_worker
+from plain_loop_in_worker import plain_in_worker, switch_intervals_in_worker
 
 out = sys.argv[1]
 base = ["target=smollm2-135m", f"output_dir={out}", "generate.max_items=40", "generate.num_actors=1",
@@ -25,7 +26,7 @@ with ray_session(RayConfig(num_cpus=4)):
         print(f"SCHED_BATCH on {batch_ray_processes()} threads", flush=True)
     ex = load_examples(tr.examples_with_role(tr.encoded_examples(c, corpus_sources(c), c.target), "train"))
     if "piw" in sys.argv:
-        try: tr.train(c, loop=plain_in_worker)
+        try: tr.train(c, loop=switch_intervals_in_worker if "switch" in sys.argv else plain_in_worker)
         except Exception as e: print("ended", type(e))
 import torch
 from selfexplain.models import load_model
