@@ -13,8 +13,8 @@ that wasteful:
 * Nearby positions share a batch too, over the suffix from the earliest of them: a later row
   recomputes a few clean tokens, which costs less than another forward over every weight.
 * A site whose vector is the clean activation itself (the two prompts' shared prefix) changes
-  nothing, nor does one after the last block at a position before the last token: their answer
-  is the clean logits, without a forward.
+  nothing, nor does one in the last block at a position before the last token: their answer is
+  the clean logits, without a forward.
 
 A sweep is therefore one clean forward plus a batched suffix forward per group of positions. The result
 equals the naive loop up to float rounding (the tests and ``tests/bench`` check <= 1e-4). A prompt
@@ -143,8 +143,8 @@ def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], l
     * ``skip_noops``: a site whose vector *is* the clean activation at every layer it is written
       to (the prompts' shared prefix: causal attention makes the counterfactual's activation
       there the original's, bit for bit) changes nothing, so its answer is the clean logits and it
-      joins no batch. So does a site written after the last block at a position before the
-      last token: no block is left to carry it to the next-token logits.
+      joins no batch. So does a site in the last block at a position before the last token:
+      no attention is left to carry it to the next-token logits.
     * ``from_their_layer`` (residual stream, rows sorted by first layer): patching the stream
       after block L leaves blocks 0..L exactly as in the clean run, at every position, so a row
       joins the batch at block L+1 from the clean output of block L; half the block-rows of the
@@ -160,7 +160,7 @@ def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], l
     results = clean.logits.expand(len(positions), len(layer_sets), -1).clone()
     live = {index: [row for row, layers in enumerate(layer_sets) if not (skip_noops and (
         _writes_clean_value(row_sources[row][position], clean.activations, layers, position)
-        or _after_last_block_before_last_token(layers, position, len(ids), depth, component)))]
+        or _in_last_block_before_last_token(layers, position, len(ids), depth)))]
         for index, position in enumerate(positions)}
     live = {index: rows for index, rows in live.items() if rows}
     groups = (_position_groups({positions[index]: len(rows) for index, rows in live.items()})
@@ -225,9 +225,11 @@ def _writes_clean_value(vector: torch.Tensor, clean: Mapping[int, torch.Tensor],
                for layer in layers)
 
 
-def _after_last_block_before_last_token(layers: Sequence[int], position: int, length: int, depth: int,
-                                        component: str) -> bool:
-    return component == "residual" and min(layers) == depth - 1 and position < length - 1
+def _in_last_block_before_last_token(layers: Sequence[int], position: int, length: int, depth: int) -> bool:
+    """Only attention moves anything between positions, and it reads a block's input: a write in
+    the last block (its output or either sub-layer's) at an earlier position never reaches the
+    last token's logits."""
+    return min(layers) == depth - 1 and position < length - 1
 
 
 def _rows_each_block_computes(layer_sets: Sequence[Sequence[int]], depth: int) -> list[int]:
