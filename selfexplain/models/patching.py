@@ -39,19 +39,13 @@ from selfexplain.models.hooks import capture, write_rows
 from selfexplain.models.kv_cache import cache_argument, output_cache
 
 
+@torch.no_grad()
 def capture_component(model, input_ids: torch.Tensor, layers: Sequence[int], component: str = "residual"
                       ) -> dict[int, torch.Tensor]:
     """``layer -> Float[Tensor, "pos d_model"]``: the component's output for one unbatched prompt."""
-    return capture_with_logits(model, input_ids, layers, component)[0]
-
-
-@torch.no_grad()
-def capture_with_logits(model, input_ids: torch.Tensor, layers: Sequence[int], component: str = "residual"
-                        ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-    """:func:`capture_component` plus the next-token logits of the same forward, ``Float[Tensor, "vocab"]``."""
     with capture(model, layers, component) as captured:
-        logits = model(input_ids=input_ids[None].to(model.device), logits_to_keep=1).logits[0, -1]
-    return {layer: hidden[0].float().cpu() for layer, hidden in captured.items()}, logits.float().cpu()
+        model(input_ids=input_ids[None].to(model.device), logits_to_keep=1)
+    return {layer: hidden[0].float().cpu() for layer, hidden in captured.items()}
 
 
 def reaches_sliding_window(model, length: int) -> bool:
