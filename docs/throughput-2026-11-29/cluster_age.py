@@ -11,14 +11,14 @@ from selfexplain.jobs.generate import generate
 from selfexplain.jobs.ray_session import ray_session
 from selfexplain.train.mixture import corpus_sources
 from selfexplain.train.order import load_examples
-from selfexplain.train.trainer import encoded_examples, examples_with_role, train
+from selfexplain.train.trainer import as_dataset, encoded_examples, examples_with_role, train
 out = sys.argv[1]
 base = ["target=smollm2-135m", f"output_dir={out}", "generate.max_items=40", "generate.num_actors=1",
         "generate.held_out_fraction=0.1", f"train.batch_size={BATCH}", "train.epochs=1", "train.torch_threads=2"]
 z = load_config("tiny", [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0"])
 with ray_session(RayConfig(num_cpus=4)):
     generate(z)
-    ex = load_examples(examples_with_role(encoded_examples(z, corpus_sources(z), z.target), "train"))
+    ex = load_examples(as_dataset(examples_with_role(encoded_examples(z, corpus_sources(z), z.target), "train")))
 def ray_run(wait):
     for leftover in ("ray_train", "explainer", "train_metrics.json"):
         p = z.run_dir.local_path / leftover

@@ -24,7 +24,7 @@ with ray_session(RayConfig(num_cpus=4)):
     if "batch" in sys.argv:
         from sched_batch import batch_ray_processes
         print(f"SCHED_BATCH on {batch_ray_processes()} threads", flush=True)
-    ex = load_examples(tr.examples_with_role(tr.encoded_examples(c, corpus_sources(c), c.target), "train"))
+    ex = load_examples(tr.as_dataset(tr.examples_with_role(tr.encoded_examples(c, corpus_sources(c), c.target), "train")))
     if "piw" in sys.argv:
         try: tr.train(c, loop=switch_intervals_in_worker if "switch" in sys.argv else plain_in_worker)
         except Exception as e: print("ended", type(e))

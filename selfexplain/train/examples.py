@@ -96,13 +96,9 @@ def answer_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def encode_examples(batch: pd.DataFrame, **options) -> pd.DataFrame:
-    """Ray Data task function: :class:`ExampleEncoder` over one batch, the encoder built once per
-    worker process (``options`` are its constructor's arguments).
-
-    A task and not an actor pool: an actor pool starts a fresh process for every encoding pass
-    (about 8 s on 2 cores: spawn, import torch, wait for the pool), while tasks run in Ray's
-    already started workers and find the encoder cached from the previous pass; the train stage
-    of the tiny run spent 13 s of its 37 s here (measured, 2026-11-29)."""
+    """:class:`ExampleEncoder` over a frame of corpus rows, the encoder (its tokenizers) built once
+    per process and set of ``options`` (its constructor's arguments): a study's stages and the
+    benchmarks encode the same corpora again in one process."""
     return _cached_encoder(**options)(batch)
 
 

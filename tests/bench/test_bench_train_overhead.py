@@ -28,7 +28,7 @@ from selfexplain.train.loop import adamw, epoch_micro_batches, micro_batch_input
 from selfexplain.train.mixture import corpus_sources
 from selfexplain.train.order import load_examples
 from selfexplain.train.throughput import Throughput
-from selfexplain.train.trainer import encoded_examples, examples_with_role, train
+from selfexplain.train.trainer import as_dataset, encoded_examples, examples_with_role, train
 
 BATCH = 8
 ROUNDS = 2
@@ -77,8 +77,8 @@ def test_ray_train_deepspeed_overhead(tmp_path):
     zero0 = load_config("tiny", [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0"])
     with ray_session(RayConfig(num_cpus=4)):
         generate(zero0)
-        examples = load_examples(examples_with_role(encoded_examples(zero0, corpus_sources(zero0), zero0.target),
-                                                    "train"))
+        examples = load_examples(as_dataset(examples_with_role(
+            encoded_examples(zero0, corpus_sources(zero0), zero0.target), "train")))
     plain, ray_zero0 = [], []
     for _ in range(ROUNDS):
         plain.append(plain_torch_tokens_per_second(zero0, examples))
