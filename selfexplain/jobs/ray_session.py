@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,7 +62,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
             ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True,
                      dashboard_host="127.0.0.1", log_to_driver=True,
                      runtime_env={"env_vars": worker_env(),
-                                  "worker_process_setup_hook": f"{__name__}.{pin_to_own_cluster.__name__}"},
+                                  "worker_process_setup_hook": f"{__name__}.{set_up_worker_process.__name__}"},
                      configure_logging=False)
         restrict_token_file()
         node = ray._private.worker._global_node  # no public accessor for the session folder
@@ -76,6 +77,14 @@ def ray_session(config: RayConfig) -> Iterator[None]:
                 os.environ.pop(TRAIN_POLL_ENV, None)
             if node:
                 _restore_address(previous_address)
+
+
+def set_up_worker_process() -> None:
+    """Run in each worker process of a local cluster as it starts."""
+    pin_to_own_cluster()
+    # Ray Train's own DatasetManager sets this deprecated option (Ray 2.60); the warning is
+    # Ray's to fix and told the user nothing they could act on.
+    warnings.filterwarnings("ignore", message="`ExecutionOptions.exclude_resources` is deprecated")
 
 
 def pin_to_own_cluster() -> None:

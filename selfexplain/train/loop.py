@@ -19,12 +19,15 @@ goes on as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -174,9 +177,11 @@ class ExplainerTraining:
         optimizer = adamw(parameter_groups(self.model, self.train), self.train.learning_rate, self.train.weight_decay)
         schedule = lr_factor(self.train.lr_schedule, self.train.warmup_steps, self.total_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        engine, _, _, scheduler = deepspeed.initialize(model=self.model, optimizer=optimizer, lr_scheduler=scheduler,
-                                                       config=deepspeed_config(self.train, use_gpu),
-                                                       dist_init_required=False)
+        with _prints_to_debug_log("deepspeed"):
+            engine, _, _, scheduler = deepspeed.initialize(model=self.model, optimizer=optimizer,
+                                                           lr_scheduler=scheduler,
+                                                           config=deepspeed_config(self.train, use_gpu),
+                                                           dist_init_required=False)
         use_weights_only_loading(engine)
         if self.world == 1 and self.train.zero == 0:
             # One rank: averaging gradients over ranks is the identity, yet DeepSpeed still copies
@@ -352,6 +357,26 @@ class ExplainerTraining:
         save_explainer(module, self.tokenizer, out_dir, self.interface, state_dict)
         (out_dir / EXPLAINER_INFO).write_text(self.loop.info.to_json())
         (out_dir / MODEL_CARD).write_text(self.loop.model_card)  # last: it marks the export complete
+
+
+@contextlib.contextmanager
+def _prints_to_debug_log(source: str) -> Iterator[None]:
+    """What ``source`` print()s to stdout inside the block goes to this module's logger at debug
+    level (shown only when that level is turned on), not to the console: DeepSpeed prints
+    "deepspeed_shm_comm_op built successfully" twice from every CPU rank at each start. ``print`` itself is swapped, not
+    stdout: Ray Train turns a worker's prints into log records (its print patch)."""
+    original = builtins.print
+
+    def to_log(*objects, sep=" ", end="\n", file=None, flush=False):
+        if file not in (None, sys.stdout):
+            return original(*objects, sep=sep, end=end, file=file, flush=flush)
+        log.debug("%s: %s", source, sep.join(map(str, objects)))
+
+    builtins.print = to_log
+    try:
+        yield
+    finally:
+        builtins.print = original
 
 
 def _setup_logging() -> None:
