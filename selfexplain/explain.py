@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from selfexplain.corpus.schema import stable_id
 from selfexplain.evaluate.generation import generate_answers
 from selfexplain.explainer.export import ExplainerInfo, load_explainer
@@ -112,7 +114,14 @@ class Explainer:
                                layers=tuple(self.interface.layers) if self.interface else (),
                                width=self.interface.d_target if self.interface else 0)
         row = task.query_row(query, context)
-        return {**row, "record_id": stable_id(json.dumps(query, sort_keys=True, default=str))}
+        # The phrasing is drawn from the record id: key it on what is asked (a vector by its
+        # values), so the same vector gets the same phrasing from a list or any file holding it.
+        asked = {key: row.get(key, query[key]) for key in task.query_fields}
+        return {**row, "record_id": stable_id(json.dumps(asked, sort_keys=True, default=_as_json))}
+
+
+def _as_json(value):
+    return np.asarray(value).tolist() if hasattr(value, "__array__") else str(value)
 
 
 _KIND_NAMES = {int: "an integer", str: "text", list: "a list"}

@@ -37,15 +37,18 @@ def test_other_explainer_learns_a_projection_and_exports_it(ray_cluster, tiny_co
     assert losses[-1] < losses[0]
 
     # ask it about a vector from a file, from the command line: the answer the Python API gives
-    # (what a barely trained tiny explainer says, often nothing, is not the point; the phrasing of
-    # a query is drawn from its fields, the file's path included)
+    # (what a barely trained tiny explainer says, often nothing, is not the point)
     direction = tmp_path / "direction.npy"
     np.save(direction, np.random.default_rng(0).normal(size=64).astype(np.float32))
     layer = interface["layers"][0]
     assert main(["explain", str(export), "--vector", str(direction), "--layer", str(layer),
                  "--max-new-tokens", "8"]) == 0
-    (expected,) = Explainer(export).ask([{"vector": str(direction), "layer": layer}], max_new_tokens=8)
+    explainer = Explainer(export)
+    (expected,) = explainer.ask([{"vector": str(direction), "layer": layer}], max_new_tokens=8)
     assert capsys.readouterr().out == expected + "\n"
+    # the same vector as a list is the same query (the phrasing is keyed on the vector's values)
+    as_list = {"vector": np.load(direction).tolist(), "layer": layer}
+    assert explainer.ask([as_list], max_new_tokens=8) == [expected]
 
 
 def test_self_explainer_trains_on_patching_vectors(ray_cluster, tiny_config, tmp_path):
