@@ -363,8 +363,9 @@ class ExplainerTraining:
 def _prints_to_debug_log(source: str) -> Iterator[None]:
     """What ``source`` print()s to stdout inside the block goes to this module's logger at debug
     level (shown only when that level is turned on), not to the console: DeepSpeed prints
-    "deepspeed_shm_comm_op built successfully" twice from every CPU rank at each start. ``print`` itself is swapped, not
-    stdout: Ray Train turns a worker's prints into log records (its print patch)."""
+    "deepspeed_shm_comm_op built successfully" twice from every CPU rank at each start.
+    ``print`` itself is swapped, not stdout: Ray Train turns a worker's prints into log records
+    (its print patch)."""
     original = builtins.print
 
     def to_log(*objects, sep=" ", end="\n", file=None, flush=False):

@@ -38,7 +38,7 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_r
     target's hidden size) gives text tasks in a mix with vector tasks the same columns;
     ``target_tokenizer_dir`` is what the length filter counts in.
 
-    Encoded here, in the driver, one corpus after another; :func:`as_datasets` hands the result
+    Encoded here, in the driver, one corpus after another; :func:`as_dataset` hands the frames
     to Ray Train. Tokenizing is serial per corpus either way (the Ray Data pass this replaced ran
     one task at a time), and the driver has already imported torch and transformers. The Ray Data
     pass cost 4.5 s warm and 11 s cold for the tiny run's 210 rows: a cold worker imports them
@@ -59,7 +59,9 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_r
 
 
 def examples_with_role(encoded: pd.DataFrame, role: str, limit: int = 0, source: str = "") -> pd.DataFrame:
-    selected = encoded[(encoded["role"] == role) & ((encoded["source"] == source) if source else True)]
+    selected = encoded[encoded["role"] == role]
+    if source:
+        selected = selected[selected["source"] == source]
     return (selected.head(limit) if limit else selected).reset_index(drop=True)
 
 
