@@ -22,12 +22,20 @@ log = logging.getLogger(__name__)
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "SELFEXPLAIN_CACHE",
                  "TRANSFORMERS_NO_ADVISORY_WARNINGS", "OMP_NUM_THREADS", "HF_HUB_DISABLE_PROGRESS_BARS")
 
-# Ray Train's controller polls its workers every 2 s by default, and a finished run takes two
-# polls to reach shutdown: 3.2 s of the tiny run's 22 s train stage went to waiting for them;
-# at 0.5 s it is 0.6 s. The polls cost the controller about 0.1% of a 2-core machine more during
-# training, with no change in tokens/s (docs/results.md, stop 24). Local clusters only: a large
-# cluster's controller polls every worker each time.
-TRAIN_POLL_ENV, TRAIN_POLL_SECONDS = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"
+# Ray Train settings for a local cluster, each unless the user set it (the driver passes them to
+# Ray Train's controller); a cluster joined by address keeps Ray's defaults.
+LOCAL_TRAIN_ENV = {
+    # The controller polls its workers every 2 s by default, and a finished run takes two polls
+    # to reach shutdown: 3.2 s of the tiny run's 22 s train stage went to waiting for them; at
+    # 0.5 s it is 0.6 s. The polls cost the controller about 0.1% of a 2-core machine more during
+    # training, with no change in tokens/s (docs/results.md, stop 24). A large cluster's
+    # controller polls every worker each time, so only here.
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    # One machine has no node for the cloud to drain: the watcher would be one more process
+    # waking 100 times a second beside the training threads, and its start prints Ray's
+    # constructor-arguments notice (ray issue 53727) on the console.
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
 
 
 def worker_env() -> dict[str, str]:
@@ -55,8 +63,8 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         ray.init(address=address, log_to_driver=True)
     else:
         _quiet_ray_data()
-        own_poll_setting = TRAIN_POLL_ENV not in os.environ
-        os.environ.setdefault(TRAIN_POLL_ENV, TRAIN_POLL_SECONDS)  # the driver passes it to the controller
+        ours = {key: value for key, value in LOCAL_TRAIN_ENV.items() if key not in os.environ}
+        os.environ.update(ours)
         # address="local": never attach to a cluster some `ray start` left on this machine.
         with _loopback_only():
             ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True,
@@ -73,8 +81,8 @@ def ray_session(config: RayConfig) -> Iterator[None]:
     finally:
         ray.shutdown()
         if not address:
-            if own_poll_setting:  # a cluster joined later from this process keeps Ray's default
-                os.environ.pop(TRAIN_POLL_ENV, None)
+            for key in ours:  # a cluster joined later from this process keeps Ray's defaults
+                os.environ.pop(key, None)
             if node:
                 _restore_address(previous_address)
 
