@@ -63,6 +63,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         ray.init(address=address, log_to_driver=True)
     else:
         _quiet_ray_data()
+        _quiet_token_auth_notice()
         ours = {key: value for key, value in LOCAL_TRAIN_ENV.items() if key not in os.environ}
         os.environ.update(ours)
         # address="local": never attach to a cluster some `ray start` left on this machine.
@@ -143,6 +144,23 @@ def _quiet_ray_data() -> None:
     from ray.data._internal.logging import configure_logging
 
     configure_logging()  # the driver configured it at import, before the variable was set
+
+
+class _DefaultTokenAuthNotice(logging.Filter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster..." line, printed at
+    every start of a local cluster: it is what selfexplain wants (and documents in the README),
+    and its one suggestion, turning authentication off, is not one to make on the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _quiet_token_auth_notice() -> None:
+    # Setting RAY_AUTH_MODE=token ourselves would also silence it, but Ray caches the mode when it
+    # is imported: the driver then connects without a token and the GCS refuses it.
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(existing, _DefaultTokenAuthNotice) for existing in logger.filters):
+        logger.addFilter(_DefaultTokenAuthNotice())
 
 
 def token_file() -> Path:
