@@ -12,6 +12,13 @@ machine drifts by about 10% between identical runs, so the plain loop and the on
 run (with one rank there is nothing to partition: the default) alternate, ``ROUNDS`` times each,
 and the overhead is taken between their medians. ZeRO-2 on one worker, whose flat fp32 gradient
 and parameter partitions cost extra copies on a CPU, and two workers run once.
+
+The same pair also runs with one compute thread on each side, alternating with the two-thread
+rounds. Two threads fill both cores, so every wake-up of one of the local cluster's own
+processes (about fifteen: raylet, GCS, dashboard, Ray Train's controller and helpers, idle
+workers) stops one training thread and makes the other wait for it. With one thread a core is
+left for them, as on a node with more cores than training workers; what remains is the cost of
+Ray Train and DeepSpeed on the step itself.
 """
 
 
@@ -35,7 +42,7 @@ ROUNDS = 2
 
 
 def plain_torch_tokens_per_second(config, examples: dict) -> float:
-    torch.set_num_threads(2)
+    torch.set_num_threads(config.train.torch_threads)
     model, tokenizer = load_model(config.target)
     model.train()
     optimizer = adamw(model.parameters(), config.train.learning_rate)  # the loop's own optimizer
@@ -79,24 +86,38 @@ def test_ray_train_deepspeed_overhead(tmp_path):
         generate(zero0)
         examples = load_examples(as_dataset(examples_with_role(
             encoded_examples(zero0, corpus_sources(zero0), zero0.target), "train")))
-    plain, ray_zero0 = [], []
+    one_thread = load_config("tiny", [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0",
+                                      "train.torch_threads=1"])  # same run name: the same corpus
+    plain, ray_zero0, plain_one, ray_one = [], [], [], []
     for _ in range(ROUNDS):
         plain.append(plain_torch_tokens_per_second(zero0, examples))
         ray_zero0.append(ray_tokens_per_second(zero0))
+        plain_one.append(plain_torch_tokens_per_second(one_thread, examples))
+        ray_one.append(ray_tokens_per_second(one_thread))
     zero2 = ray_tokens_per_second(load_config("tiny", [*base, "name=zero2", "train.num_workers=1",
                                                         "train.zero_stage=2"]))
     two = ray_tokens_per_second(load_config("tiny", [*base, "name=two", "train.num_workers=2", "train.zero_stage=2",
                                                       "train.torch_threads=1", f"train.batch_size={BATCH // 2}"]))
 
     plain_rate = statistics.median(plain)
-    zero0_rate = statistics.median(m["tokens_per_second"] for m in ray_zero0)
-    rounds = "  ".join(f"{p:.1f}/{m['tokens_per_second']:.1f}" for p, m in zip(plain, ray_zero0))
+    first_step = f"first step {ray_zero0[0]['first_step_seconds']:.1f} s"
     print(f"\nSmolLM2-135M, {len(examples['record_id'])} examples, global batch {BATCH}, 2 CPU cores, steady state:\n"
-          f"  plain torch loop             {plain_rate:8.1f} tok/s  (median of {ROUNDS})\n"
-          f"  Ray Train + DeepSpeed ZeRO-0 {zero0_rate:8.1f} tok/s  (1 worker, median of {ROUNDS})"
-          f"   overhead {plain_rate / zero0_rate - 1:+.0%}  (first step {ray_zero0[0]['first_step_seconds']:.1f} s)\n"
-          f"    rounds, plain/ZeRO-0 tok/s: {rounds}\n"
+          f"{overhead_lines(plain, ray_zero0, first_step)}"
+          f"  with a core left for Ray's own processes (1 compute thread on each side):\n"
+          f"{overhead_lines(plain_one, ray_one)}"
           f"  Ray Train + DeepSpeed ZeRO-2 {zero2['tokens_per_second']:8.1f} tok/s  (1 worker)"
           f"   overhead {plain_rate / zero2['tokens_per_second'] - 1:+.0%}\n"
           f"  Ray Train + DeepSpeed ZeRO-2 {two['tokens_per_second']:8.1f} tok/s  (2 workers)"
           f"  2 vs 1: {two['tokens_per_second'] / zero2['tokens_per_second']:.2f}x")
+
+
+def overhead_lines(plain: list[float], ray: list[dict], note: str = "") -> str:
+    """The medians of alternating plain-loop and one-worker ZeRO-0 rounds, the overhead between
+    them, and each round's pair."""
+    plain_rate = statistics.median(plain)
+    ray_rate = statistics.median(metrics["tokens_per_second"] for metrics in ray)
+    rounds = "  ".join(f"{p:.1f}/{m['tokens_per_second']:.1f}" for p, m in zip(plain, ray))
+    return (f"  plain torch loop             {plain_rate:8.1f} tok/s  (median of {len(plain)})\n"
+            f"  Ray Train + DeepSpeed ZeRO-0 {ray_rate:8.1f} tok/s  (1 worker, median of {len(ray)})"
+            f"   overhead {plain_rate / ray_rate - 1:+.0%}{'  (' + note + ')' if note else ''}\n"
+            f"    rounds, plain/ZeRO-0 tok/s: {rounds}\n")
