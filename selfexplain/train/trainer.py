@@ -155,8 +155,8 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     per_rank = examples // train_cfg.num_workers
     micro = train_cfg.batch_size // train_cfg.grad_accum
     steps_per_epoch = max(1, -(-per_rank // micro) // train_cfg.grad_accum)
-    log.info("training on %d examples (%d over max_length dropped), %d workers, %d steps/epoch",
-             examples, dropped, train_cfg.num_workers, steps_per_epoch)
+    log.info("training on %d examples (%d over max_length dropped), %d worker%s, %d steps/epoch",
+             examples, dropped, train_cfg.num_workers, "" if train_cfg.num_workers == 1 else "s", steps_per_epoch)
 
     trainer = TorchTrainer(
         loop,
