@@ -1,6 +1,7 @@
 """Answer-only training examples: the fast loss equals the textbook one."""
 
 import numpy as np
+import pytest
 import torch
 
 from selfexplain.tasks.ablation import ABLATION
@@ -94,17 +95,19 @@ def test_lr_schedules_and_the_best_epoch_by_in_distribution_loss():
 
 
 def test_candidate_answers_are_ranked_by_their_log_likelihood(tiny_llama):
-    """Candidates continue from their query's cache; the scores equal one full forward per
-    (query, answer), across queries of different lengths and candidate counts."""
+    """Candidates continue from their query's cache, and candidates with a common opening from
+    its stem's; the scores equal one full forward per (query, answer), across queries of
+    different lengths and candidate counts, a candidate that is another's opening included."""
     from selfexplain.evaluate.likelihood import candidate_log_likelihoods, most_likely
 
     model, tokenizer = tiny_llama
     queries = [format_query(ROWS[0]), format_query(ROWS[1]) + " and some more words to pad", format_query(ROWS[2])]
     options = [" The output would remain unchanged from <<<a>>>.", " The most likely output would change to <<<the>>>.",
-               " The most likely output would change to <<<cat sat>>>."]
+               " The most likely output would change to <<<cat sat>>>.",
+               " The most likely output would change to <<<cat sat>>>. Or not"]
     candidates = [options, options[:1], options[1:]]
     scores = candidate_log_likelihoods(model, tokenizer, queries, candidates, batch_size=2)
-    assert [len(s) for s in scores] == [3, 1, 2]
+    assert [len(s) for s in scores] == [4, 1, 3]
     with torch.no_grad():
         for query, answers, got in zip(queries, candidates, scores):
             for option, score in zip(answers, got):
@@ -114,6 +117,24 @@ def test_candidate_answers_are_ranked_by_their_log_likelihood(tiny_llama):
                 assert abs(float(score) - expected) < 1e-3
     assert most_likely(model, tokenizer, queries, candidates, batch_size=4) == [
         answers[int(np.argmax(got))] for answers, got in zip(candidates, scores)]
+
+
+@pytest.mark.parametrize("rows, expected", [
+    # one query: the two sharing 5 tokens form a stem; the third runs whole
+    ([(0, [1, 2, 3, 4, 5, 6, 9]), (0, [1, 2, 3, 4, 5, 7, 9]), (0, [1, 8, 9])],
+     [(0, [1, 2, 3, 4, 5], [0, 1]), (0, [1, 8, 9], [2])]),
+    # a candidate that is the others' opening: the stem stops a token short of it
+    ([(0, [1, 2, 3, 4, 9]), (0, [1, 2, 3, 4, 9, 5, 9])], [(0, [1, 2, 3, 4], [0, 1])]),
+    # fewer than 4 shared tokens: not worth a forward of its own
+    ([(0, [1, 2, 3, 9]), (0, [1, 2, 3, 8, 9])], [(0, [1, 2, 3, 8, 9], [1]), (0, [1, 2, 3, 9], [0])]),
+    # never across queries; a duplicate still has an ending of its own
+    ([(0, [1, 2, 3, 4, 5, 9]), (1, [1, 2, 3, 4, 5, 9]), (1, [1, 2, 3, 4, 5, 9])],
+     [(0, [1, 2, 3, 4, 5, 9], [0]), (1, [1, 2, 3, 4, 5], [1, 2])]),
+])
+def test_candidates_share_the_stems_they_open_with(rows, expected):
+    from selfexplain.evaluate.likelihood import stems_of
+
+    assert [(stem.query, stem.ids, stem.members) for stem in stems_of(rows)] == expected
 
 
 def test_each_epoch_asks_a_query_in_a_phrasing_of_its_own():

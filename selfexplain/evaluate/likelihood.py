@@ -7,12 +7,16 @@ the most common new outputs of training), it measures what the model knows zero-
 
 A query is most of the tokens and has about four candidates, so each query runs once and its
 candidates continue from its KV cache: 2-3x fewer tokens than one forward per (query, answer).
+Candidates of one query that open with the same words ("The most likely output would change to
+<<<" before each of several outputs) share that stem the same way: it runs once, and each
+candidate's own ending continues from the stem's cache.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -49,34 +53,109 @@ def candidate_log_likelihoods(model, tokenizer, queries: Sequence[str], candidat
         cache = output_cache(out)
         rows = [(query, tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
                 for query, options in enumerate(candidates[start:stop]) for answer in options]
-        flat = np.concatenate([_continuations(lm, cache, first, prefix["attention_mask"], rows[i:i + batch_size])
-                               for i in range(0, len(rows), batch_size)]) if rows else np.zeros(0)
+        flat = _scores_sharing_stems(lm, cache, first, prefix["attention_mask"], rows, batch_size)
         counts = [len(options) for options in candidates[start:stop]]
         scores += np.split(flat, np.cumsum(counts)[:-1])
     return scores
 
 
-def _continuations(lm, cache, first: torch.Tensor, mask: torch.Tensor, rows: list[tuple[int, list[int]]]) -> np.ndarray:
-    """Summed log-probabilities of ``rows`` = [(query index, answer ids)], right-padded after
-    their queries' cached (left-padded) prefixes."""
+# A stem shorter than this is not worth a forward of its own: the candidates then run whole.
+MIN_STEM_TOKENS = 4
+
+
+class Stem(NamedTuple):
+    query: int
+    ids: list[int]
+    members: list[int]
+    """The rows (indexes into ``rows``) that open with ``ids``; one member runs whole as its stem."""
+
+
+def stems_of(rows: list[tuple[int, list[int]]], min_tokens: int = MIN_STEM_TOKENS) -> list[Stem]:
+    """The rows [(query index, answer ids)] cut into stems: a query's candidates, sorted, join
+    the stem before them while they share at least ``min_tokens`` opening tokens with it. A stem
+    of several members stops at least one token short of the shortest, so every member has an
+    ending of its own to score after it."""
+    stems: list[Stem] = []
+    for row in sorted(range(len(rows)), key=lambda r: rows[r]):
+        query, ids = rows[row]
+        if stems and stems[-1].query == query:
+            shared = _common_prefix(stems[-1].ids, ids)
+            if shared >= min_tokens:
+                last = stems[-1]
+                stem_ids = ids[:min(shared, len(ids) - 1, *(len(rows[m][1]) - 1 for m in last.members))]
+                if len(stem_ids) >= min_tokens:
+                    stems[-1] = Stem(query, stem_ids, [*last.members, row])
+                    continue
+        stems.append(Stem(query, list(ids), [row]))
+    return stems
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    length = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        length += 1
+    return length
+
+
+def _scores_sharing_stems(lm, cache, first: torch.Tensor, mask: torch.Tensor, rows: list[tuple[int, list[int]]],
+                          batch_size: int) -> np.ndarray:
+    """Summed log-probabilities of ``rows`` = [(query index, answer ids)] after their queries'
+    cached prefixes: each stem once, then its members' endings from the stem's cache."""
+    totals = np.zeros(len(rows))
+    stems = stems_of(rows)
+    for start in range(0, len(stems), batch_size):
+        part = stems[start:start + batch_size]
+        stem_scores, stem_cache, after_stem, stem_mask = _continuations(
+            lm, cache, first, mask, [(stem.query, stem.ids) for stem in part],
+            keep_cache=any(len(stem.members) > 1 for stem in part))
+        endings = []
+        for index, stem in enumerate(part):
+            if len(stem.members) == 1:  # ran whole
+                totals[stem.members[0]] = stem_scores[index]
+                continue
+            endings += [(member, index, rows[member][1][len(stem.ids):]) for member in stem.members]
+        for at in range(0, len(endings), batch_size):
+            chunk = endings[at:at + batch_size]
+            scores, *_ = _continuations(lm, stem_cache, after_stem, stem_mask,
+                                        [(index, ending) for _, index, ending in chunk])
+            for (member, index, _), score in zip(chunk, scores):
+                totals[member] = stem_scores[index] + score
+    return totals
+
+
+def _continuations(lm, cache, first: torch.Tensor, mask: torch.Tensor, rows: list[tuple[int, list[int]]],
+                   keep_cache: bool = False):
+    """Summed log-probabilities of ``rows`` = [(cache row, token ids)], right-padded after their
+    cache rows' prefixes (``first``: each cache row's next-token log-probabilities; ``mask``: the
+    prefixes' attention mask). With ``keep_cache`` also what a next continuation needs: the
+    cache extended by these tokens, each row's next-token log-probabilities after its last
+    token, and the extended attention mask."""
     device = mask.device
     owner = torch.tensor([query for query, _ in rows], device=device)
-    width = max(len(ids) for _, ids in rows)
+    lengths = torch.tensor([len(ids) for _, ids in rows], device=device)
+    width = int(lengths.max())
     ids = torch.zeros(len(rows), width, dtype=torch.long, device=device)
     real = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
     for row, (_, answer) in enumerate(rows):
         ids[row, :len(answer)] = torch.tensor(answer, device=device)
         real[row, :len(answer)] = True
     past = copy.deepcopy(cache)
-    for cached in past.layers:  # each row continues from its own query's prefix
+    for cached in past.layers:  # each row continues from its own prefix
         cached.keys, cached.values = cached.keys[owner], cached.values[owner]
     attention = torch.cat([mask[owner], real.long()], dim=1)
     positions = mask.sum(dim=1)[owner, None] + torch.arange(width, device=device)
-    logits = lm(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
-                **{cache_argument(lm): past}).logits[:, :-1].float()
-    picked = F.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-    total = first[owner].gather(-1, ids[:, :1])[:, 0] + (picked * real[:, 1:]).sum(dim=1)
-    return total.cpu().numpy()
+    out = lm(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
+             **{cache_argument(lm): past})
+    # the last position's distribution is only needed by a continuation after this one
+    logp = F.log_softmax((out.logits if keep_cache else out.logits[:, :-1]).float(), dim=-1)
+    picked = logp[:, :width - 1].gather(-1, ids[:, 1:, None])[..., 0]
+    total = (first[owner].gather(-1, ids[:, :1])[:, 0] + (picked * real[:, 1:]).sum(dim=1)).cpu().numpy()
+    if not keep_cache:
+        return total, None, None, None
+    after = logp[torch.arange(len(rows), device=device), lengths - 1]
+    return total, output_cache(out), after, attention
 
 
 def most_likely(model, tokenizer, queries: Sequence[str], candidates: Sequence[Sequence[str]], batch_size: int,
