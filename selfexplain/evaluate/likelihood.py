@@ -29,12 +29,13 @@ from selfexplain.train.examples import collate
 @torch.no_grad()
 def candidate_log_likelihoods(model, tokenizer, queries: Sequence[str], candidates: Sequence[Sequence[str]],
                               batch_size: int, vectors: torch.Tensor | None = None,
-                              layers: torch.Tensor | None = None) -> list[np.ndarray]:
+                              layers: torch.Tensor | None = None, share_stems: bool = True) -> list[np.ndarray]:
     """Per query, the summed log-probability of each candidate answer (and EOS) after it.
 
     ``model`` is a causal LM, or an ExplainerWithVectors whose queries carry ``vectors``. Queries
     go ``batch_size`` at a time (left-padded, as in training), then their candidates
-    ``batch_size`` rows at a time, each row from a copy of its query's cache."""
+    ``batch_size`` rows at a time, each row from a copy of its query's (or its stem's) cache.
+    ``share_stems=False`` runs every candidate whole after its query (the benchmark times both)."""
     device = next(model.parameters()).device
     lm = getattr(model, "lm", model)
     scores: list[np.ndarray] = []
@@ -53,7 +54,8 @@ def candidate_log_likelihoods(model, tokenizer, queries: Sequence[str], candidat
         cache = output_cache(out)
         rows = [(query, tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
                 for query, options in enumerate(candidates[start:stop]) for answer in options]
-        flat = _scores_sharing_stems(lm, cache, first, prefix["attention_mask"], rows, batch_size)
+        flat = _scores_sharing_stems(lm, cache, first, prefix["attention_mask"], rows, batch_size,
+                                     MIN_STEM_TOKENS if share_stems else None)
         counts = [len(options) for options in candidates[start:stop]]
         scores += np.split(flat, np.cumsum(counts)[:-1])
     return scores
@@ -100,11 +102,13 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def _scores_sharing_stems(lm, cache, first: torch.Tensor, mask: torch.Tensor, rows: list[tuple[int, list[int]]],
-                          batch_size: int) -> np.ndarray:
+                          batch_size: int, min_stem_tokens: int | None) -> np.ndarray:
     """Summed log-probabilities of ``rows`` = [(query index, answer ids)] after their queries'
-    cached prefixes: each stem once, then its members' endings from the stem's cache."""
+    cached prefixes: each stem once, then its members' endings from the stem's cache
+    (``min_stem_tokens=None``: every row whole)."""
     totals = np.zeros(len(rows))
-    stems = stems_of(rows)
+    stems = (stems_of(rows, min_stem_tokens) if min_stem_tokens is not None
+             else [Stem(query, ids, [row]) for row, (query, ids) in enumerate(rows)])
     for start in range(0, len(stems), batch_size):
         part = stems[start:start + batch_size]
         stem_scores, stem_cache, after_stem, stem_mask = _continuations(
