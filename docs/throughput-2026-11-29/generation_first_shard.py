@@ -1,7 +1,9 @@
 """Where a generation stage's first shard goes: timestamps from the driver (stage start, items
 planned) and from inside each actor (constructor start, model loaded, each shard's start and end),
 for the generation-scaling bench's settings. Run from the repository root:
-    .venv/bin/python docs/throughput-2026-11-29/generation_first_shard.py /tmp/gfs [actors]"""
+    .venv/bin/python docs/throughput-2026-11-29/generation_first_shard.py /tmp/gfs [actors]
+SETTLE=15 waits that many seconds after the cluster starts; with PYTHONPROFILEIMPORTTIME=1 the
+actor's imports land in its worker-*-<pid>.err under /tmp/ray/session_latest/logs/."""
 import os
 import sys
 import time
