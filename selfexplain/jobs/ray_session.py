@@ -38,6 +38,16 @@ LOCAL_TRAIN_ENV = {
 }
 
 
+# Whether this process started the cluster it is connected to (a local cluster, which ends with
+# this process), as opposed to one joined by address.
+_started_here = False
+
+
+def started_local_cluster() -> bool:
+    """True while this process is connected to a local cluster that it started itself."""
+    return _started_here and ray.is_initialized()
+
+
 def worker_env() -> dict[str, str]:
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.update({key: value for key, value in os.environ.items() if key in FORWARDED_ENV})
@@ -55,6 +65,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
     A cluster job keeps the runtime_env it was submitted with (working_dir, env vars); a local
     cluster inherits this process's environment and listens on loopback only.
     """
+    global _started_here
     if ray.is_initialized():
         yield
         return
@@ -73,6 +84,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
                      runtime_env={"env_vars": worker_env(),
                                   "worker_process_setup_hook": f"{__name__}.{set_up_worker_process.__name__}"},
                      configure_logging=False)
+        _started_here = True
         restrict_token_file()
         node = ray._private.worker._global_node  # no public accessor for the session folder
         log.info("local Ray cluster started; its logs: %s", node.get_logs_dir_path() if node else "(unknown)")
@@ -81,6 +93,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+        _started_here = False
         if not address:
             for key in ours:  # a cluster joined later from this process keeps Ray's defaults
                 os.environ.pop(key, None)

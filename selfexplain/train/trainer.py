@@ -21,6 +21,7 @@ from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import claim_plan, corpus_files, read_corpus
 from selfexplain.explainer.export import EXPORT_DIR, MODEL_CARD, ExplainerInfo, has_export
 from selfexplain.explainer.interface import VectorInterface
+from selfexplain.jobs.ray_session import started_local_cluster
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.storage import Location
 from selfexplain.tasks import get_task
@@ -29,6 +30,22 @@ from selfexplain.train.loop import LoopConfig, train_loop_per_worker
 from selfexplain.train.mixture import CorpusSource, corpus_sources, mixed_tasks, repeat_factors, resample
 
 log = logging.getLogger(__name__)
+
+
+class LocalClusterTrainer(TorchTrainer):
+    """A TorchTrainer for a local cluster that this process started: Ray Train's own, less its
+    placement-group cleaner.
+
+    The cleaner is one more actor process, and it asks the state API (through the dashboard and
+    the GCS) every second whether the run's controller is alive, so that a long-lived cluster gets
+    the run's placement group back if the driver dies. A local cluster ends with its driver, so
+    there it frees nothing, and on a machine with no core to spare its wake-ups preempt the
+    training threads (docs/results.md, stop 26).
+    """
+
+    def _create_default_callbacks(self):  # Ray Train v2; Ray Train v1 never calls it
+        return [callback for callback in super()._create_default_callbacks()
+                if type(callback).__name__ != "PlacementGroupCleanerCallback"]
 
 
 def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_ref: str,
@@ -158,7 +175,8 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     log.info("training on %d examples (%d over max_length dropped), %d worker%s, %d steps/epoch",
              examples, dropped, train_cfg.num_workers, "" if train_cfg.num_workers == 1 else "s", steps_per_epoch)
 
-    trainer = TorchTrainer(
+    trainer_class = LocalClusterTrainer if started_local_cluster() else TorchTrainer
+    trainer = trainer_class(
         loop,
         train_loop_config={"loop": LoopConfig(
             run=config,
