@@ -110,8 +110,9 @@ def set_up_worker_process() -> None:
 
 
 def pin_to_own_cluster() -> None:
-    """Run in each worker process as it starts: Ray's own tools inside the cluster (Ray Train's
-    placement-group cleaner asks the state API with no address) find *this* cluster.
+    """Run in each worker process as it starts: Ray's own tools inside the cluster (Ray Data's
+    hanging-task detector asks the state API with no address, as Ray Train's placement-group
+    cleaner did before a local cluster left it out) find *this* cluster.
 
     Without an address they read the machine-wide "current cluster" file, and with two local
     sessions running (a study beside a test run) they found both clusters, printed "Found

@@ -39,8 +39,9 @@ class LocalClusterTrainer(TorchTrainer):
     The cleaner is one more actor process, and it asks the state API (through the dashboard and
     the GCS) every second whether the run's controller is alive, so that a long-lived cluster gets
     the run's placement group back if the driver dies. A local cluster ends with its driver, so
-    there it frees nothing, and on a machine with no core to spare its wake-ups preempt the
-    training threads (docs/results.md, stop 26).
+    there it frees nothing; on 2 cores its actor's start made the tiny run's train stage about
+    2 s longer, and its polls are a few of the wake-ups beside the training threads
+    (docs/results.md, stop 26).
     """
 
     def _create_default_callbacks(self):  # Ray Train v2; Ray Train v1 never calls it
