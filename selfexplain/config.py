@@ -244,6 +244,12 @@ class RayConfig:
     other and `fit()` would hang."""
     address: str = ""
     """Connect to this cluster (``auto`` or ``ray://...``); empty starts a local one."""
+    dashboard: bool = False
+    """Start Ray's dashboard with a local cluster: its web UI (http://127.0.0.1:8265) and the
+    state API (``ray list actors``, ``ray.util.state``). Off unless asked: its dozen processes
+    wake hundreds of times a second beside the training threads: on 2 cores, one-worker training
+    ran 8% faster with them and Ray Data's idle actors left out (docs/results.md, stop 27). A cluster joined by
+    address keeps the dashboard it was started with."""
 
 
 @dataclass
@@ -400,7 +406,7 @@ OPERATIONAL_KEYS = frozenset({
     "train.tensorboard", "train.keep_checkpoints", "train.keep_finished_checkpoints", "train.checkpoint_every",
     "train.max_failures", "train.validate_every", "train.cpus_per_worker", "train.torch_threads",
     # where a local cluster's processes run and what they show
-    "ray.num_cpus", "ray.address",
+    "ray.num_cpus", "ray.address", "ray.dashboard",
 })
 
 

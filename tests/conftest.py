@@ -57,11 +57,12 @@ def s3_server():
 
 @pytest.fixture(scope="session")
 def ray_cluster(s3_server):
-    """A real local Ray cluster (4 logical CPUs on 2 cores, as the pipeline uses), shared by tests."""
+    """A real local Ray cluster (4 logical CPUs on 2 cores, as the pipeline uses), shared by tests;
+    with the dashboard, which the pipeline leaves out, as tests ask the state API what ran."""
     from selfexplain.config import RayConfig
     from selfexplain.jobs.ray_session import ray_session
 
-    with ray_session(RayConfig(num_cpus=4)):
+    with ray_session(RayConfig(num_cpus=4, dashboard=True)):
         yield
 
 

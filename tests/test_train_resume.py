@@ -90,7 +90,7 @@ def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny
 
 def test_kept_checkpoints_a_changed_rerun_and_a_corrupt_checkpoint(ray_cluster, tiny_config):
     """One finished run serves four checks: a local cluster trains without Ray Train's
-    placement-group cleaner; only the newest checkpoints are kept; a rerun of the name with other
+    placement-group cleaner and dataset manager; only the newest checkpoints are kept; a rerun of the name with other
     training settings is refused before it writes; a checkpoint that lost its progress record
     fails with that reason."""
     from ray.util.state import list_actors
@@ -100,7 +100,8 @@ def test_kept_checkpoints_a_changed_rerun_and_a_corrupt_checkpoint(ray_cluster, 
     generate(config)
     train(config)
     assert [actor.class_name for actor in list_actors(filters=[("class_name", "=", "TrainController")])]
-    assert not list_actors(filters=[("class_name", "=", "PlacementGroupCleaner")])
+    for idle in ("PlacementGroupCleaner", "DatasetManager"):
+        assert not list_actors(filters=[("class_name", "=", idle)])
     storage = config.run_dir.local_path / "ray_train" / "train"
 
     def checkpoint_folders():

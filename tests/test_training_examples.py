@@ -8,7 +8,7 @@ from selfexplain.tasks.ablation import ABLATION
 
 from selfexplain.train.examples import IGNORE_INDEX, answer_only_loss, collate, encode_example
 from selfexplain.train.loop import ExplainerTraining, Progress, lr_factor
-from selfexplain.train.order import epoch_order, length_bucketed, rank_micro_batches
+from selfexplain.train.order import epoch_order, example_columns, length_bucketed, rank_micro_batches
 
 format_query, format_answer = ABLATION.format_query, ABLATION.format_answer
 
@@ -59,6 +59,24 @@ def test_each_epoch_reads_a_fresh_global_order_shared_by_every_rank():
     # a task mix's repeated rows are told apart by their copy number, so they land apart
     twice = epoch_order(["a", "a", "b"], [0, 1, 0], seed=0, epoch=0)
     assert sorted(twice) == [0, 1, 2]
+
+
+def test_a_micro_batch_from_the_columns_holds_its_rows_as_encoded():
+    import pandas as pd
+
+    from selfexplain.train.loop import micro_batch_inputs
+
+    # one phrasing each (held-out rows) and equal lengths: the case that must not collapse into a 3-D array
+    frame = pd.DataFrame({"record_id": ["a", "b", "c"], "input_ids": [[5, 6, 7], [8, 9, 10], [11, 12, 13]],
+                          "answer_start": [1, 2, 1], "variant_ids": [[[5, 6, 7]], [[8, 9, 10]], [[11, 12]]],
+                          "variant_starts": [[1], [2], [1]],
+                          "vector": [np.full(4, i, dtype=np.float32) for i in range(3)], "layer": [3, 3, 5]})
+    columns = example_columns(frame)
+    assert columns["vector"].shape == (3, 4) and columns["variant_ids"].shape == (3,)
+    batch = micro_batch_inputs(columns, np.array([2, 0]), seed=0, epoch=0, pad_id=0)
+    assert batch["input_ids"].tolist() == [[0, 11, 12], [5, 6, 7]]
+    assert batch["labels"].tolist() == [[-100, -100, 12], [-100, 6, 7]]
+    assert batch["vectors"][:, 0].tolist() == [2.0, 0.0] and batch["vector_layers"].tolist() == [5, 3]
 
 
 def test_length_buckets_cut_padding_and_keep_every_example_once():

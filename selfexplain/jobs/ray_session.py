@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,7 +59,8 @@ def worker_env() -> dict[str, str]:
 def ray_session(config: RayConfig) -> Iterator[None]:
     """Use the running Ray session if there is one; else connect to ``config.address`` (or
     ``RAY_ADDRESS``, which ``ray job submit`` sets) or start a local cluster with
-    ``config.num_cpus`` logical CPUs, and shut it down afterwards.
+    ``config.num_cpus`` logical CPUs (and Ray's dashboard only with ``config.dashboard``), and
+    shut it down afterwards.
 
     A cluster job keeps the runtime_env it was submitted with (working_dir, env vars); a local
     cluster inherits this process's environment and listens on loopback only.
@@ -79,8 +79,8 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         os.environ.update(ours)
         # address="local": never attach to a cluster some `ray start` left on this machine.
         with _loopback_only():
-            ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True,
-                     dashboard_host="127.0.0.1", log_to_driver=True,
+            ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=config.dashboard,
+                     **({"dashboard_host": "127.0.0.1"} if config.dashboard else {}), log_to_driver=True,
                      runtime_env={"env_vars": worker_env(),
                                   "worker_process_setup_hook": f"{__name__}.{set_up_worker_process.__name__}"},
                      configure_logging=False)
@@ -104,15 +104,14 @@ def ray_session(config: RayConfig) -> Iterator[None]:
 def set_up_worker_process() -> None:
     """Run in each worker process of a local cluster as it starts."""
     pin_to_own_cluster()
-    # Ray Train's own DatasetManager sets this deprecated option (Ray 2.60); the warning is
-    # Ray's to fix and told the user nothing they could act on.
-    warnings.filterwarnings("ignore", message="`ExecutionOptions.exclude_resources` is deprecated")
 
 
 def pin_to_own_cluster() -> None:
     """Run in each worker process as it starts: Ray's own tools inside the cluster (Ray Data's
     hanging-task detector asks the state API with no address, as Ray Train's placement-group
-    cleaner did before a local cluster left it out) find *this* cluster.
+    cleaner did before a local cluster left it out) find *this* cluster. The state API answers
+    only with the dashboard (``ray.dashboard=true``); without it the detector goes on without
+    the task's details.
 
     Without an address they read the machine-wide "current cluster" file, and with two local
     sessions running (a study beside a test run) they found both clusters, printed "Found

@@ -32,6 +32,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,8 +55,11 @@ class LoopConfig:
     steps_per_epoch: int
     model_card: str
     info: ExplainerInfo
+    training_examples: Any = None
+    """A ``ray.ObjectRef`` to the training set's columns (:func:`selfexplain.train.order.example_columns`)."""
+    validation_examples: dict[str, Any] = field(default_factory=dict)
+    """The validation query sets by name, each a ``ray.ObjectRef`` to its columns."""
     vector_interface: VectorInterface | None = None
-    validation_sets: tuple[str, ...] = ()
     tensorboard_dir: str | None = None
 
 
@@ -116,7 +120,6 @@ class ExplainerTraining:
     def __init__(self, loop: LoopConfig):
         import ray.train
 
-        from selfexplain.train.order import load_examples
         from selfexplain.train.throughput import Throughput
         from selfexplain.train.tracking import TrainingTracker
 
@@ -136,9 +139,9 @@ class ExplainerTraining:
         # with select_best, rank 0 keeps the best epoch's export here and puts it in every checkpoint
         self.best_export = Path(tempfile.mkdtemp(prefix="selfexplain-best-")) / EXPORT_DIR
         self.progress = self._restore()
-        # every rank reads the whole training set once and takes its share of each epoch's order
-        self.examples = load_examples(ray.train.get_dataset_shard("train"))
-        self.validation = {name: ray.train.get_dataset_shard(name) for name in loop.validation_sets}
+        # every rank holds the whole training set and takes its share of each epoch's order
+        self.examples = ray.get(loop.training_examples)
+        self.validation = {name: ray.get(ref) for name, ref in loop.validation_examples.items()}
         self.throughput = Throughput(self.world)
         self.tracker = TrainingTracker(self.rank, self.total_steps, self.progress.step, loop.tensorboard_dir)
 
@@ -381,8 +384,8 @@ def _prints_to_debug_log(source: str) -> Iterator[None]:
 
 
 def _setup_logging() -> None:
-    """Step, validation and resume lines from rank 0; Ray Train's per-report INFO lines, DeepSpeed's
-    set-up chatter and Ray Data's bars for the instant shard reads stay out of the console."""
+    """Step, validation and resume lines from rank 0; Ray Train's per-report INFO lines and
+    DeepSpeed's set-up chatter stay out of the console."""
     import warnings
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)
@@ -436,13 +439,15 @@ def phrased(batch: dict, seed: int, epoch: int) -> tuple[list, list]:
 
 
 @torch.no_grad()
-def validation_loss(engine, shard, micro_batch: int, pad_id: int, device) -> float:
-    """Mean answer-only loss over a validation set (example-weighted), the model in eval mode."""
+def validation_loss(engine, examples: dict[str, np.ndarray], micro_batch: int, pad_id: int, device) -> float:
+    """Mean answer-only loss over a validation set's columns (example-weighted), in their order,
+    the model in eval mode."""
     from selfexplain.train.examples import answer_only_loss, collate
 
     engine.eval()
     total, count = 0.0, 0
-    for batch in shard.iter_batches(batch_size=micro_batch, batch_format="numpy"):
+    for start in range(0, len(examples["input_ids"]), micro_batch):
+        batch = {name: values[start:start + micro_batch] for name, values in examples.items()}
         inputs = {k: v.to(device) for k, v in collate(batch["input_ids"], batch["answer_start"], pad_id,
                                                      batch.get("vector"), batch.get("layer")).items()}
         rows = len(batch["input_ids"])

@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 
 
 def epoch_order(record_ids: Sequence[str], copies: Sequence[int] | None, seed: int, epoch: int) -> np.ndarray:
@@ -63,11 +64,12 @@ def rank_micro_batches(order: np.ndarray, rank: int, world: int, micro_batch: in
         yield mine[start:start + micro_batch]
 
 
-def load_examples(shard) -> dict[str, np.ndarray]:
-    """Every example of a Ray Data iterator as columns (read once; the training set is small next
-    to the model: token ids, and one vector per row for vector tasks)."""
-    parts: dict[str, list] = {}
-    for batch in shard.iter_batches(batch_size=4096, batch_format="numpy"):
-        for name, values in batch.items():
-            parts.setdefault(name, []).append(values)
-    return {name: np.concatenate(values) for name, values in parts.items()}
+def example_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Encoded examples (:func:`selfexplain.train.trainer.encoded_examples`) as the columns the
+    loop indexes with an array of example indices: each column as pandas holds it (token lists as
+    object arrays of lists), vectors stacked into one 2-D float32 array. The training set is small
+    next to the model, so each rank holds all of it."""
+    columns = {name: frame[name].to_numpy() for name in frame.columns}
+    if "vector" in columns and len(frame):
+        columns["vector"] = np.stack(columns["vector"]).astype(np.float32, copy=False)
+    return columns

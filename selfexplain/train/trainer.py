@@ -28,25 +28,27 @@ from selfexplain.tasks import get_task
 from selfexplain.train.examples import encode_examples
 from selfexplain.train.loop import LoopConfig, train_loop_per_worker
 from selfexplain.train.mixture import CorpusSource, corpus_sources, mixed_tasks, repeat_factors, resample
+from selfexplain.train.order import example_columns
 
 log = logging.getLogger(__name__)
 
 
 class LocalClusterTrainer(TorchTrainer):
-    """A TorchTrainer for a local cluster that this process started: Ray Train's own, less its
-    placement-group cleaner.
+    """A TorchTrainer for a local cluster that this process started: Ray Train's own, less two
+    actors that would do nothing there but wake beside the training threads.
 
-    The cleaner is one more actor process, and it asks the state API (through the dashboard and
-    the GCS) every second whether the run's controller is alive, so that a long-lived cluster gets
-    the run's placement group back if the driver dies. A local cluster ends with its driver, so
-    there it frees nothing; on 2 cores its actor's start made the tiny run's train stage about
-    2 s longer, and its polls are a few of the wake-ups beside the training threads
-    (docs/results.md, stop 26).
+    - The placement-group cleaner asks the state API every second whether the run's controller is
+      alive, so that a long-lived cluster gets the run's placement group back if the driver dies.
+      A local cluster ends with its driver, so there it frees nothing; on 2 cores its actor's start
+      made the tiny run's train stage about 2 s longer (docs/results.md, stop 26).
+    - The dataset manager hands out Ray Data shards; selfexplain passes its examples through the
+      object store instead (:func:`train`), so there are none to hand out.
     """
 
     def _create_default_callbacks(self):  # Ray Train v2; Ray Train v1 never calls it
+        unused = {"PlacementGroupCleanerCallback", *(() if self.datasets else ("DatasetsCallback",))}
         return [callback for callback in super()._create_default_callbacks()
-                if type(callback).__name__ != "PlacementGroupCleanerCallback"]
+                if type(callback).__name__ not in unused]
 
 
 def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_ref: str,
@@ -56,8 +58,8 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_r
     target's hidden size) gives text tasks in a mix with vector tasks the same columns;
     ``target_tokenizer_dir`` is what the length filter counts in.
 
-    Encoded here, in the driver, one corpus after another; :func:`as_dataset` hands the frames
-    to Ray Train. Tokenizing is serial per corpus either way (the Ray Data pass this replaced ran
+    Encoded here, in the driver, one corpus after another; :func:`train` hands the frames' columns
+    to the workers through the object store. Tokenizing is serial per corpus either way (the Ray Data pass this replaced ran
     one task at a time), and the driver has already imported torch and transformers. The Ray Data
     pass cost 4.5 s warm and 11 s cold for the tiny run's 210 rows: a cold worker imports them
     first, and Ray 2.60's Parquet reader starts 32 footer-reading actors for every read
@@ -99,8 +101,7 @@ VALIDATION_SETS = {"val_held_out": "held-out", "val_in_distribution": "in-distri
 
 def validation_sets(config: RunConfig, sources: list[CorpusSource], encoded: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The non-empty validation query sets, each capped at ``train.validation_examples``; one pair
-    per corpus in a task mix, so each task's progress shows (``val_held_out.<run>``: not "/", as
-    Ray Data names log files after datasets)."""
+    per corpus in a task mix, so each task's progress shows (``val_held_out.<run>``)."""
     if not config.train.validation_examples:
         return {}
     limit = config.train.validation_examples
@@ -110,22 +111,6 @@ def validation_sets(config: RunConfig, sources: list[CorpusSource], encoded: pd.
         sets = {f"{name}.{source.run}": examples_with_role(encoded, role, limit, source=source.run)
                 for source in sources for name, role in VALIDATION_SETS.items()}
     return {name: frame for name, frame in sets.items() if len(frame)}
-
-
-ROWS_PER_BLOCK = 2048
-
-
-def as_dataset(frame: pd.DataFrame) -> ray.data.Dataset:
-    """A frame of encoded examples as a materialized Ray Dataset, in blocks of
-    ``ROWS_PER_BLOCK`` rows kept in this order (validation batches depend on it). Its progress
-    bars are off: each worker reads it in a blink, every epoch, and the bars would flood the
-    console."""
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    blocks = [frame.iloc[start:start + ROWS_PER_BLOCK] for start in range(0, len(frame), ROWS_PER_BLOCK)]
-    dataset = ray.data.from_pandas(blocks or [frame])
-    dataset.context.enable_progress_bars = False
-    return dataset
 
 
 def export_location(config: RunConfig) -> Location:
@@ -186,8 +171,12 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             model_card=_model_card(config, sources, manifests, examples),
             info=ExplainerInfo(tuple(mixed_tasks(sources)), config.target, config.explainer_ref, config.name,
                                corpus_hashes),
+            # In the object store, not Ray Datasets: each rank holds every example anyway, and
+            # datasets would add Ray Data's stats and autoscaling actors, two more processes
+            # waking beside the training threads (docs/results.md, stop 27).
+            training_examples=ray.put(example_columns(training)),
+            validation_examples={name: ray.put(example_columns(frame)) for name, frame in sorted(validation.items())},
             vector_interface=interface,
-            validation_sets=tuple(sorted(validation)),
             tensorboard_dir=(str(config.run_dir.local_path / "tensorboard")
                              if train_cfg.tensorboard and config.run_dir.is_local else None),
         )},
@@ -195,11 +184,6 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
             resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if train_cfg.use_gpu else {})},
         ),
-        datasets={name: as_dataset(frame) for name, frame in {"train": training, **validation}.items()},
-        # No dataset is split: every rank reads the whole training set and takes its share of
-        # each epoch's global order (train/order.py), and validates on the whole validation sets
-        # (ZeRO-3 forwards are collectives, so all ranks must run the same batches).
-        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
         run_config=ray.train.RunConfig(
             name="train", storage_path=storage.uri,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),
