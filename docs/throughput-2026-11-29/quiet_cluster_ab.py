@@ -81,7 +81,7 @@ if mode == "sample":  # the sampler: 20 s of steady training, 25 s after the wor
     busy = sorted(((cpu, n) for n, cpu in others.values() if cpu > 0.005), reverse=True)
     print(f"SAMPLE {sys.argv[2]}: compute threads {sum(c for c, _ in compute) / wall:.2f} cores, "
           f"preemptions {sum(p for _, p in compute) / wall:.0f}/s; others {sum(c for c, _ in busy) / wall:.3f} cores "
-          f"in {len(busy)} processes: " + ", ".join(f"{n.split()[0][-22:]} {c:.2f}" for c, n in busy[:8]), flush=True)
+          f"in {len(busy)} processes: " + ", ".join(f"{(n.split() or ['?'])[0][-22:]} {c:.2f}" for c, n in busy[:8]), flush=True)
     sys.exit()
 for round_ in range(rounds):
     for variant in variants:

@@ -5,9 +5,14 @@ length buckets and phrasings: padding costs time and counts no tokens, so a diff
 would be a different workload), same answer-only loss, one epoch each; then two Ray Train
 workers against one. Prints tokens/s and the ratios.
 
+Every measurement runs in a fresh process, as a stage of `selfexplain run` starts from a driver
+that has trained nothing: a Ray run started from a process that had just run the plain loop was
+9% slower in two alternating rounds than one started fresh (docs/results.md, stop 27), so
+running both sides in the pytest process charged part of the plain loop's history to Ray.
+
 Both sides count steady state the same way: tokens/s from the end of the first optimizer step
 (:class:`selfexplain.train.throughput.Throughput`), so neither pays its warm-up inside the ratio;
-the Ray side's first step (data pipeline start-up included) is printed next to it. This 2-core
+the Ray side's first step (fetching the examples included) is printed next to it. This 2-core
 machine drifts by about 10% between identical runs, so the plain loop and the one-worker ZeRO-0
 run (with one rank there is nothing to partition: the default) alternate, ``ROUNDS`` times each,
 and the overhead is taken between their medians. ZeRO-2 on one worker, whose flat fp32 gradient
@@ -15,15 +20,17 @@ and parameter partitions cost extra copies on a CPU, and two workers run once.
 
 The same pair also runs with one compute thread on each side, alternating with the two-thread
 rounds. Two threads fill both cores, so every wake-up of one of the local cluster's own
-processes (about fifteen: raylet, GCS, dashboard, Ray Train's controller and helpers, idle
-workers) stops one training thread and makes the other wait for it. With one thread a core is
+processes (about fifteen: raylet, GCS, the dashboard agent, the log monitor, Ray Train's
+controller and helpers, idle workers) stops one training thread and makes the other wait for it. With one thread a core is
 left for them, as on a node with more cores than training workers; what remains is the cost of
 Ray Train and DeepSpeed on the step itself.
 """
 
 
+import multiprocessing
 import shutil
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
@@ -33,9 +40,9 @@ from selfexplain.models import load_model
 from selfexplain.train.examples import answer_only_loss
 from selfexplain.train.loop import adamw, epoch_micro_batches, micro_batch_inputs
 from selfexplain.train.mixture import corpus_sources
-from selfexplain.train.order import load_examples
+from selfexplain.train.order import example_columns
 from selfexplain.train.throughput import Throughput
-from selfexplain.train.trainer import as_dataset, encoded_examples, examples_with_role, train
+from selfexplain.train.trainer import encoded_examples, examples_with_role, train
 
 BATCH = 8
 ROUNDS = 2
@@ -75,6 +82,12 @@ def ray_tokens_per_second(config) -> dict:
     return (config.run_dir / "train_metrics.json").read_json()
 
 
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a new interpreter (spawned, so it inherits no threads or heap)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
 def test_ray_train_deepspeed_overhead(tmp_path):
     from selfexplain.config import RayConfig
     from selfexplain.jobs.ray_session import ray_session
@@ -84,20 +97,21 @@ def test_ray_train_deepspeed_overhead(tmp_path):
     zero0 = load_config("tiny", [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0"])
     with ray_session(RayConfig(num_cpus=4)):
         generate(zero0)
-        examples = load_examples(as_dataset(examples_with_role(
-            encoded_examples(zero0, corpus_sources(zero0), zero0.target), "train")))
+        examples = example_columns(examples_with_role(
+            encoded_examples(zero0, corpus_sources(zero0), zero0.target), "train"))
     one_thread = load_config("tiny", [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0",
                                       "train.torch_threads=1"])  # same run name: the same corpus
     plain, ray_zero0, plain_one, ray_one = [], [], [], []
     for _ in range(ROUNDS):
-        plain.append(plain_torch_tokens_per_second(zero0, examples))
-        ray_zero0.append(ray_tokens_per_second(zero0))
-        plain_one.append(plain_torch_tokens_per_second(one_thread, examples))
-        ray_one.append(ray_tokens_per_second(one_thread))
-    zero2 = ray_tokens_per_second(load_config("tiny", [*base, "name=zero2", "train.num_workers=1",
-                                                        "train.zero_stage=2"]))
-    two = ray_tokens_per_second(load_config("tiny", [*base, "name=two", "train.num_workers=2", "train.zero_stage=2",
-                                                      "train.torch_threads=1", f"train.batch_size={BATCH // 2}"]))
+        plain.append(in_fresh_process(plain_torch_tokens_per_second, zero0, examples))
+        ray_zero0.append(in_fresh_process(ray_tokens_per_second, zero0))
+        plain_one.append(in_fresh_process(plain_torch_tokens_per_second, one_thread, examples))
+        ray_one.append(in_fresh_process(ray_tokens_per_second, one_thread))
+    zero2 = in_fresh_process(ray_tokens_per_second, load_config("tiny", [*base, "name=zero2", "train.num_workers=1",
+                                                                          "train.zero_stage=2"]))
+    two = in_fresh_process(ray_tokens_per_second, load_config(
+        "tiny", [*base, "name=two", "train.num_workers=2", "train.zero_stage=2", "train.torch_threads=1",
+                 f"train.batch_size={BATCH // 2}"]))
 
     plain_rate = statistics.median(plain)
     first_step = f"first step {ray_zero0[0]['first_step_seconds']:.1f} s"
