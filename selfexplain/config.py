@@ -247,9 +247,9 @@ class RayConfig:
     dashboard: bool = False
     """Start Ray's dashboard with a local cluster: its web UI (http://127.0.0.1:8265) and the
     state API (``ray list actors``, ``ray.util.state``). Off unless asked: its dozen processes
-    wake hundreds of times a second beside the training threads: on 2 cores, one-worker training
-    ran 8% faster with them and Ray Data's idle actors left out (docs/results.md, stop 27). A cluster joined by
-    address keeps the dashboard it was started with."""
+    wake hundreds of times a second beside the training threads. On 2 cores, one-worker training
+    ran 8% faster with them and Ray Data's idle actors left out (docs/results.md, stop 27). A
+    cluster joined by address keeps the dashboard it was started with."""
 
 
 @dataclass

@@ -139,7 +139,9 @@ class ExplainerTraining:
         # with select_best, rank 0 keeps the best epoch's export here and puts it in every checkpoint
         self.best_export = Path(tempfile.mkdtemp(prefix="selfexplain-best-")) / EXPORT_DIR
         self.progress = self._restore()
-        # every rank holds the whole training set and takes its share of each epoch's order
+        # every rank holds the whole training set and takes its share of each epoch's order, and
+        # validates on the whole validation sets (ZeRO-3 forwards are collectives: every rank
+        # must run the same batches)
         self.examples = ray.get(loop.training_examples)
         self.validation = {name: ray.get(ref) for name, ref in loop.validation_examples.items()}
         self.throughput = Throughput(self.world)

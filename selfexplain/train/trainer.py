@@ -58,9 +58,10 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_r
     target's hidden size) gives text tasks in a mix with vector tasks the same columns;
     ``target_tokenizer_dir`` is what the length filter counts in.
 
-    Encoded here, in the driver, one corpus after another; :func:`train` hands the frames' columns
-    to the workers through the object store. Tokenizing is serial per corpus either way (the Ray Data pass this replaced ran
-    one task at a time), and the driver has already imported torch and transformers. The Ray Data
+    Encoded here, in the driver, one corpus after another; :func:`train` hands the frames'
+    columns to the workers through the object store. Tokenizing is serial per corpus either way
+    (the Ray Data pass this replaced ran one task at a time), and the driver has already
+    imported torch and transformers. The Ray Data
     pass cost 4.5 s warm and 11 s cold for the tiny run's 210 rows: a cold worker imports them
     first, and Ray 2.60's Parquet reader starts 32 footer-reading actors for every read
     (docs/results.md, stop 24). The row order is the corpus's shard order, so validation batches
@@ -172,8 +173,8 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             info=ExplainerInfo(tuple(mixed_tasks(sources)), config.target, config.explainer_ref, config.name,
                                corpus_hashes),
             # In the object store, not Ray Datasets: each rank holds every example anyway, and
-            # datasets would add Ray Data's stats and autoscaling actors, two more processes
-            # waking beside the training threads (docs/results.md, stop 27).
+            # datasets would add Ray Data's stats actor and Ray Train's dataset manager, two more
+            # processes waking beside the training threads (docs/results.md, stop 27).
             training_examples=ray.put(example_columns(training)),
             validation_examples={name: ray.put(example_columns(frame)) for name, frame in sorted(validation.items())},
             vector_interface=interface,
