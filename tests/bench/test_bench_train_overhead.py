@@ -21,9 +21,9 @@ and parameter partitions cost extra copies on a CPU, and two workers run once.
 The same pair also runs with one compute thread on each side, alternating with the two-thread
 rounds. Two threads fill both cores, so every wake-up of one of the local cluster's own
 processes (about fifteen: raylet, GCS, the dashboard agent, the log monitor, Ray Train's
-controller and helpers, idle workers) stops one training thread and makes the other wait for it. With one thread a core is
-left for them, as on a node with more cores than training workers; what remains is the cost of
-Ray Train and DeepSpeed on the step itself.
+controller and helpers, idle workers) stops one training thread and makes the other wait for
+it. With one thread a core is left for them, as on a node with more cores than training
+workers; what remains is the cost of Ray Train and DeepSpeed on the step itself.
 """
 
 
