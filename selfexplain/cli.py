@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("overrides", nargs="*", metavar="key=value",
                        help="study keys (name=..., data_fractions=[0.5,1.0]) or run-config keys for every run "
                             "(train.epochs=1)")
+    study.add_argument("--report-only", action="store_true",
+                       help="run nothing: write the report from the stages already scored (a study under way)")
 
     ask = commands.add_parser(
         "explain", help="Ask a trained explainer about one query, or every query of a JSONL file.",
@@ -99,7 +101,15 @@ def _study(args) -> None:
     from selfexplain.study.config import load_study
     from selfexplain.study.runner import run_study
 
-    summary = run_study(load_study(args.config, args.overrides))
+    study = load_study(args.config, args.overrides)
+    if args.report_only:
+        from selfexplain.storage import Location
+        from selfexplain.study.report import write_report
+
+        timings = Location(study.folder) / "timings.json"
+        summary = write_report(study, timings.read_json() if timings.exists() else {})
+    else:
+        summary = run_study(study)
     for title, table in summary["tables"].items():
         print(f"\n{title}\n\n{markdown_table(table)}")
     print(f"\nreport: {summary['report']}/report.html")

@@ -50,10 +50,18 @@ class GenerateConfig:
     """ablation: prompt source, ``builtin`` (the packaged set) or a path to a .txt (one prompt a
     line) or .jsonl (one object a line with a ``prompt`` field) file."""
     questions: str = "builtin"
-    """hint: multiple-choice questions in the MMLU layout (question, choices, answer, optional
-    subject), ``builtin`` (609 packaged questions: 50 hand-written, 559 templated by ``make data``
-    about countries and US states, each naming its ``entity``) or a .jsonl, .csv (question,A,B,C,D,answer) or
-    .parquet file."""
+    """hint: ``builtin`` (completion prompts of the packaged facts, "The capital of France is",
+    each with a hint sentence naming another answer: for targets that answer facts but not
+    multiple choice, such as a 135M model), ``builtin-choice`` (609 packaged multiple-choice
+    questions: 50 hand-written, 559 templated by ``make data`` about countries and US states), or
+    a multiple-choice file in the MMLU layout (question, choices, answer, optional subject and
+    entity): .jsonl, .csv (question,A,B,C,D,answer) or .parquet."""
+    hints_per_fact: int = 6
+    """hint, completion prompts: how many other answers each fact is hinted toward (one row each)."""
+    hint_filter: bool = True
+    """hint, completion prompts: keep a fact only when the target completes it correctly without
+    a hint *and* the hint wins on some hinted answers and loses on others (so whether it changes
+    is not readable from the fact alone); the others go to the rejects with the reason."""
     pairs: str = "builtin"
     """patching: prompt pairs, ``builtin`` (templated facts the target must answer correctly) or a
     .jsonl file of ``{"prompt": ..., "counterfactual": ...}`` objects (optionally ``answer``,
@@ -158,10 +166,24 @@ class TrainConfig:
     """Vector tasks: learn a linear map per target layer from the target's vectors into the
     explainer's embedding space: ``auto`` (only when the hidden sizes differ), ``always`` or
     ``never``."""
-    projection_learning_rate: float = 1e-3
-    """Learning rate of the projection (new and randomly initialised, so higher than the model's)."""
+    projection_learning_rate: float = 0.0
+    """Learning rate of the projection (0 = the model's ``learning_rate``). After rescaling the
+    vectors at the token scale, a separate, higher rate is not needed."""
+    projection_init: Literal["default", "orthogonal", "lstsq"] = "default"
+    """How the projection starts: ``default`` (the identity for equal widths, else random),
+    ``orthogonal`` (a random orthogonal map) or ``lstsq`` (a least-squares fit between the
+    target's and the explainer's embeddings of the tokens both vocabularies hold: the paper's
+    "pre-trained projection")."""
+    freeze_projection: bool = False
+    """Keep the projection at its starting map (with ``projection=always`` and
+    ``projection_init=orthogonal``: the target reading its own vectors in a scrambled basis)."""
+    vector_control: Literal["none", "zero", "shuffled"] = "none"
+    """Vector tasks, a control: withhold the vector in training and scoring alike, as zeros
+    (``zero``) or as another query's vector of the same layer (``shuffled``). Scored against the
+    same explainer with its vectors, it gives "gain from the vector"."""
     rescale_vectors: bool = True
-    """Vector tasks: scale each injected vector to the mean norm of the explainer's token embeddings."""
+    """Vector tasks: scale each injected vector to the mean norm of the explainer's looked-up
+    token embeddings (the scale of the tokens around it)."""
     tensorboard: bool = True
     """Write TensorBoard scalars (loss, learning rate, tokens/s) to ``<run>/tensorboard`` (local runs)."""
     keep_checkpoints: int = 1
@@ -222,9 +244,16 @@ class EvaluateConfig:
     """Generated tokens per answer (0 = the longest ground-truth answer of the corpus in the
     explainer's tokenizer, plus 4: a budget that fits real descriptions and the change form)."""
     untrained_baseline: bool = True
-    """Also score the explainer before fine-tuning (zero-shot): free text for features; for the
-    change tasks the well-formed candidate answer it finds most likely (free text from an
-    untrained model never takes the answer form)."""
+    """Also score the explainer before fine-tuning (zero-shot), the same two ways as the trained
+    one."""
+    candidate_choice: bool = True
+    """Change tasks: score every explainer (trained and untrained) twice: by greedy decoding (the
+    headline, as in the paper) and by the candidate answer it finds most likely, among one fixed
+    set per query that depends on nothing the query hides (an untrained model's free text rarely
+    takes the answer form, so its greedy score is near 0)."""
+    candidate_outputs: int = 0
+    """Candidate choice: how many training outputs (most common first) the "change to <<<y>>>"
+    candidates name (0 = every output seen in training)."""
     selfie_scales: list[float] = field(default_factory=lambda: [1.0, 5.0, 10.0, 25.0, 50.0])
     """features, self-explainer runs with ``untrained_baseline``: the SelfIE baseline reads the
     unit vector times each of these scales and reports the best scale (an upper bound, as in the
@@ -298,6 +327,7 @@ class RunConfig:
         _check(0 <= self.seed < 2**32, "seed", "use an integer in [0, 2**32)")
         _check_finite(self)
         g, t, e = self.generate, self.train, self.evaluate
+        _check(1 <= g.hints_per_fact <= 32, "generate.hints_per_fact", "use 1-32 hinted answers per fact")
         _check(g.max_actor_restarts >= 0, "generate.max_actor_restarts",
                "use a count >= 0 (Ray's -1, retry forever, would hide a crash that repeats)")
         _check(t.max_failures >= 0, "train.max_failures",
@@ -311,7 +341,10 @@ class RunConfig:
         _check(t.batch_size >= 1, "train.batch_size", "use 1 or more")
         _check(t.weight_decay >= 0 and t.gradient_clipping >= 0 and t.warmup_steps >= 0, "train.weight_decay",
                "use weight_decay, gradient_clipping and warmup_steps >= 0")
-        _check(t.projection_learning_rate > 0, "train.projection_learning_rate", "use a positive number")
+        _check(not (t.freeze_projection and t.projection == "never"), "train.freeze_projection",
+               "a frozen projection needs one: set train.projection=always")
+        _check(t.projection_learning_rate >= 0, "train.projection_learning_rate",
+               "use 0 (the model's learning rate) or a positive number")
         _check(e.max_new_tokens <= MAX_NEW_TOKENS, "evaluate.max_new_tokens",
                f"use 0 (fit the longest answer) or at most {MAX_NEW_TOKENS}")
         _check(0.0 < g.held_out_fraction < 1.0, "generate.held_out_fraction", "use a value in (0, 1)")
@@ -361,6 +394,8 @@ class RunConfig:
         _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more")
         _check(all(scale > 0 for scale in e.selfie_scales), "evaluate.selfie_scales",
                "use positive scales, e.g. [1, 5, 10, 25, 50], or [] for no SelfIE baseline")
+        _check(e.candidate_outputs >= 0, "evaluate.candidate_outputs",
+               "use 0 (every output seen in training) or a positive count")
         _check(e.batch_size >= 1 and e.max_new_tokens >= 0, "evaluate",
                "use a positive batch_size and max_new_tokens >= 0 (0 = fit the longest answer)")
         _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")

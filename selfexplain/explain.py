@@ -4,8 +4,9 @@
     explainer = Explainer("runs/demo/explainer")
     explainer.ask([{"prompt": "The capital of France is", "token_index": 3}])
 
-A query names what the task needs: ablation ``prompt`` + ``token_index``; hint ``question``,
-``choices``, ``hint_letter`` (rendered in the target's chat template); patching ``prompt`` +
+A query names what the task needs: ablation ``prompt`` + ``token_index``; hint ``question`` (a
+fact prompt) + ``hint_answer`` (the answer the hint names), or with ``choices`` a multiple-choice
+question and the hinted letter (rendered in the target's chat template); patching ``prompt`` +
 ``counterfactual`` + ``layer`` + ``position`` (the patched vector is computed from the target);
 features ``vector`` (a list or a .npy path) + ``layer``. The tasks and the target come from the
 explainer's ``selfexplain.json``. An explainer trained on a task mix answers each query in the

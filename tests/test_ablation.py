@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from selfexplain.evaluate.metrics import score_change_predictions
-from selfexplain.tasks import get_task
+from selfexplain.tasks import ScoringContext, get_task
 from selfexplain.tasks.ablation import ABLATION, ablate_prompt
 from selfexplain.tasks.change_answers import ChangeAnswer, display_token
 
@@ -92,5 +92,6 @@ def test_majority_baseline_names_the_queries_own_original_output():
             {"changed": True, "new_top1": " b", "orig_top1": " o"}, {"changed": False, "new_top1": " c", "orig_top1": " c"}]
     query = {"changed": False, "new_top1": " q", "orig_top1": " q"}
     ablation = get_task("ablation")
-    assert ablation.majority_answer(rows, query) == ChangeAnswer(True, "a")
-    assert ablation.majority_answer(rows[2:], query) == ChangeAnswer(False, "q")
+    context = ScoringContext(seed=0, train_rows=rows, corpus=None, target_layers=2)
+    assert ablation.majority_answer(rows, query, context) == ChangeAnswer(True, "a")
+    assert ablation.majority_answer(rows[2:], query, context) == ChangeAnswer(False, "q")

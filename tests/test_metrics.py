@@ -115,7 +115,15 @@ def test_baselines_nearest_row_and_rules():
     assert patching.rule_answer({**site, "layer": 20, "position": 5, "token": " is", "cf_token": " is"}, depth_30).changed
     # the depth is the target's, not a guess from the rows: layer 20 of 64 is early
     assert patching.rule_answer({**site, "layer": 20}, depth_30.__class__(0, [], None, 64)).changed
-    assert hint.rule_name is None and "oracle" in patching.rule_name
+    assert "oracle" in patching.rule_name
+    # hint, text only: "changed" when the hint names another answer than the one expected without it
+    fact = {"form": "completion", "correct": "Paris", "outputs": ["Paris", "Berlin"], "hint_answer": "Berlin"}
+    assert hint.rule_answer(fact, depth_30) == ChangeAnswer(True, "Paris")
+    letters = [{"form": "choice", "answer_without_hint": "C"}] * 3 + [{"form": "choice", "answer_without_hint": "A"}]
+    by_letters = ScoringContext(seed=0, train_rows=letters, corpus=None, target_layers=30)
+    question = {"form": "choice", "correct": "A", "outputs": list("ABCD"), "hint_answer": "C"}
+    assert hint.rule_answer(question, by_letters) == ChangeAnswer(False, "C")  # the constant-letter rule
+    assert hint.rule_answer({**question, "hint_answer": "B"}, by_letters) == ChangeAnswer(True, "C")
 
 
 def test_training_subsets_are_deterministic_and_nested():

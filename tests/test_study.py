@@ -29,7 +29,8 @@ TINY_GPU_STUDY = ["name=mini", "base=tiny", "target=tiny-llama", "other_explaine
                   "data_fractions=[0.5, 1.0]", "scaling_explainers=[self]", f"tasks={json.dumps(STUDY['tasks'])}",
                   "train.use_gpu=false", "train.zero_stage=-1", "train.num_workers=1", "train.cpus_per_worker=1",
                   "train.batch_size=8", "train.epochs=2", "train.learning_rate=1e-3", "train.validation_examples=32",
-                  "generate.num_actors=1", "generate.gpus_per_actor=0", "evaluate.max_examples=12"]
+                  "generate.num_actors=1", "generate.gpus_per_actor=0", "evaluate.max_examples=12",
+                  "controls=[no-vector]"]
 
 
 @pytest.fixture(scope="module")
@@ -80,33 +81,68 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     assert "features / held-out" in summary["tables"]
 
     # the headline: self - other, paired on the same queries, with a cluster interval
-    paired = {row["query_set"]: row for row in summary["self_minus_other"]}
-    held = paired["held-out"]
+    comparisons = summary["comparisons"]
+    paired = {(row["query_set"], row["metric"]): row for row in comparisons["self - other"] if row["task"] == "features"}
+    held = paired[("held-out", "similarity")]
     assert held["n"] == self_scores_n(root) and held["units"] <= held["n"]
     assert held["difference"] == pytest.approx(held["first"] - held["second"])
     assert held["ci_low"] <= held["difference"] <= held["ci_high"]
-    assert "self - other" in markdown
-    # and trained self - the strongest other system of its run, per family of features too
-    versus = {(row["task"], row["query_set"]): row for row in summary["self_minus_best_baseline"]}
-    held = versus[("features", "held-out")]
-    assert held["baseline"] != "trained explainer" and held["ci_low"] <= held["difference"] <= held["ci_high"]
-    assert "trained self - best baseline" in markdown
+    assert {"word F1", "exact match"} <= {metric for _, metric in paired}
+    assert "Headline: self - other" in markdown
+    # trained self - the strongest other system of its run, per family of features too
+    versus = {(row["task"], row["query_set"], row["metric"]): row
+              for row in comparisons["trained self - best other system"]}
+    held = versus[("features", "held-out", "similarity")]
+    assert not held["baseline"].startswith("trained explainer")
+    assert held["ci_low"] <= held["difference"] <= held["ci_high"]
+    # the control: each explainer against itself trained and scored without the vector
+    gains = {row["query_set"] for row in comparisons["gain from the vector"]
+             if row["task"] == "features" and row["metric"] == "similarity"}
+    assert gains == {"held-out", "in-distribution"} and len(comparisons["gain from the vector"]) >= 6
+    assert "same-family baseline (another concept's description)" in systems
 
 
 def test_families_are_reported_apart_and_the_best_baseline_is_picked_per_query_set():
-    from selfexplain.study.paired import best_other_system
-    from selfexplain.study.report import _families
+    from selfexplain.study.comparisons import best_other_system, families
 
     frame = pd.DataFrame({"query_set": ["held-out"] * 4 + ["in-distribution"] * 2,
                           "family": ["words", "words", "countries", "countries", "words", "countries"],
                           "similarity: trained explainer": [0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
+                          "similarity: trained explainer (candidate choice)": [1.0] * 6,
                           "similarity: nearest-neighbour baseline": [0.1, 0.2, 0.8, 0.8, 0.7, 0.7],
                           "similarity: untrained explainer": [0.5, 0.5, 0.1, 0.1, 0.1, 0.1]})
-    assert [name for name, _ in _families(frame)] == ["", "countries", "words"]
-    words = dict(_families(frame))["words"]
-    assert best_other_system(words, "similarity", "held-out") == "untrained explainer"
-    assert best_other_system(frame, "similarity", "held-out") == "nearest-neighbour baseline"
-    assert best_other_system(frame, "similarity", "in-distribution") == "nearest-neighbour baseline"
+    assert [name for name, _ in families(frame)] == ["", "countries", "words"]
+    words = dict(families(frame))["words"]
+    held, seen = (frame[frame.query_set == q] for q in ("held-out", "in-distribution"))
+    assert best_other_system(words[words.query_set == "held-out"], "similarity") == "untrained explainer"
+    assert best_other_system(held, "similarity") == "nearest-neighbour baseline"  # never a trained explainer
+    assert best_other_system(seen, "similarity") == "nearest-neighbour baseline"
+
+
+def test_a_paired_join_that_is_not_one_to_one_is_refused():
+    from selfexplain.study.comparisons import PairedJoinError, compare
+
+    frame = pd.DataFrame({"record_id": ["a", "b", "b"], "query_set": ["held-out"] * 3, "unit": ["u", "v", "v"],
+                          "family": [""] * 3, "similarity: trained explainer": [0.1, 0.2, 0.2]})
+    with pytest.raises(PairedJoinError, match="1 repeated queries"):
+        compare(frame, frame.iloc[:2], "features", "trained explainer", "trained explainer")
+    row = compare(frame.iloc[:2], frame.iloc[:2], "features", "trained explainer", "trained explainer")[0]
+    assert (row["n"], row["difference"]) == (2, 0.0)
+
+
+def test_controls_and_swapped_roles_add_their_stages():
+    study = load_study("study", ["controls=[no-vector, random-projection]", "swapped={features: {}}"])
+    names = [stage.name for stage in study.stages()]
+    assert {"features-self-100-novector", "features-other-100-novector", "patching-self-100-randproj",
+            "features-swapped", "features-swapped-self-100", "features-swapped-other-100"} <= set(names)
+    assert "hint-self-100-novector" not in names  # hint carries no vector
+    swapped = study.run_config(next(s for s in study.stages() if s.name == "features-swapped-other-100"))
+    assert (swapped.target, swapped.train.explainer, swapped.corpus_from) == (
+        study.other_explainer, study.target, "features-swapped")
+    control = study.run_config(next(s for s in study.stages() if s.name == "patching-self-100-randproj"))
+    assert (control.train.projection, control.train.projection_init, control.train.freeze_projection) == (
+        "always", "orthogonal", True)
+    assert not control.evaluate.untrained_baseline
 
 
 def self_scores_n(root) -> int:

@@ -96,7 +96,9 @@ def test_length_buckets_cut_padding_and_keep_every_example_once():
 
 
 def test_lr_schedules_and_the_best_epoch_by_in_distribution_loss():
-    assert [lr_factor("constant", 2, 10)(s) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+    assert [lr_factor("constant", 2, 20)(s) for s in (0, 1, 5, 9)] == [0.5, 1.0, 1.0, 1.0]
+    # the warm-up is at most 10% of the run: 10 warm-up steps in a 30-step run become 3
+    assert [lr_factor("constant", 10, 30)(s) for s in (0, 2, 3)] == [1 / 3, 1.0, 1.0]
     assert lr_factor("cosine", 2, 10)(9) < 0.1
 
     class Train:

@@ -13,6 +13,7 @@ from selfexplain.explain import Explainer, QueryError
 from selfexplain.explainer.export import INTERFACE, PROJECTION, load_explainer
 from selfexplain.evaluate.evaluate import evaluate
 from selfexplain.pipeline import run_all
+from selfexplain.tasks.features import SAME_FAMILY
 from selfexplain.tasks.patching import templated_pairs
 from selfexplain.models.loading import load_tokenizer, resolve_model_dir
 
@@ -31,7 +32,7 @@ def test_other_explainer_learns_a_projection_and_exports_it(ray_cluster, tiny_co
     assert model.projection.weight.shape == (len(interface["layers"]), 96, 64)
     assert not torch.allclose(model.projection.weight[0], untrained)
     results = outcome.results["other"]
-    assert set(results) == {"nearest-neighbour baseline", "trained explainer", "untrained explainer"}
+    assert set(results) == {"nearest-neighbour baseline", "trained explainer", "untrained explainer", SAME_FAMILY}
     assert all(0.0 <= r["word_f1"] <= 1.0 for r in results.values())
     losses = json.loads((config.run_dir.local_path / "train_metrics.json").read_text())["loss_curve"]
     assert losses[-1] < losses[0]
@@ -66,7 +67,7 @@ def test_self_explainer_trains_on_patching_vectors(ray_cluster, tiny_config, tmp
     assert not interface["projected"] and interface["layers"] == [1, 3]  # same model: no projection needed
     assert set(outcome.results["selfpatch"]) == {"majority baseline", "nearest-neighbour baseline",
                                                    "oracle-informed rule (reads the counterfactual)",
-                                                   "trained explainer"}
+                                                   "trained explainer", "trained explainer (candidate choice)"}
     assert outcome.results["selfpatch"]["trained explainer"]["n"] == 16
 
     # the explainer answers a new patching query; the vector is computed from the target on the fly
@@ -99,7 +100,7 @@ def test_evaluate_scores_a_concept_explainer_on_an_imported_sae_feature_set(ray_
                       f"evaluate.explainer={concepts.run_dir / 'explainer'}", "evaluate.untrained_baseline=false")
     generate(sae)
     results = evaluate(sae)
-    assert set(results) == {"nearest-neighbour baseline", "trained explainer"}
+    assert set(results) == {"nearest-neighbour baseline", "trained explainer", SAME_FAMILY}
     assert all(0.0 <= r["similarity"] <= 1.0 and 0.0 <= r["retrieval_accuracy"] <= 1.0 for r in results.values())
     saved = json.loads((sae.run_dir / "results.json").read_text())
     assert saved["explainer"] == str(concepts.run_dir / "explainer")

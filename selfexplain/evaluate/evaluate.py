@@ -41,14 +41,15 @@ ANSWER_MARGIN = 4
 @ray.remote
 def explain_rows(task_name: str, model_ref: str, rows: list[dict], batch_size: int,
                  max_new_tokens: int, use_gpu: bool, trust_remote_code: bool, interface: VectorInterface | None = None,
-                 candidates: list[list[str]] | None = None) -> list[str]:
-    """The explainer's answer to each row's query: decoded greedily, or with ``candidates`` the
-    candidate answer it finds most likely."""
+                 candidates: list[list[str]] | None = None) -> dict[str, list[str]]:
+    """The explainer's answer to each row's query, by decoding: ``greedy`` always, and with
+    ``candidates`` also ``candidates``, the candidate answer it finds most likely. One model
+    load serves both."""
     import torch
 
     from selfexplain.evaluate.generation import generate_answers
     from selfexplain.explainer.export import load_explainer
-    from selfexplain.explainer.vectors import vector_batch, with_vector_input
+    from selfexplain.explainer.vectors import controlled_vectors, vector_batch, with_vector_input
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     model, tokenizer = load_explainer(model_ref, device=device, trust_remote_code=trust_remote_code)
@@ -61,12 +62,15 @@ def explain_rows(task_name: str, model_ref: str, rows: list[dict], batch_size: i
             torch.manual_seed(0)
             model = with_vector_input(model, tokenizer, interface).to(device).eval()
         vectors, layers = vector_batch(rows)
+        if interface is not None:  # a "without the vector" control withholds it in scoring too
+            vectors = controlled_vectors(vectors, interface.vector_control, layers, [r["record_id"] for r in rows])
     queries = [task.format_query(r) for r in rows]
+    answers = {"greedy": generate_answers(model, tokenizer, queries, batch_size, max_new_tokens, vectors, layers)}
     if candidates is not None:
         from selfexplain.evaluate.likelihood import most_likely
 
-        return most_likely(model, tokenizer, queries, candidates, batch_size, vectors, layers)
-    return generate_answers(model, tokenizer, queries, batch_size, max_new_tokens, vectors, layers)
+        answers["candidates"] = most_likely(model, tokenizer, queries, candidates, batch_size, vectors, layers)
+    return answers
 
 
 class EmptyHeldOutSplit(ValueError):
@@ -163,7 +167,8 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
                           f"{config.task!r}; score it on a corpus of {' or '.join(trained_for)}")
     corpus = read_scored_corpus(config, task)
     rows = corpus.rows
-    context = ScoringContext(config.seed, corpus.train_rows, corpus.table, target_layers(config))
+    context = ScoringContext(config.seed, corpus.train_rows, corpus.table, target_layers(config),
+                             config.evaluate.candidate_outputs)
     budget = config.evaluate.max_new_tokens or answer_budget(str(local_export), task, corpus.train_rows + rows,
                                                              config.trust_remote_code)
     pending = _decode(config, task, export, local_export, rows, context, budget)
@@ -176,7 +181,7 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
         selfie = selfie_answers.options(num_cpus=1, num_gpus=1 if config.train.use_gpu else 0).remote(
             config.target, rows, list(config.evaluate.selfie_scales), config.evaluate.batch_size, budget,
             config.train.use_gpu, config.trust_remote_code)
-    texts = {system: ray.get(ref) for system, ref in pending.items()}
+    texts = _collect(pending)
     if selfie is not None:
         texts.update(_best_selfie(task, ray.get(selfie), corpus.queries["held-out"]))
     answers = {baseline(name): parsed for name, parsed in task.baselines(rows, context).items()}
@@ -204,27 +209,36 @@ def target_layers(config: RunConfig) -> int:
 
 
 def _decode(config: RunConfig, task: Task, export: Location, local_export, rows: list[dict],
-            context: ScoringContext, budget: int) -> dict[System, ray.ObjectRef]:
-    """The trained (and untrained) explainer's answers, each decoded in its own Ray task."""
+            context: ScoringContext, budget: int) -> dict[tuple[str, str, str], ray.ObjectRef]:
+    """The trained (and untrained) explainer's answers, each explainer decoded in its own Ray
+    task, greedily and (for change tasks) by candidate choice among the same candidates."""
     role = "self" if config.train.explainer == "self" else "other"
     model = config.evaluate.explainer or config.explainer_ref
     # references, resolved by each task on its node (an s3:// export is copied there once)
-    explainers = {System("trained", role, model): (export.uri, None)}
+    explainers = {"trained": (export.uri, model)}
     if config.evaluate.untrained_baseline:
-        # an untrained explainer's free text never parses as a change answer: it picks among
-        # well-formed answers instead, unless the task's answers are free text
-        candidates = None if task.answers_are_free_text else task.candidate_answers(rows, context)
-        explainers[System("untrained", role, config.explainer_ref)] = (config.explainer_ref, candidates)
+        explainers["untrained"] = (config.explainer_ref, config.explainer_ref)
+    candidates = None
+    if config.evaluate.candidate_choice and not task.answers_are_free_text:
+        candidates = task.candidate_answers(rows, context)
     interface_file = local_export / INTERFACE
     interface = VectorInterface.read(interface_file) if interface_file.is_file() else None
     use_gpu = config.train.use_gpu
-    pending = {
-        system: explain_rows.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
+    return {
+        (kind, role, name): explain_rows.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
             config.task, reference, rows, config.evaluate.batch_size, budget, use_gpu,
             config.trust_remote_code, interface, candidates)
-        for system, (reference, candidates) in explainers.items()
+        for kind, (reference, name) in explainers.items()
     }
-    return pending
+
+
+def _collect(pending: dict) -> dict[System, list[str]]:
+    """Each explainer's answers by decoding, as one system per (explainer, decoding)."""
+    texts = {}
+    for (kind, role, model), ref in pending.items():
+        for decoding, answers in ray.get(ref).items():
+            texts[System(kind, role, model, decoding=decoding)] = answers
+    return texts
 
 
 def _best_selfie(task: Task, by_scale: dict[float, list[str]], held: list[dict]) -> dict[System, list[str]]:

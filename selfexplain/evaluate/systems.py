@@ -12,6 +12,8 @@ from typing import Literal
 
 SystemKind = Literal["trained", "untrained", "baseline"]
 Role = Literal["self", "other", ""]
+Decoding = Literal["greedy", "candidates", ""]
+CANDIDATE_CHOICE = "candidate choice"
 
 
 @dataclass(frozen=True)
@@ -23,11 +25,16 @@ class System:
     """The explainer's model reference (an explainer), or empty."""
     name: str = ""
     """A baseline's name (``majority baseline``, ``last-token rule``...)."""
+    decoding: Decoding = ""
+    """How an explainer's answer was taken: ``greedy`` decoding (the headline, as in the paper)
+    or ``candidates``, the most likely of a fixed candidate set; empty for a baseline."""
 
     @property
     def label(self) -> str:
         """The row label of a run's own results table."""
-        return self.name if self.kind == "baseline" else f"{self.kind} explainer"
+        if self.kind == "baseline":
+            return self.name
+        return f"{self.kind} explainer" + (f" ({CANDIDATE_CHOICE})" if self.decoding == "candidates" else "")
 
     @property
     def study_label(self) -> str:
@@ -35,14 +42,15 @@ class System:
         if self.kind == "baseline":
             return self.name
         prefix = "untrained " if self.kind == "untrained" else ""
-        return f"{prefix}{self.role} ({self.model})"
+        suffix = f", {CANDIDATE_CHOICE}" if self.decoding == "candidates" else ""
+        return f"{prefix}{self.role} ({self.model}){suffix}"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> System:
-        return cls(**data)
+        return cls(**{"decoding": "greedy" if data.get("kind") != "baseline" else "", **data})
 
 
 def baseline(name: str) -> System:

@@ -16,6 +16,8 @@ from selfexplain.errors import InputError
 from selfexplain.inputs import read_text
 
 INTERFACE = "vector_interface.json"
+VECTOR_CONTROLS = ("none", "zero", "shuffled")
+PROJECTION_INITS = ("default", "orthogonal", "lstsq")
 
 
 class ExplainerFileError(InputError):
@@ -37,7 +39,16 @@ class VectorInterface:
     rescale: bool
     """Vectors are scaled to ``reference_norm`` before injection."""
     reference_norm: float | None = None
-    """The explainer's mean embedding-row norm at load (set by the first training worker)."""
+    """The mean norm of the explainer's looked-up token embeddings at load (set by the first
+    training worker)."""
+    vector_control: str = "none"
+    """``none``, or a "without the vector" control (``zero``, ``shuffled``) applied in training and
+    scoring alike (``train.vector_control``)."""
+    projection_init: str = "default"
+    """How the projection starts: ``default`` (identity, or random when the widths differ),
+    ``orthogonal`` (a random orthogonal map) or ``lstsq`` (fitted on shared tokens' embeddings)."""
+    projection_frozen: bool = False
+    """The projection keeps its starting map (the random-basis control)."""
 
     def with_reference_norm(self, norm: float) -> VectorInterface:
         return dataclasses.replace(self, reference_norm=norm)
@@ -66,5 +77,13 @@ class VectorInterface:
         norm = data.get("reference_norm")
         if norm is not None and not (isinstance(norm, (int, float)) and norm > 0):
             raise ExplainerFileError(f"{path}: key 'reference_norm' must be a positive number or null")
+        for key, allowed in (("vector_control", VECTOR_CONTROLS), ("projection_init", PROJECTION_INITS)):
+            if data.get(key, allowed[0]) not in allowed:
+                raise ExplainerFileError(f"{path}: key '{key}' must be one of {', '.join(allowed)}; "
+                                         "export the explainer again")
+        if not isinstance(data.get("projection_frozen", False), bool):
+            raise ExplainerFileError(f"{path}: key 'projection_frozen' must be true or false")
         return cls(data["target_model"], tuple(data["layers"]), data["d_target"], data["d_explainer"],
-                   data["projected"], data["rescale"], None if norm is None else float(norm))
+                   data["projected"], data["rescale"], None if norm is None else float(norm),
+                   data.get("vector_control", "none"), data.get("projection_init", "default"),
+                   data.get("projection_frozen", False))

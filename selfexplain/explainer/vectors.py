@@ -3,13 +3,23 @@
 A query that carries a vector holds the span ``<|vector_start|><|vector|><|vector_end|>``. Before
 the explainer runs, the input embedding at the ``<|vector|>`` placeholder is replaced by the
 vector. By default (``train.rescale_vectors``) the vector is first scaled to a fixed reference
-norm: the mean row norm of the explainer's embedding matrix when it was loaded, stored in
+norm: the mean norm of the explainer's *looked-up* token embeddings when it was loaded (what its
+embedding module returns, so Gemma's sqrt(hidden size) scale is included), stored in
 ``vector_interface.json``. A raw residual vector can be 100x larger than any embedding, and a
 fixed reference (not a statistic of the batch) keeps a query's answer independent of its
-neighbours. ``rescale_vectors=false`` writes the vector in as it is, as the paper does. When the explainer is a different model (another hidden
-size), a learned linear map per target layer takes the vector into the explainer's embedding
-space and trains with the explainer; for a self-explainer the map is optional and starts as the
-identity.
+neighbours. ``rescale_vectors=false`` writes the vector in as it is, as the paper does.
+
+When the explainer is a different model (another hidden size), a learned linear map per target
+layer takes the vector into the explainer's embedding space and trains with the explainer; for a
+self-explainer the map is optional and starts as the identity. The map can instead start as a
+least-squares fit between the two models' embeddings of the tokens they share (the paper's
+"pre-trained projection"), or as a fixed random orthogonal map (a control: the target reading its
+own vectors in a scrambled basis).
+
+``train.vector_control`` withholds the vector, in training and in scoring alike: ``zero`` writes
+zeros, ``shuffled`` gives each query another query's vector (of the same layer). The difference
+to the same explainer with its vectors is "gain from the vector", the paper's "- activation"
+ablation.
 
 :class:`ExplainerWithVectors` wraps a causal LM so that DeepSpeed (and ZeRO-3's parameter
 gathering) sees one module: the embedding lookup goes through the LM's own embedding module.
@@ -51,10 +61,42 @@ def grow_embeddings(model, tokenizer) -> None:
                 output.weight[old:] = output.weight[:old].mean(dim=0)
 
 
-def mean_embedding_norm(model) -> float:
-    """The mean L2 norm of the rows of ``model``'s input embedding matrix (the rescaling reference)."""
-    weight = model.get_input_embeddings().weight
-    return float(weight.detach().float().norm(dim=-1).mean())
+NORM_SAMPLE_TOKENS = 8192
+
+
+@torch.no_grad()
+def token_embedding_norm(model, vocab_size: int | None = None) -> float:
+    """The mean L2 norm of ``model``'s token embeddings *as looked up* (through its embedding
+    module, so a family that scales them, as Gemma multiplies by sqrt(hidden size), is measured
+    at that scale): the rescaling reference. Measured on up to 8,192 evenly spaced ids of the
+    first ``vocab_size`` (default: every row)."""
+    embeddings = model.get_input_embeddings()
+    rows = vocab_size or embeddings.weight.shape[0]
+    ids = torch.linspace(0, rows - 1, min(rows, NORM_SAMPLE_TOKENS)).round().long().unique()
+    looked_up = embeddings(ids.to(embeddings.weight.device)[None])[0]
+    return float(looked_up.float().norm(dim=-1).mean())
+
+
+def controlled_vectors(vectors: torch.Tensor, control: str, layers: torch.Tensor | None = None,
+                       keys: list[str] | None = None) -> torch.Tensor:
+    """``vectors`` under a "without the vector" control: ``none`` as they are, ``zero`` zeroed,
+    ``shuffled`` each row given another row's vector of the same layer (a fixed derangement of
+    the rows ordered by ``keys``, so a query gets the same stand-in in every batch and run)."""
+    if control == "none":
+        return vectors
+    if control == "zero":
+        return torch.zeros_like(vectors)
+    if control != "shuffled":
+        raise ValueError(f"unknown vector control {control!r}; use none, zero or shuffled")
+    order = sorted(range(len(vectors)), key=lambda i: keys[i]) if keys is not None else list(range(len(vectors)))
+    groups: dict[int, list[int]] = {}
+    for i in order:
+        groups.setdefault(int(layers[i]) if layers is not None else 0, []).append(i)
+    out = vectors.clone()
+    for members in groups.values():
+        for i, j in zip(members, members[1:] + members[:1]):  # each row takes the next one's
+            out[i] = vectors[j]
+    return out
 
 
 def vector_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,15 +115,34 @@ class VectorProjection(nn.Module):
     parameter (gloo aborts on a size mismatch when one rank's batch skipped a layer's module).
     """
 
-    def __init__(self, layers: list[int], d_target: int, d_explainer: int):
+    def __init__(self, layers: list[int], d_target: int, d_explainer: int, init: str = "default",
+                 seed: int = 0):
         super().__init__()
         self.layers = sorted(layers)
         weight = torch.empty(len(self.layers), d_explainer, d_target)
-        if d_target == d_explainer:
+        generator = torch.Generator().manual_seed(seed)  # every rank starts from the same map
+        if init == "orthogonal":  # a fixed random basis change (a control), norms kept exactly
+            for index in range(len(self.layers)):
+                gaussian = torch.randn(max(d_explainer, d_target), min(d_explainer, d_target), generator=generator)
+                q, _ = torch.linalg.qr(gaussian)
+                weight[index] = q if d_explainer >= d_target else q.T
+        elif d_target == d_explainer:
             weight.copy_(torch.eye(d_target).expand_as(weight))
         else:  # a random map that roughly keeps norms
-            nn.init.normal_(weight, std=d_target ** -0.5)
+            weight.normal_(std=d_target ** -0.5, generator=generator)
         self.weight = nn.Parameter(weight)
+
+    @torch.no_grad()
+    def fit_least_squares(self, source: torch.Tensor, destination: torch.Tensor) -> float:
+        """Start every layer's map as the least-squares map from ``source`` rows (the target's
+        embeddings of shared tokens) to ``destination`` rows (the explainer's embeddings of the
+        same tokens); return the fit's R^2."""
+        source, destination = source.float(), destination.float()
+        solution = torch.linalg.lstsq(source, destination).solution  # (d_target, d_explainer)
+        self.weight.copy_(solution.T.expand_as(self.weight))
+        residual = destination - source @ solution
+        total = destination - destination.mean(dim=0)
+        return float(1 - residual.pow(2).sum() / total.pow(2).sum())
 
     def forward(self, vectors: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
         out = vectors.new_zeros(vectors.shape[0], self.weight.shape[1])
@@ -105,7 +166,7 @@ class ExplainerWithVectors(nn.Module):
         self.projection = projection
         self.vector_token_id = vector_token_id
         self.rescale = rescale
-        self.reference_norm = reference_norm if reference_norm is not None else mean_embedding_norm(lm)
+        self.reference_norm = reference_norm if reference_norm is not None else token_embedding_norm(lm)
         """The norm every injected vector is scaled to (with ``rescale``)."""
 
     @property
@@ -155,5 +216,7 @@ def with_vector_input(model, tokenizer, interface, adapt_lm=None):
         return model
     projection = None
     if interface.projected:
-        projection = VectorProjection(list(interface.layers), interface.d_target, interface.d_explainer)
+        projection = VectorProjection(list(interface.layers), interface.d_target, interface.d_explainer,
+                                      interface.projection_init)
+        projection.weight.requires_grad_(not interface.projection_frozen)
     return ExplainerWithVectors(model, token_id, projection, interface.rescale, interface.reference_norm)

@@ -17,6 +17,7 @@ import logging
 import re
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -120,6 +121,7 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
         raise ValueError(f"task {config.task} found no work items; check generate.* sources")
     corpus_dir = config.corpus_dir
     shards = plan_shards(config, items)
+    report_split(config, Counter(item["split"] for item in items), "items")
     claim_plan(corpus_dir, corpus_plan(config, items))
 
     todo = [i for i in range(len(shards)) if not (corpus_dir / shard_name(i)).exists()]
@@ -141,8 +143,23 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
                  written / (time.time() - started), sum(r["rejected"] for r in results))
     else:
         written, first = 0, None
-    _write_manifest(config, corpus_dir, len(shards), len(items), time.time() - started, written, first)
+    manifest = _write_manifest(config, corpus_dir, len(shards), len(items), time.time() - started, written, first)
+    report_split(config, Counter(manifest["rows_by_split"]), "rows")
     return corpus_dir
+
+
+def report_split(config: RunConfig, counts: Counter, what: str) -> None:
+    """Say how the split came out: how many items cross it (dropped, as rejects with the reason),
+    and a warning that names the key to change when one side is empty."""
+    group, fraction = config.held_out_by, config.generate.held_out_fraction
+    if counts[CROSS]:
+        log.info("%d of %d items have %s values on both sides of the held-out split: dropped (see the rejects)",
+                 counts[CROSS], sum(counts.values()), group)
+    for side, fix in (("test", "raise"), ("train", "lower")):
+        if not counts[side]:
+            log.warning("the %s split has no %s (held out by %s, generate.held_out_fraction=%g): %s "
+                        "generate.held_out_fraction, or give more items", "held-out" if side == "test" else "training",
+                        what, group, fraction, fix)
 
 
 class Timing(NamedTuple):
@@ -173,7 +190,7 @@ def _run_shards(dataset, worker: type, config: RunConfig, corpus_dir: Location, 
 
 
 def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, num_items: int, seconds: float,
-                    written_rows: int, first_shard: Timing | None) -> None:
+                    written_rows: int, first_shard: Timing | None) -> dict:
     shards, by_split, reject_reasons = [], {}, {}
     for index in range(num_shards):
         path = corpus_dir / shard_name(index)
@@ -222,3 +239,4 @@ def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, nu
     if not written_rows and previous.exists():
         manifest.update({key: value for key, value in previous.read_json().items() if key in TIMING_KEYS})
     (corpus_dir / MANIFEST).write_json(manifest)
+    return manifest

@@ -15,6 +15,35 @@ from selfexplain.config import (NAME_FIX, TASKS, ConfigError, RunConfig, from_di
                                 packaged_configs, read_yaml_mapping, resolve_config_path)
 
 
+CONTROLS = ("no-vector", "random-projection")
+VARIANT_OF_CONTROL = {"no-vector": "novector", "random-projection": "randproj"}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a study: a task's corpus (``role`` None), or one explainer trained and scored
+    on it. ``variant`` names a control (``novector``: the vector withheld; ``randproj``: self
+    through a fixed random orthogonal map); ``swapped`` runs the task with target and other
+    explainer exchanged, on a corpus of its own."""
+
+    task: str
+    role: str | None = None
+    fraction: float = 1.0
+    variant: str = ""
+    swapped: bool = False
+
+    @property
+    def corpus(self) -> str:
+        """The corpus run this stage reads or writes."""
+        return f"{self.task}-swapped" if self.swapped else self.task
+
+    @property
+    def name(self) -> str:
+        if self.role is None:
+            return self.corpus
+        return run_name(self.corpus, self.role, self.fraction) + (f"-{self.variant}" if self.variant else "")
+
+
 @dataclass
 class StudyConfig:
     name: str
@@ -35,33 +64,78 @@ class StudyConfig:
     """Which explainers get the scaling sweep (the others train on the full set only)."""
     overrides: dict = field(default_factory=dict)
     """Run-config overrides for every run, as ``{key: value}`` (dotted keys)."""
+    controls: list[str] = field(default_factory=list)
+    """Controls for the tasks whose query carries a vector, on the full data: ``no-vector``
+    (self and other trained and scored with the vector withheld: "gain from the vector") and
+    ``random-projection`` (self reading its own vectors through a fixed random orthogonal map)."""
+    vector_control: str = "zero"
+    """How ``no-vector`` withholds the vector: ``zero`` or ``shuffled`` (another query's)."""
+    swapped: dict[str, dict] = field(default_factory=dict)
+    """Tasks also run with the roles swapped (``other_explainer`` as target and self, ``target``
+    as other), each with overrides for that target (its layers differ), e.g.
+    ``{features: {generate.layers: [4, 9, 14]}}``."""
 
     @property
     def folder(self) -> str:
         return f"{self.output_dir.rstrip('/')}/{self.name}"
 
-    def explainers(self) -> dict[str, str]:
+    def explainers(self, swapped: bool = False) -> dict[str, str]:
         """Role -> explainer reference for ``train.explainer``."""
-        return {"self": "self", "other": self.other_explainer}
+        return {"self": "self", "other": self.target if swapped else self.other_explainer}
 
     def fractions_for(self, role: str) -> list[float]:
         return sorted(set(self.data_fractions) | {1.0}) if role in self.scaling_explainers else [1.0]
 
-    def run_config(self, task: str, role: str | None = None, fraction: float = 1.0) -> RunConfig:
-        """The run config of one stage: the corpus run for ``task`` (``role=None``), or the run that
-        trains and scores explainer ``role`` on ``fraction`` of that corpus."""
+    def stages(self) -> list[Stage]:
+        """Every stage in the order a study runs them, the headline first (so a study stopped
+        early has the comparisons that matter most): the corpora, self and other on the full
+        data, the no-vector control, the swapped roles, the random projection, then the
+        scaling sweep's smaller fractions."""
+        from selfexplain.tasks import get_task
+
+        stages = [Stage(task) for task in self.tasks]
+        stages += [Stage(task, role) for task in self.tasks for role in self.explainers()]
+        vector_tasks = [task for task in self.tasks if get_task(task).vector_input]
+        if "no-vector" in self.controls:
+            stages += [Stage(task, role, variant="novector") for task in vector_tasks for role in self.explainers()]
+        for task in self.swapped:
+            stages += [Stage(task, swapped=True)] + [Stage(task, role, swapped=True) for role in self.explainers()]
+        if "random-projection" in self.controls:
+            stages += [Stage(task, "self", variant="randproj") for task in vector_tasks]
+        stages += [Stage(task, role, fraction) for task in self.tasks for role in self.explainers()
+                   for fraction in self.fractions_for(role) if fraction < 1.0]
+        return stages
+
+    def run_config(self, stage: Stage | str, role: str | None = None, fraction: float = 1.0) -> RunConfig:
+        """The run config of one stage (or, given a task name, of the stage ``role``/``fraction``)."""
+        if isinstance(stage, str):
+            stage = Stage(stage, role, fraction)
+        task = stage.task
         settings = {**self.overrides, **(self.tasks[task] or {})}
+        if stage.swapped:
+            settings.update(self.swapped[task] or {})
         # a task's own train.data_fraction is what its "100%" trains on; the sweep scales it
         budget = float(settings.pop("train.data_fraction", 1.0))
+        settings.update(variant_overrides(stage.variant, self.vector_control))
         pairs = [f"{k}={_yaml(v)}" for k, v in settings.items()]
-        name = task if role is None else run_name(task, role, fraction)
-        pairs += [f"task={task}", f"target={self.target}", f"output_dir={self.folder}", f"name={name}"]
-        if role is not None:
-            pairs += [f"corpus_from={task}",
-                      f"train.explainer={self.explainers()[role]}", f"train.data_fraction={_yaml(budget * fraction)}",
-                      # the untrained model does not change with the data fraction: score it once
-                      f"evaluate.untrained_baseline={_yaml(fraction == 1.0)}"]
+        target = self.other_explainer if stage.swapped else self.target
+        pairs += [f"task={task}", f"target={target}", f"output_dir={self.folder}", f"name={stage.name}"]
+        if stage.role is not None:
+            pairs += [f"corpus_from={stage.corpus}",
+                      f"train.explainer={self.explainers(stage.swapped)[stage.role]}",
+                      f"train.data_fraction={_yaml(budget * stage.fraction)}",
+                      # the untrained model does not change with the data fraction or a control: score it once
+                      f"evaluate.untrained_baseline={_yaml(stage.fraction == 1.0 and not stage.variant)}"]
         return load_config(self.base, pairs)
+
+
+def variant_overrides(variant: str, vector_control: str) -> dict:
+    """The run-config keys a control sets."""
+    if variant == "novector":
+        return {"train.vector_control": vector_control}
+    if variant == "randproj":
+        return {"train.projection": "always", "train.projection_init": "orthogonal", "train.freeze_projection": True}
+    return {}
 
 
 def run_name(task: str, role: str, fraction: float) -> str:
@@ -114,8 +188,13 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError("study key 'data_fractions': give fractions in (0, 1], e.g. [0.25, 0.5, 1.0]")
     if set(study.scaling_explainers) - {"self", "other"}:
         raise ConfigError("study key 'scaling_explainers': use a list of self and/or other")
-    for task in study.tasks:  # every run config is valid before anything runs
-        for role in study.explainers():
-            for fraction in study.fractions_for(role):
-                study.run_config(task, role, fraction)
+    if set(study.controls) - set(CONTROLS):
+        raise ConfigError(f"study key 'controls': use a list of {', '.join(CONTROLS)}")
+    if study.vector_control not in ("zero", "shuffled"):
+        raise ConfigError("study key 'vector_control': use zero or shuffled")
+    if set(study.swapped) - set(study.tasks):
+        raise ConfigError(f"study key 'swapped': name tasks of the study ({', '.join(study.tasks)}), each with "
+                          "overrides for the swapped target ({} for none)")
+    for stage in study.stages():  # every run config is valid before anything runs
+        study.run_config(stage)
     return study

@@ -15,8 +15,8 @@ import pandas as pd
 from selfexplain.evaluate.report import markdown_table
 from selfexplain.evaluate.systems import System
 from selfexplain.storage import Location
-from selfexplain.study.config import StudyConfig, run_name
-from selfexplain.study.paired import TRAINED, best_other_system, paired_difference, read_predictions
+from selfexplain.study.comparisons import Comparison, comparison_markdown, study_comparisons
+from selfexplain.study.config import Stage, StudyConfig
 from selfexplain.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -31,42 +31,53 @@ def headline(task: str) -> str:
     return get_task(task).headline_metric
 
 
-def _kept(system: System, role: str, fraction: float) -> bool:
+def _kept(system: System, stage: Stage) -> bool:
     """Every run's trained explainer; untrained explainers of full-data runs; baselines from one
     run only (the full-data self run: they do not depend on the explainer)."""
     if system.kind == "trained":
         return True
-    if fraction < 1.0:
+    if stage.fraction < 1.0 or stage.variant:
         return False
-    return system.kind == "untrained" or role == "self"
+    return system.kind == "untrained" or stage.role == "self"
+
+
+VARIANT_LABELS = {"novector": "without the vector", "randproj": "random projection"}
+
+
+def table_name(study: StudyConfig, stage: Stage) -> str:
+    """The results table a stage's rows go to: its task, or the task with the roles swapped."""
+    return f"{stage.task} (roles swapped: target {study.other_explainer})" if stage.swapped else stage.task
 
 
 def system_results(study: StudyConfig) -> list[dict]:
-    """Long-format rows: one per (task, query set, system, data fraction, metric)."""
+    """Long-format rows: one per (stage, query set, system, metric). ``task`` is the results
+    table (a task, or a task with the roles swapped); ``variant`` names a control run."""
     rows = []
-    for task in study.tasks:
-        for role in study.explainers():
-            for fraction in study.fractions_for(role):
-                path = Location(study.folder) / run_name(task, role, fraction) / "results.json"
-                if not path.exists():
+    for stage in study.stages():
+        if stage.role is None:
+            continue
+        path = Location(study.folder) / stage.name / "results.json"
+        if not path.exists():
+            continue
+        saved = path.read_json()
+        trained_on = _training_examples(Location(study.folder) / stage.name)
+        systems = {label: System.from_dict(record) for label, record in saved["systems"].items()}
+        for query_set, key in QUERY_SETS.items():
+            for label, metrics in saved.get(key, {}).items():
+                system = systems[label]
+                if not _kept(system, stage):
                     continue
-                saved = path.read_json()
-                trained_on = _training_examples(Location(study.folder) / run_name(task, role, fraction))
-                systems = {label: System.from_dict(record) for label, record in saved["systems"].items()}
-                for query_set, key in QUERY_SETS.items():
-                    for label, metrics in saved.get(key, {}).items():
-                        system = systems[label]
-                        if not _kept(system, role, fraction):
-                            continue
-                        name = system.study_label
-                        for metric, value in metrics.items():
-                            if metric.endswith("_ci"):
-                                continue
-                            low, high = metrics.get(f"{metric}_ci", (None, None))
-                            rows.append({"task": task, "query_set": query_set, "system": name, "role": role,
-                                         "kind": system.kind, "data_fraction": fraction, "train_examples": trained_on,
-                                         "metric": metric, "value": value,
-                                         "ci_low": low, "ci_high": high, "n": metrics.get("n")})
+                name = system.study_label + (f" [{VARIANT_LABELS[stage.variant]}]" if stage.variant else "")
+                for metric, value in metrics.items():
+                    if metric.endswith("_ci"):
+                        continue
+                    low, high = metrics.get(f"{metric}_ci", (None, None))
+                    rows.append({"task": table_name(study, stage), "task_name": stage.task, "query_set": query_set,
+                                 "system": name, "role": stage.role, "kind": system.kind,
+                                 "decoding": system.decoding, "variant": stage.variant, "swapped": stage.swapped,
+                                 "data_fraction": stage.fraction, "train_examples": trained_on,
+                                 "metric": metric, "value": value, "ci_low": low, "ci_high": high,
+                                 "n": metrics.get("n")})
     return rows
 
 
@@ -81,9 +92,11 @@ def system_order(rows: pd.DataFrame) -> list[str]:
     self, untrained other, then the baselines."""
     systems = rows.drop_duplicates("system")
     key = pd.DataFrame({"kind": systems["kind"].map(KIND_ORDER),
+                        "variant": systems["variant"] if "variant" in systems else "",
                         "other": (systems["role"] == "other") & (systems["kind"] != "baseline"),
+                        "candidates": systems["decoding"] == "candidates" if "decoding" in systems else False,
                         "system": systems["system"]})
-    return key.sort_values(["kind", "other", "system"])["system"].tolist()
+    return key.sort_values(["kind", "variant", "other", "candidates", "system"])["system"].tolist()
 
 
 def _tables(frame: pd.DataFrame) -> dict[tuple[str, str], dict[str, dict]]:
@@ -104,73 +117,6 @@ def _tables(frame: pd.DataFrame) -> dict[tuple[str, str], dict[str, dict]]:
     return tables
 
 
-def paired_rows(study: StudyConfig) -> list[dict]:
-    """Self minus other on identical queries, per task and query set (full-data runs)."""
-    rows = []
-    if "other" not in study.explainers():
-        return rows
-    for task in study.tasks:
-        runs = {role: read_predictions(Location(study.folder) / run_name(task, role, 1.0)) for role in ("self", "other")}
-        if any(frame is None for frame in runs.values()):
-            continue
-        for family, subset in _families(runs["self"]):
-            for row in paired_difference(subset, runs["other"], get_task(task).per_query_metric, seed=0):
-                rows.append({"task": _task_label(task, family), "metric": headline(task), **row})
-    return rows
-
-
-def _families(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """("", all rows), then each family of a task that reports several apart (features)."""
-    out = [("", frame)]
-    families = [f for f in frame["family"].unique() if f] if "family" in frame else []
-    if len(families) > 1:
-        out += [(family, frame[frame["family"] == family]) for family in sorted(families)]
-    return out
-
-
-def _task_label(task: str, family: str) -> str:
-    return f"{task} ({family})" if family else task
-
-
-def versus_baseline_rows(study: StudyConfig) -> list[dict]:
-    """Trained self minus the strongest other system of its run (a baseline or the untrained
-    explainer), per task, family and query set, paired on the same queries."""
-    rows = []
-    for task in study.tasks:
-        frame = read_predictions(Location(study.folder) / run_name(task, "self", 1.0))
-        if frame is None:
-            continue
-        metric = get_task(task).per_query_metric
-        for family, subset in _families(frame):
-            for query_set in subset["query_set"].unique():
-                part = subset[subset["query_set"] == query_set]
-                best = best_other_system(part, metric, query_set)
-                if best is None:
-                    continue
-                for row in paired_difference(part, part, metric, system=TRAINED, second_system=best, seed=0):
-                    rows.append({"task": _task_label(task, family), "metric": headline(task), "baseline": best, **row})
-    return rows
-
-
-def _versus_baseline_markdown(rows: list[dict]) -> str:
-    lines = ["| task | query set | metric | trained self | best other system | its score | "
-             "self - it [95% CI] | queries | units |", "|---|---|---|---:|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['task']} | {r['query_set']} | {r['metric']} | {r['first']:.3f} | {r['baseline']} | "
-                     f"{r['second']:.3f} | {r['difference']:+.3f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | "
-                     f"{r['n']} | {r['units']} |")
-    return "\n".join(lines)
-
-
-def _paired_markdown(rows: list[dict]) -> str:
-    lines = ["| task | query set | metric | self | other | self - other [95% CI] | queries | units |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['task']} | {r['query_set']} | {r['metric']} | {r['first']:.3f} | {r['second']:.3f} | "
-                     f"{r['difference']:+.3f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | {r['n']} | {r['units']} |")
-    return "\n".join(lines)
-
-
 def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
     folder = Location(study.folder) / "report"
     rows = system_results(study)
@@ -178,11 +124,10 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
         raise FileNotFoundError(f"no scored runs under {study.folder}; run the study first")
     frame = pd.DataFrame(rows)
     (folder / "results.csv").write_text(frame.to_csv(index=False))
-    paired = paired_rows(study)
-    versus = versus_baseline_rows(study)
+    comparisons = study_comparisons(study)
     (folder / "results.json").write_json({"study": study.name, "target": study.target,
                                           "other_explainer": study.other_explainer, "rows": rows,
-                                          "self_minus_other": paired, "self_minus_best_baseline": versus,
+                                          "comparisons": {c.title: c.rows for c in comparisons},
                                           "seconds": seconds})
     tables = _tables(frame)
     plots = {}
@@ -190,15 +135,15 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
         from selfexplain.study.plots import plot_scaling, plot_self_vs_other
 
         out = folder.local_path
-        scored = [task for task in study.tasks if task in set(frame["task"])]  # a study under way has gaps
-        plots = {"self_vs_other.png": plot_self_vs_other(frame, scored, out / "self_vs_other.png"),
-                 "scaling.png": plot_scaling(frame, scored, out / "scaling.png")}
-    headlines = {"paired": paired, "versus": versus}
-    (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, headlines))
-    (folder / "report.html").write_text(_html(study, tables, seconds, plots, headlines))
+        main = frame[(frame["variant"] == "") & ~frame["swapped"] & (frame["decoding"] != "candidates")]
+        scored = [task for task in study.tasks if task in set(main["task"])]  # a study under way has gaps
+        plots = {"self_vs_other.png": plot_self_vs_other(main, scored, out / "self_vs_other.png"),
+                 "scaling.png": plot_scaling(main, scored, out / "scaling.png")}
+    (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, comparisons))
+    (folder / "report.html").write_text(_html(study, tables, seconds, plots, comparisons))
     log.info("study report written to %s", folder)
     return {"report": str(folder), "tables": {f"{t} / {q}": v for (t, q), v in tables.items()},
-            "self_minus_other": paired, "self_minus_best_baseline": versus}
+            "comparisons": {c.title: c.rows for c in comparisons}}
 
 
 def _intro(study: StudyConfig, seconds: dict[str, float]) -> str:
@@ -211,25 +156,18 @@ def _intro(study: StudyConfig, seconds: dict[str, float]) -> str:
             f"Stage wall time in all: {total / 60:.1f} min.")
 
 
-PAIRED_NOTE = ("Self minus other, paired: both explainers' headline score on the very same queries, and the "
-               "interval of the difference from one resample of held-out units for both.")
-VERSUS_NOTE = ("Trained self minus the strongest other system on the same queries (nearest neighbour, SelfIE, "
-               "the untrained explainer, the rules: whichever scores highest, picked after the fact).")
+def _headline_sections(comparisons: list[Comparison]) -> list[tuple[str, str, str]]:
+    """(title, note, markdown table) of each paired comparison that has rows."""
+    return [(f"Headline: {c.title}", c.note, comparison_markdown(c)) for c in comparisons]
 
 
-def _headline_sections(headlines: dict) -> list[tuple[str, str, str]]:
-    """(title, note, markdown table) of each headline comparison that has rows."""
-    sections = [("Headline: self - other", PAIRED_NOTE, headlines["paired"], _paired_markdown),
-                ("Headline: trained self - best baseline", VERSUS_NOTE, headlines["versus"], _versus_baseline_markdown)]
-    return [(title, note, render(rows)) for title, note, rows, render in sections if rows]
-
-
-def _markdown(study: StudyConfig, tables, seconds, plots, headlines) -> str:
+def _markdown(study: StudyConfig, tables, seconds, plots, comparisons) -> str:
     parts = [f"# Study `{study.name}`: self vs other explanation\n", _intro(study, seconds) + "\n"]
-    for title, note, table in _headline_sections(headlines):
+    for title, note, table in _headline_sections(comparisons):
         parts.append(f"## {title}\n\n{note}\n\n{table}\n")
     for (task, query_set), table in tables.items():
-        parts.append(f"## {task}: {query_set} queries (headline: {headline(task)})\n\n{markdown_table(table)}\n")
+        parts.append(f"## {task}: {query_set} queries (headline: {headline(task.split(' (')[0])})\n\n"
+                     f"{markdown_table(table)}\n")
     for name in plots:
         parts.append(f"![{name}]({name})\n")
     parts.append("## Stage wall times (s)\n\n| stage | seconds |\n|---|---:|\n"
@@ -253,7 +191,7 @@ def _html_table(markdown: str) -> str:
     return "\n".join(out) + "</table>"
 
 
-def _html(study: StudyConfig, tables, seconds, plots, headlines) -> str:
+def _html(study: StudyConfig, tables, seconds, plots, comparisons) -> str:
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>selfexplain study {html.escape(study.name)}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>Study <code>{html.escape(study.name)}</code>: self vs other explanation</h1>",
@@ -261,13 +199,14 @@ def _html(study: StudyConfig, tables, seconds, plots, headlines) -> str:
     captions = {"self_vs_other.png": "Headline score per task and system, held-out and in-distribution, with 95% intervals.",
                 "scaling.png": "Held-out headline score against the number of training examples (log scale), "
                                "with 95% intervals; grey lines: the baselines."}
-    for title, note, table in _headline_sections(headlines):
+    for title, note, table in _headline_sections(comparisons):
         parts.append(f"<h2>{html.escape(title)}</h2><p class=note>{html.escape(note)}</p>" + _html_table(table))
     for name in plots:
         parts.append(f"<figure><img src='{name}' alt='{name}'><figcaption>{captions[name]}</figcaption></figure>")
     for (task, query_set), table in tables.items():
         parts.append(f"<h2>{html.escape(task)}: {query_set} queries</h2>"
-                     f"<p class=note>headline metric: {headline(task)}</p>{_html_table(markdown_table(table))}")
+                     f"<p class=note>headline metric: {headline(task.split(' (')[0])}</p>"
+                     f"{_html_table(markdown_table(table))}")
     parts.append("<h2>Stage wall times</h2>" + _html_table(
         "| stage | seconds |\n|---|---|\n" + "\n".join(f"| {k} | {v:.0f} |" for k, v in seconds.items())))
     parts.append("<p class=note>Data: <a href='results.csv'>results.csv</a>, <a href='results.json'>results.json</a>.</p>")

@@ -13,7 +13,7 @@ import time
 
 from selfexplain.config import RunConfig
 from selfexplain.storage import Location
-from selfexplain.study.config import StudyConfig, run_name
+from selfexplain.study.config import StudyConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +38,22 @@ def run_study(study: StudyConfig) -> dict:
     from selfexplain.study.report import write_report
     from selfexplain.train.trainer import is_trained, train
 
-    stages = [(task, None, 1.0) for task in study.tasks]
-    stages += [(task, role, fraction) for task in study.tasks for role in study.explainers()
-               for fraction in study.fractions_for(role)]
-
+    stages = study.stages()
     timings_file = Location(study.folder) / "timings.json"
     seconds = timings_file.read_json() if timings_file.exists() else {}
-    for task, role, fraction in stages:  # every input of every stage, before Ray starts
-        config = study.run_config(task, role, fraction)
-        check_run(config, ("generate",) if role is None else ("train", "evaluate"), corpus_ready=False)
-    first = study.run_config(stages[0][0])
+    for stage in stages:  # every input of every stage, before Ray starts
+        config = study.run_config(stage)
+        check_run(config, ("generate",) if stage.role is None else ("train", "evaluate"), corpus_ready=False)
+    first = study.run_config(stages[0])
     with ray_session(first.ray):
         check_cluster_storage(first)
-        for number, (task, role, fraction) in enumerate(stages, 1):
-            config = study.run_config(task, role, fraction)
-            label = task if role is None else run_name(task, role, fraction)
+        for number, stage in enumerate(stages, 1):
+            config = study.run_config(stage)
             started = time.time()
-            done = ((config.corpus_dir / MANIFEST).exists() if role is None
+            done = ((config.corpus_dir / MANIFEST).exists() if stage.role is None
                     else is_trained(config) and _scored(config))
-            log.info("== study %s: stage %d/%d: %s", study.name, number, len(stages), label)
-            if role is None:
+            log.info("== study %s: stage %d/%d: %s", study.name, number, len(stages), stage.name)
+            if stage.role is None:
                 generate(config)
                 save_config(config)
             else:
@@ -66,6 +62,6 @@ def run_study(study: StudyConfig) -> dict:
                 if not _scored(config):
                     evaluate(config)
             if not done:  # a reused stage keeps the time it took when it ran
-                seconds[label] = round(time.time() - started, 1)
+                seconds[stage.name] = round(time.time() - started, 1)
                 timings_file.write_json(seconds)
     return write_report(study, seconds)

@@ -84,6 +84,9 @@ class ScoringContext:
     """The whole corpus (a pandas frame), e.g. every description as a retrieval distractor."""
     target_layers: int
     """How many decoder blocks the target has (a rule may split early from late layers)."""
+    candidate_outputs: int = 0
+    """Change tasks' candidate choice: how many of the training outputs (most common first) a
+    query's candidates name (0 = every output seen in training)."""
 
 
 class Task(Protocol):
@@ -104,7 +107,8 @@ class Task(Protocol):
     per_query_metric: str
     """The per-query outcome behind the headline (``predictions.parquet`` column prefix)."""
     answers_are_free_text: bool
-    """Whether an untrained explainer is asked for free text (else it picks among candidates)."""
+    """Whether answers are free text (features); else every explainer is also scored by
+    candidate choice, among :meth:`candidate_answers`."""
     selfie_baseline: bool
     """Whether the untrained target reading its own vector (SelfIE) is a baseline."""
 
@@ -148,7 +152,8 @@ class Task(Protocol):
         """Parsed answers of the systems that need no explainer, by system name."""
 
     def candidate_answers(self, rows: list[dict], context: ScoringContext) -> list[list[str]] | None:
-        """Per query, the well-formed answers an untrained explainer picks among (None: free text)."""
+        """Per query, the well-formed answers every explainer is also scored by choosing among
+        (None: free text). They may not depend on anything the query hides."""
 
     def score(self, rows: list[dict], answers: dict[str, list], context: ScoringContext) -> dict[str, dict]:
         """Aggregate scores with cluster-bootstrap intervals, per system."""

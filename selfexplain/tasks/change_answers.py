@@ -67,9 +67,6 @@ def parse_answer(text: str) -> ChangeAnswer | None:
     return ChangeAnswer(changed, output.strip() or output)
 
 
-CANDIDATE_OUTPUTS = 3
-
-
 class ChangeTask:
     """Answers, baselines and scores shared by the tasks whose answer says whether an
     intervention changes the target's output, and names the output.
@@ -78,11 +75,17 @@ class ChangeTask:
 
     - ``changed`` (bool): whether the intervention changed the target's output;
     - ``new_top1`` (str): the output after the intervention, equal to the original output when
-      nothing changed (a token; for hint removal, the choice letter);
+      nothing changed (a token; for hint removal, the answer without the hint);
     - the original output, in the column :attr:`original_column` names.
 
     A subclass adds the ground truth, the question (``format_query``) and, where a person would
     guess a rule without an explainer, :meth:`rule_answer` with its :attr:`rule_name`.
+
+    Nothing that scores a query may read what the query hides. :meth:`visible_output` is the one
+    output a system may know without an explainer (the target's output on the query's own prompt,
+    where that does not give the answer away), and :meth:`candidate_answers` depends only on it,
+    on what the query shows and on the training rows: never on the row's ``changed`` or
+    ``new_top1``.
     """
 
     original_column = "orig_top1"
@@ -102,29 +105,34 @@ class ChangeTask:
         """The target's output before the intervention (what an "unchanged" answer must name)."""
         return display_token(row[self.original_column])
 
+    def visible_output(self, row: dict, context: ScoringContext) -> str:
+        """The output a system may name without an explainer. For ablation and patching it is the
+        target's output on the query's own prompt: it does not depend on the intervention, so it
+        says nothing about whether the intervention changes it."""
+        return self.original_output(row)
+
     def rule_answer(self, row: dict, context: ScoringContext) -> ChangeAnswer:
         raise NotImplementedError(f"{type(self).__name__} has no rule baseline")
 
-    # --- baselines: they answer in the explainer's form, and an "unchanged" answer is given the
-    # query's original output for free (the target's output on the query's own prompt, known
-    # without any explainer), so they are, if anything, generous.
+    # --- baselines: they answer in the explainer's form from what the query shows, plus the
+    # visible output (known without any explainer), so they are, if anything, generous.
 
-    def majority_answer(self, train_rows: list[dict], row: dict) -> ChangeAnswer:
+    def majority_answer(self, train_rows: list[dict], row: dict, context: ScoringContext) -> ChangeAnswer:
         """The most common training class; if that is "changed", the most common new output."""
         if not train_rows:
             raise ValueError("the training split is empty; the majority baseline needs training rows")
         changed = sum(bool(r["changed"]) for r in train_rows)
         if changed * 2 <= len(train_rows):
-            return ChangeAnswer(False, self.original_output(row))
+            return ChangeAnswer(False, self.visible_output(row, context))
         outputs = Counter(truth_of(r).output for r in train_rows if r["changed"])
         return ChangeAnswer(True, outputs.most_common(1)[0][0])
 
-    def neighbour_answer(self, neighbour: dict, row: dict) -> ChangeAnswer:
-        """The nearest training row's answer, applied to this query (its own original output if
-        the neighbour was unchanged)."""
+    def neighbour_answer(self, neighbour: dict, row: dict, context: ScoringContext) -> ChangeAnswer:
+        """The nearest training row's answer, applied to this query (the visible output if the
+        neighbour was unchanged)."""
         if bool(neighbour["changed"]):
             return ChangeAnswer(True, truth_of(neighbour).output)
-        return ChangeAnswer(False, self.original_output(row))
+        return ChangeAnswer(False, self.visible_output(row, context))
 
     def baselines(self, rows: list[dict], context: ScoringContext) -> dict[str, list]:
         """Majority, nearest training example (by vector among rows of the same layer, or by the
@@ -135,24 +143,33 @@ class ChangeTask:
         if not train_rows:
             raise ValueError("the training split is empty; the baselines need training rows")
         nearest = nearest_training_rows(self, train_rows, rows)
-        answers = {"majority baseline": [self.majority_answer(train_rows, r) for r in rows],
-                   "nearest-neighbour baseline": [self.neighbour_answer(train_rows[i], r) for i, r in zip(nearest, rows)]}
+        answers = {"majority baseline": [self.majority_answer(train_rows, r, context) for r in rows],
+                   "nearest-neighbour baseline": [self.neighbour_answer(train_rows[i], r, context)
+                                                  for i, r in zip(nearest, rows)]}
         if self.rule_name:
             answers[self.rule_name] = [self.rule_answer(r, context) for r in rows]
         return answers
 
-    def candidate_answers(self, rows: list[dict], context: ScoringContext) -> list[list[str]]:
-        """Per query: "unchanged from <<<its original output>>>" and "change to <<<Y>>>" for the
-        most common new outputs of changed training rows (an untrained explainer's free text
-        never parses, so it picks the answer it finds most likely among these)."""
+    # --- candidate choice: one fixed answer set per query, the same for every system
+
+    def training_outputs(self, context: ScoringContext) -> list[str]:
+        """Every new output of a changed training row, most common first (ties by text)."""
         common = Counter(truth_of(r).output for r in context.train_rows if r["changed"])
-        outputs = [output for output, _ in common.most_common(CANDIDATE_OUTPUTS)]
-        answers = []
-        for row in rows:
-            original = self.original_output(row)
-            options = [ChangeAnswer(False, original)] + [ChangeAnswer(True, y) for y in outputs if y != original]
-            answers.append([format_change(option) for option in options])
-        return answers
+        ordered = sorted(common, key=lambda output: (-common[output], output))
+        return ordered[: context.candidate_outputs] if context.candidate_outputs else ordered
+
+    def candidate_options(self, row: dict, context: ScoringContext, outputs: list[str]) -> list[ChangeAnswer]:
+        """A query's candidate answers: "unchanged from <<<the visible output>>>" and "change to
+        <<<y>>>" for every ``y`` of ``outputs`` (the training outputs) other than it."""
+        visible = self.visible_output(row, context)
+        return [ChangeAnswer(False, visible)] + [ChangeAnswer(True, y) for y in outputs if y != visible]
+
+    def candidate_answers(self, rows: list[dict], context: ScoringContext) -> list[list[str]]:
+        """Per query, the well-formed answers a system chooses among (the one it finds most
+        likely). They depend only on what the query shows, the visible output and the training
+        rows, so the set's size and content say nothing about a query's label."""
+        outputs = self.training_outputs(context)
+        return [[format_change(option) for option in self.candidate_options(row, context, outputs)] for row in rows]
 
     def score(self, rows: list[dict], answers: dict[str, list], context: ScoringContext) -> dict[str, dict]:
         from selfexplain.evaluate.metrics import score_change_predictions
@@ -172,6 +189,6 @@ class ChangeTask:
         columns = {}
         for name, predicted in answers.items():
             outcomes = change_outcomes(predicted, truth)
-            for metric in ("exact", "content", "correct"):
+            for metric in ("exact", "content", "correct", "said"):  # said: 1 changed, 0 unchanged, -1 unread
                 columns[f"{metric}: {name}"] = outcomes[metric].tolist()
         return columns

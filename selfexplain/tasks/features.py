@@ -140,6 +140,24 @@ GENERATED_FAMILIES = ("words", "countries", "us-states")
 
 # Retrieval picks the description's feature out of this many candidates (chance: 1 in 5).
 RETRIEVAL_CANDIDATES = 5
+SAME_FAMILY = "same-family baseline (another concept's description)"
+
+
+def same_family_descriptions(rows: list[dict], train_rows: list[dict]) -> list[str]:
+    """Per query, the description of a training feature of the same kind but another concept
+    (picked by a hash of the query, so the same in every run): the floor that a family's shared
+    wording gives any description of it (two countries' descriptions are alike), which a
+    nearest neighbour collects without reading the vector."""
+    by_kind: dict[str, list[str]] = {}
+    for row in train_rows:
+        by_kind.setdefault(row["kind"], []).append(row["description"])
+    pools = {kind: sorted(set(texts)) for kind, texts in by_kind.items()}
+    everything = sorted({row["description"] for row in train_rows})
+    out = []
+    for row in rows:
+        pool = [text for text in pools.get(row["kind"], everything) if text != row["description"]] or everything
+        out.append(pool[int(stable_id(row["record_id"], "same-family"), 16) % len(pool)])
+    return out
 
 
 class FeaturesTask:
@@ -229,7 +247,8 @@ class FeaturesTask:
         if not context.train_rows:
             raise ValueError("the training split is empty; the nearest-neighbour baseline needs training rows")
         nearest = nearest_training_rows(self, context.train_rows, rows)
-        return {"nearest-neighbour baseline": [context.train_rows[i]["description"] for i in nearest]}
+        return {"nearest-neighbour baseline": [context.train_rows[i]["description"] for i in nearest],
+                SAME_FAMILY: same_family_descriptions(rows, context.train_rows)}
 
     def candidate_answers(self, rows: list[dict], context: ScoringContext) -> None:
         return None  # an untrained explainer describes in free text
@@ -261,9 +280,16 @@ class FeaturesTask:
     def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
         from selfexplain.evaluate.embeddings import similarity
 
+        from selfexplain.evaluate.metrics import description_outcomes
+
         references = [r["description"] for r in rows]
-        return {f"similarity: {name}": similarity(predicted, references).tolist()
-                for name, predicted in answers.items()}
+        columns = {}
+        for name, predicted in answers.items():
+            outcomes = description_outcomes(predicted, references)
+            columns[f"similarity: {name}"] = similarity(predicted, references).tolist()
+            columns[f"word_f1: {name}"] = outcomes["word_f1"].tolist()
+            columns[f"exact: {name}"] = outcomes["exact"].astype(float).tolist()
+        return columns
 
 
 FEATURES = FeaturesTask()

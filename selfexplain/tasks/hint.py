@@ -1,213 +1,141 @@
 """Hint removal, the paper's input-ablation variant: does a hint in the prompt decide the answer?
 
-A multiple-choice question is asked with a hint inserted ("A reliable source says the answer is
-C."), and again without it. The target's answer is the choice letter it scores highest. The
-ground truth is the answer with the hint, the answer without it and whether removing the hint
-changes it. The explainer sees the hinted prompt (not the answer given) and must say what
-removing the hint does, in the change tasks' form: the answer stays X, or changes to Y.
+A prompt is answered with a hint in it and again without; the ground truth is the target's
+answer with the hint, its answer without, and whether removing the hint changes it. The
+explainer sees the hinted prompt (not the answer given) and must say what removing the hint
+does, in the change tasks' form: the answer stays X, or changes to Y.
 
-Questions come from the built-in bank (``selfexplain/data/questions.jsonl``) or a user file in
-the MMLU layout: question, choices, answer (an index or a letter), optional subject; JSONL,
-CSV (columns question, A, B, C, D, answer) or Parquet.
+Two forms, one corpus schema:
+
+- **completion** (``generate.questions=builtin``, the default): fact prompts with a hint sentence
+  naming another answer; the target's free top-1 token (:mod:`selfexplain.tasks.hint_facts`).
+  For targets that answer facts but not multiple choice, such as SmolLM2-135M.
+- **choice**: multiple-choice questions in the MMLU layout with a hinted letter, as the paper
+  asks (:mod:`selfexplain.tasks.hint_questions`). For targets that answer multiple choice above
+  chance; on one that does not, the answer is a constant letter and the task is a text rule.
+
+The target's answer with the hint is hidden from every system: with it, "changed" would be
+readable (it changes when that answer is the hinted one, most of the time). What a system may
+name instead is :meth:`HintTask.visible_output`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import random
-from importlib import resources
-from pathlib import Path
+from collections import Counter
 
-import pyarrow.parquet as pq
 import pyarrow as pa
-import torch
 
-from selfexplain.corpus.schema import schema_field, stable_id
-from selfexplain.errors import InputError
-from selfexplain.inputs import read_jsonl, read_text
-from selfexplain.models.padding import padded_batch
-from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected
-from selfexplain.tasks.change_answers import ChangeTask
-
+from selfexplain.corpus.schema import schema_field
+from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, ScoringContext
+from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask
+from selfexplain.tasks.hint_facts import HINT_SENTENCES, fact_items, fact_rows, hinted_prompt
+from selfexplain.tasks.hint_questions import LETTERS, choice_items, choice_rows, render
 
 HINT_SCHEMA = pa.schema([
-    schema_field("record_id", pa.string(), "hash of target model, task, question and hint letter"),
-    schema_field("question_id", pa.string(), "hash of the question and its choices"),
+    schema_field("record_id", pa.string(), "hash of target model, task, question and hinted answer"),
+    schema_field("question_id", pa.string(), "hash of the question (and its choices or hint sentence)"),
     schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
     schema_field("target_model", pa.string()),
-    schema_field("subject", pa.string()),
+    schema_field("form", pa.string(), "completion (a fact prompt) or choice (a multiple-choice question)"),
+    schema_field("subject", pa.string(), "the relation of a fact, or the question's subject"),
     schema_field("entity", pa.string(), "what the question is about (a country, a state); else the question itself"),
-    schema_field("question", pa.string()),
-    schema_field("choices", pa.list_(pa.string())),
-    schema_field("correct", pa.string(), "the correct letter"),
-    schema_field("hint_letter", pa.string(), "the letter the hint points to"),
+    schema_field("question", pa.string(), "the fact prompt, or the multiple-choice question"),
+    schema_field("choices", pa.list_(pa.string()), "a multiple-choice question's options (empty for a fact)"),
+    schema_field("outputs", pa.list_(pa.string()), "the outputs an answer may name: the letters, or the fact's and "
+                 "the hinted answer's first tokens (candidate choice offers these)"),
+    schema_field("correct", pa.string(), "the correct letter, or the fact's answer as its first token"),
+    schema_field("hint_answer", pa.string(), "the answer the hint names (a letter, or a word)"),
     schema_field("prompt", pa.string(), "the prompt with the hint"),
-    schema_field("answer_with_hint", pa.string(), "the target's letter with the hint"),
-    schema_field("answer_without_hint", pa.string(), "the target's letter without the hint"),
-    schema_field("prob_hint_letter", pa.float32(), "probability of the hinted letter with the hint (over the letters)"),
-    schema_field("prob_hint_letter_without", pa.float32(), "the same without the hint"),
+    schema_field("answer_with_hint", pa.string(), "the target's answer with the hint"),
+    schema_field("answer_without_hint", pa.string(), "the target's answer without the hint"),
+    schema_field("prob_hint_answer", pa.float32(), "probability of the hinted answer with the hint"),
+    schema_field("prob_hint_answer_without", pa.float32(), "the same without the hint"),
     schema_field("changed", pa.bool_(), "removing the hint changes the answer"),
     schema_field("new_top1", pa.string(), "the answer once the hint is removed (= answer_without_hint)"),
 ])
-
-LETTERS = "ABCDEFGH"
-BUILTIN_QUESTION_FILES = ("questions.jsonl", "questions-generated.jsonl")
-HINT = "A reliable source says the answer is {}."
-
-
-class QuestionFileError(InputError):
-    """The question file cannot be used; the message names the row and the fix."""
-
-
-def _normalize(record: dict, where: str) -> dict:
-    question, choices, answer = record.get("question"), record.get("choices"), record.get("answer")
-    if not isinstance(question, str) or not isinstance(choices, (list, tuple)) or not 2 <= len(choices) <= len(LETTERS):
-        raise QuestionFileError(f"{where}: needs 'question' (text) and 'choices' (2-{len(LETTERS)} options)")
-    if isinstance(answer, str) and answer.strip().upper() in LETTERS:
-        answer = LETTERS.index(answer.strip().upper())
-    if not isinstance(answer, int) or not 0 <= answer < len(choices):
-        raise QuestionFileError(f"{where}: 'answer' must be a choice index or letter, got {answer!r}")
-    return {"question": question.strip(), "choices": [str(c) for c in choices], "answer": answer,
-            "subject": str(record.get("subject", "") or ""),
-            # what the question is about; a question with none is its own entity
-            "entity": str(record.get("entity", "") or question.strip())}
-
-
-def read_questions(source: str) -> list[dict]:
-    if source == "builtin":  # the hand-written bank, then the one `make data` templates from packaged tables
-        questions = []
-        for name in BUILTIN_QUESTION_FILES:
-            text = (resources.files("selfexplain") / "data" / name).read_text(encoding="utf-8")
-            questions += [_normalize(json.loads(line), f"{name}:{n}") for n, line in enumerate(text.splitlines(), 1)
-                          if line.strip()]
-        return questions
-    path = Path(source)
-    fix = "set generate.questions to a .jsonl, .csv or .parquet file in the MMLU layout, or 'builtin'"
-    if path.suffix not in (".jsonl", ".csv", ".parquet"):
-        raise QuestionFileError(f"question file {path}: {fix}")
-    if path.suffix == ".parquet":
-        if not path.is_file():
-            raise QuestionFileError(f"question file {path} not found; {fix}")
-        try:
-            records = pq.read_table(path).to_pylist()
-        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
-            raise QuestionFileError(f"question file {path} is not a readable Parquet file ({err}); {fix}") from None
-    elif path.suffix == ".csv":
-        text = read_text(path, QuestionFileError, "question file", fix)
-        records = [{"question": r.get("question"), "answer": r.get("answer"), "subject": r.get("subject", ""),
-                    "choices": [r[k] for k in LETTERS if r.get(k)]} for r in csv.DictReader(io.StringIO(text))]
-    else:
-        records = [record for _, record in read_jsonl(path, QuestionFileError, "question file", fix)]
-    questions = [_normalize(r, f"{path} row {n}") for n, r in enumerate(records, start=1)]
-    if not questions:
-        raise QuestionFileError(f"question file {path} holds no questions")
-    return questions
-
-
-def render(question: dict, hint_letter: str | None, tokenizer=None) -> str:
-    """The prompt the target answers; in the tokenizer's chat template when it has one, as the
-    paper asks chat models (SmolLM2-Instruct answers at chance without it, and ignores hints)."""
-    lines = [f"Question: {question['question']}"]
-    lines += [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(question["choices"])]
-    if hint_letter:
-        lines.append(HINT.format(hint_letter))
-    body = "\n".join(lines)
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        chat = tokenizer.apply_chat_template([{"role": "user", "content": body}], tokenize=False,
-                                             add_generation_prompt=True)
-        return f"{chat}Answer:"
-    return f"{body}\nAnswer:"
-
-
-@torch.no_grad()
-def _letter_probs(model, tokenizer, prompts: list[str], num_choices: int) -> torch.Tensor:
-    """Float[Tensor, "prompt choice"]: the target's distribution over the choice letters."""
-    letter_ids = [tokenizer(" " + LETTERS[i], add_special_tokens=False)["input_ids"][-1] for i in range(num_choices)]
-    batch = padded_batch(tokenizer, prompts, model.device)
-    logits = model(**batch, logits_to_keep=1).logits[:, -1, :].float().cpu()
-    return torch.softmax(logits[:, letter_ids], dim=-1)
-
-
-def hint_rows(item: dict, context: GroundTruthContext) -> list[dict]:
-    question = item
-    letters = LETTERS[: len(question["choices"])]
-    tokenizer = context.tokenizer
-    prompts = [render(question, None, tokenizer)] + [render(question, letter, tokenizer) for letter in item["hints"]]
-    longest = max(len(context.tokenizer(p)["input_ids"]) for p in prompts)
-    if longest > context.options.max_tokens:
-        raise Rejected(f"question has {longest} tokens, over generate.max_tokens={context.options.max_tokens}")
-    probs = _letter_probs(context.model, context.tokenizer, prompts, len(letters))
-    if not torch.isfinite(probs).all():
-        raise Rejected("non-finite logits")
-    without = letters[int(probs[0].argmax())]
-    question_id = stable_id(question["question"], *question["choices"])
-    rows = []
-    for hint_letter, hinted in zip(item["hints"], probs[1:]):
-        with_hint = letters[int(hinted.argmax())]
-        rows.append({
-            "record_id": stable_id(context.target_name, "hint", question_id, hint_letter),
-            "question_id": question_id, "target_model": context.target_name, "subject": question["subject"],
-            "entity": question["entity"], "question": question["question"], "choices": question["choices"], "correct": letters[question["answer"]],
-            "hint_letter": hint_letter, "prompt": prompts[1 + item["hints"].index(hint_letter)],
-            "answer_with_hint": with_hint, "answer_without_hint": without,
-            "prob_hint_letter": float(hinted[letters.index(hint_letter)]),
-            "prob_hint_letter_without": float(probs[0][letters.index(hint_letter)]),
-            "changed": with_hint != without, "new_top1": without,
-        })
-    return rows
 
 
 class HintTask(ChangeTask):
     name = "hint"
     vector_input = False
     query_templates = 1
-    held_out_by = ("question", "entity", "subject")
-    unit_name = "questions"
-    query_fields = {"question": str, "choices": list, "hint_letter": str}
-    original_column = "answer_with_hint"  # new_top1 holds the letter once the hint is removed
+    held_out_by = ("entity", "question", "subject")
+    unit_name = "entities"
+    query_fields = {"question": str, "hint_answer": str}
+    original_column = "answer_with_hint"  # new_top1 holds the answer once the hint is removed
+    rule_name = "text-only rule (changed if the hint names another answer than the usual one)"
 
     def schema(self, d_model: int) -> pa.Schema:
         return HINT_SCHEMA
 
     def work_items(self, config, tokenizer) -> list[dict]:
-        """Each question with two hints: toward the correct letter and toward one wrong letter."""
-        rng = random.Random(config.seed)
-        questions = read_questions(config.generate.questions)
-        if config.generate.max_items:
-            questions = questions[: config.generate.max_items]
-        items = []
-        for q in questions:
-            wrong = [LETTERS[i] for i in range(len(q["choices"])) if i != q["answer"]]
-            hints = [LETTERS[q["answer"]], rng.choice(wrong)]
-            items.append({**q, "hints": hints, "groups": {"question": stable_id(q["question"]),
-                                                          "entity": q["entity"], "subject": q["subject"] or "none"}})
-        return items
+        if config.generate.questions == "builtin":
+            return fact_items(config, tokenizer)
+        return choice_items(config)
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
-        return hint_rows(item, context)
+        return fact_rows(item, context) if item["form"] == "completion" else choice_rows(item, context)
 
     def held_out_unit(self, row: dict) -> str:
-        """The cluster a query is resampled with: its entity (the questions about one country go
-        together; a hand-written question is its own entity), two hints per question."""
+        """The cluster a query is resampled with: its entity (the rows about one country go
+        together; a hand-written question is its own entity)."""
         return row.get("entity") or row["question_id"]
 
     def format_query(self, row: dict) -> str:
         """The hinted prompt and the question, as the paper asks it. The target's answer *with*
-        the hint is not shown: with it, "changed" would be readable off the query (it changes iff
-        that answer is the hinted letter, most of the time)."""
-        return f"{row['prompt']}\nIf the hint were removed, how would the assistant's answer change?\nAnswer:"
+        the hint is not shown: with it, "changed" would be readable off the query."""
+        whose = "the assistant's answer" if row.get("form") == "choice" else "the next word"
+        return f"{row['prompt']}\nIf the hint were removed, how would {whose} change?\nAnswer:"
 
     def query_row(self, query: dict, context: QueryContext) -> dict:
-        """The hinted prompt, rendered in the target's chat template as in training."""
-        choices = query["choices"]
-        if not 2 <= len(choices) <= len(LETTERS):
+        """A fact prompt with a hint sentence, or (with ``choices``) a multiple-choice question
+        rendered in the target's chat template, as in training."""
+        choices = query.get("choices")
+        if choices is None:
+            sentence = query.get("hint_sentence", HINT_SENTENCES[0])
+            return {**query, "form": "completion", "prompt": hinted_prompt(sentence, query["hint_answer"], query["question"])}
+        if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS):
             raise QueryError(f"'choices' must be a list of 2-{len(LETTERS)} options")
-        if query["hint_letter"] not in LETTERS[: len(choices)]:
-            raise QueryError(f"'hint_letter' {query['hint_letter']!r}: use one of {LETTERS[: len(choices)]}")
+        if query["hint_answer"] not in LETTERS[: len(choices)]:
+            raise QueryError(f"'hint_answer' {query['hint_answer']!r}: use one of {LETTERS[: len(choices)]}")
         _, tokenizer = context.target()
-        return {**query, "prompt": render(query, query["hint_letter"], tokenizer)}
+        return {**query, "form": "choice", "prompt": render(query, query["hint_answer"], tokenizer)}
+
+    # --- scoring: nothing here reads answer_with_hint, new_top1 or changed
+
+    def visible_output(self, row: dict, context: ScoringContext) -> str:
+        """The answer a system may expect without the target: the fact's answer for a completion
+        (what the target says without a hint on every kept fact), and for multiple choice the
+        most common unhinted answer of the training rows (a constant-letter target's letter)."""
+        if row.get("form") == "completion":
+            return row["correct"]
+        common = Counter(r["answer_without_hint"] for r in context.train_rows if r.get("form") == "choice")
+        return common.most_common(1)[0][0] if common else row["correct"]
+
+    def majority_answer(self, train_rows: list[dict], row: dict, context: ScoringContext) -> ChangeAnswer:
+        """The most common training class, naming the expected answer (the answer once the
+        hint is removed is the unhinted one, whichever the class)."""
+        changed = sum(bool(r["changed"]) for r in train_rows) * 2 > len(train_rows)
+        return ChangeAnswer(changed, self.visible_output(row, context))
+
+    def neighbour_answer(self, neighbour: dict, row: dict, context: ScoringContext) -> ChangeAnswer:
+        """The nearest training query's class, naming this query's expected answer."""
+        return ChangeAnswer(bool(neighbour["changed"]), self.visible_output(row, context))
+
+    def hinted_output(self, row: dict) -> str:
+        """The hinted answer as an output: the letter, or the hinted word's first token."""
+        return row["hint_answer"] if row.get("form") == "choice" else row["outputs"][1]
+
+    def rule_answer(self, row: dict, context: ScoringContext) -> ChangeAnswer:
+        """Text only: removing the hint changes the answer when the hint names another answer
+        than the one expected without it, and the answer is then the expected one."""
+        expected = self.visible_output(row, context)
+        return ChangeAnswer(self.hinted_output(row) != expected, expected)
+
+    def candidate_options(self, row: dict, context: ScoringContext, outputs: list[str]) -> list[ChangeAnswer]:
+        """Both classes with each output the question offers (the letters, or the fact's and
+        the hinted answer), never the target's answer with the hint."""
+        return [ChangeAnswer(changed, output) for changed in (False, True) for output in row["outputs"]]
 
 
 HINT_TASK = HintTask()

@@ -14,15 +14,14 @@ fact. Pairs must tokenize to the same length, so every position has a matching o
 from __future__ import annotations
 
 import itertools
-import json
 import random
-from importlib import resources
 from pathlib import Path
 
 import pyarrow as pa
 import torch
 
 from selfexplain.corpus.schema import schema_field, stable_id, vector_type
+from selfexplain.data import builtin_facts
 from selfexplain.errors import InputError
 from selfexplain.explainer.templates import render, templates
 from selfexplain.inputs import read_jsonl
@@ -69,25 +68,25 @@ class PairFileError(InputError):
     """The pairs file cannot be used; the message names the line and the fix."""
 
 
-def builtin_facts() -> dict:
-    text = (resources.files("selfexplain") / "data" / "facts.json").read_text(encoding="utf-8")
-    return json.loads(text)["relations"]
-
-
 def _token_count(tokenizer, text: str) -> int:
     return len(tokenizer(text)["input_ids"])
 
 
 def templated_pairs(tokenizer, seed: int) -> list[dict]:
     """Every ordered pair of facts with different answers, per relation and template, whose two
-    prompts tokenize to the same length; shuffled deterministically."""
-    pairs = []
+    prompts tokenize to the same length; shuffled deterministically. A pair of prompts that two
+    relations share (a hand-written and a generated relation can hold the same fact and
+    template) is kept once: twice, it would train twice and count twice in a paired join."""
+    pairs, seen = [], set()
     for relation, spec in builtin_facts().items():
         for template in spec["templates"]:
             for (entity, answer), (cf_entity, cf_answer) in itertools.permutations(spec["facts"].items(), 2):
                 if answer == cf_answer:
                     continue
                 prompt, counterfactual = template.format(entity), template.format(cf_entity)
+                if (prompt, counterfactual) in seen:
+                    continue
+                seen.add((prompt, counterfactual))
                 if _token_count(tokenizer, prompt) != _token_count(tokenizer, counterfactual):
                     continue
                 pairs.append({"prompt": prompt, "counterfactual": counterfactual, "answer": answer,

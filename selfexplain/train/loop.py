@@ -99,8 +99,15 @@ def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
+MAX_WARMUP_SHARE = 0.1
+
+
 def lr_factor(schedule: str, warmup: int, total: int):
-    """The learning-rate multiplier at each step: linear warm-up, then cosine decay or constant."""
+    """The learning-rate multiplier at each step: linear warm-up, then cosine decay or constant.
+    The warm-up is capped at 10% of the run's steps, so a short run (a small data fraction of a
+    scaling curve) measures training, not warm-up."""
+    warmup = min(warmup, int(MAX_WARMUP_SHARE * total))
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
@@ -150,7 +157,7 @@ class ExplainerTraining:
     # --- setup ----------------------------------------------------------------------------
     def _explainer(self):
         """The explainer, with its vector input (and LoRA adapters) as configured."""
-        from selfexplain.explainer.vectors import mean_embedding_norm, with_vector_input
+        from selfexplain.explainer.vectors import token_embedding_norm, with_vector_input
         from selfexplain.models.loading import load_model
         from selfexplain.train.lora import trainable_parameters, with_lora
 
@@ -159,9 +166,13 @@ class ExplainerTraining:
         interface = self.loop.vector_interface
         if interface and interface.reference_norm is None:
             # the rescaling reference, fixed once from the base model and exported with it
-            interface = interface.with_reference_norm(mean_embedding_norm(model))
+            interface = interface.with_reference_norm(token_embedding_norm(model))
         lora = (lambda lm: with_lora(lm, self.train)) if self.train.lora_rank else None
         model = with_vector_input(model, tokenizer, interface, adapt_lm=lora).to(self.device)
+        if interface and interface.projected and interface.projection_init == "lstsq":
+            fit = fit_projection_on_shared_tokens(model, tokenizer, self.config.target, self.config.trust_remote_code)
+            if self.rank == 0:
+                log.info("projection fitted on the two models' shared tokens (R^2 %.3f)", fit)
         model.train()
         self.trainable, self.parameters = trainable_parameters(model)
         if self.rank == 0:
@@ -460,12 +471,31 @@ def validation_loss(engine, examples: dict[str, np.ndarray], micro_batch: int, p
 
 
 def parameter_groups(model, train) -> list[dict]:
-    """The trainable parameters (LoRA freezes the base); the projection (new, randomly
-    initialised) learns at its own, higher rate."""
+    """The trainable parameters (LoRA freezes the base, a frozen projection stays out); the
+    projection learns at ``train.projection_learning_rate`` (0: the model's rate)."""
     projection = getattr(model, "projection", None)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if projection is None:
+    own = {id(p) for p in projection.parameters()} if projection is not None else set()
+    if not own & {id(p) for p in trainable} or not train.projection_learning_rate:
         return [{"params": trainable}]
-    own = {id(p) for p in projection.parameters()}
     return [{"params": [p for p in trainable if id(p) not in own]},
-            {"params": list(projection.parameters()), "lr": train.projection_learning_rate}]
+            {"params": [p for p in trainable if id(p) in own], "lr": train.projection_learning_rate}]
+
+
+@torch.no_grad()
+def fit_projection_on_shared_tokens(model, tokenizer, target_ref: str, trust_remote_code: bool) -> float:
+    """Start the projection as the least-squares map between the target's and the explainer's
+    looked-up embeddings of the tokens both vocabularies hold (the paper's "pre-trained
+    projection"); return the fit's R^2."""
+    from selfexplain.models.loading import load_model
+
+    target, target_tokenizer = load_model(target_ref, device="cpu", trust_remote_code=trust_remote_code)
+    explainer_vocab, target_vocab = tokenizer.get_vocab(), target_tokenizer.get_vocab()
+    shared = sorted(set(explainer_vocab) & set(target_vocab))
+    if len(shared) < 2 * model.projection.weight.shape[2]:
+        raise ValueError(f"the two vocabularies share {len(shared)} tokens, too few to fit a projection; "
+                         "use train.projection_init=default")
+    source = target.get_input_embeddings()(torch.tensor([target_vocab[t] for t in shared]))
+    device = model.projection.weight.device
+    destination = model.lm.get_input_embeddings()(torch.tensor([explainer_vocab[t] for t in shared], device=device))
+    return model.projection.fit_least_squares(source.to(device), destination)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import ray
@@ -77,6 +78,24 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_r
         for source in sources
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def with_vector_control(encoded: pd.DataFrame, control: str) -> pd.DataFrame:
+    """The examples with their vectors withheld as ``train.vector_control`` says, each role's
+    rows among themselves (so a training query never borrows a validation query's vector)."""
+    if control == "none" or "vector" not in encoded:
+        return encoded
+    import torch
+
+    from selfexplain.explainer.vectors import controlled_vectors
+
+    encoded = encoded.copy()
+    for _, part in encoded.groupby(["role", "source"], sort=False):
+        vectors = torch.from_numpy(np.stack(part["vector"].to_list()))
+        layers = torch.tensor(part["layer"].to_numpy())
+        withheld = controlled_vectors(vectors, control, layers, part["record_id"].to_list()).numpy()
+        encoded.loc[part.index, "vector"] = pd.Series(list(withheld), index=part.index)
+    return encoded
 
 
 def examples_with_role(encoded: pd.DataFrame, role: str, limit: int = 0, source: str = "") -> pd.DataFrame:
@@ -146,6 +165,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     encoded = encoded_examples(config, sources, config.explainer_ref,
                                vector_width=interface.d_target if interface and train_cfg.mix else 0,
                                target_tokenizer_ref=config.target)
+    encoded = with_vector_control(encoded, train_cfg.vector_control)
     encoded_train = examples_with_role(encoded, "train")
     training = training_examples(config, sources, encoded_train)
     validation = validation_sets(config, sources, encoded)
@@ -240,7 +260,10 @@ def vector_interface(config: RunConfig, sources: list[CorpusSource], explainer_d
         raise ConfigError(f"train.projection=never, but the target's vectors have {d_target} dimensions and the "
                           f"explainer's embeddings {d_explainer}; use train.projection=auto")
     projected = mode == "always" or (mode == "auto" and d_target != d_explainer)
-    return VectorInterface(config.target, tuple(layers), d_target, d_explainer, projected, config.train.rescale_vectors)
+    t = config.train
+    return VectorInterface(config.target, tuple(layers), d_target, d_explainer, projected, t.rescale_vectors,
+                           vector_control=t.vector_control, projection_init=t.projection_init,
+                           projection_frozen=t.freeze_projection)
 
 
 def _model_card(config: RunConfig, sources: list[CorpusSource], manifests: dict, examples: int) -> str:
