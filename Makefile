@@ -19,7 +19,7 @@ JOB ?= run
 ARGS ?=
 SUBMISSION_ID ?= selfexplain-$(JOB)-$(notdir $(basename $(CONFIG)))-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test test-slow bench data submit venv clean
+.PHONY: demo test test-slow bench data docs submit venv clean
 venv: $(INSTALLED)
 
 # torch first (the local CPU wheel), then everything else under a constraints file that pins it:
@@ -46,6 +46,10 @@ test-slow: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e '.[bench]'
 	cd tests/bench && ../../$(BIN)/python -m pytest -s -p no:cacheprovider . $(PYTEST_ARGS)
+
+# Regenerates docs/configuration.md from the config classes (a test fails when it drifts).
+docs: $(INSTALLED)
+	$(BIN)/python -m selfexplain.configpage docs/configuration.md
 
 # Regrows the packaged concepts, facts and questions from tables inside PyPI packages (the
 # results are committed; see selfexplain/data/build.py).

@@ -251,9 +251,11 @@ class EvaluateConfig:
     headline, as in the paper) and by the candidate answer it finds most likely, among one fixed
     set per query that depends on nothing the query hides (an untrained model's free text rarely
     takes the answer form, so its greedy score is near 0)."""
-    candidate_outputs: int = 0
-    """Candidate choice: how many training outputs (most common first) the "change to <<<y>>>"
-    candidates name (0 = every output seen in training)."""
+    candidate_outputs: int = 16
+    """Candidate choice: how many of the new outputs seen in training, most common first, the
+    "change to <<<y>>>" candidates name (0 = every one). Still label-free; each candidate costs a
+    continuation per query (every one of the demo's 172 would cost about 15 minutes a system on
+    2 cores), and a query whose new output is not among them is out of reach for every system."""
     selfie_scales: list[float] = field(default_factory=lambda: [1.0, 5.0, 10.0, 25.0, 50.0])
     """features, self-explainer runs with ``untrained_baseline``: the SelfIE baseline reads the
     unit vector times each of these scales and reports the best scale (an upper bound, as in the
@@ -277,7 +279,7 @@ class RayConfig:
     """Start Ray's dashboard with a local cluster: its web UI (http://127.0.0.1:8265) and the
     state API (``ray list actors``, ``ray.util.state``). Off unless asked: its dozen processes
     wake hundreds of times a second beside the training threads. On 2 cores, one-worker training
-    ran 8% faster with them and Ray Data's idle actors left out (docs/results.md, stop 27). A
+    ran 8% faster with them and Ray Data's idle actors left out (measured on 2 cores). A
     cluster joined by address keeps the dashboard it was started with."""
 
 
@@ -303,9 +305,9 @@ class RunConfig:
     """Target model: an embedded name (smollm2-135m, gemma3-270m, tiny-llama), an HF directory
     or a .gguf file."""
     task: TaskName = TASK_NAMES[0]
-    """Explanation task: ``ablation`` (input ablation), ``hint`` (hint removal from multiple-choice
-    prompts), ``patching`` (activation patching) or ``features`` (feature descriptions); patching
-    and features hand their vector to the explainer as a continuous token."""
+    """Explanation task: ``ablation`` (input ablation), ``hint`` (hint removal), ``patching``
+    (activation patching) or ``features`` (feature descriptions); patching and features hand their
+    vector to the explainer as a continuous token."""
     seed: int = 0
     """Seed for splits, sampling, model init and training."""
     corpus_from: str = ""
@@ -608,15 +610,16 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     raise ConfigError(f"config key '{key}': expected {kind.__name__}, got {value!r}")
 
 
-def describe_fields(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(key, default, doc) for every field, from the attribute docstrings in this module's source."""
-    docs = _field_docs()
+def describe_fields(cls: type = RunConfig, prefix: str = "", instance=None) -> list[tuple[str, str, str]]:
+    """(key, default, doc) for every field, from the attribute docstrings in the source of the
+    module that defines ``cls`` (``instance``: the defaults, for a class whose fields need values)."""
+    docs = _field_docs(cls.__module__)
     rows = []
-    instance = cls()
+    instance = instance if instance is not None else cls()
     for f in dataclasses.fields(cls):
         value = getattr(instance, f.name)
         if dataclasses.is_dataclass(value):
-            rows.extend(describe_fields(type(value), f"{prefix}{f.name}."))
+            rows.extend(describe_fields(type(value), f"{prefix}{f.name}.", value))
         else:
             doc = docs.get((cls.__name__, f.name), "")
             kind = typing.get_type_hints(cls)[f.name]
@@ -626,12 +629,12 @@ def describe_fields(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, 
     return rows
 
 
-def _field_docs() -> dict[tuple[str, str], str]:
+def _field_docs(module: str = __name__) -> dict[tuple[str, str], str]:
     import ast
     import inspect
     import sys
 
-    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+    tree = ast.parse(inspect.getsource(sys.modules[module]))
     docs = {}
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):

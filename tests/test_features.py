@@ -29,7 +29,7 @@ def test_fit_direction_recovers_a_planted_direction_and_scores_noise_as_chance()
 
 def test_packaged_lexicon_is_large_and_varied():
     concepts = read_lexicon("concepts")
-    assert len(concepts) >= 700  # issue 13: 600 to train on and 100 held out, at the least
+    assert len(concepts) >= 700  # 600 to train on and 100 held out, at the least
     kinds = {c.kind for c in concepts}
     assert {"places", "animals", "emotions", "syntax", "numbers", "code", "countries", "us-states", "words"} <= kinds
     word = next(c for c in concepts if c.kind == "words")  # token identity: one word, two casings

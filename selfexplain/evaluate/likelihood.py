@@ -145,8 +145,12 @@ def _continuations(lm, cache, first: torch.Tensor, mask: torch.Tensor, rows: lis
     for row, (_, answer) in enumerate(rows):
         ids[row, :len(answer)] = torch.tensor(answer, device=device)
         real[row, :len(answer)] = True
-    past = copy.deepcopy(cache)
-    for cached in past.layers:  # each row continues from its own prefix
+    # each row continues from its own prefix: a new cache object whose layers hold the owners'
+    # rows (indexing copies just those rows; a deep copy of the whole batch's cache first would
+    # copy every row once per chunk of continuations)
+    past = copy.copy(cache)
+    past.layers = [copy.copy(cached) for cached in cache.layers]
+    for cached in past.layers:
         cached.keys, cached.values = cached.keys[owner], cached.values[owner]
     attention = torch.cat([mask[owner], real.long()], dim=1)
     positions = mask.sum(dim=1)[owner, None] + torch.arange(width, device=device)

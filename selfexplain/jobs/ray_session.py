@@ -27,12 +27,12 @@ LOCAL_TRAIN_ENV = {
     # The controller polls its workers every 2 s by default, and a finished run takes two polls
     # to reach shutdown: 3.2 s of the tiny run's 22 s train stage went to waiting for them; at
     # 0.5 s it is 0.6 s. The polls cost the controller about 0.1% of a 2-core machine more during
-    # training, with no change in tokens/s (docs/results.md, stop 24). A large cluster's
+    # training, with no change in tokens/s (measured on 2 cores). A large cluster's
     # controller polls every worker each time, so only here.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
     # One machine has no node for the cloud to drain: the watcher would be one more process
     # waking 100 times a second beside the training threads, and its start prints Ray's
-    # constructor-arguments notice (ray issue 53727) on the console.
+    # constructor-arguments notice (ray-project/ray#53727) on the console.
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
 }
 

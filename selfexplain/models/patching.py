@@ -192,7 +192,7 @@ def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], l
 
 # A forward's fixed cost (reading every weight once, launching every block) in row-tokens, the
 # unit of its variable cost: on 2 CPU threads a 135M model's forward takes about 60 ms for one
-# token and about 1.5 ms more per extra row-token (docs/throughput-2026-11-29/forward_cost.py). On a GPU
+# token and about 1.5 ms more per extra row-token (measured). On a GPU
 # the fixed cost weighs more still, so merging there only gains more.
 PASS_COST_ROW_TOKENS = 48
 

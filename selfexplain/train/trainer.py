@@ -41,7 +41,7 @@ class LocalClusterTrainer(TorchTrainer):
     - The placement-group cleaner asks the state API every second whether the run's controller is
       alive, so that a long-lived cluster gets the run's placement group back if the driver dies.
       A local cluster ends with its driver, so there it frees nothing; on 2 cores its actor's start
-      made the tiny run's train stage about 2 s longer (docs/results.md, stop 26).
+      made the tiny run's train stage about 2 s longer (measured).
     - The dataset manager hands out Ray Data shards; selfexplain passes its examples through the
       object store instead (:func:`train`), so there are none to hand out.
     """
@@ -65,7 +65,7 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_r
     imported torch and transformers. The Ray Data
     pass cost 4.5 s warm and 11 s cold for the tiny run's 210 rows: a cold worker imports them
     first, and Ray 2.60's Parquet reader starts 32 footer-reading actors for every read
-    (docs/results.md, stop 24). The row order is the corpus's shard order, so validation batches
+    (measured). The row order is the corpus's shard order, so validation batches
     are the same in every run and a resumed run's validation losses match an uninterrupted one's.
     """
     t = config.train
@@ -194,7 +194,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
                                corpus_hashes),
             # In the object store, not Ray Datasets: each rank holds every example anyway, and
             # datasets would add Ray Data's stats actor and Ray Train's dataset manager, two more
-            # processes waking beside the training threads (docs/results.md, stop 27).
+            # processes waking beside the training threads.
             training_examples=ray.put(example_columns(training)),
             validation_examples={name: ray.put(example_columns(frame)) for name, frame in sorted(validation.items())},
             vector_interface=interface,

@@ -7,7 +7,7 @@ workers against one. Prints tokens/s and the ratios.
 
 Every measurement runs in a fresh process, as a stage of `selfexplain run` starts from a driver
 that has trained nothing: a Ray run started from a process that had just run the plain loop was
-9% slower in two alternating rounds than one started fresh (docs/results.md, stop 27), so
+9% slower in two alternating rounds than one started fresh, so
 running both sides in the pytest process charged part of the plain loop's history to Ray.
 
 Both sides count steady state the same way: tokens/s from the end of the first optimizer step
