@@ -36,7 +36,10 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(BIN)/selfexplain run $(CONFIG)
 
+# Lint and format check first (seconds), then the fast tier.
 test: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The real-model and long end-to-end tests (a real SmolLM2, `ray job submit`, several nodes).
@@ -52,10 +55,10 @@ docs: $(INSTALLED)
 	$(BIN)/python -m selfexplain.configpage docs/configuration.md
 
 # Regrows the packaged concepts, facts and questions from tables inside PyPI packages (the
-# results are committed; see selfexplain/data/build.py).
+# results are committed; see tools/build_data.py).
 data: $(INSTALLED)
 	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e '.[data]'
-	$(BIN)/python -m selfexplain.data.build
+	$(BIN)/python tools/build_data.py
 
 # Submits to the cluster at RAY_ADDRESS (e.g. http://127.0.0.1:8265 through `ray dashboard
 # cluster.yaml`), with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN set as on the head. Resubmitting

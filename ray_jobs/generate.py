@@ -1,4 +1,5 @@
-"""`ray job submit -- python -m ray_jobs.generate CONFIG [key=value ...]` (the task comes from the config)."""
+"""`ray job submit -- python -m ray_jobs.generate CONFIG [key=value ...]` (the task comes from the
+config)."""
 
 from ray_jobs._entry import run_stage
 

@@ -27,23 +27,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="selfexplain",
         description="Train language models to explain their own computations: ground truth from "
-                    "interpretability (Ray Data -> Parquet), explainers fine-tuned with Ray Train + "
-                    "DeepSpeed, evaluated on held-out queries.",
+        "interpretability (Ray Data -> Parquet), explainers fine-tuned with Ray Train + "
+        "DeepSpeed, evaluated on held-out queries.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text, epilog=_config_epilog(),
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=_config_epilog(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         return sub
 
     for name, help_text in (
-        ("generate", "Write the config's task's ground-truth corpus as Parquet shards with a Ray Data job "
-                     f"(task=... picks one of {', '.join(TASK_NAMES)})."),
-        ("train", "Fine-tune the explainer on the corpus with Ray Train + DeepSpeed and export it."),
+        (
+            "generate",
+            "Write the config's task's ground-truth corpus as Parquet shards with a Ray Data job "
+            f"(task=... picks one of {', '.join(TASK_NAMES)}).",
+        ),
+        (
+            "train",
+            "Fine-tune the explainer on the corpus with Ray Train + DeepSpeed and export it.",
+        ),
         ("evaluate", "Score the trained explainer on held-out prompts against baselines."),
-        ("run", "Generate, train and evaluate in one local Ray session, then print the results table."),
+        (
+            "run",
+            "Generate, train and evaluate in one local Ray session, then print the results table.",
+        ),
     ):
         add(name, help_text)
     for sub in commands.choices.values():
@@ -51,29 +65,55 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
 
     study = commands.add_parser(
-        "study", help="Self vs other explainers on identical data, a data-scaling sweep, baselines, and a report.",
-        description="Run a study (corpus per task; self and other explainers trained on the same rows; "
-                    "scaling sweep; evaluation with baselines) and write <output_dir>/<name>/report/ "
-                    "(results.csv, results.json, report.md, report.html with plots). A rerun reuses finished stages.")
-    study.add_argument("config", help="a packaged study ({names}) or a study YAML path".format(
-        names=", ".join(_studies())))
-    study.add_argument("overrides", nargs="*", metavar="key=value",
-                       help="study keys (name=..., data_fractions=[0.5,1.0]) or run-config keys for every run "
-                            "(train.epochs=1)")
-    study.add_argument("--report-only", action="store_true",
-                       help="run nothing: write the report from the stages already scored (a study under way)")
+        "study",
+        help="Self vs other explainers on identical data, controls, a data-scaling sweep, "
+        "baselines, and a report.",
+        description="Run a study (corpus per task; self and other explainers trained on the same "
+        "rows; "
+        "scaling sweep; evaluation with baselines) and write <output_dir>/<name>/report/ "
+        "(results.csv, results.json, report.md, report.html with plots). A rerun reuses finished "
+        "stages.",
+    )
+    study.add_argument(
+        "config",
+        help="a packaged study ({names}) or a study YAML path".format(names=", ".join(_studies())),
+    )
+    study.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="study keys (name=..., data_fractions=[0.5,1.0]) or run-config keys for every run "
+        "(train.epochs=1)",
+    )
+    study.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: write the report from the stages already scored (a study under way)",
+    )
 
     ask = commands.add_parser(
-        "explain", help="Ask a trained explainer about one query, or every query of a JSONL file.",
-        description="Ask a trained explainer (runs/<name>/explainer). Give the query's fields as options, "
-                    "or --queries FILE.jsonl with one query object a line (the same field names).")
+        "explain",
+        help="Ask a trained explainer about one query, or every query of a JSONL file.",
+        description="Ask a trained explainer (runs/<name>/explainer). Give the query's fields as "
+        "options, "
+        "or --queries FILE.jsonl with one query object a line (the same field names).",
+    )
     ask.add_argument("explainer", help="a trained explainer folder, e.g. runs/demo/explainer")
     for field, (kind, tasks) in _query_options().items():
-        ask.add_argument(f"--{field.replace('_', '-')}", dest=field, type=kind,
-                         help=f"a query field of {', '.join(tasks)} (a vector: a .npy file)")
-    ask.add_argument("--task", help="an explainer trained on a task mix: the query's task "
-                                    "(default: the task whose fields the query gives)")
-    ask.add_argument("--queries", help="a .jsonl file of queries; answers are printed one JSON object a line")
+        ask.add_argument(
+            f"--{field.replace('_', '-')}",
+            dest=field,
+            type=kind,
+            help=f"a query field of {', '.join(tasks)} (a vector: a .npy file)",
+        )
+    ask.add_argument(
+        "--task",
+        help="an explainer trained on a task mix: the query's task "
+        "(default: the task whose fields the query gives)",
+    )
+    ask.add_argument(
+        "--queries", help="a .jsonl file of queries; answers are printed one JSON object a line"
+    )
     ask.add_argument("--max-new-tokens", type=int, default=24, dest="max_new_tokens")
     return parser
 
@@ -123,18 +163,35 @@ def _explain(args) -> None:
     from selfexplain.inputs import read_jsonl
 
     if args.queries:  # read (and fail) before the model loads
-        queries = [record for _, record in read_jsonl(Path(args.queries), QueryError, "queries file",
-                                                      "give a .jsonl file of query objects")]
+        queries = [
+            record
+            for _, record in read_jsonl(
+                Path(args.queries),
+                QueryError,
+                "queries file",
+                "give a .jsonl file of query objects",
+            )
+        ]
         if not queries:
-            raise QueryError(f"queries file {args.queries} holds no queries; write one JSON object a line")
+            raise QueryError(
+                f"queries file {args.queries} holds no queries; write one JSON object a line"
+            )
     else:
         fields = ("task", *_query_options())
         queries = [{key: getattr(args, key) for key in fields if getattr(args, key) is not None}]
     explainer = Explainer(args.explainer)
     answers = explainer.ask(queries, max_new_tokens=args.max_new_tokens)
     for query, answer in zip(queries, answers):
-        print(json.dumps({**{k: v for k, v in query.items() if k != "vector" or isinstance(v, str)}, "answer": answer})
-              if args.queries else answer)
+        print(
+            json.dumps(
+                {
+                    **{k: v for k, v in query.items() if k != "vector" or isinstance(v, str)},
+                    "answer": answer,
+                }
+            )
+            if args.queries
+            else answer
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     # set before the parser is built, which imports the tasks (and transformers reads it at import)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         _run(args)
     except (InputError, FileNotFoundError) as err:
@@ -177,8 +237,10 @@ def _run(args) -> None:
         outcome = pipeline.run_all(config)
         for corpus, table in outcome.results.items():
             scored_on = f"the corpus of {corpus}" if config.train.mix else f"{config.task}"
-            print(f"\n{config.name}: {scored_on}, held-out queries "
-                  f"(target {config.target}, explainer {config.explainer_ref})\n")
+            print(
+                f"\n{config.name}: {scored_on}, held-out queries "
+                f"(target {config.target}, explainer {config.explainer_ref})\n"
+            )
             print(markdown_table(table))
         stages = ", ".join(f"{k} {v:.0f}s" for k, v in outcome.seconds.items())
         print(f"\nstages: {stages}; outputs in {config.run_dir}/")

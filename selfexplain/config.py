@@ -22,18 +22,23 @@ from typing import Any, Literal
 
 import yaml
 
-from selfexplain.errors import InputError
+from selfexplain.errors import ConfigError
 from selfexplain.storage import Location
 from selfexplain.tasks import TASK_NAMES, TaskName, get_task
 
-
 # Enumerated values: `--help` lists the choices, and a value outside them is refused by name.
-HeldOutBy = Literal["auto", "family", "prompt", "question", "subject", "entity", "template", "relation", "feature",
-                    "kind"]
-
-
-class ConfigError(InputError):
-    """A configuration problem the user can fix; the message names the key and the fix."""
+HeldOutBy = Literal[
+    "auto",
+    "family",
+    "prompt",
+    "question",
+    "subject",
+    "entity",
+    "template",
+    "relation",
+    "feature",
+    "kind",
+]
 
 
 # Run names become folder names and URI parts: a safe set only (no '.', '..', '/', spaces).
@@ -57,7 +62,8 @@ class GenerateConfig:
     a multiple-choice file in the MMLU layout (question, choices, answer, optional subject and
     entity): .jsonl, .csv (question,A,B,C,D,answer) or .parquet."""
     hints_per_fact: int = 6
-    """hint, completion prompts: how many other answers each fact is hinted toward (one row each)."""
+    """hint, completion prompts: how many other answers each fact is hinted toward (one row
+    each)."""
     hint_filter: bool = True
     """hint, completion prompts: keep a fact only when the target completes it correctly without
     a hint *and* the hint wins on some hinted answers and loses on others (so whether it changes
@@ -81,9 +87,9 @@ class GenerateConfig:
     held_out_by: HeldOutBy = "auto"
     """What the held-out split is made of, so evaluation measures generalization to new queries:
     ``family`` (prompts a word or two apart, the default) or ``prompt`` (ablation), ``question`` or
-    ``entity`` or ``subject`` (hint), ``entity`` (a pair is kept only when both its entities fall on one side),
-    ``template`` or ``relation`` (patching), ``feature`` or ``kind`` (features). ``auto`` picks the
-    first of these the task knows."""
+    ``entity`` or ``subject`` (hint), ``entity`` (a pair is kept only when both its entities fall on
+    one side), ``template`` or ``relation`` (patching), ``feature`` or ``kind`` (features). ``auto``
+    picks the first of these the task knows."""
     layers: list[int] = field(default_factory=list)
     """patching and features: target layers (block indices) to use; empty = every layer."""
     layer_blocks: int = 0
@@ -95,7 +101,8 @@ class GenerateConfig:
     """patching: what is patched, ``residual`` (the stream after a block), ``attn`` or ``mlp``
     (that sub-layer's output)."""
     max_tokens: int = 256
-    """Inputs that tokenize to more tokens than this are rejected (recorded, never silently lost)."""
+    """Inputs that tokenize to more tokens than this are rejected (recorded, never silently
+    lost)."""
     min_probe_accuracy: float = 0.8
     """features from concepts: a concept direction is kept only if a threshold on it separates
     held-out contexts (new members, new sentence frames) with at least this accuracy."""
@@ -153,7 +160,8 @@ class TrainConfig:
     """Export the epoch with the lowest in-distribution validation loss rather than the last
     (never chosen by held-out loss). Needs ``in_distribution_holdout`` > 0 and validation."""
     patience: int = 0
-    """With ``select_best``: stop after this many epochs without a new best (0 = run every epoch)."""
+    """With ``select_best``: stop after this many epochs without a new best (0 = run every
+    epoch)."""
     num_workers: int = 1
     """Ray Train workers (data-parallel ranks)."""
     use_gpu: bool = False
@@ -185,7 +193,8 @@ class TrainConfig:
     """Vector tasks: scale each injected vector to the mean norm of the explainer's looked-up
     token embeddings (the scale of the tokens around it)."""
     tensorboard: bool = True
-    """Write TensorBoard scalars (loss, learning rate, tokens/s) to ``<run>/tensorboard`` (local runs)."""
+    """Write TensorBoard scalars (loss, learning rate, tokens/s) to ``<run>/tensorboard`` (local
+    runs)."""
     keep_checkpoints: int = 1
     """Checkpoints kept in storage (the newest ones); a rerun resumes from the last."""
     keep_finished_checkpoints: bool = False
@@ -222,7 +231,6 @@ class TrainConfig:
     """Task mixing: train one explainer on the corpora of several runs (names in output_dir), each
     with its share of every epoch, e.g. ``{demo-features: 2, demo-patching: 1, demo-ablation: 1}``.
     Each corpus brings its own task. Empty = this run's own corpus (or ``corpus_from``'s)."""
-
 
     @property
     def zero(self) -> int:
@@ -325,87 +333,25 @@ class RunConfig:
     def __post_init__(self) -> None:
         _check_choices(self)
         _check(is_safe_name(self.name), "name", f"{self.name!r} is not a safe run name; {NAME_FIX}")
-        _check(bool(self.output_dir.strip()), "output_dir", "give a folder or URI, e.g. runs or s3://bucket/runs")
-        _check(0 <= self.seed < 2**32, "seed", "use an integer in [0, 2**32)")
         _check_finite(self)
-        g, t, e = self.generate, self.train, self.evaluate
-        _check(1 <= g.hints_per_fact <= 32, "generate.hints_per_fact", "use 1-32 hinted answers per fact")
-        _check(g.max_actor_restarts >= 0, "generate.max_actor_restarts",
-               "use a count >= 0 (Ray's -1, retry forever, would hide a crash that repeats)")
-        _check(t.max_failures >= 0, "train.max_failures",
-               "use a count >= 0 (Ray's -1, retry forever, would hide a crash that repeats)")
-        _check(g.cpus_per_actor > 0 and g.gpus_per_actor >= 0, "generate.cpus_per_actor",
-               "use cpus_per_actor > 0 and gpus_per_actor >= 0")
-        _check(t.cpus_per_worker > 0 and t.torch_threads >= 0, "train.cpus_per_worker",
-               "use cpus_per_worker > 0 and torch_threads >= 0 (0 = cores / workers)")
-        for key, value in (("generate.max_items", g.max_items), ("evaluate.max_examples", e.max_examples)):
-            _check(0 <= value <= MAX_COUNT, key, f"use 0 (all) or a count up to {MAX_COUNT:,}")
-        _check(t.batch_size >= 1, "train.batch_size", "use 1 or more")
-        _check(t.weight_decay >= 0 and t.gradient_clipping >= 0 and t.warmup_steps >= 0, "train.weight_decay",
-               "use weight_decay, gradient_clipping and warmup_steps >= 0")
-        _check(not (t.freeze_projection and t.projection == "never"), "train.freeze_projection",
-               "a frozen projection needs one: set train.projection=always")
-        _check(t.projection_learning_rate >= 0, "train.projection_learning_rate",
-               "use 0 (the model's learning rate) or a positive number")
-        _check(e.max_new_tokens <= MAX_NEW_TOKENS, "evaluate.max_new_tokens",
-               f"use 0 (fit the longest answer) or at most {MAX_NEW_TOKENS}")
-        _check(0.0 < g.held_out_fraction < 1.0, "generate.held_out_fraction", "use a value in (0, 1)")
-        _check(g.items_per_shard >= 1, "generate.items_per_shard", "use 1 or more")
-        _check(g.num_actors >= 1, "generate.num_actors", "use 1 or more")
-        _check(g.max_items >= 0, "generate.max_items", "use 0 (all) or a positive number")
-        groups = get_task(self.task).held_out_by
-        _check(g.held_out_by in groups + ("auto",), "generate.held_out_by",
-               f"task {self.task} can hold out by {', '.join(groups)} or auto")
-        _check(all(isinstance(x, int) and x >= 0 for x in g.layers), "generate.layers",
-               "give block indices, e.g. [0, 4, 8], or [] for all")
-        _check(g.max_tokens >= 2, "generate.max_tokens", "use 2 or more")
-        _check(g.layer_blocks >= 0 and (not g.layers or g.layer_blocks <= len(g.layers)), "generate.layer_blocks",
-               "use 0 (single-layer patching) or a block count no larger than the number of generate.layers")
-        _check(0.5 <= g.min_probe_accuracy <= 1.0, "generate.min_probe_accuracy", "use a value in [0.5, 1]")
-        _check(g.top_contexts >= 0, "generate.top_contexts", "use 0 or more")
-        _check(t.zero_stage in (-1, 0, 1, 2, 3), "train.zero_stage", "use 0, 1, 2 or 3, or -1 (auto)")
-        _check(not t.offload or t.zero_stage == 3, "train.offload", "offload needs train.zero_stage=3")
-        _check(not t.select_best or (t.in_distribution_holdout > 0 and t.validation_examples > 0), "train.select_best",
-               "choosing the best epoch needs in-distribution validation: set train.in_distribution_holdout > 0 "
-               "and train.validation_examples > 0")
-        _check(t.patience >= 0 and (not t.patience or t.select_best), "train.patience",
-               "use 0, or a number of epochs together with train.select_best=true")
-        _check(t.num_workers >= 1, "train.num_workers", "use 1 or more")
-        _check(t.epochs >= 1, "train.epochs", "use 1 or more")
-        _check(t.learning_rate > 0, "train.learning_rate", "use a positive number")
-        _check(t.grad_accum >= 1 and t.batch_size % t.grad_accum == 0, "train.grad_accum",
-               f"use a divisor of train.batch_size={t.batch_size}")
-        _check(t.max_length >= 16, "train.max_length", "use 16 or more")
-        _check(0.0 <= t.in_distribution_holdout < 1.0, "train.in_distribution_holdout", "use a value in [0, 1)")
-        _check(t.validation_examples >= 0 and t.validate_every >= 0, "train.validation_examples",
-               "use 0 or more for train.validation_examples and train.validate_every")
-        _check(0.0 < t.data_fraction <= 1.0, "train.data_fraction", "use a value in (0, 1]")
-        _check(not self.corpus_from or is_safe_name(self.corpus_from), "corpus_from",
-               f"give the name of a run in output_dir; {NAME_FIX}")
-        _check(all(is_safe_name(run) and ratio > 0 for run, ratio in t.mix.items()), "train.mix",
-               "map run names in output_dir to positive ratios, e.g. {a-features: 1, a-ablation: 1}; "
-               f"names: {NAME_FIX}")
-        _check(not (t.mix and self.corpus_from), "train.mix",
-               "a mixed run reads the corpora train.mix names; leave corpus_from empty")
-        _check(t.lora_rank >= 0 and t.lora_alpha > 0 and 0.0 <= t.lora_dropout < 1.0, "train.lora_rank",
-               "use lora_rank >= 0 (0 = full fine-tuning), lora_alpha > 0 and lora_dropout in [0, 1)")
-        _check(not (t.lora_rank and t.zero_stage == 3), "train.lora_rank",
-               "LoRA runs with train.zero_stage 0-2 (its export merges adapters from whole weights); "
-               "its optimizer state is small, so ZeRO-2 suffices, or set lora_rank=0 for ZeRO-3")
-        _check(t.checkpoint_every >= 0, "train.checkpoint_every", "use 0 (epoch ends only) or a step count")
-        _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more")
-        _check(all(scale > 0 for scale in e.selfie_scales), "evaluate.selfie_scales",
-               "use positive scales, e.g. [1, 5, 10, 25, 50], or [] for no SelfIE baseline")
-        _check(e.candidate_outputs >= 0, "evaluate.candidate_outputs",
-               "use 0 (every output seen in training) or a positive count")
-        _check(e.batch_size >= 1 and e.max_new_tokens >= 0, "evaluate",
-               "use a positive batch_size and max_new_tokens >= 0 (0 = fit the longest answer)")
-        _check(self.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more")
+        rules = (
+            _run_rules(self)
+            + _generate_rules(self.generate, self.task)
+            + _train_rules(self.train)
+            + _train_input_rules(self.train, self.corpus_from)
+            + _evaluate_rules(self.evaluate)
+        )
+        for ok, key, fix in rules:
+            _check(ok, key, fix)
 
     @property
     def held_out_by(self) -> str:
         """The group the held-out split is made of, ``auto`` resolved for this task."""
-        return get_task(self.task).held_out_by[0] if self.generate.held_out_by == "auto" else self.generate.held_out_by
+        return (
+            get_task(self.task).held_out_by[0]
+            if self.generate.held_out_by == "auto"
+            else self.generate.held_out_by
+        )
 
     @property
     def explainer_ref(self) -> str:
@@ -437,14 +383,24 @@ class RunConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-OPERATIONAL_KEYS = frozenset({
-    # where and how often training writes checkpoints and logs, and how it survives failures:
-    # resume is step-exact and validation never touches the weights, so none changes the result
-    "train.tensorboard", "train.keep_checkpoints", "train.keep_finished_checkpoints", "train.checkpoint_every",
-    "train.max_failures", "train.validate_every", "train.cpus_per_worker", "train.torch_threads",
-    # where a local cluster's processes run and what they show
-    "ray.num_cpus", "ray.address", "ray.dashboard",
-})
+OPERATIONAL_KEYS = frozenset(
+    {
+        # where and how often training writes checkpoints and logs, and how it survives failures:
+        # resume is step-exact and validation never touches the weights, so none changes the result
+        "train.tensorboard",
+        "train.keep_checkpoints",
+        "train.keep_finished_checkpoints",
+        "train.checkpoint_every",
+        "train.max_failures",
+        "train.validate_every",
+        "train.cpus_per_worker",
+        "train.torch_threads",
+        # where a local cluster's processes run and what they show
+        "ray.num_cpus",
+        "ray.address",
+        "ray.dashboard",
+    }
+)
 
 
 TASKS = set(TASK_NAMES)
@@ -460,26 +416,151 @@ def is_safe_name(name: str) -> bool:
 
 
 def _check_choices(config, prefix: str = "") -> None:
-    """Every ``Literal`` field holds one of its choices (a dataclass built directly skips ``from_dict``)."""
+    """Every ``Literal`` field holds one of its choices (a dataclass built directly skips
+    ``from_dict``)."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
         value, kind = getattr(config, f.name), hints[f.name]
         if dataclasses.is_dataclass(value):
             _check_choices(value, f"{prefix}{f.name}.")
         elif typing.get_origin(kind) is Literal:
-            _check(value in typing.get_args(kind), f"{prefix}{f.name}",
-                   f"{value!r} is not one of {', '.join(typing.get_args(kind))}")
+            _check(
+                value in typing.get_args(kind),
+                f"{prefix}{f.name}",
+                f"{value!r} is not one of {', '.join(typing.get_args(kind))}",
+            )
 
 
 def _check_finite(config, prefix: str = "") -> None:
-    """No NaN or infinity in any float (a NaN passes every ``x > 0`` check by failing it silently)."""
+    """No NaN or infinity in any float (a NaN passes every ``x > 0`` check by failing it
+    silently)."""
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
             _check_finite(value, f"{key}.")
-        values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
-        _check(all(not isinstance(v, float) or math.isfinite(v) for v in values), key, "use finite numbers")
+        values = (
+            value.values()
+            if isinstance(value, dict)
+            else value
+            if isinstance(value, list)
+            else [value]
+        )
+        _check(
+            all(not isinstance(v, float) or math.isfinite(v) for v in values),
+            key,
+            "use finite numbers",
+        )
+
+
+Rule = tuple[bool, str, str]
+"""(the value is valid, the key, the fix): one check of :meth:`RunConfig.__post_init__`."""
+RETRY_FIX = "use a count >= 0 (Ray's -1, retry forever, would hide a crash that repeats)"
+
+
+def _run_rules(config: RunConfig) -> list[Rule]:
+    return [
+        (bool(config.output_dir.strip()), "output_dir", "give a folder or URI, e.g. runs or s3://bucket/runs"),
+        (0 <= config.seed < 2**32, "seed", "use an integer in [0, 2**32)"),
+        (not config.corpus_from or is_safe_name(config.corpus_from), "corpus_from",
+         f"give the name of a run in output_dir; {NAME_FIX}"),
+        (config.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more"),
+    ]  # fmt: skip
+
+
+def _generate_rules(g: GenerateConfig, task: str) -> list[Rule]:
+    groups = get_task(task).held_out_by
+    return [
+        (1 <= g.hints_per_fact <= 32, "generate.hints_per_fact", "use 1-32 hinted answers"),
+        (g.max_actor_restarts >= 0, "generate.max_actor_restarts", RETRY_FIX),
+        (g.cpus_per_actor > 0 and g.gpus_per_actor >= 0, "generate.cpus_per_actor",
+         "use cpus_per_actor > 0 and gpus_per_actor >= 0"),
+        (0 <= g.max_items <= MAX_COUNT, "generate.max_items",
+         f"use 0 (all) or a count up to {MAX_COUNT:,}"),
+        (0.0 < g.held_out_fraction < 1.0, "generate.held_out_fraction", "use a value in (0, 1)"),
+        (g.items_per_shard >= 1, "generate.items_per_shard", "use 1 or more"),
+        (g.num_actors >= 1, "generate.num_actors", "use 1 or more"),
+        (g.held_out_by in groups + ("auto",), "generate.held_out_by",
+         f"task {task} can hold out by {', '.join(groups)} or auto"),
+        (all(isinstance(x, int) and x >= 0 for x in g.layers), "generate.layers",
+         "give block indices, e.g. [0, 4, 8], or [] for all"),
+        (g.max_tokens >= 2, "generate.max_tokens", "use 2 or more"),
+        (g.layer_blocks >= 0 and (not g.layers or g.layer_blocks <= len(g.layers)),
+         "generate.layer_blocks",
+         "use 0 (single-layer patching) or a block count no larger than the number of "
+         "generate.layers"),
+        (0.5 <= g.min_probe_accuracy <= 1.0, "generate.min_probe_accuracy",
+         "use a value in [0.5, 1]"),
+        (g.top_contexts >= 0, "generate.top_contexts", "use 0 or more"),
+    ]  # fmt: skip
+
+
+def _train_rules(t: TrainConfig) -> list[Rule]:
+    return [
+        (t.max_failures >= 0, "train.max_failures", RETRY_FIX),
+        (t.cpus_per_worker > 0 and t.torch_threads >= 0, "train.cpus_per_worker",
+         "use cpus_per_worker > 0 and torch_threads >= 0 (0 = cores / workers)"),
+        (t.batch_size >= 1, "train.batch_size", "use 1 or more"),
+        (t.weight_decay >= 0 and t.gradient_clipping >= 0 and t.warmup_steps >= 0,
+         "train.weight_decay",
+         "use weight_decay, gradient_clipping and warmup_steps >= 0"),
+        (not (t.freeze_projection and t.projection == "never"), "train.freeze_projection",
+         "a frozen projection needs one: set train.projection=always"),
+        (t.projection_learning_rate >= 0, "train.projection_learning_rate",
+         "use 0 (the model's learning rate) or a positive number"),
+        (t.zero_stage in (-1, 0, 1, 2, 3), "train.zero_stage", "use 0, 1, 2 or 3, or -1 (auto)"),
+        (not t.offload or t.zero_stage == 3, "train.offload", "offload needs train.zero_stage=3"),
+        (not t.select_best or (t.in_distribution_holdout > 0 and t.validation_examples > 0),
+         "train.select_best", "choosing the best epoch needs in-distribution validation: set "
+         "train.in_distribution_holdout > 0 and train.validation_examples > 0"),
+        (t.patience >= 0 and (not t.patience or t.select_best), "train.patience",
+         "use 0, or a number of epochs together with train.select_best=true"),
+        (t.num_workers >= 1, "train.num_workers", "use 1 or more"),
+        (t.epochs >= 1, "train.epochs", "use 1 or more"),
+        (t.learning_rate > 0, "train.learning_rate", "use a positive number"),
+        (t.grad_accum >= 1 and t.batch_size % t.grad_accum == 0, "train.grad_accum",
+         f"use a divisor of train.batch_size={t.batch_size}"),
+        (t.checkpoint_every >= 0, "train.checkpoint_every",
+         "use 0 (epoch ends only) or a step count"),
+        (t.keep_checkpoints >= 1, "train.keep_checkpoints", "use 1 or more"),
+    ]  # fmt: skip
+
+
+def _train_input_rules(t: TrainConfig, corpus_from: str) -> list[Rule]:
+    """The rows a run trains on, and how: lengths, held-out shares, the mix, LoRA."""
+    return [
+        (t.max_length >= 16, "train.max_length", "use 16 or more"),
+        (0.0 <= t.in_distribution_holdout < 1.0, "train.in_distribution_holdout",
+         "use a value in [0, 1)"),
+        (t.validation_examples >= 0 and t.validate_every >= 0, "train.validation_examples",
+         "use 0 or more for train.validation_examples and train.validate_every"),
+        (0.0 < t.data_fraction <= 1.0, "train.data_fraction", "use a value in (0, 1]"),
+        (all(is_safe_name(run) and ratio > 0 for run, ratio in t.mix.items()), "train.mix",
+         "map run names in output_dir to positive ratios, e.g. {a-features: 1, a-ablation: 1}; "
+         f"names: {NAME_FIX}"),
+        (not (t.mix and corpus_from), "train.mix",
+         "a mixed run reads the corpora train.mix names; leave corpus_from empty"),
+        (t.lora_rank >= 0 and t.lora_alpha > 0 and 0.0 <= t.lora_dropout < 1.0, "train.lora_rank",
+         "use lora_rank >= 0 (0 = full fine-tuning), lora_alpha > 0 and lora_dropout in [0, 1)"),
+        (not (t.lora_rank and t.zero_stage == 3), "train.lora_rank",
+         "LoRA runs with train.zero_stage 0-2 (its export merges adapters from whole weights); "
+         "its optimizer state is small, so ZeRO-2 suffices, or set lora_rank=0 for ZeRO-3"),
+    ]  # fmt: skip
+
+
+def _evaluate_rules(e: EvaluateConfig) -> list[Rule]:
+    return [
+        (0 <= e.max_examples <= MAX_COUNT, "evaluate.max_examples",
+         f"use 0 (all) or a count up to {MAX_COUNT:,}"),
+        (e.max_new_tokens <= MAX_NEW_TOKENS, "evaluate.max_new_tokens",
+         f"use 0 (fit the longest answer) or at most {MAX_NEW_TOKENS}"),
+        (all(scale > 0 for scale in e.selfie_scales), "evaluate.selfie_scales",
+         "use positive scales, e.g. [1, 5, 10, 25, 50], or [] for no SelfIE baseline"),
+        (e.candidate_outputs >= 0, "evaluate.candidate_outputs",
+         "use 0 (every output seen in training) or a positive count"),
+        (e.batch_size >= 1 and e.max_new_tokens >= 0, "evaluate",
+         "use a positive batch_size and max_new_tokens >= 0 (0 = fit the longest answer)"),
+    ]  # fmt: skip
 
 
 def _check(ok: bool, key: str, fix: str) -> None:
@@ -502,11 +583,15 @@ def resolve_config_path(name_or_path: str, kind: str = "config") -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
-            raise ConfigError(f"{kind} file {path} not found; give a YAML path or one of {packaged_configs(kind)}")
+            raise ConfigError(
+                f"{kind} file {path} not found; give a YAML path or one of {packaged_configs(kind)}"
+            )
         return path
     packaged = resources.files("selfexplain") / PACKAGED[kind] / f"{name_or_path}.yaml"
     if not packaged.is_file():
-        raise ConfigError(f"no {kind} named {name_or_path!r}; give a YAML path or one of {packaged_configs(kind)}")
+        raise ConfigError(
+            f"no {kind} named {name_or_path!r}; give a YAML path or one of {packaged_configs(kind)}"
+        )
     return Path(str(packaged))
 
 
@@ -515,7 +600,9 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{what} {path} is not valid YAML ({' '.join(str(err).split())})") from None
+        raise ConfigError(
+            f"{what} {path} is not valid YAML ({' '.join(str(err).split())})"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must hold a mapping of keys, not {type(data).__name__}")
     return data
@@ -537,7 +624,9 @@ def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
         try:
             node[leaf] = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML; quote text, e.g. key='a: b'") from None
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML; quote text, e.g. key='a: b'"
+            ) from None
     return from_dict(RunConfig, data)
 
 
@@ -551,7 +640,9 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = ""):
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(f"unknown config key '{full}'; valid keys here: {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"unknown config key '{full}'; valid keys here: {', '.join(sorted(names))}"
+            )
         kind = hints[key]
         if dataclasses.is_dataclass(kind):
             kwargs[key] = from_dict(kind, value, prefix=f"{full}.")
@@ -573,8 +664,12 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if typing.get_origin(kind) is dict:
         if isinstance(value, dict):
             key_kind, value_kind = typing.get_args(kind)
-            return {_coerce(k, key_kind, key): _coerce(v, value_kind, key) for k, v in value.items()}
-        raise ConfigError(f"config key '{key}': expected a mapping such as {{a: 1, b: 2}}, got {value!r}")
+            return {
+                _coerce(k, key_kind, key): _coerce(v, value_kind, key) for k, v in value.items()
+            }
+        raise ConfigError(
+            f"config key '{key}': expected a mapping such as {{a: 1, b: 2}}, got {value!r}"
+        )
     if typing.get_origin(kind) is list:
         if isinstance(value, (list, tuple)):
             (item_kind,) = typing.get_args(kind)
@@ -583,11 +678,16 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if typing.get_origin(kind) is Literal:
         if value in typing.get_args(kind):
             return value
-        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(map(str, typing.get_args(kind)))}")
+        raise ConfigError(
+            f"config key '{key}': {value!r} is not one of "
+            f"{', '.join(map(str, typing.get_args(kind)))}"
+        )
     if kind is dict:
         if value is None or isinstance(value, dict):
             return value or {}
-        raise ConfigError(f"config key '{key}': expected a mapping such as {{key: value}}, got {value!r}")
+        raise ConfigError(
+            f"config key '{key}': expected a mapping such as {{key: value}}, got {value!r}"
+        )
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -610,9 +710,12 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     raise ConfigError(f"config key '{key}': expected {kind.__name__}, got {value!r}")
 
 
-def describe_fields(cls: type = RunConfig, prefix: str = "", instance=None) -> list[tuple[str, str, str]]:
+def describe_fields(
+    cls: type = RunConfig, prefix: str = "", instance=None
+) -> list[tuple[str, str, str]]:
     """(key, default, doc) for every field, from the attribute docstrings in the source of the
-    module that defines ``cls`` (``instance``: the defaults, for a class whose fields need values)."""
+    module that defines ``cls`` (``instance``: the defaults, for a class whose fields need
+    values)."""
     docs = _field_docs(cls.__module__)
     rows = []
     instance = instance if instance is not None else cls()
@@ -641,8 +744,12 @@ def _field_docs(module: str = __name__) -> dict[tuple[str, str], str]:
             continue
         body = node.body
         for stmt, nxt in zip(body, body[1:]):
-            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                    and isinstance(nxt.value.value, str)):
+            if (
+                isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
                 docs[(node.name, stmt.target.id)] = " ".join(nxt.value.value.split())
     return docs

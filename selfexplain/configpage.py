@@ -50,8 +50,12 @@ def render() -> str:
     for section in ("generate", "train", "evaluate", "ray", "storage"):
         part = [row for row in rows if row[0].startswith(f"{section}.")]
         sections.append(f"## `{section}`\n\n" + _table(part) + "\n")
-    defaults = StudyConfig(name="study", target="smollm2-135m", other_explainer="gemma3-270m", tasks={})
-    sections.append(STUDY_INTRO + "\n" + _table(describe_fields(StudyConfig, instance=defaults)) + "\n")
+    defaults = StudyConfig(
+        name="study", target="smollm2-135m", other_explainer="gemma3-270m", tasks={}
+    )
+    sections.append(
+        STUDY_INTRO + "\n" + _table(describe_fields(StudyConfig, instance=defaults)) + "\n"
+    )
     return "\n".join(sections)
 
 

@@ -14,3 +14,7 @@ class InputError(ValueError):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))  # one line, whatever the details held
+
+
+class ConfigError(InputError):
+    """A configuration problem the user can fix; the message names the key and the fix."""

@@ -65,7 +65,10 @@ class Explainer:
 
     def ask(self, queries: list[dict], batch_size: int = 16, max_new_tokens: int = 24) -> list[str]:
         if not queries:
-            raise QueryError("no queries given; give one query's fields, or a --queries file with one object a line")
+            raise QueryError(
+                "no queries given; give one query's fields, or a --queries file with one object a "
+                "line"
+            )
         if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
             raise QueryError(f"--max-new-tokens {max_new_tokens}: use 1 to {MAX_NEW_TOKENS}")
         names = [self._task_of(query) for query in queries]
@@ -77,18 +80,28 @@ class Explainer:
             vectors = layers = None
             if task.vector_input:
                 vectors, layers = vector_batch([rows[i] for i in picked])
-            decoded = generate_answers(self.model, self.tokenizer, [task.format_query(rows[i]) for i in picked],
-                                       batch_size, max_new_tokens, vectors, layers)
+            decoded = generate_answers(
+                self.model,
+                self.tokenizer,
+                [task.format_query(rows[i]) for i in picked],
+                batch_size,
+                max_new_tokens,
+                vectors,
+                layers,
+            )
             for i, answer in zip(picked, decoded):
                 answers[i] = answer.strip().split("\n", 1)[0]
         return answers
 
     def _task_of(self, query: dict) -> str:
         """The query's task: its ``task`` field, the explainer's only task, or the task whose fields
-        the query holds (the one needing the most fields, as patching's include ablation's prompt)."""
+        the query holds (the one needing the most fields, as patching's include ablation's
+        prompt)."""
         if "task" in query:
             if query["task"] not in self.tasks:
-                raise QueryError(f"this explainer was trained for {', '.join(self.tasks)}, not {query['task']!r}")
+                raise QueryError(
+                    f"this explainer was trained for {', '.join(self.tasks)}, not {query['task']!r}"
+                )
             return query["task"]
         if len(self.tasks) == 1:
             return self.tasks[0]
@@ -96,7 +109,9 @@ class Explainer:
         fitting = [name for name in self.tasks if all(key in query for key in fields[name])]
         if not fitting:
             wanted = "; ".join(f"{name}: {', '.join(fields[name])}" for name in self.tasks)
-            raise QueryError(f"the query's fields {sorted(query)} fit none of this explainer's tasks ({wanted})")
+            raise QueryError(
+                f"the query's fields {sorted(query)} fit none of this explainer's tasks ({wanted})"
+            )
         return max(fitting, key=lambda name: len(fields[name]))
 
     def _row(self, query: dict, name: str) -> dict:
@@ -104,16 +119,24 @@ class Explainer:
         task = get_task(name)
         missing = [key for key in task.query_fields if key not in query]
         if missing:
-            raise QueryError(f"a {name} query needs {', '.join(task.query_fields)}; missing {', '.join(missing)}")
+            raise QueryError(
+                f"a {name} query needs {', '.join(task.query_fields)}; missing {', '.join(missing)}"
+            )
         for key, kind in task.query_fields.items():
             value = query[key]
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 kinds = kind if isinstance(kind, tuple) else (kind,)
-                raise QueryError(f"'{key}' must be {' or '.join(_KIND_NAMES.get(k, k.__name__) for k in kinds)}, "
-                                 f"got {value!r}")
-        context = QueryContext(target=self.target, tokenizer=self.tokenizer,
-                               layers=tuple(self.interface.layers) if self.interface else (),
-                               width=self.interface.d_target if self.interface else 0)
+                raise QueryError(
+                    f"'{key}' must be "
+                    f"{' or '.join(_KIND_NAMES.get(k, k.__name__) for k in kinds)}, "
+                    f"got {value!r}"
+                )
+        context = QueryContext(
+            target=self.target,
+            tokenizer=self.tokenizer,
+            layers=tuple(self.interface.layers) if self.interface else (),
+            width=self.interface.d_target if self.interface else 0,
+        )
         row = task.query_row(query, context)
         # The phrasing is drawn from the record id: key it on what is asked (a vector by its
         # values), so the same vector gets the same phrasing from a list or any file holding it.

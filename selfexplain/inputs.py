@@ -14,8 +14,12 @@ from pathlib import Path
 from selfexplain.errors import InputError
 
 
-def read_text(path: str | Path, error: Callable[[str], InputError] = InputError, what: str = "file",
-              fix: str = "check the path") -> str:
+def read_text(
+    path: str | Path,
+    error: Callable[[str], InputError] = InputError,
+    what: str = "file",
+    fix: str = "check the path",
+) -> str:
     """The file's text; ``error`` builds the exception for a missing, unreadable or non-UTF-8 file
     (``fix`` says what to set when it is missing)."""
     path = Path(path)
@@ -29,11 +33,17 @@ def read_text(path: str | Path, error: Callable[[str], InputError] = InputError,
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise error(f"{path}:{line} is not UTF-8 text (byte {err.start}); save the {what} as UTF-8") from None
+        raise error(
+            f"{path}:{line} is not UTF-8 text (byte {err.start}); save the {what} as UTF-8"
+        ) from None
 
 
-def read_jsonl(path: str | Path, error: Callable[[str], InputError] = InputError, what: str = "file",
-               fix: str = "check the path") -> list[tuple[int, dict]]:
+def read_jsonl(
+    path: str | Path,
+    error: Callable[[str], InputError] = InputError,
+    what: str = "file",
+    fix: str = "check the path",
+) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line of a JSONL file."""
     records = []
     for number, line in enumerate(read_text(path, error, what, fix).splitlines(), start=1):
@@ -42,9 +52,13 @@ def read_jsonl(path: str | Path, error: Callable[[str], InputError] = InputError
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise error(f"{path}:{number} is not valid JSON ({err.msg}); write one JSON object a line") from None
+            raise error(
+                f"{path}:{number} is not valid JSON ({err.msg}); write one JSON object a line"
+            ) from None
         if not isinstance(record, dict):
-            raise error(f"{path}:{number} holds a JSON {type(record).__name__}, not an object; "
-                        "write one JSON object ({...}) a line")
+            raise error(
+                f"{path}:{number} holds a JSON {type(record).__name__}, not an object; "
+                "write one JSON object ({...}) a line"
+            )
         records.append((number, record))
     return records

@@ -29,8 +29,11 @@ def run_generate(config: RunConfig):
     from selfexplain.jobs.generate import generate
 
     if config.train.mix:
-        raise ConfigError(f"run {config.name} trains on the corpora of train.mix ({', '.join(config.train.mix)}); "
-                          "generate those runs, then train this one")
+        raise ConfigError(
+            f"run {config.name} trains on the corpora of train.mix "
+            f"({', '.join(config.train.mix)}); "
+            "generate those runs, then train this one"
+        )
     check_run(config, ("generate",))
     with ray_session(config.ray):
         check_cluster_storage(config)

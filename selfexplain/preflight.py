@@ -1,4 +1,5 @@
-"""Everything a run's inputs can get wrong, checked before Ray starts and before anything is written.
+"""Everything a run's inputs can get wrong, checked before Ray starts and before anything is
+written.
 
 Each stage's own code checks its inputs too, but only after a Ray session is up (30-60 s on a
 small machine) and sometimes after folders exist. ``check_run`` reads every input a run's stages
@@ -23,7 +24,8 @@ REGENERATE = "delete it and rerun `selfexplain generate` to write it again"
 
 
 class CorpusFileError(InputError):
-    """A corpus file (plan, manifest, shard) that cannot be read; the message names it and the way out."""
+    """A corpus file (plan, manifest, shard) that cannot be read; the message names it and the way
+    out."""
 
 
 def check_run(config: RunConfig, stages: Iterable[str] = STAGES, corpus_ready: bool = True) -> None:
@@ -45,11 +47,17 @@ def check_run(config: RunConfig, stages: Iterable[str] = STAGES, corpus_ready: b
         task = get_task(config.task)
         items = task.work_items(config, load_tokenizer(target_dir, config.trust_remote_code))
         if not items:
-            raise ConfigError(f"config key 'generate': task {config.task} found no work items; check generate.* sources")
+            raise ConfigError(
+                f"config key 'generate': task {config.task} found no work items; check generate.* "
+                f"sources"
+            )
         check_corpus_files(config.corpus_dir, plan=corpus_plan(config, items))
     elif corpus_ready:
-        corpora = ([output / run / "corpus" for run in config.train.mix] if config.train.mix
-                   else [config.corpus_dir])
+        corpora = (
+            [output / run / "corpus" for run in config.train.mix]
+            if config.train.mix
+            else [config.corpus_dir]
+        )
         for corpus in corpora:
             check_corpus_files(corpus, finished=True)
 
@@ -63,12 +71,17 @@ def check_cluster_storage(config: RunConfig) -> None:
     if not Location(config.output_dir).is_local or config.storage.shared_filesystem:
         return
     nodes = [node for node in ray.nodes() if node["Alive"]]
-    workless_head = any(node["Resources"].get("CPU", 0) == 0 and not node["Resources"].get("GPU") for node in nodes)
+    workless_head = any(
+        node["Resources"].get("CPU", 0) == 0 and not node["Resources"].get("GPU") for node in nodes
+    )
     if len(nodes) > 1 or workless_head:
         raise ConfigError(
-            f"config key 'output_dir': {config.output_dir} is a folder on this machine, but the Ray cluster has "
-            f"{len(nodes)} node(s) and runs work on other machines; use an s3://bucket/prefix or gs:// URI, or a "
-            "filesystem mounted at the same path on every node and storage.shared_filesystem=true")
+            f"config key 'output_dir': {config.output_dir} is a folder on this machine, but the "
+            f"Ray cluster has "
+            f"{len(nodes)} node(s) and runs work on other machines; use an s3://bucket/prefix or "
+            f"gs:// URI, or a "
+            "filesystem mounted at the same path on every node and storage.shared_filesystem=true"
+        )
 
 
 def check_output_dir(uri: str, key: str = "output_dir") -> Location:
@@ -76,15 +89,21 @@ def check_output_dir(uri: str, key: str = "output_dir") -> Location:
     try:
         location = Location(uri)
     except (ValueError, OSError) as err:  # pyarrow: unknown scheme, bad bucket name...
-        raise ConfigError(f"config key '{key}': {uri!r} is not a usable folder or URI ({err}); "
-                          "use a local path or s3://bucket/prefix, gs://bucket/prefix") from None
+        raise ConfigError(
+            f"config key '{key}': {uri!r} is not a usable folder or URI ({err}); "
+            "use a local path or s3://bucket/prefix, gs://bucket/prefix"
+        ) from None
     if location.is_local:
         path = location.local_path
         existing = next(p for p in (path, *path.parents) if p.exists())
         if not existing.is_dir():
-            raise ConfigError(f"config key '{key}': {existing} is a file, not a folder; choose another {key}")
+            raise ConfigError(
+                f"config key '{key}': {existing} is a file, not a folder; choose another {key}"
+            )
         if not os.access(existing, os.W_OK | os.X_OK) and key == "output_dir":
-            raise ConfigError(f"config key '{key}': {existing} is not writable; choose a folder you can write to")
+            raise ConfigError(
+                f"config key '{key}': {existing} is not writable; choose a folder you can write to"
+            )
     return location
 
 
@@ -96,19 +115,25 @@ def check_local_resources(config: RunConfig, stages: set[str]) -> None:
     cpus = config.ray.num_cpus
     g, t = config.generate, config.train
     if "generate" in stages and g.num_actors * g.cpus_per_actor > cpus:
-        raise ConfigError(f"config key 'generate.num_actors': {g.num_actors} actors x {g.cpus_per_actor} CPUs "
-                          f"exceed the local cluster's ray.num_cpus={cpus}; lower one or raise ray.num_cpus")
+        raise ConfigError(
+            f"config key 'generate.num_actors': {g.num_actors} actors x {g.cpus_per_actor} CPUs "
+            f"exceed the local cluster's ray.num_cpus={cpus}; lower one or raise ray.num_cpus"
+        )
     if "train" in stages and t.num_workers * t.cpus_per_worker > cpus:
-        raise ConfigError(f"config key 'train.num_workers': {t.num_workers} workers x {t.cpus_per_worker} CPUs "
-                          f"exceed the local cluster's ray.num_cpus={cpus}; lower one or raise ray.num_cpus")
+        raise ConfigError(
+            f"config key 'train.num_workers': {t.num_workers} workers x {t.cpus_per_worker} CPUs "
+            f"exceed the local cluster's ray.num_cpus={cpus}; lower one or raise ray.num_cpus"
+        )
     wants_gpu = ("generate" in stages and g.gpus_per_actor > 0) or ("train" in stages and t.use_gpu)
     if wants_gpu:
         import torch
 
         if not torch.cuda.is_available():
             key = "generate.gpus_per_actor" if g.gpus_per_actor > 0 else "train.use_gpu"
-            raise ConfigError(f"config key '{key}': this machine has no GPU; set it to 0/false or "
-                              "connect to a cluster with GPUs (ray.address)")
+            raise ConfigError(
+                f"config key '{key}': this machine has no GPU; set it to 0/false or "
+                "connect to a cluster with GPUs (ray.address)"
+            )
 
 
 def check_corpus_files(corpus: Location, plan: dict | None = None, finished: bool = False) -> None:
@@ -118,24 +143,36 @@ def check_corpus_files(corpus: Location, plan: dict | None = None, finished: boo
 
     plan_file, manifest_file = corpus / PLAN, corpus / MANIFEST
     if finished and not manifest_file.exists():
-        raise FileNotFoundError(f"no corpus at {corpus} ({MANIFEST} missing); run `selfexplain generate` first")
+        raise FileNotFoundError(
+            f"no corpus at {corpus} ({MANIFEST} missing); run `selfexplain generate` first"
+        )
     if plan is not None and plan_file.exists() and _read_json(plan_file) != plan:
-        raise ConfigError(f"{corpus} was made with other settings or inputs; pick a new run name (name=...) "
-                          "or delete that folder")
+        raise ConfigError(
+            f"{corpus} was made with other settings or inputs; pick a new run name (name=...) "
+            "or delete that folder"
+        )
     if manifest_file.exists():
         manifest = _read_json(manifest_file)
         if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
             raise CorpusFileError(f"{manifest_file} is not a selfexplain manifest; {REGENERATE}")
     if not corpus.exists():
         return
-    shards = [info for info in corpus.fs.get_file_info(_selector(corpus)) if info.base_name.startswith("shard-")]
+    shards = [
+        info
+        for info in corpus.fs.get_file_info(_selector(corpus))
+        if info.base_name.startswith("shard-")
+    ]
     for info in shards:
         try:
             metadata = pq.read_metadata(info.path, filesystem=corpus.fs)
         except (OSError, ValueError) as err:
-            raise CorpusFileError(f"corpus shard {corpus / info.base_name} is damaged ({err}); {REGENERATE}") from None
+            raise CorpusFileError(
+                f"corpus shard {corpus / info.base_name} is damaged ({err}); {REGENERATE}"
+            ) from None
         if "split" not in metadata.schema.names:
-            raise CorpusFileError(f"corpus shard {corpus / info.base_name} is not a selfexplain shard; {REGENERATE}")
+            raise CorpusFileError(
+                f"corpus shard {corpus / info.base_name} is not a selfexplain shard; {REGENERATE}"
+            )
 
 
 def _selector(corpus: Location):
@@ -149,5 +186,3 @@ def _read_json(file: Location):
         return json.loads(file.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CorpusFileError(f"{file} is not valid JSON; {REGENERATE}") from None
-
-

@@ -24,7 +24,6 @@ from typing import Any
 
 from pyarrow import fs as pafs
 
-
 DOWNLOAD_COMPLETE = ".download-complete"
 """Written last into a downloaded folder: its presence means the copy is whole."""
 
@@ -32,7 +31,12 @@ DOWNLOAD_COMPLETE = ".download-complete"
 class Location:
     """A file or folder on some filesystem, joined with ``/`` like a Path."""
 
-    def __init__(self, uri: str | os.PathLike, filesystem: pafs.FileSystem | None = None, path: str | None = None):
+    def __init__(
+        self,
+        uri: str | os.PathLike,
+        filesystem: pafs.FileSystem | None = None,
+        path: str | None = None,
+    ):
         uri = os.fspath(uri)
         if filesystem is not None and path is not None:
             self.fs, self.path, self.uri = filesystem, path, uri
@@ -103,7 +107,8 @@ class Location:
         Two runs that check and then write could both see "absent" and both write: here exactly
         one wins. Locally the whole file is written under a temporary name and hard-linked into
         place (a link never replaces an existing file); on S3 it is a conditional put
-        (``If-None-Match: *``, through boto3 when installed). Other stores fall back to check-then-write.
+        (``If-None-Match: *``, through boto3 when installed). Other stores fall back to
+        check-then-write.
         """
         if self.is_local:
             with _synced_temporary(self.local_path, data) as tmp:
@@ -136,7 +141,11 @@ class Location:
         if self.is_local:
             # a staging folder of its own: two uploads to one place never write into each other's
             self.local_path.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{self.name}.", suffix=".partial", dir=self.local_path.parent))
+            staging = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{self.name}.", suffix=".partial", dir=self.local_path.parent
+                )
+            )
             try:
                 shutil.copytree(local_dir, staging, dirs_exist_ok=True)
                 shutil.rmtree(self.local_path, ignore_errors=True)
@@ -157,10 +166,16 @@ class Location:
         # Copied into a staging folder of its own, marked complete, then renamed into place: a
         # copy cut short is never mistaken for the model, and two copies never mix.
         local_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{local_dir.name}.", suffix=".partial", dir=local_dir.parent))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{local_dir.name}.", suffix=".partial", dir=local_dir.parent)
+        )
         try:
-            pafs.copy_files(self.path, str(staging), source_filesystem=self.fs,
-                            destination_filesystem=pafs.LocalFileSystem())
+            pafs.copy_files(
+                self.path,
+                str(staging),
+                source_filesystem=self.fs,
+                destination_filesystem=pafs.LocalFileSystem(),
+            )
             (staging / DOWNLOAD_COMPLETE).write_text(self.uri)
             shutil.rmtree(local_dir, ignore_errors=True)
             try:
@@ -205,7 +220,10 @@ def _s3_put_if_absent(path: str, data: bytes) -> bool:
     try:
         boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
     except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+        if err.response.get("Error", {}).get("Code") in (
+            "PreconditionFailed",
+            "ConditionalRequestConflict",
+        ):
             return False
         raise
     return True

@@ -3,12 +3,16 @@
 import pytest
 import torch
 
-from selfexplain.evaluate.metrics import score_change_predictions
+from selfexplain.scoring.metrics import score_change_predictions
 from selfexplain.tasks import ScoringContext, get_task
 from selfexplain.tasks.ablation import ABLATION, ablate_prompt
 from selfexplain.tasks.change_answers import ChangeAnswer, display_token
 
-format_query, format_answer, parse_answer = ABLATION.format_query, ABLATION.format_answer, ABLATION.parse_answer
+format_query, format_answer, parse_answer = (
+    ABLATION.format_query,
+    ABLATION.format_answer,
+    ABLATION.parse_answer,
+)
 
 
 def _naive(model, tokenizer, prompt):
@@ -18,7 +22,7 @@ def _naive(model, tokenizer, prompt):
         orig = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1], -1)
         out = []
         for i in range(len(ids)):
-            kept = ids[:i] + ids[i + 1:]
+            kept = ids[:i] + ids[i + 1 :]
             out.append(torch.softmax(model(input_ids=torch.tensor([kept])).logits[0, -1], -1))
     return orig, out
 
@@ -34,7 +38,9 @@ def test_batched_ablation_matches_one_forward_per_token(tiny_llama):
         assert row["orig_top1_id"] == int(orig.argmax())
         assert row["new_top1_id"] == int(probs.argmax())
         assert row["new_prob_of_orig"] == pytest.approx(float(probs[row["orig_top1_id"]]), abs=1e-5)
-        assert row["prob_change"] == pytest.approx(float(probs[row["orig_top1_id"]] - orig.max()), abs=1e-5)
+        assert row["prob_change"] == pytest.approx(
+            float(probs[row["orig_top1_id"]] - orig.max()), abs=1e-5
+        )
         assert row["changed"] == (row["new_top1_id"] != row["orig_top1_id"])
     assert len({r["record_id"] for r in rows}) == len(rows)
 
@@ -45,7 +51,12 @@ def test_single_token_prompt_gives_no_rows(tiny_llama):
 
 
 def test_answers_take_the_papers_form_and_round_trip_through_the_parser():
-    base = {"prompt": "The capital of France is", "token": " France", "token_index": 3, "orig_top1": " Paris"}
+    base = {
+        "prompt": "The capital of France is",
+        "token": " France",
+        "token_index": 3,
+        "orig_top1": " Paris",
+    }
     unchanged = format_answer({**base, "changed": False, "new_top1": " Paris"})
     assert unchanged == " The output would remain unchanged from <<<Paris>>>."
     assert parse_answer(unchanged) == ChangeAnswer(False, "Paris")
@@ -60,11 +71,20 @@ def test_blank_tokens_stay_distinct():
     assert {display_token(t) for t in (" ", "\n", "  ", "\t")} == {"␣", "\\n", "␣␣", "\\t"}
     assert display_token(" Paris") == "Paris"
     newline = format_answer({"changed": True, "new_top1": "\n"})
-    assert parse_answer(newline) == ChangeAnswer(True, "\\n") != parse_answer(format_answer({"changed": True, "new_top1": " "}))
+    assert (
+        parse_answer(newline)
+        == ChangeAnswer(True, "\\n")
+        != parse_answer(format_answer({"changed": True, "new_top1": " "}))
+    )
 
 
 def test_paper_metrics_on_hand_made_cases():
-    truth = [ChangeAnswer(True, "Paris"), ChangeAnswer(True, "Rome"), ChangeAnswer(False, "x"), ChangeAnswer(False, "y")]
+    truth = [
+        ChangeAnswer(True, "Paris"),
+        ChangeAnswer(True, "Rome"),
+        ChangeAnswer(False, "x"),
+        ChangeAnswer(False, "y"),
+    ]
     scores = score_change_predictions(truth, truth)
     assert scores["exact_match"] == scores["has_changed_f1"] == scores["content_match"] == 1.0
     assert scores["balanced_accuracy"] == 1.0
@@ -76,7 +96,12 @@ def test_paper_metrics_on_hand_made_cases():
     assert scores["balanced_accuracy"] == 0.5
     assert scores["has_changed_f1"] == pytest.approx((0 + 2 * 2 / (2 * 2 + 2)) / 2)
 
-    mixed = [ChangeAnswer(True, "London"), ChangeAnswer(False, "Rome"), None, ChangeAnswer(False, "y")]
+    mixed = [
+        ChangeAnswer(True, "London"),
+        ChangeAnswer(False, "Rome"),
+        None,
+        ChangeAnswer(False, "y"),
+    ]
     scores = score_change_predictions(mixed, truth)
     assert scores["exact_match"] == 0.25  # only the last: class and output right
     assert scores["content_match"] == 0.5  # Rome named, under the wrong class, counts here
@@ -88,8 +113,12 @@ def test_paper_metrics_on_hand_made_cases():
 
 
 def test_majority_baseline_names_the_queries_own_original_output():
-    rows = [{"changed": True, "new_top1": " a", "orig_top1": " o"}, {"changed": True, "new_top1": " a", "orig_top1": " o"},
-            {"changed": True, "new_top1": " b", "orig_top1": " o"}, {"changed": False, "new_top1": " c", "orig_top1": " c"}]
+    rows = [
+        {"changed": True, "new_top1": " a", "orig_top1": " o"},
+        {"changed": True, "new_top1": " a", "orig_top1": " o"},
+        {"changed": True, "new_top1": " b", "orig_top1": " o"},
+        {"changed": False, "new_top1": " c", "orig_top1": " c"},
+    ]
     query = {"changed": False, "new_top1": " q", "orig_top1": " q"}
     ablation = get_task("ablation")
     context = ScoringContext(seed=0, train_rows=rows, corpus=None, target_layers=2)

@@ -64,8 +64,16 @@ CONFIG_VALUES = [
     Case("max-failures-forever", run("train.max_failures=-1"), "train.max_failures"),
     Case("max-length-tiny", run("train.max_length=8"), "train.max_length"),
     Case("projection-unknown", run("train.projection=sometimes"), "train.projection"),
-    Case("projection-lr-negative", run("train.projection_learning_rate=-1"), "train.projection_learning_rate"),
-    Case("in-distribution-holdout-one", run("train.in_distribution_holdout=1.0"), "train.in_distribution_holdout"),
+    Case(
+        "projection-lr-negative",
+        run("train.projection_learning_rate=-1"),
+        "train.projection_learning_rate",
+    ),
+    Case(
+        "in-distribution-holdout-one",
+        run("train.in_distribution_holdout=1.0"),
+        "train.in_distribution_holdout",
+    ),
     Case("data-fraction-zero", run("train.data_fraction=0"), "train.data_fraction"),
     Case("data-fraction-above-one", run("train.data_fraction=1.5"), "train.data_fraction"),
     Case("lora-rank-negative", run("train.lora_rank=-1"), "train.lora_rank"),
@@ -83,9 +91,17 @@ CONFIG_VALUES = [
     Case("mix-with-corpus-from", run("train.mix={a: 1}", "corpus_from=b"), "train.mix"),
     Case("use-gpu-without-gpu", run("train.use_gpu=true"), "train.use_gpu"),
     Case("bool-as-text", run("train.use_gpu=maybe"), "train.use_gpu"),
-    Case("held-out-fraction-zero", run("generate.held_out_fraction=0"), "generate.held_out_fraction"),
-    Case("held-out-fraction-one", run("generate.held_out_fraction=1"), "generate.held_out_fraction"),
-    Case("held-out-fraction-nan", run("generate.held_out_fraction=.nan"), "generate.held_out_fraction"),
+    Case(
+        "held-out-fraction-zero", run("generate.held_out_fraction=0"), "generate.held_out_fraction"
+    ),
+    Case(
+        "held-out-fraction-one", run("generate.held_out_fraction=1"), "generate.held_out_fraction"
+    ),
+    Case(
+        "held-out-fraction-nan",
+        run("generate.held_out_fraction=.nan"),
+        "generate.held_out_fraction",
+    ),
     Case("held-out-by-other-task", run("generate.held_out_by=subject"), "generate.held_out_by"),
     Case("items-per-shard-zero", run("generate.items_per_shard=0"), "generate.items_per_shard"),
     Case("actors-zero", run("generate.num_actors=0"), "generate.num_actors"),
@@ -93,7 +109,11 @@ CONFIG_VALUES = [
     Case("cpus-per-actor-zero", run("generate.cpus_per_actor=0"), "generate.cpus_per_actor"),
     Case("gpus-per-actor-negative", run("generate.gpus_per_actor=-1"), "generate.cpus_per_actor"),
     Case("gpus-per-actor-without-gpu", run("generate.gpus_per_actor=1"), "generate.gpus_per_actor"),
-    Case("actor-restarts-forever", run("generate.max_actor_restarts=-1"), "generate.max_actor_restarts"),
+    Case(
+        "actor-restarts-forever",
+        run("generate.max_actor_restarts=-1"),
+        "generate.max_actor_restarts",
+    ),
     Case("max-items-negative", run("generate.max_items=-3"), "generate.max_items"),
     Case("max-items-absurd", run("generate.max_items=1000000000"), "generate.max_items"),
     Case("layers-negative", run("generate.layers=[-1]"), "generate.layers"),
@@ -101,15 +121,25 @@ CONFIG_VALUES = [
     Case("component-unknown", run("generate.component=head"), "generate.component"),
     Case("max-tokens-one", run("generate.max_tokens=1"), "generate.max_tokens"),
     Case("layer-blocks-negative", run("generate.layer_blocks=-1"), "generate.layer_blocks"),
-    Case("probe-accuracy-below-chance", run("generate.min_probe_accuracy=0.2"), "generate.min_probe_accuracy"),
+    Case(
+        "probe-accuracy-below-chance",
+        run("generate.min_probe_accuracy=0.2"),
+        "generate.min_probe_accuracy",
+    ),
     Case("top-contexts-negative", run("generate.top_contexts=-1"), "generate.top_contexts"),
     Case("max-examples-negative", run("evaluate.max_examples=-1"), "evaluate.max_examples"),
-    Case("max-examples-absurd", run("evaluate.max_examples=1000000000000"), "evaluate.max_examples"),
+    Case(
+        "max-examples-absurd", run("evaluate.max_examples=1000000000000"), "evaluate.max_examples"
+    ),
     Case("eval-batch-zero", run("evaluate.batch_size=0"), "evaluate"),
     Case("max-new-tokens-negative", run("evaluate.max_new_tokens=-1"), "evaluate"),
     Case("max-new-tokens-absurd", run("evaluate.max_new_tokens=100000"), "evaluate.max_new_tokens"),
     Case("selfie-scale-zero", run("evaluate.selfie_scales=[0]"), "evaluate.selfie_scales"),
-    Case("evaluate-explainer-bad-uri", run("evaluate.explainer=nosuch://bucket/x"), "evaluate.explainer"),
+    Case(
+        "evaluate-explainer-bad-uri",
+        run("evaluate.explainer=nosuch://bucket/x"),
+        "evaluate.explainer",
+    ),
     Case("num-cpus-one", run("ray.num_cpus=1"), "ray.num_cpus"),
     Case("seed-negative", run("seed=-1"), "seed"),
     Case("seed-beyond-32-bits", run("seed=4294967296"), "seed"),
@@ -141,120 +171,388 @@ RUN_NAMES = [
 CONFIG_FILES = [
     Case("config-path-missing", ["run", "IN/missing.yaml"], "missing.yaml not found"),
     Case("config-name-unknown", ["run", "nosuchconfig"], "no config named 'nosuchconfig'"),
-    Case("config-bad-yaml", ["run", "IN/bad.yaml"], "bad.yaml is not valid YAML", {"bad.yaml": "a: [1\n"}),
-    Case("config-a-list", ["run", "IN/list.yaml"], "must hold a mapping", {"list.yaml": "- a\n- b\n"}),
-    Case("config-not-utf8", ["run", "IN/latin.yaml"], "latin.yaml is not valid YAML", {"latin.yaml": b"name: caf\xe9\n"}),
-    Case("config-unknown-key", ["run", "IN/extra.yaml"], "unknown config key 'colour'",
-         {"extra.yaml": "name: x\ncolour: red\n"}),
-    Case("config-section-a-scalar", ["run", "IN/scalar.yaml"], "config key 'train' must be a section",
-         {"scalar.yaml": "train: 3\n"}),
+    Case(
+        "config-bad-yaml",
+        ["run", "IN/bad.yaml"],
+        "bad.yaml is not valid YAML",
+        {"bad.yaml": "a: [1\n"},
+    ),
+    Case(
+        "config-a-list", ["run", "IN/list.yaml"], "must hold a mapping", {"list.yaml": "- a\n- b\n"}
+    ),
+    Case(
+        "config-not-utf8",
+        ["run", "IN/latin.yaml"],
+        "latin.yaml is not valid YAML",
+        {"latin.yaml": b"name: caf\xe9\n"},
+    ),
+    Case(
+        "config-unknown-key",
+        ["run", "IN/extra.yaml"],
+        "unknown config key 'colour'",
+        {"extra.yaml": "name: x\ncolour: red\n"},
+    ),
+    Case(
+        "config-section-a-scalar",
+        ["run", "IN/scalar.yaml"],
+        "config key 'train' must be a section",
+        {"scalar.yaml": "train: 3\n"},
+    ),
 ]
 
 PROMPTS, QUESTIONS, PAIRS = "generate.prompts=IN/", "generate.questions=IN/", "generate.pairs=IN/"
 INPUT_FILES = [
-    Case("prompts-empty", gen("ablation", PROMPTS + "empty.txt"), "holds no prompts", {"empty.txt": "\n"}),
+    Case(
+        "prompts-empty",
+        gen("ablation", PROMPTS + "empty.txt"),
+        "holds no prompts",
+        {"empty.txt": "\n"},
+    ),
     Case("prompts-missing", gen("ablation", PROMPTS + "missing.txt"), "missing.txt not found"),
-    Case("prompts-a-folder", gen("ablation", PROMPTS + "folder.txt"), "is a folder", {"folder.txt/x": "x"}),
-    Case("prompts-not-utf8", gen("ablation", PROMPTS + "latin.txt"), "latin.txt:1 is not UTF-8", {"latin.txt": NOT_UTF8}),
-    Case("prompts-jsonl-array", gen("ablation", PROMPTS + "p.jsonl"), "p.jsonl:2 holds a JSON list",
-         {"p.jsonl": '{"prompt": "a b"}\n["The capital of France is"]\n'}),
-    Case("prompts-jsonl-bad-json", gen("ablation", PROMPTS + "p.jsonl"), "p.jsonl:1 is not valid JSON", {"p.jsonl": "{prompt\n"}),
-    Case("prompts-jsonl-no-field", gen("ablation", PROMPTS + "p.jsonl"), "p.jsonl:1 has no string field 'prompt'",
-         {"p.jsonl": '{"text": "a"}\n'}),
-    Case("prompts-jsonl-not-utf8", gen("ablation", PROMPTS + "p.jsonl"), "p.jsonl:1 is not UTF-8", {"p.jsonl": NOT_UTF8}),
-    Case("prompts-json-object", gen("ablation", PROMPTS + "p.json"), "p.json holds a JSON dict", {"p.json": '{"a": 1}'}),
-    Case("prompts-json-bad", gen("ablation", PROMPTS + "p.json"), "p.json:1 is not valid JSON", {"p.json": "[1,"}),
-    Case("prompts-json-numbers", gen("ablation", PROMPTS + "p.json"), "entry 1 is not a prompt", {"p.json": "[1, 2]"}),
-    Case("prompts-wrong-suffix", gen("ablation", PROMPTS + "p.csv"), "p.csv: use a .txt", {"p.csv": "a,b\n"}),
+    Case(
+        "prompts-a-folder",
+        gen("ablation", PROMPTS + "folder.txt"),
+        "is a folder",
+        {"folder.txt/x": "x"},
+    ),
+    Case(
+        "prompts-not-utf8",
+        gen("ablation", PROMPTS + "latin.txt"),
+        "latin.txt:1 is not UTF-8",
+        {"latin.txt": NOT_UTF8},
+    ),
+    Case(
+        "prompts-jsonl-array",
+        gen("ablation", PROMPTS + "p.jsonl"),
+        "p.jsonl:2 holds a JSON list",
+        {"p.jsonl": '{"prompt": "a b"}\n["The capital of France is"]\n'},
+    ),
+    Case(
+        "prompts-jsonl-bad-json",
+        gen("ablation", PROMPTS + "p.jsonl"),
+        "p.jsonl:1 is not valid JSON",
+        {"p.jsonl": "{prompt\n"},
+    ),
+    Case(
+        "prompts-jsonl-no-field",
+        gen("ablation", PROMPTS + "p.jsonl"),
+        "p.jsonl:1 has no string field 'prompt'",
+        {"p.jsonl": '{"text": "a"}\n'},
+    ),
+    Case(
+        "prompts-jsonl-not-utf8",
+        gen("ablation", PROMPTS + "p.jsonl"),
+        "p.jsonl:1 is not UTF-8",
+        {"p.jsonl": NOT_UTF8},
+    ),
+    Case(
+        "prompts-json-object",
+        gen("ablation", PROMPTS + "p.json"),
+        "p.json holds a JSON dict",
+        {"p.json": '{"a": 1}'},
+    ),
+    Case(
+        "prompts-json-bad",
+        gen("ablation", PROMPTS + "p.json"),
+        "p.json:1 is not valid JSON",
+        {"p.json": "[1,"},
+    ),
+    Case(
+        "prompts-json-numbers",
+        gen("ablation", PROMPTS + "p.json"),
+        "entry 1 is not a prompt",
+        {"p.json": "[1, 2]"},
+    ),
+    Case(
+        "prompts-wrong-suffix",
+        gen("ablation", PROMPTS + "p.csv"),
+        "p.csv: use a .txt",
+        {"p.csv": "a,b\n"},
+    ),
     Case("questions-missing", gen("hint", QUESTIONS + "q.jsonl"), "q.jsonl not found"),
-    Case("questions-not-utf8", gen("hint", QUESTIONS + "q.jsonl"), "q.jsonl:1 is not UTF-8", {"q.jsonl": NOT_UTF8}),
-    Case("questions-array-line", gen("hint", QUESTIONS + "q.jsonl"), "q.jsonl:1 holds a JSON list", {"q.jsonl": "[1]\n"}),
-    Case("questions-bad-json", gen("hint", QUESTIONS + "q.jsonl"), "q.jsonl:1 is not valid JSON", {"q.jsonl": "{\n"}),
-    Case("questions-answer-out-of-range", gen("hint", QUESTIONS + "q.jsonl"), "'answer' must be a choice",
-         {"q.jsonl": '{"question": "2+2?", "choices": ["3", "4"], "answer": 5}\n'}),
-    Case("questions-one-choice", gen("hint", QUESTIONS + "q.jsonl"), "needs 'question'",
-         {"q.jsonl": '{"question": "2+2?", "choices": ["4"], "answer": 0}\n'}),
-    Case("questions-empty", gen("hint", QUESTIONS + "q.jsonl"), "holds no questions", {"q.jsonl": "\n"}),
-    Case("questions-csv-not-utf8", gen("hint", QUESTIONS + "q.csv"), "q.csv:1 is not UTF-8", {"q.csv": NOT_UTF8}),
-    Case("questions-parquet-damaged", gen("hint", QUESTIONS + "q.parquet"), "not a readable Parquet file",
-         {"q.parquet": b"PAR1 not really"}),
-    Case("questions-wrong-suffix", gen("hint", QUESTIONS + "q.txt"), "q.txt: set generate.questions", {"q.txt": "x"}),
+    Case(
+        "questions-not-utf8",
+        gen("hint", QUESTIONS + "q.jsonl"),
+        "q.jsonl:1 is not UTF-8",
+        {"q.jsonl": NOT_UTF8},
+    ),
+    Case(
+        "questions-array-line",
+        gen("hint", QUESTIONS + "q.jsonl"),
+        "q.jsonl:1 holds a JSON list",
+        {"q.jsonl": "[1]\n"},
+    ),
+    Case(
+        "questions-bad-json",
+        gen("hint", QUESTIONS + "q.jsonl"),
+        "q.jsonl:1 is not valid JSON",
+        {"q.jsonl": "{\n"},
+    ),
+    Case(
+        "questions-answer-out-of-range",
+        gen("hint", QUESTIONS + "q.jsonl"),
+        "'answer' must be a choice",
+        {"q.jsonl": '{"question": "2+2?", "choices": ["3", "4"], "answer": 5}\n'},
+    ),
+    Case(
+        "questions-one-choice",
+        gen("hint", QUESTIONS + "q.jsonl"),
+        "needs 'question'",
+        {"q.jsonl": '{"question": "2+2?", "choices": ["4"], "answer": 0}\n'},
+    ),
+    Case(
+        "questions-empty",
+        gen("hint", QUESTIONS + "q.jsonl"),
+        "holds no questions",
+        {"q.jsonl": "\n"},
+    ),
+    Case(
+        "questions-csv-not-utf8",
+        gen("hint", QUESTIONS + "q.csv"),
+        "q.csv:1 is not UTF-8",
+        {"q.csv": NOT_UTF8},
+    ),
+    Case(
+        "questions-parquet-damaged",
+        gen("hint", QUESTIONS + "q.parquet"),
+        "not a readable Parquet file",
+        {"q.parquet": b"PAR1 not really"},
+    ),
+    Case(
+        "questions-wrong-suffix",
+        gen("hint", QUESTIONS + "q.txt"),
+        "q.txt: set generate.questions",
+        {"q.txt": "x"},
+    ),
     Case("pairs-missing", gen("patching", PAIRS + "p.jsonl"), "p.jsonl not found"),
-    Case("pairs-not-utf8", gen("patching", PAIRS + "p.jsonl"), "p.jsonl:1 is not UTF-8", {"p.jsonl": NOT_UTF8}),
-    Case("pairs-array-line", gen("patching", PAIRS + "p.jsonl"), "p.jsonl:1 holds a JSON list",
-         {"p.jsonl": '["a", "b"]\n'}),
-    Case("pairs-no-counterfactual", gen("patching", PAIRS + "p.jsonl"), "needs string fields",
-         {"p.jsonl": '{"prompt": "a"}\n'}),
+    Case(
+        "pairs-not-utf8",
+        gen("patching", PAIRS + "p.jsonl"),
+        "p.jsonl:1 is not UTF-8",
+        {"p.jsonl": NOT_UTF8},
+    ),
+    Case(
+        "pairs-array-line",
+        gen("patching", PAIRS + "p.jsonl"),
+        "p.jsonl:1 holds a JSON list",
+        {"p.jsonl": '["a", "b"]\n'},
+    ),
+    Case(
+        "pairs-no-counterfactual",
+        gen("patching", PAIRS + "p.jsonl"),
+        "needs string fields",
+        {"p.jsonl": '{"prompt": "a"}\n'},
+    ),
     Case("pairs-empty", gen("patching", PAIRS + "p.jsonl"), "holds no pairs", {"p.jsonl": "\n\n"}),
-    Case("pairs-wrong-suffix", gen("patching", PAIRS + "p.json"), "p.json: set generate.pairs", {"p.json": "[]"}),
+    Case(
+        "pairs-wrong-suffix",
+        gen("patching", PAIRS + "p.json"),
+        "p.json: set generate.pairs",
+        {"p.json": "[]"},
+    ),
     Case("lexicon-missing", gen("features", "generate.features=IN/l.tsv"), "l.tsv not found"),
-    Case("lexicon-three-fields", gen("features", "generate.features=IN/l.tsv"), "l.tsv:1 has 3 tab-separated",
-         {"l.tsv": "kind\tname\tdescription\n"}),
-    Case("lexicon-not-utf8", gen("features", "generate.features=IN/l.tsv"), "l.tsv:1 is not UTF-8", {"l.tsv": NOT_UTF8}),
-    Case("lexicon-one-member", gen("features", "generate.features=IN/l.tsv"), "needs at least 2 members",
-         {"l.tsv": "animal\tcat\tcats\tcat\n"}),
-    Case("lexicon-duplicate", gen("features", "generate.features=IN/l.tsv"), "appears twice",
-         {"l.tsv": "animal\tcat\tcats\tcat|kitten\nanimal\tcat\tcats\tcat|kitten\n"}),
-    Case("sae-cfg-bad-json", gen("features", "generate.features=IN/sae"), "cfg.json:1 is not valid JSON",
-         {"sae/cfg.json": "{", "sae/sae_weights.safetensors": b"x"}),
-    Case("sae-cfg-a-list", gen("features", "generate.features=IN/sae"), "must hold a JSON object",
-         {"sae/cfg.json": "[]", "sae/sae_weights.safetensors": b"x"}),
-    Case("sae-no-weights", gen("features", "generate.features=IN/sae"), "sae_weights.safetensors is missing",
-         {"sae/cfg.json": "{}"}),
-    Case("sae-weights-damaged", gen("features", "generate.features=IN/sae"), "not a readable safetensors file",
-         {"sae/cfg.json": '{"hook_name": "blocks.1.hook_resid_post"}', "sae/sae_weights.safetensors": b"garbage"}),
-    Case("sae-hook-not-residual", gen("features", "generate.features=IN/sae"), "not a residual-stream hook",
-         {"sae/cfg.json": '{"hook_name": "blocks.1.attn.hook_z"}', "sae/sae_weights.safetensors": b"x"}),
-    Case("sae-without-explanations", gen("features", "generate.features=SAE"), "generate.explanations"),
-    Case("explanations-missing", gen("features", "generate.features=SAE", "generate.explanations=IN/e.json"),
-         "e.json not found"),
-    Case("explanations-not-utf8", gen("features", "generate.features=SAE", "generate.explanations=IN/e.jsonl"),
-         "e.jsonl:1 is not UTF-8", {"e.jsonl": NOT_UTF8}),
-    Case("explanations-bad-json", gen("features", "generate.features=SAE", "generate.explanations=IN/e.json"),
-         "e.json is not valid JSON", {"e.json": "[{"}),
-    Case("explanations-no-description", gen("features", "generate.features=SAE", "generate.explanations=IN/e.json"),
-         "entry 1 needs 'index'", {"e.json": '[{"index": 0}]'}),
+    Case(
+        "lexicon-three-fields",
+        gen("features", "generate.features=IN/l.tsv"),
+        "l.tsv:1 has 3 tab-separated",
+        {"l.tsv": "kind\tname\tdescription\n"},
+    ),
+    Case(
+        "lexicon-not-utf8",
+        gen("features", "generate.features=IN/l.tsv"),
+        "l.tsv:1 is not UTF-8",
+        {"l.tsv": NOT_UTF8},
+    ),
+    Case(
+        "lexicon-one-member",
+        gen("features", "generate.features=IN/l.tsv"),
+        "needs at least 2 members",
+        {"l.tsv": "animal\tcat\tcats\tcat\n"},
+    ),
+    Case(
+        "lexicon-duplicate",
+        gen("features", "generate.features=IN/l.tsv"),
+        "appears twice",
+        {"l.tsv": "animal\tcat\tcats\tcat|kitten\nanimal\tcat\tcats\tcat|kitten\n"},
+    ),
+    Case(
+        "sae-cfg-bad-json",
+        gen("features", "generate.features=IN/sae"),
+        "cfg.json:1 is not valid JSON",
+        {"sae/cfg.json": "{", "sae/sae_weights.safetensors": b"x"},
+    ),
+    Case(
+        "sae-cfg-a-list",
+        gen("features", "generate.features=IN/sae"),
+        "must hold a JSON object",
+        {"sae/cfg.json": "[]", "sae/sae_weights.safetensors": b"x"},
+    ),
+    Case(
+        "sae-no-weights",
+        gen("features", "generate.features=IN/sae"),
+        "sae_weights.safetensors is missing",
+        {"sae/cfg.json": "{}"},
+    ),
+    Case(
+        "sae-weights-damaged",
+        gen("features", "generate.features=IN/sae"),
+        "not a readable safetensors file",
+        {
+            "sae/cfg.json": '{"hook_name": "blocks.1.hook_resid_post"}',
+            "sae/sae_weights.safetensors": b"garbage",
+        },
+    ),
+    Case(
+        "sae-hook-not-residual",
+        gen("features", "generate.features=IN/sae"),
+        "not a residual-stream hook",
+        {
+            "sae/cfg.json": '{"hook_name": "blocks.1.attn.hook_z"}',
+            "sae/sae_weights.safetensors": b"x",
+        },
+    ),
+    Case(
+        "sae-without-explanations",
+        gen("features", "generate.features=SAE"),
+        "generate.explanations",
+    ),
+    Case(
+        "explanations-missing",
+        gen("features", "generate.features=SAE", "generate.explanations=IN/e.json"),
+        "e.json not found",
+    ),
+    Case(
+        "explanations-not-utf8",
+        gen("features", "generate.features=SAE", "generate.explanations=IN/e.jsonl"),
+        "e.jsonl:1 is not UTF-8",
+        {"e.jsonl": NOT_UTF8},
+    ),
+    Case(
+        "explanations-bad-json",
+        gen("features", "generate.features=SAE", "generate.explanations=IN/e.json"),
+        "e.json is not valid JSON",
+        {"e.json": "[{"},
+    ),
+    Case(
+        "explanations-no-description",
+        gen("features", "generate.features=SAE", "generate.explanations=IN/e.json"),
+        "entry 1 needs 'index'",
+        {"e.json": '[{"index": 0}]'},
+    ),
 ]
 
 MODEL_FILES = [
     Case("target-missing", run("target=/no/such/model"), "/no/such/model"),
-    Case("explainer-gguf-missing", run("train.explainer=/no/such/explainer.gguf"), "/no/such/explainer.gguf"),
-    Case("target-not-gguf", run("target=IN/model.gguf"), "is not a GGUF file", {"model.gguf": "hello"}),
-    Case("target-gguf-empty", run("target=IN/model.gguf"), "is not a GGUF file", {"model.gguf": b""}),
-    Case("target-gguf-truncated", run("target=IN/cut.gguf"), "damaged or truncated", {"cut.gguf": "TRUNCATED_GGUF"}),
-    Case("target-dir-no-config", run("target=IN/model"), "has no config.json", {"model/weights.bin": b"x"}),
-    Case("target-config-bad-json", run("target=IN/model"), "config.json:1 is not valid JSON",
-         {"model/config.json": "{", "model/model.safetensors": b"x"}),
-    Case("target-config-not-utf8", run("target=IN/model"), "config.json is not valid JSON",
-         {"model/config.json": b"\xff", "model/model.safetensors": b"x"}),
-    Case("target-config-no-model-type", run("target=IN/model"), "names no model_type",
-         {"model/config.json": "{}", "model/model.safetensors": b"x"}),
-    Case("target-pickled-weights-only", run("target=IN/model"), "no *.safetensors weights",
-         {"model/config.json": '{"model_type": "llama"}', "model/pytorch_model.bin": b"x"}),
-    Case("explainer-config-bad-json", run("train.explainer=IN/model"), "config.json:1 is not valid JSON",
-         {"model/config.json": "{", "model/model.safetensors": b"x"}),
+    Case(
+        "explainer-gguf-missing",
+        run("train.explainer=/no/such/explainer.gguf"),
+        "/no/such/explainer.gguf",
+    ),
+    Case(
+        "target-not-gguf",
+        run("target=IN/model.gguf"),
+        "is not a GGUF file",
+        {"model.gguf": "hello"},
+    ),
+    Case(
+        "target-gguf-empty", run("target=IN/model.gguf"), "is not a GGUF file", {"model.gguf": b""}
+    ),
+    Case(
+        "target-gguf-truncated",
+        run("target=IN/cut.gguf"),
+        "damaged or truncated",
+        {"cut.gguf": "TRUNCATED_GGUF"},
+    ),
+    Case(
+        "target-dir-no-config",
+        run("target=IN/model"),
+        "has no config.json",
+        {"model/weights.bin": b"x"},
+    ),
+    Case(
+        "target-config-bad-json",
+        run("target=IN/model"),
+        "config.json:1 is not valid JSON",
+        {"model/config.json": "{", "model/model.safetensors": b"x"},
+    ),
+    Case(
+        "target-config-not-utf8",
+        run("target=IN/model"),
+        "config.json is not valid JSON",
+        {"model/config.json": b"\xff", "model/model.safetensors": b"x"},
+    ),
+    Case(
+        "target-config-no-model-type",
+        run("target=IN/model"),
+        "names no model_type",
+        {"model/config.json": "{}", "model/model.safetensors": b"x"},
+    ),
+    Case(
+        "target-pickled-weights-only",
+        run("target=IN/model"),
+        "no *.safetensors weights",
+        {"model/config.json": '{"model_type": "llama"}', "model/pytorch_model.bin": b"x"},
+    ),
+    Case(
+        "explainer-config-bad-json",
+        run("train.explainer=IN/model"),
+        "config.json:1 is not valid JSON",
+        {"model/config.json": "{", "model/model.safetensors": b"x"},
+    ),
 ]
 
 # An existing run folder (RUNS/tiny) whose corpus holds a damaged file.
 CORPUS = "RUNS/tiny/corpus/"
 EXISTING_CORPUS = [
     Case("train-without-corpus", run(command="train"), "run `selfexplain generate` first"),
-    Case("manifest-bad-json", run(command="train"), "manifest.json is not valid JSON; delete it",
-         {CORPUS + "manifest.json": "{"}),
-    Case("manifest-empty", run(command="train"), "manifest.json is not valid JSON; delete it",
-         {CORPUS + "manifest.json": ""}),
-    Case("manifest-a-list", run(command="evaluate"), "is not a selfexplain manifest",
-         {CORPUS + "manifest.json": "[]"}),
-    Case("shard-damaged", run(command="generate"), "shard-00000.parquet is damaged",
-         {CORPUS + "shard-00000.parquet": b"PAR1garbagePAR1"}),
-    Case("shard-empty", run(command="generate"), "shard-00001.parquet is damaged",
-         {CORPUS + "shard-00001.parquet": b""}),
-    Case("shard-not-a-corpus", run(command="generate"), "is not a selfexplain shard",
-         {CORPUS + "shard-00000.parquet": "OTHER_PARQUET"}),
-    Case("plan-other-settings", run(command="generate"), "made with other settings",
-         {CORPUS + "plan.json": '{"fingerprint": "x"}'}),
-    Case("plan-bad-json", run(command="generate"), "plan.json is not valid JSON",
-         {CORPUS + "plan.json": "{"}),
+    Case(
+        "manifest-bad-json",
+        run(command="train"),
+        "manifest.json is not valid JSON; delete it",
+        {CORPUS + "manifest.json": "{"},
+    ),
+    Case(
+        "manifest-empty",
+        run(command="train"),
+        "manifest.json is not valid JSON; delete it",
+        {CORPUS + "manifest.json": ""},
+    ),
+    Case(
+        "manifest-a-list",
+        run(command="evaluate"),
+        "is not a selfexplain manifest",
+        {CORPUS + "manifest.json": "[]"},
+    ),
+    Case(
+        "shard-damaged",
+        run(command="generate"),
+        "shard-00000.parquet is damaged",
+        {CORPUS + "shard-00000.parquet": b"PAR1garbagePAR1"},
+    ),
+    Case(
+        "shard-empty",
+        run(command="generate"),
+        "shard-00001.parquet is damaged",
+        {CORPUS + "shard-00001.parquet": b""},
+    ),
+    Case(
+        "shard-not-a-corpus",
+        run(command="generate"),
+        "is not a selfexplain shard",
+        {CORPUS + "shard-00000.parquet": "OTHER_PARQUET"},
+    ),
+    Case(
+        "plan-other-settings",
+        run(command="generate"),
+        "made with other settings",
+        {CORPUS + "plan.json": '{"fingerprint": "x"}'},
+    ),
+    Case(
+        "plan-bad-json",
+        run(command="generate"),
+        "plan.json is not valid JSON",
+        {CORPUS + "plan.json": "{"},
+    ),
     Case("mix-run-without-corpus", run("train.mix={ghost: 1}", command="train"), "ghost/corpus"),
 ]
 
@@ -265,12 +563,19 @@ STUDIES = [
     Case("study-fraction-zero", [*STUDY, "data_fractions=[0]"], "data_fractions"),
     Case("study-scaling-unknown", [*STUDY, "scaling_explainers=[third]"], "scaling_explainers"),
     Case("study-name-parent", [*STUDY, "name=../x"], "study key 'name'"),
-    Case("study-output-dir-empty", ["study", "study-quick", "output_dir="], "study key 'output_dir'"),
+    Case(
+        "study-output-dir-empty", ["study", "study-quick", "output_dir="], "study key 'output_dir'"
+    ),
     Case("study-unknown-task", [*STUDY, "tasks={translation: {}}"], "study key 'tasks'"),
     Case("study-run-key-unknown", [*STUDY, "train.lrr=1"], "unknown config key 'train.lrr'"),
     Case("study-unknown-name", ["study", "nosuchstudy"], "no study named 'nosuchstudy'"),
     Case("study-other-missing", [*STUDY, "other_explainer=/no/such/model"], "/no/such/model"),
-    Case("study-file-bad-yaml", ["study", "IN/s.yaml"], "s.yaml is not valid YAML", {"s.yaml": "tasks: {\n"}),
+    Case(
+        "study-file-bad-yaml",
+        ["study", "IN/s.yaml"],
+        "s.yaml is not valid YAML",
+        {"s.yaml": "tasks: {\n"},
+    ),
     Case("study-file-lacks-keys", ["study", "IN/s.yaml"], "lacks", {"s.yaml": "name: s\n"}),
     Case("study-override-bad-yaml", [*STUDY, "data_fractions=[0.5"], "not valid YAML"),
 ]
@@ -287,60 +592,177 @@ def vector_query(vector, layer: int = 1) -> str:
 
 
 EXPLAIN = [
-    Case("explainer-folder-missing", ask(folder="IN/nothing"), "is not a trained selfexplain explainer"),
-    Case("explainer-info-bad-json", ask(folder="IN/broken"), "selfexplain.json:1 is not valid JSON",
-         {"broken/selfexplain.json": "{"}),
-    Case("explainer-info-no-tasks", ask(folder="IN/broken"), "must name its tasks",
-         {"broken/selfexplain.json": '{"target_model": "tiny-llama"}'}),
-    Case("explainer-info-unknown-task", ask(folder="IN/broken"), "must name its tasks",
-         {"broken/selfexplain.json": '{"tasks": ["poetry"], "target_model": "tiny-llama"}'}),
+    Case(
+        "explainer-folder-missing",
+        ask(folder="IN/nothing"),
+        "is not a trained selfexplain explainer",
+    ),
+    Case(
+        "explainer-info-bad-json",
+        ask(folder="IN/broken"),
+        "selfexplain.json:1 is not valid JSON",
+        {"broken/selfexplain.json": "{"},
+    ),
+    Case(
+        "explainer-info-no-tasks",
+        ask(folder="IN/broken"),
+        "must name its tasks",
+        {"broken/selfexplain.json": '{"target_model": "tiny-llama"}'},
+    ),
+    Case(
+        "explainer-info-unknown-task",
+        ask(folder="IN/broken"),
+        "must name its tasks",
+        {"broken/selfexplain.json": '{"tasks": ["poetry"], "target_model": "tiny-llama"}'},
+    ),
     Case("queries-missing", ask("--queries", "IN/q.jsonl"), "q.jsonl not found"),
     Case("queries-empty", ask("--queries", "IN/q.jsonl"), "holds no queries", {"q.jsonl": "\n"}),
-    Case("queries-bad-json", ask("--queries", "IN/q.jsonl"), "q.jsonl:2 is not valid JSON",
-         {"q.jsonl": vector_query([1.0] * 64) + "{oops\n"}),
-    Case("queries-array-line", ask("--queries", "IN/q.jsonl"), "q.jsonl:1 holds a JSON list", {"q.jsonl": "[1]\n"}),
-    Case("queries-not-utf8", ask("--queries", "IN/q.jsonl"), "q.jsonl:1 is not UTF-8", {"q.jsonl": NOT_UTF8}),
-    Case("max-new-tokens-zero", ask("--vector", "IN/v.npy", "--layer", "1", "--max-new-tokens", "0"),
-         "--max-new-tokens", {"v.npy": "VECTOR_64"}),
-    Case("max-new-tokens-huge", ask("--vector", "IN/v.npy", "--layer", "1", "--max-new-tokens", "100000"),
-         "--max-new-tokens", {"v.npy": "VECTOR_64"}),
-    Case("vector-nan", ask("--queries", "IN/q.jsonl"), "NaN or infinite",
-         {"q.jsonl": vector_query([1.0] * 63 + ["NaN"]).replace('"NaN"', "NaN")}),
-    Case("vector-inf", ask("--queries", "IN/q.jsonl"), "NaN or infinite",
-         {"q.jsonl": vector_query([1.0] * 63 + ["Inf"]).replace('"Inf"', "Infinity")}),
-    Case("vector-zero", ask("--queries", "IN/q.jsonl"), "all zeros", {"q.jsonl": vector_query([0.0] * 64)}),
-    Case("vector-wrong-width", ask("--queries", "IN/q.jsonl"), "vectors of 64 numbers",
-         {"q.jsonl": vector_query([1.0] * 10)}),
-    Case("vector-not-numbers", ask("--queries", "IN/q.jsonl"), "'vector' must be a list of numbers",
-         {"q.jsonl": vector_query(["a"] * 64)}),
-    Case("vector-layer-untrained", ask("--queries", "IN/q.jsonl"), "trained on layers [1, 2]",
-         {"q.jsonl": vector_query([1.0] * 64, layer=3)}),
-    Case("vector-layer-text", ask("--queries", "IN/q.jsonl"), "'layer' must be an integer",
-         {"q.jsonl": json.dumps({"vector": [1.0] * 64, "layer": "one"}) + "\n"}),
-    Case("vector-file-missing", ask("--vector", "IN/none.npy", "--layer", "1"), "none.npy not found"),
-    Case("vector-file-not-npy", ask("--vector", "IN/v.npy", "--layer", "1"), "is not a .npy array",
-         {"v.npy": "not numpy"}),
-    Case("vector-file-2d", ask("--vector", "IN/v.npy", "--layer", "1"), "has shape (2, 64)",
-         {"v.npy": "VECTOR_2x64"}),
-    Case("query-missing-field", ask("--queries", "IN/q.jsonl"), "missing layer",
-         {"q.jsonl": json.dumps({"vector": [1.0] * 64}) + "\n"}),
-    Case("query-other-task", ask("--queries", "IN/q.jsonl"), "trained for features, not 'ablation'",
-         {"q.jsonl": json.dumps({"task": "ablation", "prompt": "a", "token_index": 0}) + "\n"}),
-    Case("token-index-out-of-range", ask("--prompt", "The capital of France is", "--token-index", "99",
-                                         folder=ABLATION_EXPLAINER), "token_index 99 is outside"),
-    Case("token-index-text", ask("--queries", "IN/q.jsonl", folder=ABLATION_EXPLAINER), "'token_index' must be an integer",
-         {"q.jsonl": json.dumps({"prompt": "a b", "token_index": "2"}) + "\n"}),
-    Case("prompt-not-text", ask("--queries", "IN/q.jsonl", folder=ABLATION_EXPLAINER), "'prompt' must be text",
-         {"q.jsonl": json.dumps({"prompt": 5, "token_index": 0}) + "\n"}),
-    Case("interface-bad-json", ask("--vector", "IN/v.npy", "--layer", "1", folder="IN/features"),
-         "vector_interface.json:1 is not valid JSON", {"v.npy": "VECTOR_64", "features/": "COPY_FEATURES",
-                                                       "features/vector_interface.json": "{"}),
-    Case("interface-missing-key", ask("--vector", "IN/v.npy", "--layer", "1", folder="IN/features"),
-         "key 'd_target'", {"v.npy": "VECTOR_64", "features/": "COPY_FEATURES",
-                            "features/vector_interface.json": '{"target_model": "tiny-llama", "layers": [1]}'}),
+    Case(
+        "queries-bad-json",
+        ask("--queries", "IN/q.jsonl"),
+        "q.jsonl:2 is not valid JSON",
+        {"q.jsonl": vector_query([1.0] * 64) + "{oops\n"},
+    ),
+    Case(
+        "queries-array-line",
+        ask("--queries", "IN/q.jsonl"),
+        "q.jsonl:1 holds a JSON list",
+        {"q.jsonl": "[1]\n"},
+    ),
+    Case(
+        "queries-not-utf8",
+        ask("--queries", "IN/q.jsonl"),
+        "q.jsonl:1 is not UTF-8",
+        {"q.jsonl": NOT_UTF8},
+    ),
+    Case(
+        "max-new-tokens-zero",
+        ask("--vector", "IN/v.npy", "--layer", "1", "--max-new-tokens", "0"),
+        "--max-new-tokens",
+        {"v.npy": "VECTOR_64"},
+    ),
+    Case(
+        "max-new-tokens-huge",
+        ask("--vector", "IN/v.npy", "--layer", "1", "--max-new-tokens", "100000"),
+        "--max-new-tokens",
+        {"v.npy": "VECTOR_64"},
+    ),
+    Case(
+        "vector-nan",
+        ask("--queries", "IN/q.jsonl"),
+        "NaN or infinite",
+        {"q.jsonl": vector_query([1.0] * 63 + ["NaN"]).replace('"NaN"', "NaN")},
+    ),
+    Case(
+        "vector-inf",
+        ask("--queries", "IN/q.jsonl"),
+        "NaN or infinite",
+        {"q.jsonl": vector_query([1.0] * 63 + ["Inf"]).replace('"Inf"', "Infinity")},
+    ),
+    Case(
+        "vector-zero",
+        ask("--queries", "IN/q.jsonl"),
+        "all zeros",
+        {"q.jsonl": vector_query([0.0] * 64)},
+    ),
+    Case(
+        "vector-wrong-width",
+        ask("--queries", "IN/q.jsonl"),
+        "vectors of 64 numbers",
+        {"q.jsonl": vector_query([1.0] * 10)},
+    ),
+    Case(
+        "vector-not-numbers",
+        ask("--queries", "IN/q.jsonl"),
+        "'vector' must be a list of numbers",
+        {"q.jsonl": vector_query(["a"] * 64)},
+    ),
+    Case(
+        "vector-layer-untrained",
+        ask("--queries", "IN/q.jsonl"),
+        "trained on layers [1, 2]",
+        {"q.jsonl": vector_query([1.0] * 64, layer=3)},
+    ),
+    Case(
+        "vector-layer-text",
+        ask("--queries", "IN/q.jsonl"),
+        "'layer' must be an integer",
+        {"q.jsonl": json.dumps({"vector": [1.0] * 64, "layer": "one"}) + "\n"},
+    ),
+    Case(
+        "vector-file-missing", ask("--vector", "IN/none.npy", "--layer", "1"), "none.npy not found"
+    ),
+    Case(
+        "vector-file-not-npy",
+        ask("--vector", "IN/v.npy", "--layer", "1"),
+        "is not a .npy array",
+        {"v.npy": "not numpy"},
+    ),
+    Case(
+        "vector-file-2d",
+        ask("--vector", "IN/v.npy", "--layer", "1"),
+        "has shape (2, 64)",
+        {"v.npy": "VECTOR_2x64"},
+    ),
+    Case(
+        "query-missing-field",
+        ask("--queries", "IN/q.jsonl"),
+        "missing layer",
+        {"q.jsonl": json.dumps({"vector": [1.0] * 64}) + "\n"},
+    ),
+    Case(
+        "query-other-task",
+        ask("--queries", "IN/q.jsonl"),
+        "trained for features, not 'ablation'",
+        {"q.jsonl": json.dumps({"task": "ablation", "prompt": "a", "token_index": 0}) + "\n"},
+    ),
+    Case(
+        "token-index-out-of-range",
+        ask(
+            "--prompt", "The capital of France is", "--token-index", "99", folder=ABLATION_EXPLAINER
+        ),
+        "token_index 99 is outside",
+    ),
+    Case(
+        "token-index-text",
+        ask("--queries", "IN/q.jsonl", folder=ABLATION_EXPLAINER),
+        "'token_index' must be an integer",
+        {"q.jsonl": json.dumps({"prompt": "a b", "token_index": "2"}) + "\n"},
+    ),
+    Case(
+        "prompt-not-text",
+        ask("--queries", "IN/q.jsonl", folder=ABLATION_EXPLAINER),
+        "'prompt' must be text",
+        {"q.jsonl": json.dumps({"prompt": 5, "token_index": 0}) + "\n"},
+    ),
+    Case(
+        "interface-bad-json",
+        ask("--vector", "IN/v.npy", "--layer", "1", folder="IN/features"),
+        "vector_interface.json:1 is not valid JSON",
+        {"v.npy": "VECTOR_64", "features/": "COPY_FEATURES", "features/vector_interface.json": "{"},
+    ),
+    Case(
+        "interface-missing-key",
+        ask("--vector", "IN/v.npy", "--layer", "1", folder="IN/features"),
+        "key 'd_target'",
+        {
+            "v.npy": "VECTOR_64",
+            "features/": "COPY_FEATURES",
+            "features/vector_interface.json": '{"target_model": "tiny-llama", "layers": [1]}',
+        },
+    ),
 ]
 
-CASES = CONFIG_VALUES + RUN_NAMES + CONFIG_FILES + INPUT_FILES + MODEL_FILES + EXISTING_CORPUS + STUDIES + EXPLAIN
+CASES = (
+    CONFIG_VALUES
+    + RUN_NAMES
+    + CONFIG_FILES
+    + INPUT_FILES
+    + MODEL_FILES
+    + EXISTING_CORPUS
+    + STUDIES
+    + EXPLAIN
+)
 
 
 def test_the_table_holds_over_a_hundred_distinct_cases():
@@ -365,11 +787,24 @@ def sandbox_inputs(tmp_path_factory):
     for task in ("features", "ablation"):
         folder = root / "explainers" / task
         shutil.copytree(model, folder)
-        (folder / "selfexplain.json").write_text(json.dumps({"tasks": [task], "target_model": "tiny-llama"}))
-    (root / "explainers/features/vector_interface.json").write_text(json.dumps(
-        {"target_model": "tiny-llama", "layers": [1, 2], "d_target": 64, "d_explainer": 64, "projected": False,
-         "rescale": True}))
-    header = b"GGUF" + (3).to_bytes(4, "little") + (10).to_bytes(8, "little") + (1).to_bytes(8, "little")
+        (folder / "selfexplain.json").write_text(
+            json.dumps({"tasks": [task], "target_model": "tiny-llama"})
+        )
+    (root / "explainers/features/vector_interface.json").write_text(
+        json.dumps(
+            {
+                "target_model": "tiny-llama",
+                "layers": [1, 2],
+                "d_target": 64,
+                "d_explainer": 64,
+                "projected": False,
+                "rescale": True,
+            }
+        )
+    )
+    header = (
+        b"GGUF" + (3).to_bytes(4, "little") + (10).to_bytes(8, "little") + (1).to_bytes(8, "little")
+    )
     (root / "cut.gguf").write_bytes(header + b"\x00" * 16)  # declares 10 tensors, holds none
     pq.write_table(pa.table({"x": [1]}), root / "other.parquet")
     np.save(root / "v64.npy", np.ones(64, dtype=np.float32))
@@ -382,20 +817,36 @@ def _files(folder: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_input_is_one_clear_line_and_exit_2(case, sandbox_inputs, tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_clear_line_and_exit_2(
+    case, sandbox_inputs, tmp_path, monkeypatch, capsys
+):
     import ray
 
     def ray_must_not_start(*args, **kwargs):
-        raise AssertionError("Ray started: this bad input was not caught before the cluster came up")
+        raise AssertionError(
+            "Ray started: this bad input was not caught before the cluster came up"
+        )
 
     monkeypatch.setattr(ray, "init", ray_must_not_start)
     monkeypatch.chdir(tmp_path)  # a relative path written by mistake lands in the sandbox
-    shared = {"TRUNCATED_GGUF": "cut.gguf", "OTHER_PARQUET": "other.parquet", "VECTOR_64": "v64.npy",
-              "VECTOR_2x64": "v2x64.npy"}
-    places = {"IN": tmp_path / "in", "RUNS": tmp_path / "runs", "EXPLAINERS": sandbox_inputs / "explainers",
-              "SAE": sandbox_inputs / "sae"}
+    shared = {
+        "TRUNCATED_GGUF": "cut.gguf",
+        "OTHER_PARQUET": "other.parquet",
+        "VECTOR_64": "v64.npy",
+        "VECTOR_2x64": "v2x64.npy",
+    }
+    places = {
+        "IN": tmp_path / "in",
+        "RUNS": tmp_path / "runs",
+        "EXPLAINERS": sandbox_inputs / "explainers",
+        "SAE": sandbox_inputs / "sae",
+    }
     for name, content in case.files.items():
-        path = Path(name.replace("RUNS/", f"{places['RUNS']}/")) if name.startswith("RUNS/") else places["IN"] / name
+        path = (
+            Path(name.replace("RUNS/", f"{places['RUNS']}/"))
+            if name.startswith("RUNS/")
+            else places["IN"] / name
+        )
         if content == "COPY_FEATURES":
             shutil.copytree(sandbox_inputs / "explainers/features", path)
             continue
@@ -404,9 +855,13 @@ def test_bad_input_is_one_clear_line_and_exit_2(case, sandbox_inputs, tmp_path, 
             shutil.copy(sandbox_inputs / shared[content], path)
         else:
             path.write_bytes(content.encode() if isinstance(content, str) else content)
-    argv = [arg.replace("IN/", f"{places['IN']}/").replace("RUNS", str(places["RUNS"]))
-            .replace("EXPLAINERS", str(places["EXPLAINERS"])).replace("=SAE", f"={places['SAE']}")
-            for arg in case.argv]
+    argv = [
+        arg.replace("IN/", f"{places['IN']}/")
+        .replace("RUNS", str(places["RUNS"]))
+        .replace("EXPLAINERS", str(places["EXPLAINERS"]))
+        .replace("=SAE", f"={places['SAE']}")
+        for arg in case.argv
+    ]
     before = _files(tmp_path)
 
     assert main(argv) == 2

@@ -10,22 +10,38 @@ def test_packaged_configs_load_and_start_with_the_command_that_runs_them():
     for name in ("demo", "tiny"):
         config = load_config(name)
         assert isinstance(config, RunConfig)
-        first_line = (resources.files("selfexplain") / "configs" / f"{name}.yaml").read_text().splitlines()[0]
+        first_line = (
+            (resources.files("selfexplain") / "configs" / f"{name}.yaml")
+            .read_text()
+            .splitlines()[0]
+        )
         assert first_line.startswith("# Run with:") and name in first_line
 
 
 def test_fingerprint_ignores_keys_that_cannot_change_a_result():
     base = load_config("tiny")
-    operational = load_config("tiny", ["train.tensorboard=false", "train.keep_finished_checkpoints=true",
-                                       "train.max_failures=3", "train.checkpoint_every=5", "ray.num_cpus=8",
-                                       "ray.dashboard=true"])
+    operational = load_config(
+        "tiny",
+        [
+            "train.tensorboard=false",
+            "train.keep_finished_checkpoints=true",
+            "train.max_failures=3",
+            "train.checkpoint_every=5",
+            "ray.num_cpus=8",
+            "ray.dashboard=true",
+        ],
+    )
     assert operational.fingerprint() == base.fingerprint()
     assert operational.fingerprint("train") == base.fingerprint("train")
-    assert load_config("tiny", ["train.learning_rate=0.5"]).fingerprint("train") != base.fingerprint("train")
+    assert load_config("tiny", ["train.learning_rate=0.5"]).fingerprint(
+        "train"
+    ) != base.fingerprint("train")
 
 
 def test_overrides_are_typed_and_nested():
-    config = load_config("tiny", ["train.epochs=3", "train.learning_rate=2e-4", "name=other", "train.offload=false"])
+    config = load_config(
+        "tiny", ["train.epochs=3", "train.learning_rate=2e-4", "name=other", "train.offload=false"]
+    )
     assert config.train.epochs == 3
     assert config.train.learning_rate == pytest.approx(2e-4)
     assert config.name == "other"

@@ -8,22 +8,33 @@ from transformers import AutoModelForCausalLM
 
 from selfexplain.explainer.export import INTERFACE, PROJECTION, load_explainer, save_explainer
 from selfexplain.explainer.interface import VectorInterface
-from selfexplain.explainer.vectors import VECTOR_SPAN, ExplainerWithVectors, VectorProjection
+from selfexplain.explainer.vectors import (
+    VECTOR_SPAN,
+    ExplainerWithVectors,
+    VectorProjection,
+    with_vector_input,
+)
 from selfexplain.models.loading import load_model
-from selfexplain.explainer.vectors import with_vector_input
 
 
 def _interface(d_target, d_explainer, projected, layers=(1, 3), rescale=True, reference_norm=None):
-    return VectorInterface("tiny-llama", tuple(layers), d_target, d_explainer, projected, rescale, reference_norm)
+    return VectorInterface(
+        "tiny-llama", tuple(layers), d_target, d_explainer, projected, rescale, reference_norm
+    )
 
 
 def test_the_placeholder_embedding_is_the_rescaled_vector_and_nothing_else_changes():
     model, tokenizer = load_model("tiny-llama")
     plain = model.get_input_embeddings().weight.detach().clone()
     reference = float(plain.norm(dim=-1).mean())
-    explainer = with_vector_input(model, tokenizer, _interface(64, 64, projected=False, reference_norm=reference))
-    ids = tokenizer([f"At layer 1, {VECTOR_SPAN} encodes", "no vector here at all"], return_tensors="pt",
-                    padding=True)["input_ids"]
+    explainer = with_vector_input(
+        model, tokenizer, _interface(64, 64, projected=False, reference_norm=reference)
+    )
+    ids = tokenizer(
+        [f"At layer 1, {VECTOR_SPAN} encodes", "no vector here at all"],
+        return_tensors="pt",
+        padding=True,
+    )["input_ids"]
     vectors = torch.randn(2, 64) * 100
     embeds = explainer.embed(ids, vectors, torch.tensor([1, 1]))
     where = ids == explainer.vector_token_id
@@ -34,14 +45,18 @@ def test_the_placeholder_embedding_is_the_rescaled_vector_and_nothing_else_chang
     assert abs(float(injected.norm()) - reference) < 1e-4 * reference  # the fixed reference norm
     assert torch.equal(embeds[~where], grown[ids[~where]])
     assert torch.equal(grown[: plain.shape[0]], plain)  # old tokens keep their embeddings
-    assert torch.allclose(grown[plain.shape[0]:], plain.mean(0).expand(3, -1))  # markers start at the mean
+    assert torch.allclose(
+        grown[plain.shape[0] :], plain.mean(0).expand(3, -1)
+    )  # markers start at the mean
 
 
 def test_a_querys_vector_is_written_the_same_alone_and_in_a_batch_of_32():
     model, tokenizer = load_model("tiny-llama")
     explainer = with_vector_input(model, tokenizer, _interface(64, 64, projected=False))
     tokenizer.padding_side = "left"
-    queries = [f"At layer 1, {VECTOR_SPAN} encodes"] + [f"Layer 3 direction {VECTOR_SPAN} means {'x ' * k}" for k in range(31)]
+    queries = [f"At layer 1, {VECTOR_SPAN} encodes"] + [
+        f"Layer 3 direction {VECTOR_SPAN} means {'x ' * k}" for k in range(31)
+    ]
     vectors = torch.randn(32, 64) * torch.linspace(1, 300, 32)[:, None]
     layers = torch.tensor([1] + [3] * 31)
 
@@ -50,12 +65,16 @@ def test_a_querys_vector_is_written_the_same_alone_and_in_a_batch_of_32():
         embeds = explainer.embed(ids, vectors[:count], layers[:count])
         return embeds[0][ids[0] == explainer.vector_token_id]
 
-    assert torch.equal(injected(1), injected(32))  # the neighbours (and their padding) do not matter
+    assert torch.equal(
+        injected(1), injected(32)
+    )  # the neighbours (and their padding) do not matter
 
 
 def test_without_rescaling_the_raw_vector_is_written_in():
     model, tokenizer = load_model("tiny-llama")
-    explainer = with_vector_input(model, tokenizer, _interface(64, 64, projected=False, rescale=False))
+    explainer = with_vector_input(
+        model, tokenizer, _interface(64, 64, projected=False, rescale=False)
+    )
     ids = tokenizer([f"At layer 1, {VECTOR_SPAN} encodes"], return_tensors="pt")["input_ids"]
     vector = torch.randn(1, 64) * 40
     embeds = explainer.embed(ids, vector, torch.tensor([1]))
@@ -79,14 +98,24 @@ def test_saved_other_explainer_loads_with_plain_transformers_and_gives_the_same_
     interface = _interface(64, 96, projected=True)
     explainer = with_vector_input(model, tokenizer, interface)
     with torch.no_grad():
-        explainer.projection.weight.add_(torch.randn_like(explainer.projection.weight) * 0.1)  # as if trained
+        explainer.projection.weight.add_(
+            torch.randn_like(explainer.projection.weight) * 0.1
+        )  # as if trained
     save_explainer(explainer, tokenizer, tmp_path, interface)
-    assert json.loads((tmp_path / INTERFACE).read_text())["projected"] and (tmp_path / PROJECTION).is_file()
-    plain = AutoModelForCausalLM.from_pretrained(tmp_path)  # no selfexplain needed for the LM itself
+    assert (
+        json.loads((tmp_path / INTERFACE).read_text())["projected"]
+        and (tmp_path / PROJECTION).is_file()
+    )
+    plain = AutoModelForCausalLM.from_pretrained(
+        tmp_path
+    )  # no selfexplain needed for the LM itself
     assert plain.get_input_embeddings().weight.shape[0] == len(tokenizer)
 
     loaded, loaded_tokenizer = load_explainer(tmp_path)
-    assert isinstance(loaded, ExplainerWithVectors) and loaded.vector_token_id == explainer.vector_token_id
+    assert (
+        isinstance(loaded, ExplainerWithVectors)
+        and loaded.vector_token_id == explainer.vector_token_id
+    )
     batch = loaded_tokenizer([f"At layer 3, {VECTOR_SPAN} encodes"], return_tensors="pt")
     vectors, layers = torch.randn(1, 64), torch.tensor([3])
     with torch.no_grad():

@@ -6,14 +6,18 @@ import pytest
 
 from selfexplain.corpus.io import write_shard
 from selfexplain.corpus.prompts import PromptFileError, load_prompts
-from selfexplain.tasks.ablation import ABLATION_SCHEMA
 from selfexplain.corpus.splits import split_for
 from selfexplain.storage import Location
+from selfexplain.tasks.ablation import ABLATION_SCHEMA
 
 
 def test_failed_shard_write_leaves_nothing(tmp_path):
     with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError, KeyError, TypeError)):
-        write_shard([{"record_id": "x", "token_index": "not a number"}], ABLATION_SCHEMA, Location(tmp_path / "shard.parquet"))
+        write_shard(
+            [{"record_id": "x", "token_index": "not a number"}],
+            ABLATION_SCHEMA,
+            Location(tmp_path / "shard.parquet"),
+        )
     assert list(tmp_path.iterdir()) == []
 
 

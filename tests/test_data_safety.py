@@ -30,7 +30,9 @@ def test_download_is_marked_complete_and_replaces_a_partial_copy(tmp_path, s3_se
     local.mkdir(parents=True)
     (local / "stale.bin").write_bytes(b"left by a copy cut short")
     assert remote.download_dir(local) == local
-    assert sorted(p.name for p in local.iterdir()) == sorted([DOWNLOAD_COMPLETE, "config.json", "weights.bin"])
+    assert sorted(p.name for p in local.iterdir()) == sorted(
+        [DOWNLOAD_COMPLETE, "config.json", "weights.bin"]
+    )
     assert [p.name for p in local.parent.iterdir()] == ["model"]  # no staging folder left
 
 
@@ -61,7 +63,9 @@ def test_same_name_claims_are_atomic_locally_and_on_s3(tmp_path, s3_server):
         process.join(timeout=60)
     results = sorted(outcomes.get(timeout=10) for _ in processes)
     assert results == ["refused"] * 7 + ["won"]
-    assert not [p for p in (tmp_path / "corpus").iterdir() if p.name != "plan.json"]  # no temporary left
+    assert not [
+        p for p in (tmp_path / "corpus").iterdir() if p.name != "plan.json"
+    ]  # no temporary left
 
     folder = Location(f"{s3_server}/claims/run")
     claim_plan(folder, {"seed": 1})

@@ -23,14 +23,26 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 @pytest.fixture
 def pairs_file(tmp_path):
-    """Templated pairs without answers: a random model knows no facts, the mechanics are what is tested."""
+    """Templated pairs without answers: a random model knows no facts, the mechanics are what is
+    tested."""
     tokenizer = load_tokenizer(resolve_model_dir("tiny-llama"))
     pairs = templated_pairs(tokenizer, seed=0)[:30]
     # must be rejected for its lengths (one entity name, so the split cannot reject it first)
-    pairs.append({"prompt": "the cat", "counterfactual": "the cat sat on the mat", "entity": "cat", "cf_entity": "cat"})
+    pairs.append(
+        {
+            "prompt": "the cat",
+            "counterfactual": "the cat sat on the mat",
+            "entity": "cat",
+            "cf_entity": "cat",
+        }
+    )
     path = tmp_path / "pairs.jsonl"
-    path.write_text("\n".join(json.dumps({k: v for k, v in p.items() if k not in ("answer", "cf_answer")})
-                              for p in pairs))
+    path.write_text(
+        "\n".join(
+            json.dumps({k: v for k, v in p.items() if k not in ("answer", "cf_answer")})
+            for p in pairs
+        )
+    )
     return path
 
 
@@ -38,12 +50,25 @@ def _sorted(table):
     return table.sort_by("record_id").to_pylist()
 
 
-def test_patching_and_features_corpora_read_without_selfexplain(ray_cluster, tiny_config, pairs_file):
-    patching = generate(tiny_config("name=patch", "task=patching", f"generate.pairs={pairs_file}",
-                                    "generate.items_per_shard=8", "generate.layers=[0,2,3]",
-                                    "generate.held_out_fraction=0.5", "generate.max_items=0"))
-    features = generate(tiny_config("name=feat", "task=features", "generate.max_items=24",
-                                    "generate.min_probe_accuracy=0.7"))
+def test_patching_and_features_corpora_read_without_selfexplain(
+    ray_cluster, tiny_config, pairs_file
+):
+    patching = generate(
+        tiny_config(
+            "name=patch",
+            "task=patching",
+            f"generate.pairs={pairs_file}",
+            "generate.items_per_shard=8",
+            "generate.layers=[0,2,3]",
+            "generate.held_out_fraction=0.5",
+            "generate.max_items=0",
+        )
+    )
+    features = generate(
+        tiny_config(
+            "name=feat", "task=features", "generate.max_items=24", "generate.min_probe_accuracy=0.7"
+        )
+    )
     d_model = 64
     for corpus in (patching, features):
         manifest = read_manifest(corpus)
@@ -56,7 +81,9 @@ def test_patching_and_features_corpora_read_without_selfexplain(ray_cluster, tin
         data_files = [str(corpus.local_path / name) for name in manifest["data_files"]]
         loaded = datasets.load_dataset("parquet", data_files=data_files, split="train")
         assert len(loaded) == table.num_rows and len(loaded[0]["vector"]) == d_model
-        rejects = pq.read_table([str(corpus.local_path / REJECTS / s["file"]) for s in manifest["shards"]])
+        rejects = pq.read_table(
+            [str(corpus.local_path / REJECTS / s["file"]) for s in manifest["shards"]]
+        )
         assert rejects.num_rows == manifest["rejected"]
         assert set(table["split"].to_pylist()) <= {"train", "test"}
 
@@ -67,8 +94,12 @@ def test_patching_and_features_corpora_read_without_selfexplain(ray_cluster, tin
     train, test = patched[patched.split == "train"], patched[patched.split == "test"]
     assert len(test) and len(train)
     assert not (set(train.entity) | set(train.cf_entity)) & (set(test.entity) | set(test.cf_entity))
+
     # ... and no held-out vector is (nearly) a training vector
-    unit = lambda frame: np.stack(frame.vector.to_numpy()) / np.linalg.norm(np.stack(frame.vector.to_numpy()), axis=1, keepdims=True)  # noqa: E731
+    def unit(frame):
+        vectors = np.stack(frame.vector.to_numpy())
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
     assert (unit(test) @ unit(train).T).max() < 0.999
     reasons = read_manifest(patching)["rejected_by_reason"]
     assert any("different lengths" in reason for reason in reasons)
@@ -79,7 +110,12 @@ def test_patching_and_features_corpora_read_without_selfexplain(ray_cluster, tin
 
 
 def test_generation_killed_halfway_resumes_to_the_same_corpus(ray_cluster, tiny_config, pairs_file):
-    overrides = ("task=patching", f"generate.pairs={pairs_file}", "generate.items_per_shard=3", "generate.layers=[1,3]")
+    overrides = (
+        "task=patching",
+        f"generate.pairs={pairs_file}",
+        "generate.items_per_shard=3",
+        "generate.layers=[1,3]",
+    )
     corpus = generate(tiny_config("name=whole", *overrides))
     expected = _sorted(read_corpus(corpus))
 
@@ -91,7 +127,9 @@ def test_generation_killed_halfway_resumes_to_the_same_corpus(ray_cluster, tiny_
         os.remove(partial.local_path / shard_name(index))
     mtime_kept = os.path.getmtime(partial.local_path / shard_name(0))
     resumed = generate(halfway)
-    assert os.path.getmtime(resumed.local_path / shard_name(0)) == mtime_kept  # finished shards are not redone
+    assert (
+        os.path.getmtime(resumed.local_path / shard_name(0)) == mtime_kept
+    )  # finished shards are not redone
     assert _sorted(read_corpus(resumed)) == expected
 
 
@@ -116,7 +154,12 @@ class WorkerThatCrashesOnce(GroundTruthWorker):
 
 def test_an_actor_that_dies_once_loses_and_duplicates_nothing(ray_cluster, tiny_config):
     counter = CallCounter.options(name="crash-counter").remote()
-    overrides = ("task=features", "generate.max_items=12", "generate.items_per_shard=3", "generate.num_actors=1")
+    overrides = (
+        "task=features",
+        "generate.max_items=12",
+        "generate.items_per_shard=3",
+        "generate.num_actors=1",
+    )
     clean = _sorted(read_corpus(generate(tiny_config("name=clean", *overrides))))
     crashed = generate(tiny_config("name=crashed", *overrides), worker=WorkerThatCrashesOnce)
     assert ray.get(counter.next.remote()) > 2  # the crash happened and the work went on

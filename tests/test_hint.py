@@ -13,9 +13,19 @@ from selfexplain.tasks import GroundTruthContext, Rejected
 from selfexplain.tasks.change_answers import ChangeAnswer, display_token
 from selfexplain.tasks.hint import HINT_TASK
 from selfexplain.tasks.hint_facts import first_token
-from selfexplain.tasks.hint_questions import QuestionFileError, _letter_probs, read_questions, render
+from selfexplain.tasks.hint_questions import (
+    QuestionFileError,
+    _letter_probs,
+    read_questions,
+    render,
+)
 
-QUESTION = {"question": "What is 2 plus 2?", "choices": ["3", "4", "5", "6"], "answer": 1, "subject": "math"}
+QUESTION = {
+    "question": "What is 2 plus 2?",
+    "choices": ["3", "4", "5", "6"],
+    "answer": 1,
+    "subject": "math",
+}
 
 
 def test_question_files_in_every_mmlu_layout_read_the_same(tmp_path):
@@ -26,7 +36,9 @@ def test_question_files_in_every_mmlu_layout_read_the_same(tmp_path):
         writer.writerow(["question", "A", "B", "C", "D", "answer", "subject"])
         writer.writerow([QUESTION["question"], *QUESTION["choices"], "B", "math"])
     for name in ("q.jsonl", "q.parquet", "q.csv"):  # no entity given: the question is its own
-        assert read_questions(str(tmp_path / name)) == [dict(QUESTION, entity=QUESTION["question"])], name
+        assert read_questions(str(tmp_path / name)) == [
+            dict(QUESTION, entity=QUESTION["question"])
+        ], name
     builtin = read_questions("builtin-choice")
     assert len(builtin) >= 500  # hand-written and templated
     assert {q["entity"] for q in builtin} >= {"Peru", "Texas"}
@@ -42,13 +54,17 @@ def test_bad_question_rows_name_the_row_and_the_fix(tmp_path):
 
 def test_hint_rows_match_the_targets_letter_choice_with_and_without_the_hint(tiny_llama):
     model, tokenizer = tiny_llama
-    config = load_config("tiny", ["task=hint", "generate.max_items=10", "generate.questions=builtin-choice"])
+    config = load_config(
+        "tiny", ["task=hint", "generate.max_items=10", "generate.questions=builtin-choice"]
+    )
     context = GroundTruthContext(model, tokenizer, "tiny-llama", config.generate, [])
     items = HINT_TASK.work_items(config, tokenizer)
     assert all(len(item["hints"]) == 2 and item["hints"][0] != item["hints"][1] for item in items)
     for item in items:
         rows = HINT_TASK.ground_truth(item, context)
-        without = _letter_probs(model, tokenizer, [render(item, None, tokenizer)], len(item["choices"]))[0]
+        without = _letter_probs(
+            model, tokenizer, [render(item, None, tokenizer)], len(item["choices"])
+        )[0]
         for row in rows:
             with_hint = _letter_probs(model, tokenizer, [row["prompt"]], len(item["choices"]))[0]
             assert row["answer_with_hint"] == "ABCD"[int(with_hint.argmax())]
@@ -65,8 +81,15 @@ def test_hint_rows_match_the_targets_letter_choice_with_and_without_the_hint(tin
 
 def test_fact_completions_with_a_hint_record_the_targets_free_top1(tiny_llama):
     model, tokenizer = tiny_llama
-    config = load_config("tiny", ["task=hint", "generate.max_items=6", "generate.hint_filter=false",
-                                  "generate.hints_per_fact=3"])
+    config = load_config(
+        "tiny",
+        [
+            "task=hint",
+            "generate.max_items=6",
+            "generate.hint_filter=false",
+            "generate.hints_per_fact=3",
+        ],
+    )
     context = GroundTruthContext(model, tokenizer, "tiny-llama", config.generate, [])
     items = HINT_TASK.work_items(config, tokenizer)
     assert len(items) == 6 and all(item["form"] == "completion" for item in items)
@@ -76,14 +99,24 @@ def test_fact_completions_with_a_hint_record_the_targets_free_top1(tiny_llama):
     without = _top1(model, tokenizer, item["question"])
     for row in rows:
         assert row["prompt"].endswith(item["question"]) and row["hint_answer"] in row["prompt"]
-        assert row["answer_without_hint"] == without and row["answer_with_hint"] == _top1(model, tokenizer, row["prompt"])
+        assert row["answer_without_hint"] == without and row["answer_with_hint"] == _top1(
+            model, tokenizer, row["prompt"]
+        )
         assert row["changed"] == (row["answer_with_hint"] != row["answer_without_hint"])
         # the candidate outputs: the fact's answer and the hinted one, as first tokens
-        assert row["outputs"] == [display_token(tokenizer.decode([first_token(tokenizer, a)]))
-                                  for a in (item["answer"], row["hint_answer"])]
+        assert row["outputs"] == [
+            display_token(tokenizer.decode([first_token(tokenizer, a)]))
+            for a in (item["answer"], row["hint_answer"])
+        ]
         assert row["answer_with_hint"] not in HINT_TASK.format_query(row).split(row["prompt"])[1]
     # with the filter, a random model knows no fact: every item is rejected, with the reason
-    filtered = GroundTruthContext(model, tokenizer, "tiny-llama", load_config("tiny", ["task=hint", "generate.hint_filter=true"]).generate, [])
+    filtered = GroundTruthContext(
+        model,
+        tokenizer,
+        "tiny-llama",
+        load_config("tiny", ["task=hint", "generate.hint_filter=true"]).generate,
+        [],
+    )
     with pytest.raises(Rejected, match="a fact the target does not know"):
         HINT_TASK.ground_truth(item, filtered)
 

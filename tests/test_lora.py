@@ -14,8 +14,15 @@ from selfexplain.pipeline import run_all
 
 
 def test_lora_trains_adapters_only_and_exports_merged_weights(ray_cluster, tiny_config):
-    config = tiny_config("name=lora", "generate.max_items=12", "train.lora_rank=4", "train.epochs=3",
-                         "train.learning_rate=5e-3", "evaluate.max_examples=8", "evaluate.untrained_baseline=false")
+    config = tiny_config(
+        "name=lora",
+        "generate.max_items=12",
+        "train.lora_rank=4",
+        "train.epochs=3",
+        "train.learning_rate=5e-3",
+        "evaluate.max_examples=8",
+        "evaluate.untrained_baseline=false",
+    )
     outcome = run_all(config)
     metrics = json.loads((config.run_dir.local_path / "train_metrics.json").read_text())
     assert 0 < metrics["trainable_parameters"] < 0.25 * metrics["parameters"]
@@ -28,7 +35,10 @@ def test_lora_trains_adapters_only_and_exports_merged_weights(ray_cluster, tiny_
     trained = AutoModelForCausalLM.from_pretrained(export)
     base, _ = load_model("tiny-llama")
     # the adapted linear layers moved; the embeddings (no adapter) are the base's, untouched
-    assert not torch.allclose(trained.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight)
+    assert not torch.allclose(
+        trained.model.layers[0].self_attn.q_proj.weight,
+        base.model.layers[0].self_attn.q_proj.weight,
+    )
     assert torch.equal(trained.model.embed_tokens.weight, base.model.embed_tokens.weight)
 
 

@@ -6,13 +6,26 @@ import numpy as np
 import pytest
 
 from selfexplain.corpus.subsets import in_data_fraction, is_in_distribution_query, trains_on
-from selfexplain.evaluate.baselines import nearest_rows
-from selfexplain.tasks import ScoringContext, get_task
-from selfexplain.evaluate.embeddings import detection_auroc, negative_contexts, retrieval_hits, similarity
-from selfexplain.evaluate.intervals import bootstrap_interval, mean_interval, paired_difference_interval
-from selfexplain.evaluate.metrics import balanced_accuracy, score_change_predictions, score_descriptions
 from selfexplain.evaluate.report import markdown_table
-from selfexplain.tasks.change_answers import ChangeAnswer
+from selfexplain.scoring.answers import ChangeAnswer
+from selfexplain.scoring.baselines import nearest_rows
+from selfexplain.scoring.embeddings import (
+    detection_auroc,
+    negative_contexts,
+    retrieval_hits,
+    similarity,
+)
+from selfexplain.scoring.intervals import (
+    bootstrap_interval,
+    mean_interval,
+    paired_difference_interval,
+)
+from selfexplain.scoring.metrics import (
+    balanced_accuracy,
+    score_change_predictions,
+    score_descriptions,
+)
+from selfexplain.tasks import ScoringContext, get_task
 
 
 def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_more_queries():
@@ -45,7 +58,9 @@ def test_paired_difference_is_narrower_than_the_two_intervals_apart():
     first = (hard & (rng.random(200) < 0.9)) | (~hard & (rng.random(200) < 0.1))
     second = first & (rng.random(200) < 0.85)
     groups = np.arange(200) // 4
-    diff, low, high = paired_difference_interval(lambda v: float(np.mean(v)), first, second, groups=groups)
+    diff, low, high = paired_difference_interval(
+        lambda v: float(np.mean(v)), first, second, groups=groups
+    )
     assert diff == pytest.approx(first.mean() - second.mean()) and low <= diff <= high and low > 0
     a_low, a_high = mean_interval(first, groups=groups)
     assert high - low < (a_high - a_low)
@@ -70,8 +85,22 @@ def test_embedding_similarity_ranks_meaning_over_words():
 
 
 def test_retrieval_finds_the_right_feature_among_candidates():
-    references = ["dogs", "the color red", "counting numbers", "anger", "french food", "python code"]
-    good = ["puppies", "crimson and scarlet", "one two three", "rage and fury", "croissants", "def main():"]
+    references = [
+        "dogs",
+        "the color red",
+        "counting numbers",
+        "anger",
+        "french food",
+        "python code",
+    ]
+    good = [
+        "puppies",
+        "crimson and scarlet",
+        "one two three",
+        "rage and fury",
+        "croissants",
+        "def main():",
+    ]
     assert retrieval_hits(good, references, k=5).mean() == 1.0
     shuffled = good[1:] + good[:1]  # every description names another feature
     assert retrieval_hits(shuffled, references, k=5).mean() <= 1 / 3
@@ -89,9 +118,15 @@ def test_detection_separates_top_contexts_from_others():
 
 
 def test_description_scores_carry_semantic_metrics_and_intervals():
-    scores = score_descriptions(["dogs", "cats", ""], ["dogs", "dogs", "cats"],
-                                {"similarity": np.array([1.0, 0.5, np.nan])}, intervals=True)
-    assert scores["exact_match"] == pytest.approx(1 / 3) and scores["parse_rate"] == pytest.approx(2 / 3)
+    scores = score_descriptions(
+        ["dogs", "cats", ""],
+        ["dogs", "dogs", "cats"],
+        {"similarity": np.array([1.0, 0.5, np.nan])},
+        intervals=True,
+    )
+    assert scores["exact_match"] == pytest.approx(1 / 3) and scores["parse_rate"] == pytest.approx(
+        2 / 3
+    )
     assert scores["similarity"] == 0.75  # NaN (no answer to embed) left out of the mean
     assert scores["similarity_ci"][0] <= 0.75 <= scores["similarity_ci"][1]
     table = markdown_table({"trained": scores})
@@ -105,31 +140,58 @@ def test_baselines_nearest_row_and_rules():
     assert nearest_rows([[1, 0], [3, 0.5]], [[1, 0]], bank_layers=[2, 5], query_layers=[2]) == [0]
     ablation, patching, hint = get_task("ablation"), get_task("patching"), get_task("hint")
     depth_30 = ScoringContext(seed=0, train_rows=[], corpus=None, target_layers=30)
-    last = {"token_index": 4, "num_tokens": 5, "new_top1": " x", "orig_top1": " x", "changed": False}
+    last = {
+        "token_index": 4,
+        "num_tokens": 5,
+        "new_top1": " x",
+        "orig_top1": " x",
+        "changed": False,
+    }
     assert ablation.rule_answer(last, depth_30) == ChangeAnswer(True, "")
     assert ablation.rule_answer({**last, "token_index": 1}, depth_30) == ChangeAnswer(False, "x")
-    site = {"token": " France", "cf_token": " Italy", "position": 3, "num_tokens": 6, "cf_top1": " Rome",
-            "orig_top1": " Paris", "new_top1": " Paris", "changed": False}
+    site = {
+        "token": " France",
+        "cf_token": " Italy",
+        "position": 3,
+        "num_tokens": 6,
+        "cf_top1": " Rome",
+        "orig_top1": " Paris",
+        "new_top1": " Paris",
+        "changed": False,
+    }
     assert patching.rule_answer({**site, "layer": 2}, depth_30) == ChangeAnswer(True, "Rome")
     assert patching.rule_answer({**site, "layer": 20}, depth_30) == ChangeAnswer(False, "Paris")
-    assert patching.rule_answer({**site, "layer": 20, "position": 5, "token": " is", "cf_token": " is"}, depth_30).changed
+    assert patching.rule_answer(
+        {**site, "layer": 20, "position": 5, "token": " is", "cf_token": " is"}, depth_30
+    ).changed
     # the depth is the target's, not a guess from the rows: layer 20 of 64 is early
     assert patching.rule_answer({**site, "layer": 20}, depth_30.__class__(0, [], None, 64)).changed
     assert "oracle" in patching.rule_name
     # hint, text only: "changed" when the hint names another answer than the one expected without it
-    fact = {"form": "completion", "correct": "Paris", "outputs": ["Paris", "Berlin"], "hint_answer": "Berlin"}
+    fact = {
+        "form": "completion",
+        "correct": "Paris",
+        "outputs": ["Paris", "Berlin"],
+        "hint_answer": "Berlin",
+    }
     assert hint.rule_answer(fact, depth_30) == ChangeAnswer(True, "Paris")
-    letters = [{"form": "choice", "answer_without_hint": "C"}] * 3 + [{"form": "choice", "answer_without_hint": "A"}]
+    letters = [{"form": "choice", "answer_without_hint": "C"}] * 3 + [
+        {"form": "choice", "answer_without_hint": "A"}
+    ]
     by_letters = ScoringContext(seed=0, train_rows=letters, corpus=None, target_layers=30)
     question = {"form": "choice", "correct": "A", "outputs": list("ABCD"), "hint_answer": "C"}
-    assert hint.rule_answer(question, by_letters) == ChangeAnswer(False, "C")  # the constant-letter rule
+    assert hint.rule_answer(question, by_letters) == ChangeAnswer(
+        False, "C"
+    )  # the constant-letter rule
     assert hint.rule_answer({**question, "hint_answer": "B"}, by_letters) == ChangeAnswer(True, "C")
 
 
 def test_training_subsets_are_deterministic_and_nested():
     ids = [f"row{i}" for i in range(4000)]
     held = [i for i in ids if is_in_distribution_query(i, 0.1, seed=0)]
-    assert 300 < len(held) < 500 and held == [i for i in ids if is_in_distribution_query(i, 0.1, seed=0)]
+    assert 300 < len(held) < 500 and held == [
+        i for i in ids if is_in_distribution_query(i, 0.1, seed=0)
+    ]
     quarter = {i for i in ids if in_data_fraction(i, 0.25, 0)}
     half = {i for i in ids if in_data_fraction(i, 0.5, 0)}
     assert quarter < half and 800 < len(quarter) < 1200

@@ -37,8 +37,14 @@ def _can_unshare() -> str:
         return "needs root for unshare --mount"
     if shutil.which("unshare") is None:
         return "unshare is not installed"
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
-    return "" if probe.returncode == 0 else f"unshare --mount fails here: {probe.stderr.decode().strip()}"
+    probe = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
+    )
+    return (
+        ""
+        if probe.returncode == 0
+        else f"unshare --mount fails here: {probe.stderr.decode().strip()}"
+    )
 
 
 @pytest.fixture
@@ -53,28 +59,59 @@ def two_nodes(tmp_path, s3_server):
     hidden = tmp_path / "head-only"
     (hidden / "cache").mkdir(parents=True)
     port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-           "SELFEXPLAIN_CACHE": str(hidden / "cache"), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "SELFEXPLAIN_CACHE": str(hidden / "cache"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     env.pop("RAY_ADDRESS", None)
     address = f"{get_node_ip_address()}:{port}"
-    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
-                             "--disable-usage-stats", "--block"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    head = subprocess.Popen(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=0",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            "--block",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # --block keeps the node's processes tied to this one; `ray stop` would stop every cluster here.
-    worker_start = (f"mount -t tmpfs tmpfs {hidden} && exec {RAY} start --address={address} --num-cpus=4 "
-                    "--disable-usage-stats --block")
-    worker = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", worker_start],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker_start = (
+        f"mount -t tmpfs tmpfs {hidden} && exec {RAY} start --address={address} --num-cpus=4 "
+        "--disable-usage-stats --block"
+    )
+    worker = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", worker_start],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     driver = {**env, "RAY_ADDRESS": address}
     try:
         count = "import ray; ray.init(); print(sum(n['Alive'] for n in ray.nodes()))"
         deadline = time.time() + 180
         while True:
             assert head.poll() is None and worker.poll() is None, "a Ray node exited while starting"
-            done = subprocess.run([sys.executable, "-c", count], env=driver, capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [sys.executable, "-c", count],
+                env=driver,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if done.stdout.strip().endswith("2"):
                 break
-            assert time.time() < deadline, "the two nodes did not join in 180 s: " + done.stderr[-2000:]
+            assert time.time() < deadline, (
+                "the two nodes did not join in 180 s: " + done.stderr[-2000:]
+            )
             time.sleep(2)
         yield driver, hidden
     finally:
@@ -85,33 +122,55 @@ def two_nodes(tmp_path, s3_server):
 
 
 def _selfexplain(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "selfexplain", *args], env=env, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "selfexplain", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_pipeline_runs_on_a_worker_node_that_cannot_see_the_drivers_files(two_nodes, s3_server):
     env, hidden = two_nodes
     # The worker node's view of the hidden folder is its own empty tmpfs:
-    probe = (f"import ray, os; ray.init(); print(ray.get(ray.remote(num_cpus=1)"
-             f"(lambda: os.listdir({str(hidden / 'cache')!r}) if os.path.isdir({str(hidden / 'cache')!r}) "
-             "else 'absent').remote()))")
-    view = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    probe = (
+        f"import ray, os; ray.init(); print(ray.get(ray.remote(num_cpus=1)"
+        f"(lambda: os.listdir({str(hidden / 'cache')!r}) "
+        f"if os.path.isdir({str(hidden / 'cache')!r}) "
+        "else 'absent').remote()))"
+    )
+    view = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
     assert view.stdout.strip().splitlines()[-1] == "absent", view.stderr[-2000:]
 
     # A local output_dir would be split over the nodes' disks: refused, naming the fix.
     refused = _selfexplain(env, "run", "tiny", f"output_dir={hidden / 'runs'}")
-    assert refused.returncode == 2 and "storage.shared_filesystem=true" in refused.stderr, refused.stderr[-2000:]
+    assert refused.returncode == 2 and "storage.shared_filesystem=true" in refused.stderr, (
+        refused.stderr[-2000:]
+    )
 
     outputs = f"{s3_server}/multinode"
-    done = _selfexplain(env, "run", "tiny", f"output_dir={outputs}", "name=two-nodes", "generate.max_items=8",
-                        "evaluate.max_examples=8", "evaluate.untrained_baseline=false")
+    done = _selfexplain(
+        env,
+        "run",
+        "tiny",
+        f"output_dir={outputs}",
+        "name=two-nodes",
+        "generate.max_items=8",
+        "evaluate.max_examples=8",
+        "evaluate.untrained_baseline=false",
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert "trained explainer" in done.stdout
 
     from selfexplain.storage import Location
 
     run = Location(f"{outputs}/two-nodes")
-    assert (run / "corpus" / "manifest.json").exists() and (run / "explainer" / "README.md").exists()
+    assert (run / "corpus" / "manifest.json").exists() and (
+        run / "explainer" / "README.md"
+    ).exists()
     assert (run / "results.json").read_json()["results"]["trained explainer"]["n"] == 8
 
 
@@ -128,38 +187,88 @@ def test_autoscaler_adds_a_node_for_a_generation_job_and_releases_it(tmp_path, s
     port = _free_port()
     address = f"{get_node_ip_address()}:{port}"
     config = {
-        "cluster_name": "selfexplain-autoscaling-test", "max_workers": 1, "upscaling_speed": 1.0,
+        "cluster_name": "selfexplain-autoscaling-test",
+        "max_workers": 1,
+        "upscaling_speed": 1.0,
         "idle_timeout_minutes": 0.1,
-        "provider": {"type": "fake_multinode", "gcs_address": address, "use_node_id_as_ip": True,
-                     "disable_node_updaters": True,
-                     "disable_launch_config_check": True},
+        "provider": {
+            "type": "fake_multinode",
+            "gcs_address": address,
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+        },
         "available_node_types": {
             "ray.head.default": {"resources": {"CPU": 0}, "node_config": {}, "max_workers": 0},
-            "capture_cpu": {"resources": {"CPU": 4, "object_store_memory": 300_000_000}, "node_config": {},
-                            "min_workers": 0, "max_workers": 1},
+            "capture_cpu": {
+                "resources": {"CPU": 4, "object_store_memory": 300_000_000},
+                "node_config": {},
+                "min_workers": 0,
+                "max_workers": 1,
+            },
         },
-        "head_node_type": "ray.head.default", "auth": {}, "docker": {},
-        **{key: [] for key in ("initialization_commands", "setup_commands", "head_setup_commands",
-                               "worker_setup_commands", "head_start_ray_commands", "worker_start_ray_commands",
-                               "cluster_synced_files", "rsync_exclude", "rsync_filter")},
-        "file_mounts": {}, "file_mounts_sync_continuously": False,
+        "head_node_type": "ray.head.default",
+        "auth": {},
+        "docker": {},
+        **{
+            key: []
+            for key in (
+                "initialization_commands",
+                "setup_commands",
+                "head_setup_commands",
+                "worker_setup_commands",
+                "head_start_ray_commands",
+                "worker_start_ray_commands",
+                "cluster_synced_files",
+                "rsync_exclude",
+                "rsync_filter",
+            )
+        },
+        "file_mounts": {},
+        "file_mounts_sync_continuously": False,
     }
     config_file = tmp_path / "autoscaling.yaml"
     config_file.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(16), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        **os.environ,
+        "RAY_FAKE_CLUSTER": "1",
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     env.pop("RAY_ADDRESS", None)
-    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
-                             f"--autoscaling-config={config_file}", "--disable-usage-stats", "--block"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    head = subprocess.Popen(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=0",
+            "--include-dashboard=false",
+            f"--autoscaling-config={config_file}",
+            "--disable-usage-stats",
+            "--block",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     driver = {**env, "RAY_ADDRESS": address}
-    nodes = ("import json, ray; ray.init(log_to_driver=False); "
-             "print('NODES', json.dumps([[n['Alive'], n['Resources'].get('CPU', 0)] for n in ray.nodes()]))")
+    nodes = (
+        "import json, ray; ray.init(log_to_driver=False); "
+        "print('NODES', json.dumps([[n['Alive'], n['Resources'].get('CPU', 0)] for n in "
+        "ray.nodes()]))"
+    )
 
     def node_list() -> list[list]:
-        done = subprocess.run([sys.executable, "-c", nodes], env=driver, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", nodes], env=driver, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr[-2000:]
-        return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("NODES "))[6:])
+        return json.loads(
+            next(line for line in done.stdout.splitlines() if line.startswith("NODES "))[6:]
+        )
 
     try:
         deadline = time.time() + 120
@@ -173,11 +282,22 @@ def test_autoscaler_adds_a_node_for_a_generation_job_and_releases_it(tmp_path, s
                 time.sleep(2)
         assert before == [[True, 0]]  # only the head, which offers no CPU
 
-        job = _selfexplain(driver, "generate", "tiny", "task=ablation", f"output_dir={s3_server}/autoscaling",
-                           "name=scaled", "generate.max_items=8", "generate.num_actors=1")
+        job = _selfexplain(
+            driver,
+            "generate",
+            "tiny",
+            "task=ablation",
+            f"output_dir={s3_server}/autoscaling",
+            "name=scaled",
+            "generate.max_items=8",
+            "generate.num_actors=1",
+        )
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-5000:]
         during = node_list()
-        assert [True, 4] in during or [False, 4] in during  # the node the autoscaler added for the actors
+        assert [True, 4] in during or [
+            False,
+            4,
+        ] in during  # the node the autoscaler added for the actors
 
         deadline = time.time() + 180
         while [alive for alive, cpus in node_list() if cpus == 4 and alive]:

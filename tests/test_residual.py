@@ -10,14 +10,24 @@ from selfexplain.models.architectures import get_module
 
 def _gpt2():
     torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=3, n_head=4, vocab_size=101, n_positions=64)).eval()
+    return GPT2LMHeadModel(
+        GPT2Config(n_embd=32, n_layer=3, n_head=4, vocab_size=101, n_positions=64)
+    ).eval()
 
 
 def _gemma3():
     torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=101, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                              final_logit_softcapping=None, sliding_window=4)
+    config = Gemma3TextConfig(
+        vocab_size=101,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        final_logit_softcapping=None,
+        sliding_window=4,
+    )
     return Gemma3ForCausalLM(config).eval()
 
 
@@ -48,16 +58,18 @@ def test_patch_changes_exactly_the_downstream_sites(model):
     with patch_residual(model, {layer: [(position, vector)]}):
         patched, _ = _run(model, ids)
 
-    for l in range(num_layers(model)):
-        if l < layer:
-            torch.testing.assert_close(patched[l], clean[l])  # upstream layers never see the patch
+    for block in range(num_layers(model)):
+        if block < layer:
+            torch.testing.assert_close(
+                patched[block], clean[block]
+            )  # upstream layers never see the patch
         else:
             # causal attention: earlier positions are untouched at every later layer
-            torch.testing.assert_close(patched[l][:, :position], clean[l][:, :position])
+            torch.testing.assert_close(patched[block][:, :position], clean[block][:, :position])
     torch.testing.assert_close(patched[layer][0, position], vector)
-    torch.testing.assert_close(patched[layer][:, position + 1:], clean[layer][:, position + 1:])
-    for l in range(layer + 1, num_layers(model)):
-        assert not torch.allclose(patched[l][:, position:], clean[l][:, position:])
+    torch.testing.assert_close(patched[layer][:, position + 1 :], clean[layer][:, position + 1 :])
+    for block in range(layer + 1, num_layers(model)):
+        assert not torch.allclose(patched[block][:, position:], clean[block][:, position:])
 
 
 def test_final_layer_patch_matches_manual_unembedding(model):
@@ -82,14 +94,17 @@ def test_swapping_a_whole_layer_reproduces_the_other_run(model):
     with patch_residual(model, {layer: sites}):
         stream_patched, logits_patched = _run(model, a)
     torch.testing.assert_close(logits_patched, logits_b, rtol=1e-4, atol=1e-4)
-    for l in range(layer, num_layers(model)):
-        torch.testing.assert_close(stream_patched[l], stream_b[l], rtol=1e-4, atol=1e-4)
+    for block in range(layer, num_layers(model)):
+        torch.testing.assert_close(stream_patched[block], stream_b[block], rtol=1e-4, atol=1e-4)
 
 
 def test_hooks_are_removed_even_after_an_exception(model):
     ids = torch.randint(3, 100, (1, 5))
     _, before = _run(model, ids)
-    with pytest.raises(RuntimeError), patch_residual(model, {0: [(0, torch.zeros(hidden_size(model)))]}):
+    with (
+        pytest.raises(RuntimeError),
+        patch_residual(model, {0: [(0, torch.zeros(hidden_size(model)))]}),
+    ):
         raise RuntimeError("boom")
     with pytest.raises(RuntimeError), capture_residual(model, [0, 1]):
         raise RuntimeError("boom")

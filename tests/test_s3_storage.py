@@ -1,4 +1,5 @@
-"""Runs on object storage: corpus, checkpoints, export and results on a real S3-compatible server."""
+"""Runs on object storage: corpus, checkpoints, export and results on a real S3-compatible
+server."""
 
 import pyarrow.parquet as pq
 import pytest
@@ -12,8 +13,16 @@ from selfexplain.train.trainer import train
 
 def test_pipeline_round_trip_on_s3(ray_cluster, s3_server):
     # checkpoints kept after the run, so that the restore from S3 below has one to restore
-    config = load_config("tiny", [f"output_dir={s3_server}/runs", "name=s3", "generate.max_items=8",
-                                  "evaluate.max_examples=8", "train.keep_finished_checkpoints=true"])
+    config = load_config(
+        "tiny",
+        [
+            f"output_dir={s3_server}/runs",
+            "name=s3",
+            "generate.max_items=8",
+            "evaluate.max_examples=8",
+            "train.keep_finished_checkpoints=true",
+        ],
+    )
     outcome = run_all(config)
     assert outcome.results["s3"]["trained explainer"]["n"] == 8
 
@@ -25,8 +34,15 @@ def test_pipeline_round_trip_on_s3(ray_cluster, s3_server):
     assert table.num_rows == manifest["rows"] > 0
     first = corpus / manifest["shards"][0]["file"]
     assert pq.read_schema(first.path, filesystem=first.fs).names == table.schema.names
-    for name in ("results.json", "results.md", "predictions.parquet", "train_metrics.json",
-                 "explainer/config.json", "explainer/model.safetensors", "explainer/README.md"):
+    for name in (
+        "results.json",
+        "results.md",
+        "predictions.parquet",
+        "train_metrics.json",
+        "explainer/config.json",
+        "explainer/model.safetensors",
+        "explainer/README.md",
+    ):
         assert (run / name).exists(), name
     assert (run / "results.json").read_json()["results"]["majority baseline"]["n"] == 8
     assert (run / "ray_train" / "train").exists()  # Ray Train's checkpoints live on S3 too
@@ -40,4 +56,3 @@ def test_pipeline_round_trip_on_s3(ray_cluster, s3_server):
     assert (run / "explainer" / "README.md").exists()
     assert after["step"] == before["step"]
     assert after["loss_curve"] == pytest.approx(before["loss_curve"])
-

@@ -16,10 +16,13 @@ def test_model_folder_code_does_not_run_by_default(tmp_path):
     marker = tmp_path / "code-ran"
     (folder / "evil.py").write_text(
         f"open({str(marker)!r}, 'w').write('x')\n"
-        "from transformers import LlamaConfig\n\nclass EvilConfig(LlamaConfig):\n    model_type = 'evilllama'\n"
+        "from transformers import LlamaConfig\n\nclass EvilConfig(LlamaConfig):\n    model_type = "
+        "'evilllama'\n"
     )
     config = json.loads((folder / "config.json").read_text())
-    config["model_type"] = "evilllama"  # a type transformers does not know: only the folder's code could load it
+    config["model_type"] = (
+        "evilllama"  # a type transformers does not know: only the folder's code could load it
+    )
     config["auto_map"] = {"AutoConfig": "evil.EvilConfig"}
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="trust_remote_code"):
@@ -50,12 +53,17 @@ def test_secret_reaches_ray_workers_but_no_session_file_or_command_line(ray_clus
     assert not token_file().exists() or token_file().stat().st_mode & 0o077 == 0  # the owner's only
     session = Path(ray._private.worker.global_worker.node.get_session_dir_path())
     needle = secret.encode()
-    leaking = [str(f) for f in session.rglob("*") if f.is_file() and not f.is_symlink()
-               and needle in f.read_bytes()]
+    leaking = [
+        str(f)
+        for f in session.rglob("*")
+        if f.is_file() and not f.is_symlink() and needle in f.read_bytes()
+    ]
     assert not leaking
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            assert needle not in cmdline.read_bytes(), f"the secret is on the command line of {cmdline.parent.name}"
+            assert needle not in cmdline.read_bytes(), (
+                f"the secret is on the command line of {cmdline.parent.name}"
+            )
         except OSError:  # the process ended while we looked
             pass
 
@@ -90,7 +98,9 @@ def test_the_local_session_is_the_current_cluster_for_rays_own_tools(ray_cluster
 
     gcs_address = ray._private.worker.global_worker.node.gcs_address
     assert read_ray_address() == gcs_address
-    assert isinstance(list_actors(timeout=10), list)  # the state API, asked with no address, answers
+    assert isinstance(
+        list_actors(timeout=10), list
+    )  # the state API, asked with no address, answers
 
     @ray.remote(num_cpus=0)
     def state_api_in_a_worker():  # what the cleaner does, with no address

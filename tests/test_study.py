@@ -16,21 +16,46 @@ from selfexplain.study.config import load_study
 from selfexplain.study.runner import run_study
 
 STUDY = {
-    "name": "mini", "base": "tiny", "target": "tiny-llama", "other_explainer": "tiny-llama-wide",
-    "data_fractions": [0.5, 1.0], "scaling_explainers": ["self"],
+    "name": "mini",
+    "base": "tiny",
+    "target": "tiny-llama",
+    "other_explainer": "tiny-llama-wide",
+    "data_fractions": [0.5, 1.0],
+    "scaling_explainers": ["self"],
     "overrides": {"train.num_workers": 1, "evaluate.max_examples": 12},
-    "tasks": {"features": {"generate.max_items": 40, "generate.min_probe_accuracy": 0.7, "generate.layers": [1, 3]}},
+    "tasks": {
+        "features": {
+            "generate.max_items": 40,
+            "generate.min_probe_accuracy": 0.7,
+            "generate.layers": [1, 3],
+        }
+    },
 }
 
 
 # the study-gpu preset (its recipe: constant learning rate, best epoch by in-distribution loss),
 # cut to tiny models and one task on CPU
-TINY_GPU_STUDY = ["name=mini", "base=tiny", "target=tiny-llama", "other_explainer=tiny-llama-wide",
-                  "data_fractions=[0.5, 1.0]", "scaling_explainers=[self]", f"tasks={json.dumps(STUDY['tasks'])}",
-                  "train.use_gpu=false", "train.zero_stage=-1", "train.num_workers=1", "train.cpus_per_worker=1",
-                  "train.batch_size=8", "train.epochs=2", "train.learning_rate=1e-3", "train.validation_examples=32",
-                  "generate.num_actors=1", "generate.gpus_per_actor=0", "evaluate.max_examples=12",
-                  "controls=[no-vector]"]
+TINY_GPU_STUDY = [
+    "name=mini",
+    "base=tiny",
+    "target=tiny-llama",
+    "other_explainer=tiny-llama-wide",
+    "data_fractions=[0.5, 1.0]",
+    "scaling_explainers=[self]",
+    f"tasks={json.dumps(STUDY['tasks'])}",
+    "train.use_gpu=false",
+    "train.zero_stage=-1",
+    "train.num_workers=1",
+    "train.cpus_per_worker=1",
+    "train.batch_size=8",
+    "train.epochs=2",
+    "train.learning_rate=1e-3",
+    "train.validation_examples=32",
+    "generate.num_actors=1",
+    "generate.gpus_per_actor=0",
+    "evaluate.max_examples=12",
+    "controls=[no-vector]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,22 +69,41 @@ def finished_study(ray_cluster, tmp_path_factory):
 def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_study):
     study, root, summary = finished_study
     report = root / "report"
-    for name in ("results.csv", "results.json", "report.md", "report.html", "self_vs_other.png", "scaling.png"):
+    for name in (
+        "results.csv",
+        "results.json",
+        "report.md",
+        "report.html",
+        "self_vs_other.png",
+        "scaling.png",
+    ):
         assert (report / name).stat().st_size > 0, name
     assert (report / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     frame = pd.read_csv(report / "results.csv")
     systems = set(frame.system)
-    assert {"self (tiny-llama)", "other (tiny-llama-wide)", "untrained self (tiny-llama)",
-            "untrained other (tiny-llama-wide)", "nearest-neighbour baseline"} <= systems
+    assert {
+        "self (tiny-llama)",
+        "other (tiny-llama-wide)",
+        "untrained self (tiny-llama)",
+        "untrained other (tiny-llama-wide)",
+        "nearest-neighbour baseline",
+    } <= systems
     assert any(system.startswith("SelfIE (untrained target, best scale x") for system in systems)
     assert set(frame.query_set) == {"held-out", "in-distribution"}
-    sweep = frame[(frame.system == "self (tiny-llama)") & (frame.metric == "similarity")
-                  & (frame.query_set == "held-out")]
+    sweep = frame[
+        (frame.system == "self (tiny-llama)")
+        & (frame.metric == "similarity")
+        & (frame.query_set == "held-out")
+    ]
     assert sorted(sweep.data_fraction) == [0.5, 1.0]
-    assert set(frame[frame.system.str.startswith("other")].data_fraction) == {1.0}  # no sweep for other
+    assert set(frame[frame.system.str.startswith("other")].data_fraction) == {
+        1.0
+    }  # no sweep for other
     with_ci = frame[frame.metric == "similarity"].dropna(subset=["ci_low"])
-    assert (with_ci.ci_low <= with_ci.value + 1e-9).all() and (with_ci.value <= with_ci.ci_high + 1e-9).all()
+    assert (with_ci.ci_low <= with_ci.value + 1e-9).all() and (
+        with_ci.value <= with_ci.ci_high + 1e-9
+    ).all()
 
     # identical data and steps for self and other: same rows trained on, same number of steps
     self_metrics = json.loads((root / "features-self-100" / "train_metrics.json").read_text())
@@ -82,7 +126,11 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
 
     # the headline: self - other, paired on the same queries, with a cluster interval
     comparisons = summary["comparisons"]
-    paired = {(row["query_set"], row["metric"]): row for row in comparisons["self - other"] if row["task"] == "features"}
+    paired = {
+        (row["query_set"], row["metric"]): row
+        for row in comparisons["self - other"]
+        if row["task"] == "features"
+    }
     held = paired[("held-out", "similarity")]
     assert held["n"] == self_scores_n(root) and held["units"] <= held["n"]
     assert held["difference"] == pytest.approx(held["first"] - held["second"])
@@ -90,63 +138,108 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     assert {"word F1", "exact match"} <= {metric for _, metric in paired}
     assert "Headline: self - other" in markdown
     # trained self - the strongest other system of its run, per family of features too
-    versus = {(row["task"], row["query_set"], row["metric"]): row
-              for row in comparisons["trained self - best other system"]}
+    versus = {
+        (row["task"], row["query_set"], row["metric"]): row
+        for row in comparisons["trained self - best other system"]
+    }
     held = versus[("features", "held-out", "similarity")]
     assert not held["baseline"].startswith("trained explainer")
     assert held["ci_low"] <= held["difference"] <= held["ci_high"]
     # the control: each explainer against itself trained and scored without the vector
-    gains = {row["query_set"] for row in comparisons["gain from the vector"]
-             if row["task"] == "features" and row["metric"] == "similarity"}
-    assert gains == {"held-out", "in-distribution"} and len(comparisons["gain from the vector"]) >= 6
+    gains = {
+        row["query_set"]
+        for row in comparisons["gain from the vector"]
+        if row["task"] == "features" and row["metric"] == "similarity"
+    }
+    assert (
+        gains == {"held-out", "in-distribution"} and len(comparisons["gain from the vector"]) >= 6
+    )
     assert "same-family baseline (another concept's description)" in systems
 
 
 def test_families_are_reported_apart_and_the_best_baseline_is_picked_per_query_set():
     from selfexplain.study.comparisons import best_other_system, families
 
-    frame = pd.DataFrame({"query_set": ["held-out"] * 4 + ["in-distribution"] * 2,
-                          "family": ["words", "words", "countries", "countries", "words", "countries"],
-                          "similarity: trained explainer": [0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
-                          "similarity: trained explainer (candidate choice)": [1.0] * 6,
-                          "similarity: nearest-neighbour baseline": [0.1, 0.2, 0.8, 0.8, 0.7, 0.7],
-                          "similarity: untrained explainer": [0.5, 0.5, 0.1, 0.1, 0.1, 0.1]})
+    frame = pd.DataFrame(
+        {
+            "query_set": ["held-out"] * 4 + ["in-distribution"] * 2,
+            "family": ["words", "words", "countries", "countries", "words", "countries"],
+            "similarity: trained explainer": [0.9, 0.9, 0.9, 0.9, 0.9, 0.9],
+            "similarity: trained explainer (candidate choice)": [1.0] * 6,
+            "similarity: nearest-neighbour baseline": [0.1, 0.2, 0.8, 0.8, 0.7, 0.7],
+            "similarity: untrained explainer": [0.5, 0.5, 0.1, 0.1, 0.1, 0.1],
+        }
+    )
     assert [name for name, _ in families(frame)] == ["", "countries", "words"]
     words = dict(families(frame))["words"]
     held, seen = (frame[frame.query_set == q] for q in ("held-out", "in-distribution"))
-    assert best_other_system(words[words.query_set == "held-out"], "similarity") == "untrained explainer"
-    assert best_other_system(held, "similarity") == "nearest-neighbour baseline"  # never a trained explainer
+    assert (
+        best_other_system(words[words.query_set == "held-out"], "similarity")
+        == "untrained explainer"
+    )
+    assert (
+        best_other_system(held, "similarity") == "nearest-neighbour baseline"
+    )  # never a trained explainer
     assert best_other_system(seen, "similarity") == "nearest-neighbour baseline"
 
 
 def test_a_paired_join_that_is_not_one_to_one_is_refused():
     from selfexplain.study.comparisons import PairedJoinError, compare
 
-    frame = pd.DataFrame({"record_id": ["a", "b", "b"], "query_set": ["held-out"] * 3, "unit": ["u", "v", "v"],
-                          "family": [""] * 3, "similarity: trained explainer": [0.1, 0.2, 0.2]})
+    frame = pd.DataFrame(
+        {
+            "record_id": ["a", "b", "b"],
+            "query_set": ["held-out"] * 3,
+            "unit": ["u", "v", "v"],
+            "family": [""] * 3,
+            "similarity: trained explainer": [0.1, 0.2, 0.2],
+        }
+    )
     with pytest.raises(PairedJoinError, match="1 repeated queries"):
         compare(frame, frame.iloc[:2], "features", "trained explainer", "trained explainer")
-    row = compare(frame.iloc[:2], frame.iloc[:2], "features", "trained explainer", "trained explainer")[0]
+    row = compare(
+        frame.iloc[:2], frame.iloc[:2], "features", "trained explainer", "trained explainer"
+    )[0]
     assert (row["n"], row["difference"]) == (2, 0.0)
 
 
 def test_controls_and_swapped_roles_add_their_stages():
-    study = load_study("study", ["controls=[no-vector, random-projection]", "swapped={features: {}}"])
+    study = load_study(
+        "study", ["controls=[no-vector, random-projection]", "swapped={features: {}}"]
+    )
     names = [stage.name for stage in study.stages()]
-    assert {"features-self-100-novector", "features-other-100-novector", "patching-self-100-randproj",
-            "features-swapped", "features-swapped-self-100", "features-swapped-other-100"} <= set(names)
+    assert {
+        "features-self-100-novector",
+        "features-other-100-novector",
+        "patching-self-100-randproj",
+        "features-swapped",
+        "features-swapped-self-100",
+        "features-swapped-other-100",
+    } <= set(names)
     assert "hint-self-100-novector" not in names  # hint carries no vector
-    swapped = study.run_config(next(s for s in study.stages() if s.name == "features-swapped-other-100"))
+    swapped = study.run_config(
+        next(s for s in study.stages() if s.name == "features-swapped-other-100")
+    )
     assert (swapped.target, swapped.train.explainer, swapped.corpus_from) == (
-        study.other_explainer, study.target, "features-swapped")
-    control = study.run_config(next(s for s in study.stages() if s.name == "patching-self-100-randproj"))
-    assert (control.train.projection, control.train.projection_init, control.train.freeze_projection) == (
-        "always", "orthogonal", True)
+        study.other_explainer,
+        study.target,
+        "features-swapped",
+    )
+    control = study.run_config(
+        next(s for s in study.stages() if s.name == "patching-self-100-randproj")
+    )
+    assert (
+        control.train.projection,
+        control.train.projection_init,
+        control.train.freeze_projection,
+    ) == ("always", "orthogonal", True)
     assert not control.evaluate.untrained_baseline
 
 
 def self_scores_n(root) -> int:
-    return json.loads((root / "features-self-100" / "results.json").read_text())["results"]["trained explainer"]["n"]
+    return json.loads((root / "features-self-100" / "results.json").read_text())["results"][
+        "trained explainer"
+    ]["n"]
 
 
 def test_rerun_reuses_every_finished_stage(finished_study):
@@ -159,15 +252,30 @@ def test_rerun_reuses_every_finished_stage(finished_study):
     assert json.loads((root / "timings.json").read_text()) == timings
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium (Debian package chromium) not installed")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="headless Chromium (Debian package chromium) not installed",
+)
 def test_report_renders_in_headless_chromium(finished_study, tmp_path):
     from PIL import Image
 
     _, root, _ = finished_study
     shot = tmp_path / "report.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--screenshot={shot}", "--window-size=1200,1600", (root / "report" / "report.html").as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            (root / "report" / "report.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.shape == (1600, 1200)
     figure_band = pixels[150:700]  # the plots sit under the title: a blank or broken image is flat

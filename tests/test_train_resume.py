@@ -4,9 +4,9 @@ curve equals an uninterrupted run's."""
 
 import sys
 
-from ray import cloudpickle
 import pytest
 import ray
+from ray import cloudpickle
 
 from selfexplain.config import ConfigError
 from selfexplain.jobs.generate import generate
@@ -43,10 +43,16 @@ def loop_that_fails_once(loop_config):
 
     def report_then_fail(metrics, checkpoint=None, **kwargs):
         real_report(metrics, checkpoint=checkpoint, **kwargs)
-        if (first_attempt and context.get_world_rank() == 1 and metrics["epoch"] >= 1
-                and metrics["epoch_step"] > 0):
+        if (
+            first_attempt
+            and context.get_world_rank() == 1
+            and metrics["epoch"] >= 1
+            and metrics["epoch_step"] > 0
+        ):
             ray.get(counter.failed_at.remote(metrics["step"]))
-            raise RuntimeError(f"injected worker failure at step {metrics['step']}, inside an epoch")
+            raise RuntimeError(
+                f"injected worker failure at step {metrics['step']}, inside an epoch"
+            )
 
     ray.train.report = report_then_fail
     try:
@@ -56,7 +62,12 @@ def loop_that_fails_once(loop_config):
 
 
 def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny_config):
-    overrides = ("generate.max_items=12", "train.epochs=3", "train.max_failures=1", "train.checkpoint_every=2")
+    overrides = (
+        "generate.max_items=12",
+        "train.epochs=3",
+        "train.max_failures=1",
+        "train.checkpoint_every=2",
+    )
     straight = tiny_config("name=straight", *overrides)
     generate(straight)
     train(straight)
@@ -83,36 +94,54 @@ def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny
     assert len(resumed["loss_curve"]) == len(expected["loss_curve"])
     assert resumed["loss_curve"] == pytest.approx(expected["loss_curve"], abs=1e-4)
     # validation losses of the epochs before the failure came back with the checkpoint
-    assert [v["step"] for v in resumed["validation_curve"]] == [v["step"] for v in expected["validation_curve"]]
+    assert [v["step"] for v in resumed["validation_curve"]] == [
+        v["step"] for v in expected["validation_curve"]
+    ]
     assert [v["val_held_out"] for v in resumed["validation_curve"]] == pytest.approx(
-        [v["val_held_out"] for v in expected["validation_curve"]], abs=1e-4)
+        [v["val_held_out"] for v in expected["validation_curve"]], abs=1e-4
+    )
 
 
 def test_kept_checkpoints_a_changed_rerun_and_a_corrupt_checkpoint(ray_cluster, tiny_config):
     """One finished run serves four checks: a local cluster trains without Ray Train's
-    placement-group cleaner and dataset manager; only the newest checkpoints are kept; a rerun of the name with other
-    training settings is refused before it writes; a checkpoint that lost its progress record
-    fails with that reason."""
+    placement-group cleaner and dataset manager; only the newest checkpoints are kept; a rerun of
+    the name with other training settings is refused before it writes; a checkpoint that lost its
+    progress record fails with that reason."""
     from ray.util.state import list_actors
 
-    config = tiny_config("name=keep", "generate.max_items=8", "train.epochs=3", "train.keep_checkpoints=2",
-                         "train.keep_finished_checkpoints=true")
+    config = tiny_config(
+        "name=keep",
+        "generate.max_items=8",
+        "train.epochs=3",
+        "train.keep_checkpoints=2",
+        "train.keep_finished_checkpoints=true",
+    )
     generate(config)
     train(config)
-    assert [actor.class_name for actor in list_actors(filters=[("class_name", "=", "TrainController")])]
+    assert [
+        actor.class_name for actor in list_actors(filters=[("class_name", "=", "TrainController")])
+    ]
     for idle in ("PlacementGroupCleaner", "DatasetManager"):
         assert not list_actors(filters=[("class_name", "=", idle)])
     storage = config.run_dir.local_path / "ray_train" / "train"
 
     def checkpoint_folders():
-        return sorted(p for p in storage.iterdir() if p.is_dir() and p.name.startswith("checkpoint_"))
+        return sorted(
+            p for p in storage.iterdir() if p.is_dir() and p.name.startswith("checkpoint_")
+        )
 
     checkpoints = checkpoint_folders()
     assert len(checkpoints) == 2  # epochs 2 and 3; epoch 1 was pruned
 
     (config.run_dir / "explainer").delete_dir()
-    changed = tiny_config("name=keep", "generate.max_items=8", "train.epochs=3", "train.keep_checkpoints=2",
-                          "train.keep_finished_checkpoints=true", "train.learning_rate=0.5")
+    changed = tiny_config(
+        "name=keep",
+        "generate.max_items=8",
+        "train.epochs=3",
+        "train.keep_checkpoints=2",
+        "train.keep_finished_checkpoints=true",
+        "train.learning_rate=0.5",
+    )
     with pytest.raises(ConfigError, match="new run name"):
         train(changed)
     assert checkpoint_folders() == checkpoints  # refused before it wrote anything
@@ -133,7 +162,9 @@ def test_read_progress_names_what_is_wrong_with_a_checkpoint(tmp_path):
     (broken / "progress.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="no readable progress.json"):
         read_progress(str(broken), "progress.json")
-    (broken / "progress.json").write_text('{"tag": "epoch-1", "epoch": 1, "step": 2, "loss_curve": [1.0]}')
+    (broken / "progress.json").write_text(
+        '{"tag": "epoch-1", "epoch": 1, "step": 2, "loss_curve": [1.0]}'
+    )
     with pytest.raises(CheckpointError, match="lacks DeepSpeed state epoch-1"):
         read_progress(str(broken), "progress.json")
     (broken / "epoch-1").mkdir()

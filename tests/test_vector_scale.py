@@ -13,14 +13,18 @@ from selfexplain.models.tiny import train_tiny_tokenizer
 QUERY = f"At layer 3, the vector {VECTOR_SPAN} encodes the meaning of a common English word"
 
 
-def injected_and_neighbour_norms(model, tokenizer, d_target: int, projected: bool) -> tuple[float, float]:
+def injected_and_neighbour_norms(
+    model, tokenizer, d_target: int, projected: bool
+) -> tuple[float, float]:
     """(the injected vector's norm, the mean norm of the query's ordinary tokens)."""
     vocab = len(tokenizer)  # before the vector tokens are added
     d_explainer = model.get_input_embeddings().weight.shape[1]
     interface = VectorInterface("target", (3,), d_target, d_explainer, projected, rescale=True)
     wrapped = with_vector_input(model, tokenizer, interface)
     ids = tokenizer(QUERY, return_tensors="pt", add_special_tokens=False)["input_ids"]
-    raw = torch.randn(1, d_target, generator=torch.Generator().manual_seed(0)) * 300  # a residual's scale
+    raw = (
+        torch.randn(1, d_target, generator=torch.Generator().manual_seed(0)) * 300
+    )  # a residual's scale
     with torch.no_grad():
         embeds = wrapped.embed(ids, raw, torch.tensor([3]))[0]
     where = ids[0] == wrapped.vector_token_id
@@ -30,13 +34,24 @@ def injected_and_neighbour_norms(model, tokenizer, d_target: int, projected: boo
 
 def test_a_scaled_embedding_family_gets_vectors_at_its_token_scale():
     tokenizer = train_tiny_tokenizer()
-    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                              pad_token_id=tokenizer.pad_token_id)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     model = Gemma3ForCausalLM(config).eval()
-    injected, neighbours = injected_and_neighbour_norms(model, tokenizer, d_target=48, projected=True)
-    assert neighbours > 4 * model.get_input_embeddings().weight.norm(dim=-1).mean()  # the sqrt(64) scale
+    injected, neighbours = injected_and_neighbour_norms(
+        model, tokenizer, d_target=48, projected=True
+    )
+    assert (
+        neighbours > 4 * model.get_input_embeddings().weight.norm(dim=-1).mean()
+    )  # the sqrt(64) scale
     assert injected == pytest.approx(neighbours, rel=0.2)
 
 
@@ -56,5 +71,7 @@ def test_the_embedded_models_get_vectors_at_their_token_scale(explainer, project
     from selfexplain.models.loading import load_model
 
     model, tokenizer = load_model(explainer)
-    injected, neighbours = injected_and_neighbour_norms(model, tokenizer, d_target=576, projected=projected)
+    injected, neighbours = injected_and_neighbour_norms(
+        model, tokenizer, d_target=576, projected=projected
+    )
     assert injected == pytest.approx(neighbours, rel=0.2), (injected, neighbours)

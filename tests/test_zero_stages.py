@@ -1,4 +1,5 @@
-"""ZeRO-3 and ZeRO-3 with CPU offload train and export on two ranks (ZeRO-2 runs in test_pipeline)."""
+"""ZeRO-3 and ZeRO-3 with CPU offload train and export on two ranks (ZeRO-2 runs in
+test_pipeline)."""
 
 import pytest
 import torch
@@ -9,8 +10,11 @@ from selfexplain.models import load_model
 from selfexplain.train.trainer import train
 
 
-@pytest.mark.parametrize("overrides", [("train.zero_stage=3",), ("train.zero_stage=3", "train.offload=true")],
-                         ids=["zero3", "zero3-offload"])
+@pytest.mark.parametrize(
+    "overrides",
+    [("train.zero_stage=3",), ("train.zero_stage=3", "train.offload=true")],
+    ids=["zero3", "zero3-offload"],
+)
 def test_zero3_trains_and_exports_a_full_model(ray_cluster, tiny_config, overrides):
     config = tiny_config("name=zero", "generate.max_items=8", "train.epochs=2", *overrides)
     assert config.train.num_workers == 2

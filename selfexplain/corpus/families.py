@@ -4,8 +4,9 @@ Holding out single prompts is not enough: "The capital of Germany is" is held ou
 template siblings "The capital of France is" and "The capital city of Russia is" are trained
 on, and the explainer only has to copy their answers. A *family* is a connected group of
 prompts that differ from one another in few words (a word-level edit distance of 1, or of 2
-when both have at least 4 words): the entity slot, plus one optional word or a second slot. Families are the connected components of that relation over the whole prompt set, so
-they do not depend on the order or the split.
+when both have at least 4 words): the entity slot, plus one optional word or a second slot. Families
+are the connected components of that relation over the whole prompt set, so they do not depend on
+the order or the split.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def _word_distance(a: list[str], b: list[str], limit: int) -> int:
     for i, word in enumerate(a, 1):
         current = [i]
         for j, other in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other)))
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other))
+            )
         if min(current) > limit:
             return limit + 1
         previous = current
@@ -51,7 +54,7 @@ def prompt_families(prompts: list[str]) -> dict[str, str]:
         return p
 
     for i, a in enumerate(ordered):
-        for b in ordered[i + 1:]:
+        for b in ordered[i + 1 :]:
             limit = _allowed_edits(words[a], words[b])
             if _word_distance(words[a], words[b], limit) <= limit:
                 ra, rb = root(a), root(b)

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from selfexplain.config import ConfigError
 from selfexplain.corpus.schema import item_id, rows_to_table, stable_id
+from selfexplain.errors import ConfigError
 from selfexplain.storage import Location, parquet_bytes
 
 MANIFEST = "manifest.json"
@@ -36,9 +36,11 @@ def write_shard(rows: list[dict], schema: pa.Schema, location: Location) -> int:
 
 def corpus_plan(config, items: list[dict]) -> dict:
     """What a corpus folder is made from: the settings that shape it and its work items."""
-    return {"fingerprint": config.fingerprint("target", "task", "seed", "generate"),
-            "items": stable_id(*(item_id(config.task, item) for item in items)),
-            "num_shards": -(-len(items) // config.generate.items_per_shard)}
+    return {
+        "fingerprint": config.fingerprint("target", "task", "seed", "generate"),
+        "items": stable_id(*(item_id(config.task, item) for item in items)),
+        "num_shards": -(-len(items) // config.generate.items_per_shard),
+    }
 
 
 def claim_plan(folder: Location, plan: dict) -> None:
@@ -47,7 +49,10 @@ def claim_plan(folder: Location, plan: dict) -> None:
     The claim is atomic: of two runs of one name started at once with different settings,
     exactly one writes its plan and the other is refused here, before it writes a shard."""
     path = folder / PLAN
-    if not path.create_exclusive(json.dumps(plan, indent=2, sort_keys=True).encode()) and path.read_json() != plan:
+    if (
+        not path.create_exclusive(json.dumps(plan, indent=2, sort_keys=True).encode())
+        and path.read_json() != plan
+    ):
         raise ConfigError(
             f"{folder} was made with other settings or inputs; pick a new run name (name=...) "
             "or delete that folder"
@@ -57,7 +62,9 @@ def claim_plan(folder: Location, plan: dict) -> None:
 def read_manifest(corpus: Location) -> dict:
     path = corpus / MANIFEST
     if not path.exists():
-        raise FileNotFoundError(f"no corpus at {corpus} ({MANIFEST} missing); run `selfexplain generate` first")
+        raise FileNotFoundError(
+            f"no corpus at {corpus} ({MANIFEST} missing); run `selfexplain generate` first"
+        )
     return path.read_json()
 
 
@@ -66,7 +73,9 @@ def corpus_files(corpus: Location) -> list[str]:
     return [(corpus / shard["file"]).path for shard in read_manifest(corpus)["shards"]]
 
 
-def read_corpus(corpus: Location, split: str | None = None, columns: list[str] | None = None) -> pa.Table:
+def read_corpus(
+    corpus: Location, split: str | None = None, columns: list[str] | None = None
+) -> pa.Table:
     """All finished shards as one table, optionally one split only."""
     files = corpus_files(corpus)
     if not files:

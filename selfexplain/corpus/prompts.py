@@ -35,16 +35,23 @@ def load_prompts(source: str, max_prompts: int = 0) -> list[str]:
 
 def _read_file(path: Path) -> list[str]:
     if path.suffix not in SUFFIXES and path.exists():
-        raise PromptFileError(f"prompt file {path}: use a .txt (one prompt a line), .jsonl (one {{\"prompt\": ...}} "
-                              "object a line) or .json (a list of prompts) file, or 'builtin'")
+        raise PromptFileError(
+            f'prompt file {path}: use a .txt (one prompt a line), .jsonl (one {{"prompt": ...}} '
+            "object a line) or .json (a list of prompts) file, or 'builtin'"
+        )
     if path.suffix == ".txt":
-        return [line.strip() for line in read_text(path, PromptFileError, "prompt file", FIX).splitlines()]
+        return [
+            line.strip()
+            for line in read_text(path, PromptFileError, "prompt file", FIX).splitlines()
+        ]
     if path.suffix == ".json":
         return _read_json_list(path)
     prompts = []
     for number, record in read_jsonl(path, PromptFileError, "prompt file", FIX):
         if not isinstance(record.get("prompt"), str):
-            raise PromptFileError(f"{path}:{number} has no string field 'prompt'; write {{\"prompt\": \"...\"}}")
+            raise PromptFileError(
+                f'{path}:{number} has no string field \'prompt\'; write {{"prompt": "..."}}'
+            )
         prompts.append(record["prompt"].strip())
     return prompts
 
@@ -56,11 +63,16 @@ def _read_json_list(path: Path) -> list[str]:
     except json.JSONDecodeError as err:
         raise PromptFileError(f"{path}:{err.lineno} is not valid JSON ({err.msg})") from None
     if not isinstance(records, list):
-        raise PromptFileError(f"{path} holds a JSON {type(records).__name__}; write a list of prompts")
+        raise PromptFileError(
+            f"{path} holds a JSON {type(records).__name__}; write a list of prompts"
+        )
     prompts = []
     for number, record in enumerate(records, start=1):
         text = record.get("prompt") if isinstance(record, dict) else record
         if not isinstance(text, str):
-            raise PromptFileError(f"{path}: entry {number} is not a prompt; write strings or {{\"prompt\": ...}} objects")
+            raise PromptFileError(
+                f'{path}: entry {number} is not a prompt; write strings or {{"prompt": ...}} '
+                f"objects"
+            )
         prompts.append(text.strip())
     return prompts

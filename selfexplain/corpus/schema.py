@@ -24,12 +24,14 @@ def vector_type(d_model: int) -> pa.DataType:
     return pa.list_(pa.float32(), d_model)
 
 
-REJECTS_SCHEMA = pa.schema([
-    schema_field("item_id", pa.string(), "hash of the work item"),
-    schema_field("task", pa.string()),
-    schema_field("reason", pa.string(), "why no ground truth was written for it"),
-    schema_field("item", pa.string(), "the work item as JSON"),
-])
+REJECTS_SCHEMA = pa.schema(
+    [
+        schema_field("item_id", pa.string(), "hash of the work item"),
+        schema_field("task", pa.string()),
+        schema_field("reason", pa.string(), "why no ground truth was written for it"),
+        schema_field("item", pa.string(), "the work item as JSON"),
+    ]
+)
 
 
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -29,18 +29,27 @@ def is_in_distribution_query(record_id: str, fraction: float, seed: int) -> bool
 
 
 def in_data_fraction(record_id: str, fraction: float, seed: int) -> bool:
-    """This training row is among the first ``fraction`` of the training data (nested in ``fraction``)."""
+    """This training row is among the first ``fraction`` of the training data (nested in
+    ``fraction``)."""
     return fraction >= 1.0 or _unit(record_id, "data-fraction", seed) < fraction
 
 
-def trains_on(record_id: str, in_distribution_fraction: float, data_fraction: float, seed: int) -> bool:
-    """A training-split row is trained on: not an in-distribution query, and inside the data fraction."""
-    return (not is_in_distribution_query(record_id, in_distribution_fraction, seed)
-            and in_data_fraction(record_id, data_fraction, seed))
+def trains_on(
+    record_id: str, in_distribution_fraction: float, data_fraction: float, seed: int
+) -> bool:
+    """A training-split row is trained on: not an in-distribution query, and inside the data
+    fraction."""
+    return not is_in_distribution_query(
+        record_id, in_distribution_fraction, seed
+    ) and in_data_fraction(record_id, data_fraction, seed)
 
 
-def rows_trained_on(train_split: pa.Table, in_distribution_fraction: float, data_fraction: float,
-                    seed: int) -> pa.Table:
+def rows_trained_on(
+    train_split: pa.Table, in_distribution_fraction: float, data_fraction: float, seed: int
+) -> pa.Table:
     """The rows of a corpus's training split that training uses (before the max_length filter)."""
-    keep = [trains_on(i, in_distribution_fraction, data_fraction, seed) for i in train_split["record_id"].to_pylist()]
+    keep = [
+        trains_on(i, in_distribution_fraction, data_fraction, seed)
+        for i in train_split["record_id"].to_pylist()
+    ]
     return train_split.filter(pa.array(keep, type=pa.bool_())) if keep else train_split

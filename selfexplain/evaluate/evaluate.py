@@ -39,9 +39,17 @@ ANSWER_MARGIN = 4
 
 
 @ray.remote
-def explain_rows(task_name: str, model_ref: str, rows: list[dict], batch_size: int,
-                 max_new_tokens: int, use_gpu: bool, trust_remote_code: bool, interface: VectorInterface | None = None,
-                 candidates: list[list[str]] | None = None) -> dict[str, list[str]]:
+def explain_rows(
+    task_name: str,
+    model_ref: str,
+    rows: list[dict],
+    batch_size: int,
+    max_new_tokens: int,
+    use_gpu: bool,
+    trust_remote_code: bool,
+    interface: VectorInterface | None = None,
+    candidates: list[list[str]] | None = None,
+) -> dict[str, list[str]]:
     """The explainer's answer to each row's query, by decoding: ``greedy`` always, and with
     ``candidates`` also ``candidates``, the candidate answer it finds most likely. One model
     load serves both."""
@@ -63,13 +71,21 @@ def explain_rows(task_name: str, model_ref: str, rows: list[dict], batch_size: i
             model = with_vector_input(model, tokenizer, interface).to(device).eval()
         vectors, layers = vector_batch(rows)
         if interface is not None:  # a "without the vector" control withholds it in scoring too
-            vectors = controlled_vectors(vectors, interface.vector_control, layers, [r["record_id"] for r in rows])
+            vectors = controlled_vectors(
+                vectors, interface.vector_control, layers, [r["record_id"] for r in rows]
+            )
     queries = [task.format_query(r) for r in rows]
-    answers = {"greedy": generate_answers(model, tokenizer, queries, batch_size, max_new_tokens, vectors, layers)}
+    answers = {
+        "greedy": generate_answers(
+            model, tokenizer, queries, batch_size, max_new_tokens, vectors, layers
+        )
+    }
     if candidates is not None:
         from selfexplain.evaluate.likelihood import most_likely
 
-        answers["candidates"] = most_likely(model, tokenizer, queries, candidates, batch_size, vectors, layers)
+        answers["candidates"] = most_likely(
+            model, tokenizer, queries, candidates, batch_size, vectors, layers
+        )
     return answers
 
 
@@ -102,17 +118,27 @@ def read_scored_corpus(config: RunConfig, task: Task) -> ScoredCorpus:
 
     table = read_corpus(config.corpus_dir)
     t = config.train
-    train_rows = rows_trained_on(table.filter(pc.equal(table["split"], "train")), t.in_distribution_holdout,
-                                 t.data_fraction, config.seed).to_pylist()
+    train_rows = rows_trained_on(
+        table.filter(pc.equal(table["split"], "train")),
+        t.in_distribution_holdout,
+        t.data_fraction,
+        config.seed,
+    ).to_pylist()
     corpus = table.to_pandas()
     length_filter = LengthFilter(config.target, task, t.max_length, config.trust_remote_code)
     fits = corpus[[length_filter.fits(row) for row in corpus.to_dict("records")]]
     test = fits[fits["split"] == "test"]
     if test.empty:
-        raise EmptyHeldOutSplit(f"the held-out split of {config.corpus_dir} is empty; raise "
-                                "generate.held_out_fraction or generate.max_items (more items, more groups)")
-    seen = fits[(fits["split"] == "train") & fits["record_id"].map(
-        lambda i: is_in_distribution_query(i, t.in_distribution_holdout, config.seed))]
+        raise EmptyHeldOutSplit(
+            f"the held-out split of {config.corpus_dir} is empty; raise "
+            "generate.held_out_fraction or generate.max_items (more items, more groups)"
+        )
+    seen = fits[
+        (fits["split"] == "train")
+        & fits["record_id"].map(
+            lambda i: is_in_distribution_query(i, t.in_distribution_holdout, config.seed)
+        )
+    ]
     queries = {}
     for name, frame in zip(QUERY_SETS, (test, seen)):
         if config.evaluate.max_examples and len(frame) > config.evaluate.max_examples:
@@ -134,23 +160,38 @@ def evaluate_run(config: RunConfig) -> dict[str, dict[str, dict[str, float]]]:
     for source in corpus_sources(config):
         made_with = from_dict(GenerateConfig, source.manifest["config"]["generate"])
         # this run's explainer and settings, scored as if it were a run on that corpus alone
-        alone = dataclasses.replace(config, task=source.task, corpus_from=source.run, generate=made_with,
-                                    train=dataclasses.replace(config.train, mix={}))
+        alone = dataclasses.replace(
+            config,
+            task=source.task,
+            corpus_from=source.run,
+            generate=made_with,
+            train=dataclasses.replace(config.train, mix={}),
+        )
         log.info("scoring the mixed explainer on %s (%s)", source.run, source.task)
         try:
             results[source.run] = evaluate(alone, out_dir=config.run_dir / "evaluate" / source.run)
         except EmptyHeldOutSplit as err:  # the other corpora's scores are still worth having
             log.warning("not scored on %s: %s", source.run, err)
     if not results:
-        raise EmptyHeldOutSplit(f"no corpus of train.mix has held-out queries ({', '.join(config.train.mix)})")
+        raise EmptyHeldOutSplit(
+            f"no corpus of train.mix has held-out queries ({', '.join(config.train.mix)})"
+        )
     return results
 
 
 def trained_export(config: RunConfig) -> Location:
     """The explainer scored: ``evaluate.explainer``, or the run's own export."""
-    export = Location(config.evaluate.explainer) if config.evaluate.explainer else config.run_dir / EXPORT_DIR
+    export = (
+        Location(config.evaluate.explainer)
+        if config.evaluate.explainer
+        else config.run_dir / EXPORT_DIR
+    )
     if not has_export(export):
-        hint = "check evaluate.explainer" if config.evaluate.explainer else "run `selfexplain train` first"
+        hint = (
+            "check evaluate.explainer"
+            if config.evaluate.explainer
+            else "run `selfexplain train` first"
+        )
         raise FileNotFoundError(f"no trained explainer at {export}; {hint}")
     return export
 
@@ -163,36 +204,64 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
     local_export = resolve_model_dir(export.uri)  # the driver's copy, for the small files
     trained_for = ExplainerInfo.read(local_export, TASK_NAMES).tasks
     if config.task not in trained_for:
-        raise ConfigError(f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
-                          f"{config.task!r}; score it on a corpus of {' or '.join(trained_for)}")
+        raise ConfigError(
+            f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
+            f"{config.task!r}; score it on a corpus of {' or '.join(trained_for)}"
+        )
     corpus = read_scored_corpus(config, task)
     rows = corpus.rows
-    context = ScoringContext(config.seed, corpus.train_rows, corpus.table, target_layers(config),
-                             config.evaluate.candidate_outputs)
-    budget = config.evaluate.max_new_tokens or answer_budget(str(local_export), task, corpus.train_rows + rows,
-                                                             config.trust_remote_code)
+    context = ScoringContext(
+        config.seed,
+        corpus.train_rows,
+        corpus.table,
+        target_layers(config),
+        config.evaluate.candidate_outputs,
+    )
+    budget = config.evaluate.max_new_tokens or answer_budget(
+        str(local_export), task, corpus.train_rows + rows, config.trust_remote_code
+    )
     pending = _decode(config, task, export, local_export, rows, context, budget)
-    log.info("decoding %d queries (%s) with %d explainers", len(rows),
-             ", ".join(f"{len(v)} {k}" for k, v in corpus.queries.items()), len(pending))
+    log.info(
+        "decoding %d queries (%s) with %d explainers",
+        len(rows),
+        ", ".join(f"{len(v)} {k}" for k, v in corpus.queries.items()),
+        len(pending),
+    )
     selfie = None
-    if (task.selfie_baseline and config.evaluate.untrained_baseline and config.evaluate.selfie_scales
-            and config.explainer_ref == config.target):
+    if (
+        task.selfie_baseline
+        and config.evaluate.untrained_baseline
+        and config.evaluate.selfie_scales
+        and config.explainer_ref == config.target
+    ):
         # the untrained target reads its own vectors (baselines come from the self-explainer's run)
-        selfie = selfie_answers.options(num_cpus=1, num_gpus=1 if config.train.use_gpu else 0).remote(
-            config.target, rows, list(config.evaluate.selfie_scales), config.evaluate.batch_size, budget,
-            config.train.use_gpu, config.trust_remote_code)
+        selfie = selfie_answers.options(
+            num_cpus=1, num_gpus=1 if config.train.use_gpu else 0
+        ).remote(
+            config.target,
+            rows,
+            list(config.evaluate.selfie_scales),
+            config.evaluate.batch_size,
+            budget,
+            config.train.use_gpu,
+            config.trust_remote_code,
+        )
     texts = _collect(pending)
     if selfie is not None:
         texts.update(_best_selfie(task, ray.get(selfie), corpus.queries["held-out"]))
     answers = {baseline(name): parsed for name, parsed in task.baselines(rows, context).items()}
-    answers.update({system: [task.parse_answer(t) for t in decoded] for system, decoded in texts.items()})
+    answers.update(
+        {system: [task.parse_answer(t) for t in decoded] for system, decoded in texts.items()}
+    )
 
     results, offset = {}, 0
     for name in QUERY_SETS:
         part = slice(offset, offset + len(corpus.queries[name]))
         offset += len(corpus.queries[name])
         if corpus.queries[name]:
-            scored = task.score(corpus.queries[name], {s.label: v[part] for s, v in answers.items()}, context)
+            scored = task.score(
+                corpus.queries[name], {s.label: v[part] for s, v in answers.items()}, context
+            )
             results[name] = scored
     per_query = task.per_query(rows, {s.label: v for s, v in answers.items()})
     _save(config, task, out_dir or config.run_dir, corpus, texts, results, per_query, list(answers))
@@ -203,13 +272,21 @@ def target_layers(config: RunConfig) -> int:
     """The target's depth (decoder blocks), from its config."""
     from transformers import AutoConfig
 
-    target_config = AutoConfig.from_pretrained(resolve_model_dir(config.target),
-                                               trust_remote_code=config.trust_remote_code)
+    target_config = AutoConfig.from_pretrained(
+        resolve_model_dir(config.target), trust_remote_code=config.trust_remote_code
+    )
     return target_config.get_text_config().num_hidden_layers
 
 
-def _decode(config: RunConfig, task: Task, export: Location, local_export, rows: list[dict],
-            context: ScoringContext, budget: int) -> dict[tuple[str, str, str], ray.ObjectRef]:
+def _decode(
+    config: RunConfig,
+    task: Task,
+    export: Location,
+    local_export,
+    rows: list[dict],
+    context: ScoringContext,
+    budget: int,
+) -> dict[tuple[str, str, str], ray.ObjectRef]:
     """The trained (and untrained) explainer's answers, each explainer decoded in its own Ray
     task, greedily and (for change tasks) by candidate choice among the same candidates."""
     role = "self" if config.train.explainer == "self" else "other"
@@ -226,8 +303,16 @@ def _decode(config: RunConfig, task: Task, export: Location, local_export, rows:
     use_gpu = config.train.use_gpu
     return {
         (kind, role, name): explain_rows.options(num_cpus=1, num_gpus=1 if use_gpu else 0).remote(
-            config.task, reference, rows, config.evaluate.batch_size, budget, use_gpu,
-            config.trust_remote_code, interface, candidates)
+            config.task,
+            reference,
+            rows,
+            config.evaluate.batch_size,
+            budget,
+            use_gpu,
+            config.trust_remote_code,
+            interface,
+            candidates,
+        )
         for kind, (reference, name) in explainers.items()
     }
 
@@ -241,57 +326,98 @@ def _collect(pending: dict) -> dict[System, list[str]]:
     return texts
 
 
-def _best_selfie(task: Task, by_scale: dict[float, list[str]], held: list[dict]) -> dict[System, list[str]]:
+def _best_selfie(
+    task: Task, by_scale: dict[float, list[str]], held: list[dict]
+) -> dict[System, list[str]]:
     """SelfIE's answers at the scale with the best held-out headline score (an upper bound: the
     scale is chosen on the test queries; held-out queries come first in ``by_scale``'s lists)."""
 
     def held_out_score(answers: list[str]) -> float:
-        parsed = [task.parse_answer(a) for a in answers[:len(held)]]
+        parsed = [task.parse_answer(a) for a in answers[: len(held)]]
         column = task.per_query(held, {"selfie": parsed})[f"{task.per_query_metric}: selfie"]
         return float(pd.Series(column, dtype=float).mean())
 
     scale = best_scale(by_scale, held_out_score)
-    return {baseline(f"SelfIE (untrained target, best scale x{scale:g}; upper bound)"): by_scale[scale]}
+    return {
+        baseline(f"SelfIE (untrained target, best scale x{scale:g}; upper bound)"): by_scale[scale]
+    }
 
 
-def answer_budget(tokenizer_dir: str, task: Task, rows: list[dict], trust_remote_code: bool = False) -> int:
+def answer_budget(
+    tokenizer_dir: str, task: Task, rows: list[dict], trust_remote_code: bool = False
+) -> int:
     """Tokens to decode per answer: the longest ground-truth answer of the corpus rows in the
     explainer's tokenizer, plus a margin, so no well-formed answer is cut (a long SAE description,
     or the change form in a small vocabulary) and no decode runs far past one."""
     from selfexplain.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
-    longest = max(len(tokenizer(task.format_answer(r), add_special_tokens=False)["input_ids"]) for r in rows)
+    longest = max(
+        len(tokenizer(task.format_answer(r), add_special_tokens=False)["input_ids"]) for r in rows
+    )
     return longest + ANSWER_MARGIN
 
 
-def _save(config: RunConfig, task: Task, run_dir: Location, corpus: ScoredCorpus, texts: dict[System, list[str]],
-          results: dict, per_query: dict[str, list], systems: list[System]) -> None:
+def _save(
+    config: RunConfig,
+    task: Task,
+    run_dir: Location,
+    corpus: ScoredCorpus,
+    texts: dict[System, list[str]],
+    results: dict,
+    per_query: dict[str, list],
+    systems: list[System],
+) -> None:
     rows = corpus.rows
     frame = pd.DataFrame(
-        {"record_id": [r["record_id"] for r in rows],
-         "query_set": [name for name in QUERY_SETS for _ in corpus.queries[name]],
-         "unit": [task.held_out_unit(r) for r in rows],
-         "family": [task.family(r) for r in rows],
-         "changed": [bool(r["changed"]) for r in rows] if "changed" in rows[0] else [None] * len(rows),
-         "query": [task.format_query(r) for r in rows],
-         "truth": [task.format_answer(r).strip() for r in rows],
-         **{f"answer: {system.label}": [t.strip() for t in answers] for system, answers in texts.items()},
-         **per_query}
+        {
+            "record_id": [r["record_id"] for r in rows],
+            "query_set": [name for name in QUERY_SETS for _ in corpus.queries[name]],
+            "unit": [task.held_out_unit(r) for r in rows],
+            "family": [task.family(r) for r in rows],
+            "changed": [bool(r["changed"]) for r in rows]
+            if "changed" in rows[0]
+            else [None] * len(rows),
+            "query": [task.format_query(r) for r in rows],
+            "truth": [task.format_answer(r).strip() for r in rows],
+            **{
+                f"answer: {system.label}": [t.strip() for t in answers]
+                for system, answers in texts.items()
+            },
+            **per_query,
+        }
     )
-    (run_dir / "predictions.parquet").write_bytes(parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False)))
+    (run_dir / "predictions.parquet").write_bytes(
+        parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))
+    )
     held_out = f"held out by {config.held_out_by}"
-    (run_dir / "results.json").write_json({
-        "results": results["held-out"], "in_distribution": results.get("in-distribution", {}),
-        "systems": {system.label: system.to_dict() for system in systems},
-        "headline_metric": task.headline_metric,
-        "split": f"test ({held_out})", "task": config.task, "target": config.target,
-        "explainer": config.evaluate.explainer or config.explainer_ref, "train_data_fraction": config.train.data_fraction,
-        "versions": versions(), "config_hash": config.fingerprint()})
-    sections = [f"# {config.name}: {config.task}\n\nTarget `{config.target}`, explainer `{config.explainer_ref}`. "
-                f"Intervals are 95% cluster-bootstrap intervals over held-out units ({task.unit_name}).\n"]
-    titles = {"held-out": f"Held-out queries ({held_out}: groups never seen in training)",
-              "in-distribution": "In-distribution queries (groups seen in training, these rows not trained on)"}
+    (run_dir / "results.json").write_json(
+        {
+            "results": results["held-out"],
+            "in_distribution": results.get("in-distribution", {}),
+            "systems": {system.label: system.to_dict() for system in systems},
+            "headline_metric": task.headline_metric,
+            "split": f"test ({held_out})",
+            "task": config.task,
+            "target": config.target,
+            "explainer": config.evaluate.explainer or config.explainer_ref,
+            "train_data_fraction": config.train.data_fraction,
+            "versions": versions(),
+            "config_hash": config.fingerprint(),
+        }
+    )
+    sections = [
+        f"# {config.name}: {config.task}\n\nTarget `{config.target}`, explainer "
+        f"`{config.explainer_ref}`. "
+        f"Intervals are 95% cluster-bootstrap intervals over held-out units ({task.unit_name}).\n"
+    ]
+    titles = {
+        "held-out": f"Held-out queries ({held_out}: groups never seen in training)",
+        "in-distribution": "In-distribution queries (groups seen in training, these rows not "
+        "trained on)",
+    }
     for name, table in results.items():
-        sections.append(f"## {titles[name]}, n={len(corpus.queries[name])}\n\n{markdown_table(table)}\n")
+        sections.append(
+            f"## {titles[name]}, n={len(corpus.queries[name])}\n\n{markdown_table(table)}\n"
+        )
     (run_dir / "results.md").write_text("\n".join(sections))

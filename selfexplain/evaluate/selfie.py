@@ -17,25 +17,48 @@ PROMPT = f"Here is a concept: {VECTOR_SPAN}. What does it mean? It means"
 
 
 @ray.remote
-def selfie_answers(target_dir: str, rows: list[dict], scales: list[float], batch_size: int, max_new_tokens: int,
-                   use_gpu: bool, trust_remote_code: bool) -> dict[float, list[str]]:
+def selfie_answers(
+    target_dir: str,
+    rows: list[dict],
+    scales: list[float],
+    batch_size: int,
+    max_new_tokens: int,
+    use_gpu: bool,
+    trust_remote_code: bool,
+) -> dict[float, list[str]]:
     """``scale -> answers``: the untrained target's descriptions of its own unit vectors x scale."""
     import torch
 
     from selfexplain.evaluate.generation import generate_answers
-    from selfexplain.explainer.vectors import ExplainerWithVectors, add_vector_tokens, grow_embeddings, vector_batch
+    from selfexplain.explainer.vectors import (
+        ExplainerWithVectors,
+        add_vector_tokens,
+        grow_embeddings,
+        vector_batch,
+    )
     from selfexplain.models.loading import load_model
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     lm, tokenizer = load_model(target_dir, device=device, trust_remote_code=trust_remote_code)
     token_id = add_vector_tokens(tokenizer)
     grow_embeddings(lm, tokenizer)
-    reader = ExplainerWithVectors(lm, token_id, projection=None, rescale=False).eval()  # raw, as in the paper
+    reader = ExplainerWithVectors(
+        lm, token_id, projection=None, rescale=False
+    ).eval()  # raw, as in the paper
     vectors, layers = vector_batch(rows)
     unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    return {scale: generate_answers(reader, tokenizer, [PROMPT] * len(rows), batch_size, max_new_tokens,
-                                    unit * scale, layers)
-            for scale in scales}
+    return {
+        scale: generate_answers(
+            reader,
+            tokenizer,
+            [PROMPT] * len(rows),
+            batch_size,
+            max_new_tokens,
+            unit * scale,
+            layers,
+        )
+        for scale in scales
+    }
 
 
 def best_scale(answers: dict[float, list[str]], score) -> float:

@@ -34,7 +34,9 @@ class System:
         """The row label of a run's own results table."""
         if self.kind == "baseline":
             return self.name
-        return f"{self.kind} explainer" + (f" ({CANDIDATE_CHOICE})" if self.decoding == "candidates" else "")
+        return f"{self.kind} explainer" + (
+            f" ({CANDIDATE_CHOICE})" if self.decoding == "candidates" else ""
+        )
 
     @property
     def study_label(self) -> str:

@@ -53,20 +53,37 @@ class ExplainerInfo:
         """``selfexplain.json``, checked: it names its tasks (of ``known_tasks``) and target."""
         path = folder / EXPLAINER_INFO
         if not path.is_file():
-            raise ExplainerFileError(f"{folder} is not a trained selfexplain explainer ({EXPLAINER_INFO} missing); "
-                                     "point at runs/<name>/explainer")
+            raise ExplainerFileError(
+                f"{folder} is not a trained selfexplain explainer ({EXPLAINER_INFO} missing); "
+                "point at runs/<name>/explainer"
+            )
         try:
             data = json.loads(read_text(path, ExplainerFileError, "explainer info"))
         except json.JSONDecodeError as err:
-            raise ExplainerFileError(f"{path}:{err.lineno} is not valid JSON ({err.msg}); "
-                                     "export the explainer again") from None
-        tasks = data.get("tasks") or ([data["task"]] if isinstance(data, dict) and "task" in data else None)
-        if (not isinstance(data, dict) or not isinstance(tasks, list) or not tasks or set(tasks) - set(known_tasks)
-                or not isinstance(data.get("target_model"), str)):
-            raise ExplainerFileError(f"{path} must name its tasks (of {sorted(known_tasks)}) and target_model; "
-                                     "export the explainer again")
-        return cls(tuple(tasks), data["target_model"], str(data.get("explainer_base", "")), str(data.get("run", "")),
-                   data.get("corpus_config_hash", ""))
+            raise ExplainerFileError(
+                f"{path}:{err.lineno} is not valid JSON ({err.msg}); export the explainer again"
+            ) from None
+        tasks = data.get("tasks") or (
+            [data["task"]] if isinstance(data, dict) and "task" in data else None
+        )
+        if (
+            not isinstance(data, dict)
+            or not isinstance(tasks, list)
+            or not tasks
+            or set(tasks) - set(known_tasks)
+            or not isinstance(data.get("target_model"), str)
+        ):
+            raise ExplainerFileError(
+                f"{path} must name its tasks (of {sorted(known_tasks)}) and target_model; "
+                "export the explainer again"
+            )
+        return cls(
+            tuple(tasks),
+            data["target_model"],
+            str(data.get("explainer_base", "")),
+            str(data.get("run", "")),
+            data.get("corpus_config_hash", ""),
+        )
 
 
 def has_export(folder) -> bool:
@@ -74,16 +91,23 @@ def has_export(folder) -> bool:
     return (folder / MODEL_CARD).exists()
 
 
-def save_explainer(module, tokenizer, out_dir: Path, interface: VectorInterface | None,
-                   state_dict: dict[str, torch.Tensor] | None = None) -> None:
+def save_explainer(
+    module,
+    tokenizer,
+    out_dir: Path,
+    interface: VectorInterface | None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> None:
     """``module`` is the LM or an :class:`ExplainerWithVectors`; ``state_dict`` a consolidated one
     (ZeRO-3) with the same key names as ``module``, or None to read the module's own."""
     with_vectors = isinstance(module, ExplainerWithVectors)
     lm = module.lm if with_vectors else module
     lm_state = projection_state = None
     if state_dict is not None and with_vectors:
-        lm_state = {k[len("lm."):]: v for k, v in state_dict.items() if k.startswith("lm.")}
-        projection_state = {k[len("projection."):]: v for k, v in state_dict.items() if k.startswith("projection.")}
+        lm_state = {k[len("lm.") :]: v for k, v in state_dict.items() if k.startswith("lm.")}
+        projection_state = {
+            k[len("projection.") :]: v for k, v in state_dict.items() if k.startswith("projection.")
+        }
     elif state_dict is not None:
         lm_state = state_dict
     lm.save_pretrained(out_dir, state_dict=lm_state, safe_serialization=True)
@@ -93,26 +117,40 @@ def save_explainer(module, tokenizer, out_dir: Path, interface: VectorInterface 
         if module.projection is not None:
             if projection_state is None:
                 projection_state = module.projection.state_dict()
-            save_file({k: v.detach().float().contiguous().cpu() for k, v in projection_state.items()},
-                      str(out_dir / PROJECTION))
+            save_file(
+                {k: v.detach().float().contiguous().cpu() for k, v in projection_state.items()},
+                str(out_dir / PROJECTION),
+            )
 
 
-def load_explainer(folder: str | Path, device="cpu", dtype=torch.float32, trust_remote_code: bool = False):
-    """(model, tokenizer): the LM, or an :class:`ExplainerWithVectors` when the folder has a vector interface."""
+def load_explainer(
+    folder: str | Path, device="cpu", dtype=torch.float32, trust_remote_code: bool = False
+):
+    """(model, tokenizer): the LM, or an :class:`ExplainerWithVectors` when the folder has a vector
+    interface."""
     from selfexplain.models.loading import load_model, resolve_model_dir
 
     folder = resolve_model_dir(str(folder))  # a local folder, or a URI copied to this node
-    lm, tokenizer = load_model(folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    lm, tokenizer = load_model(
+        folder, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+    )
     interface_path = folder / INTERFACE
     if not interface_path.is_file():
         return lm, tokenizer
     interface = VectorInterface.read(interface_path)
     projection = None
     if interface.projected:
-        projection = VectorProjection(list(interface.layers), interface.d_target, interface.d_explainer)
+        projection = VectorProjection(
+            list(interface.layers), interface.d_target, interface.d_explainer
+        )
         projection.load_state_dict(load_file(str(folder / PROJECTION)))
         projection.to(device=device, dtype=dtype)
-    model = ExplainerWithVectors(lm, tokenizer.convert_tokens_to_ids(VECTOR_TOKEN), projection, interface.rescale,
-                                 interface.reference_norm)
+    model = ExplainerWithVectors(
+        lm,
+        tokenizer.convert_tokens_to_ids(VECTOR_TOKEN),
+        projection,
+        interface.rescale,
+        interface.reference_norm,
+    )
     model.interface = interface
     return model.eval(), tokenizer

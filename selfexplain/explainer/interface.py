@@ -58,32 +58,61 @@ class VectorInterface:
 
     @classmethod
     def read(cls, path: Path) -> VectorInterface:
-        """``vector_interface.json``, checked field by field: a hand edit or a cut copy fails here by name."""
+        """``vector_interface.json``, checked field by field: a hand edit or a cut copy fails here
+        by name."""
         try:
             data = json.loads(read_text(path, ExplainerFileError, "vector interface"))
         except json.JSONDecodeError as err:
-            raise ExplainerFileError(f"{path}:{err.lineno} is not valid JSON ({err.msg}); "
-                                     "export the explainer again") from None
+            raise ExplainerFileError(
+                f"{path}:{err.lineno} is not valid JSON ({err.msg}); export the explainer again"
+            ) from None
         if not isinstance(data, dict):
             raise ExplainerFileError(f"{path} must hold a JSON object; export the explainer again")
-        for key, kind in (("target_model", str), ("layers", list), ("d_target", int), ("d_explainer", int),
-                          ("projected", bool), ("rescale", bool)):
+        for key, kind in (
+            ("target_model", str),
+            ("layers", list),
+            ("d_target", int),
+            ("d_explainer", int),
+            ("projected", bool),
+            ("rescale", bool),
+        ):
             value = data.get(key)
-            if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 1)):
-                raise ExplainerFileError(f"{path}: key '{key}' must be a {kind.__name__}, got {value!r}; "
-                                         "export the explainer again")
+            if not isinstance(value, kind) or (
+                kind is int and (isinstance(value, bool) or value < 1)
+            ):
+                raise ExplainerFileError(
+                    f"{path}: key '{key}' must be a {kind.__name__}, got {value!r}; "
+                    "export the explainer again"
+                )
         if not all(isinstance(layer, int) and layer >= 0 for layer in data["layers"]):
-            raise ExplainerFileError(f"{path}: key 'layers' must list block indices; export the explainer again")
+            raise ExplainerFileError(
+                f"{path}: key 'layers' must list block indices; export the explainer again"
+            )
         norm = data.get("reference_norm")
         if norm is not None and not (isinstance(norm, (int, float)) and norm > 0):
-            raise ExplainerFileError(f"{path}: key 'reference_norm' must be a positive number or null")
-        for key, allowed in (("vector_control", VECTOR_CONTROLS), ("projection_init", PROJECTION_INITS)):
+            raise ExplainerFileError(
+                f"{path}: key 'reference_norm' must be a positive number or null"
+            )
+        for key, allowed in (
+            ("vector_control", VECTOR_CONTROLS),
+            ("projection_init", PROJECTION_INITS),
+        ):
             if data.get(key, allowed[0]) not in allowed:
-                raise ExplainerFileError(f"{path}: key '{key}' must be one of {', '.join(allowed)}; "
-                                         "export the explainer again")
+                raise ExplainerFileError(
+                    f"{path}: key '{key}' must be one of {', '.join(allowed)}; "
+                    "export the explainer again"
+                )
         if not isinstance(data.get("projection_frozen", False), bool):
             raise ExplainerFileError(f"{path}: key 'projection_frozen' must be true or false")
-        return cls(data["target_model"], tuple(data["layers"]), data["d_target"], data["d_explainer"],
-                   data["projected"], data["rescale"], None if norm is None else float(norm),
-                   data.get("vector_control", "none"), data.get("projection_init", "default"),
-                   data.get("projection_frozen", False))
+        return cls(
+            data["target_model"],
+            tuple(data["layers"]),
+            data["d_target"],
+            data["d_explainer"],
+            data["projected"],
+            data["rescale"],
+            None if norm is None else float(norm),
+            data.get("vector_control", "none"),
+            data.get("projection_init", "default"),
+            data.get("projection_frozen", False),
+        )

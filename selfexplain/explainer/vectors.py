@@ -39,7 +39,9 @@ VECTOR_SPAN = f"{VECTOR_START}{VECTOR_TOKEN}{VECTOR_END}"
 def add_vector_tokens(tokenizer) -> int:
     """Add the marker and placeholder tokens to a tokenizer (if missing); return the placeholder's
     id. Always added in the same order, so every copy of a tokenizer gives the same ids."""
-    missing = [t for t in (VECTOR_START, VECTOR_TOKEN, VECTOR_END) if t not in tokenizer.get_vocab()]
+    missing = [
+        t for t in (VECTOR_START, VECTOR_TOKEN, VECTOR_END) if t not in tokenizer.get_vocab()
+    ]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
     return tokenizer.convert_tokens_to_ids(VECTOR_TOKEN)
@@ -77,8 +79,12 @@ def token_embedding_norm(model, vocab_size: int | None = None) -> float:
     return float(looked_up.float().norm(dim=-1).mean())
 
 
-def controlled_vectors(vectors: torch.Tensor, control: str, layers: torch.Tensor | None = None,
-                       keys: list[str] | None = None) -> torch.Tensor:
+def controlled_vectors(
+    vectors: torch.Tensor,
+    control: str,
+    layers: torch.Tensor | None = None,
+    keys: list[str] | None = None,
+) -> torch.Tensor:
     """``vectors`` under a "without the vector" control: ``none`` as they are, ``zero`` zeroed,
     ``shuffled`` each row given another row's vector of the same layer (a fixed derangement of
     the rows ordered by ``keys``, so a query gets the same stand-in in every batch and run)."""
@@ -88,7 +94,11 @@ def controlled_vectors(vectors: torch.Tensor, control: str, layers: torch.Tensor
         return torch.zeros_like(vectors)
     if control != "shuffled":
         raise ValueError(f"unknown vector control {control!r}; use none, zero or shuffled")
-    order = sorted(range(len(vectors)), key=lambda i: keys[i]) if keys is not None else list(range(len(vectors)))
+    order = (
+        sorted(range(len(vectors)), key=lambda i: keys[i])
+        if keys is not None
+        else list(range(len(vectors)))
+    )
     groups: dict[int, list[int]] = {}
     for i in order:
         groups.setdefault(int(layers[i]) if layers is not None else 0, []).append(i)
@@ -115,21 +125,29 @@ class VectorProjection(nn.Module):
     parameter (gloo aborts on a size mismatch when one rank's batch skipped a layer's module).
     """
 
-    def __init__(self, layers: list[int], d_target: int, d_explainer: int, init: str = "default",
-                 seed: int = 0):
+    def __init__(
+        self,
+        layers: list[int],
+        d_target: int,
+        d_explainer: int,
+        init: str = "default",
+        seed: int = 0,
+    ):
         super().__init__()
         self.layers = sorted(layers)
         weight = torch.empty(len(self.layers), d_explainer, d_target)
         generator = torch.Generator().manual_seed(seed)  # every rank starts from the same map
         if init == "orthogonal":  # a fixed random basis change (a control), norms kept exactly
             for index in range(len(self.layers)):
-                gaussian = torch.randn(max(d_explainer, d_target), min(d_explainer, d_target), generator=generator)
+                gaussian = torch.randn(
+                    max(d_explainer, d_target), min(d_explainer, d_target), generator=generator
+                )
                 q, _ = torch.linalg.qr(gaussian)
                 weight[index] = q if d_explainer >= d_target else q.T
         elif d_target == d_explainer:
             weight.copy_(torch.eye(d_target).expand_as(weight))
         else:  # a random map that roughly keeps norms
-            weight.normal_(std=d_target ** -0.5, generator=generator)
+            weight.normal_(std=d_target**-0.5, generator=generator)
         self.weight = nn.Parameter(weight)
 
     @torch.no_grad()
@@ -150,7 +168,9 @@ class VectorProjection(nn.Module):
             return out + 0.0 * self.weight.sum()
         for layer in layers.unique().tolist():
             if layer not in self.layers:
-                raise ValueError(f"no projection for target layer {layer}; this explainer knows {self.layers}")
+                raise ValueError(
+                    f"no projection for target layer {layer}; this explainer knows {self.layers}"
+                )
             rows = layers == layer
             out[rows] = vectors[rows] @ self.weight[self.layers.index(layer)].T
         return out
@@ -159,22 +179,34 @@ class VectorProjection(nn.Module):
 class ExplainerWithVectors(nn.Module):
     """A causal LM whose ``<|vector|>`` positions receive vectors instead of token embeddings."""
 
-    def __init__(self, lm: nn.Module, vector_token_id: int, projection: VectorProjection | None,
-                 rescale: bool = True, reference_norm: float | None = None):
+    def __init__(
+        self,
+        lm: nn.Module,
+        vector_token_id: int,
+        projection: VectorProjection | None,
+        rescale: bool = True,
+        reference_norm: float | None = None,
+    ):
         super().__init__()
         self.lm = lm
         self.projection = projection
         self.vector_token_id = vector_token_id
         self.rescale = rescale
-        self.reference_norm = reference_norm if reference_norm is not None else token_embedding_norm(lm)
+        self.reference_norm = (
+            reference_norm if reference_norm is not None else token_embedding_norm(lm)
+        )
         """The norm every injected vector is scaled to (with ``rescale``)."""
 
     @property
     def config(self):
         return self.lm.config
 
-    def embed(self, input_ids: torch.Tensor, vectors: torch.Tensor | None = None,
-              vector_layers: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        vectors: torch.Tensor | None = None,
+        vector_layers: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         embeds = self.lm.get_input_embeddings()(input_ids)
         where = input_ids == self.vector_token_id
         if vectors is None:
@@ -183,23 +215,40 @@ class ExplainerWithVectors(nn.Module):
         if not rows.any():
             if self.projection is not None:
                 # A batch of text tasks only (a task mix): run the projection on nothing, so its
-                # weight still gets a (zero) gradient and data-parallel ranks reduce the same tensors.
+                # weight still gets a (zero) gradient and data-parallel ranks reduce the same
+                # tensors.
                 embeds = embeds + self.projection(vectors[:0], vector_layers[:0]).sum()
             return embeds
         if (where.sum(dim=1) > 1).any():
-            raise ValueError("a query holds more than one vector placeholder; one vector per query is supported")
+            raise ValueError(
+                "a query holds more than one vector placeholder; one vector per query is supported"
+            )
         values = vectors[rows].to(embeds.dtype)
         if self.projection is not None:
             values = self.projection(values, vector_layers[rows])
         if self.rescale:
-            values = values / values.norm(dim=-1, keepdim=True).clamp(min=1e-6) * self.reference_norm
+            values = (
+                values / values.norm(dim=-1, keepdim=True).clamp(min=1e-6) * self.reference_norm
+            )
         embeds = embeds.clone()
         embeds[where] = values
         return embeds
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, vectors=None, vector_layers=None, **kwargs):
-        return self.lm(inputs_embeds=self.embed(input_ids, vectors, vector_layers), attention_mask=attention_mask,
-                       position_ids=position_ids, **kwargs)
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        position_ids=None,
+        vectors=None,
+        vector_layers=None,
+        **kwargs,
+    ):
+        return self.lm(
+            inputs_embeds=self.embed(input_ids, vectors, vector_layers),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            **kwargs,
+        )
 
 
 def with_vector_input(model, tokenizer, interface, adapt_lm=None):
@@ -216,7 +265,13 @@ def with_vector_input(model, tokenizer, interface, adapt_lm=None):
         return model
     projection = None
     if interface.projected:
-        projection = VectorProjection(list(interface.layers), interface.d_target, interface.d_explainer,
-                                      interface.projection_init)
+        projection = VectorProjection(
+            list(interface.layers),
+            interface.d_target,
+            interface.d_explainer,
+            interface.projection_init,
+        )
         projection.weight.requires_grad_(not interface.projection_frozen)
-    return ExplainerWithVectors(model, token_id, projection, interface.rescale, interface.reference_norm)
+    return ExplainerWithVectors(
+        model, token_id, projection, interface.rescale, interface.reference_norm
+    )

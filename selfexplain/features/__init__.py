@@ -1,1 +1,2 @@
-"""Feature sources: concept directions fitted on a lexicon, and SAEs imported from SAELens/Neuronpedia files."""
+"""Feature sources: concept directions fitted on a lexicon, and SAEs imported from
+SAELens/Neuronpedia files."""

@@ -14,8 +14,8 @@ import torch
 
 from selfexplain.data import builtin_prompts
 from selfexplain.features.concepts import HELD_OUT_FRAMES, Concept, contexts
-from selfexplain.models.padding import padded_batch
 from selfexplain.models.hooks import capture_residual
+from selfexplain.models.padding import padded_batch
 
 
 def text_set(concepts: list[Concept], seed: int) -> list[str]:
@@ -37,8 +37,12 @@ class TextSetStreams:
         self.masks: list[torch.Tensor] = []
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
-                batch = padded_batch(tokenizer, texts[start:start + batch_size], model.device,
-                                     return_special_tokens_mask=True)
+                batch = padded_batch(
+                    tokenizer,
+                    texts[start : start + batch_size],
+                    model.device,
+                    return_special_tokens_mask=True,
+                )
                 special = batch.pop("special_tokens_mask").cpu().bool()
                 attended = batch["attention_mask"].cpu()
                 # Special tokens (BOS) and each text's first position (the attention sink: BOS, or

@@ -25,7 +25,14 @@ import pyarrow.parquet as pq
 import ray
 
 from selfexplain.config import RunConfig
-from selfexplain.corpus.io import MANIFEST, REJECTS, claim_plan, corpus_plan, shard_name, write_shard
+from selfexplain.corpus.io import (
+    MANIFEST,
+    REJECTS,
+    claim_plan,
+    corpus_plan,
+    shard_name,
+    write_shard,
+)
 from selfexplain.corpus.schema import REJECTS_SCHEMA, item_id, stable_id
 from selfexplain.corpus.splits import split_for
 from selfexplain.models.loading import load_model, load_tokenizer
@@ -37,10 +44,18 @@ log = logging.getLogger(__name__)
 
 
 class GroundTruthWorker:
-    """A Ray Data actor: loads the target once, then turns shards of work items into Parquet files."""
+    """A Ray Data actor: loads the target once, then turns shards of work items into Parquet
+    files."""
 
-    def __init__(self, task: str, target_name: str, corpus_dir: str, use_gpu: bool,
-                 options: dict, trust_remote_code: bool = False):
+    def __init__(
+        self,
+        task: str,
+        target_name: str,
+        corpus_dir: str,
+        use_gpu: bool,
+        options: dict,
+        trust_remote_code: bool = False,
+    ):
         import torch
 
         from selfexplain.config import GenerateConfig, from_dict
@@ -48,7 +63,9 @@ class GroundTruthWorker:
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         # the target's reference, resolved here: a path from the driver may not exist on this node
-        model, tokenizer = load_model(target_name, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_model(
+            target_name, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        )
         options = from_dict(GenerateConfig, options)
         layers = options.layers or list(range(model.config.num_hidden_layers))
         self.context = GroundTruthContext(model, tokenizer, target_name, options, layers)
@@ -69,20 +86,34 @@ class GroundTruthWorker:
                 except Rejected as why:
                     item_rows = []
                     self.context.partial_rejects.append(str(why))
-                rejects.extend({"item_id": item_id(self.task.name, item), "task": self.task.name,
-                                "reason": reason, "item": json.dumps(item, sort_keys=True)}
-                               for reason in self.context.partial_rejects)
+                rejects.extend(
+                    {
+                        "item_id": item_id(self.task.name, item),
+                        "task": self.task.name,
+                        "reason": reason,
+                        "item": json.dumps(item, sort_keys=True),
+                    }
+                    for reason in self.context.partial_rejects
+                )
                 for row in item_rows:
                     row["split"] = item["split"]
                 rows.extend(item_rows)
             # Rejects first: the corpus shard is what marks the shard done.
             write_shard(rejects, REJECTS_SCHEMA, self.corpus_dir / REJECTS / shard_name(int(shard)))
-            rows_written.append(write_shard(rows, self.schema, self.corpus_dir / shard_name(int(shard))))
+            rows_written.append(
+                write_shard(rows, self.schema, self.corpus_dir / shard_name(int(shard)))
+            )
             rejected.append(len(rejects))
         return {"shard": batch["shard"], "rows": rows_written, "rejected": rejected}
 
 
-TIMING_KEYS = ("seconds", "rows_written", "rows_per_second", "first_shard_seconds", "rows_per_second_after_first_shard")
+TIMING_KEYS = (
+    "seconds",
+    "rows_written",
+    "rows_per_second",
+    "first_shard_seconds",
+    "rows_per_second_after_first_shard",
+)
 
 CROSS = "cross"
 """The split of an item whose groups fall on both sides; the actor records it as a reject."""
@@ -97,16 +128,24 @@ def plan_shards(config: RunConfig, items: list[dict]) -> list[list[dict]]:
     for item in items:
         members = item["groups"][group]
         members = members if isinstance(members, list) else [members]
-        sides = {member: split_for(stable_id(group, member), config.generate.held_out_fraction, config.seed)
-                 for member in members}
+        sides = {
+            member: split_for(
+                stable_id(group, member), config.generate.held_out_fraction, config.seed
+            )
+            for member in members
+        }
         if len(set(sides.values())) == 1:
             item["split"] = next(iter(sides.values()))
         else:
             item["split"] = CROSS
-            item["cross"] = (f"its {group} values fall on both sides of the held-out split ("
-                             + ", ".join(f"{m!r}: {'held out' if s == 'test' else 'train'}" for m, s in sides.items())
-                             + ")")
-    return [items[i:i + size] for i in range(0, len(items), size)]
+            item["cross"] = (
+                f"its {group} values fall on both sides of the held-out split ("
+                + ", ".join(
+                    f"{m!r}: {'held out' if s == 'test' else 'train'}" for m, s in sides.items()
+                )
+                + ")"
+            )
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
@@ -125,8 +164,14 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
     claim_plan(corpus_dir, corpus_plan(config, items))
 
     todo = [i for i in range(len(shards)) if not (corpus_dir / shard_name(i)).exists()]
-    log.info("%s ground truth: %d items in %d shards, %d to do (held out by %s)",
-             config.task, len(items), len(shards), len(todo), config.held_out_by)
+    log.info(
+        "%s ground truth: %d items in %d shards, %d to do (held out by %s)",
+        config.task,
+        len(items),
+        len(shards),
+        len(todo),
+        config.held_out_by,
+    )
     if todo:
         rows = [{"shard": i, "payload": json.dumps(shards[i])} for i in todo]
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
@@ -135,15 +180,24 @@ def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
             warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
             results, first = [], None
             for result in _run_shards(dataset, worker, config, corpus_dir, len(todo)):
-                if first is None:  # the stage's fixed cost: planning, actor start, model load, one shard
+                if (
+                    first is None
+                ):  # the stage's fixed cost: planning, actor start, model load, one shard
                     first = Timing(time.time() - started, int(result["rows"]))
                 results.append(result)
         written = sum(r["rows"] for r in results)
-        log.info("wrote %d shards: %d rows (%.1f rows/s), %d items rejected", len(results), written,
-                 written / (time.time() - started), sum(r["rejected"] for r in results))
+        log.info(
+            "wrote %d shards: %d rows (%.1f rows/s), %d items rejected",
+            len(results),
+            written,
+            written / (time.time() - started),
+            sum(r["rejected"] for r in results),
+        )
     else:
         written, first = 0, None
-    manifest = _write_manifest(config, corpus_dir, len(shards), len(items), time.time() - started, written, first)
+    manifest = _write_manifest(
+        config, corpus_dir, len(shards), len(items), time.time() - started, written, first
+    )
     report_split(config, Counter(manifest["rows_by_split"]), "rows")
     return corpus_dir
 
@@ -153,13 +207,24 @@ def report_split(config: RunConfig, counts: Counter, what: str) -> None:
     and a warning that names the key to change when one side is empty."""
     group, fraction = config.held_out_by, config.generate.held_out_fraction
     if counts[CROSS]:
-        log.info("%d of %d items have %s values on both sides of the held-out split: dropped (see the rejects)",
-                 counts[CROSS], sum(counts.values()), group)
+        log.info(
+            "%d of %d items have %s values on both sides of the held-out split: dropped (see the "
+            "rejects)",
+            counts[CROSS],
+            sum(counts.values()),
+            group,
+        )
     for side, fix in (("test", "raise"), ("train", "lower")):
         if not counts[side]:
-            log.warning("the %s split has no %s (held out by %s, generate.held_out_fraction=%g): %s "
-                        "generate.held_out_fraction, or give more items", "held-out" if side == "test" else "training",
-                        what, group, fraction, fix)
+            log.warning(
+                "the %s split has no %s (held out by %s, generate.held_out_fraction=%g): %s "
+                "generate.held_out_fraction, or give more items",
+                "held-out" if side == "test" else "training",
+                what,
+                group,
+                fraction,
+                fix,
+            )
 
 
 class Timing(NamedTuple):
@@ -167,7 +232,9 @@ class Timing(NamedTuple):
     rows: int
 
 
-def _run_shards(dataset, worker: type, config: RunConfig, corpus_dir: Location, shards: int) -> Iterator[dict]:
+def _run_shards(
+    dataset, worker: type, config: RunConfig, corpus_dir: Location, shards: int
+) -> Iterator[dict]:
     """One actor call per shard; each actor loads the target once. Each shard's record
     (``shard``, ``rows``, ``rejected``) comes as its shard is written."""
     gen = config.generate
@@ -182,29 +249,50 @@ def _run_shards(dataset, worker: type, config: RunConfig, corpus_dir: Location, 
         max_restarts=gen.max_actor_restarts,
         max_task_retries=gen.max_actor_restarts,
         fn_constructor_kwargs={
-            "task": config.task, "target_name": config.target,
-            "corpus_dir": corpus_dir.uri, "use_gpu": gen.gpus_per_actor > 0,
-            "options": config.to_dict()["generate"], "trust_remote_code": config.trust_remote_code,
+            "task": config.task,
+            "target_name": config.target,
+            "corpus_dir": corpus_dir.uri,
+            "use_gpu": gen.gpus_per_actor > 0,
+            "options": config.to_dict()["generate"],
+            "trust_remote_code": config.trust_remote_code,
         },
     ).iter_rows()
 
 
-def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, num_items: int, seconds: float,
-                    written_rows: int, first_shard: Timing | None) -> dict:
+def _write_manifest(
+    config: RunConfig,
+    corpus_dir: Location,
+    num_shards: int,
+    num_items: int,
+    seconds: float,
+    written_rows: int,
+    first_shard: Timing | None,
+) -> dict:
     shards, by_split, reject_reasons = [], {}, {}
     for index in range(num_shards):
         path = corpus_dir / shard_name(index)
-        splits = pq.read_table(path.path, filesystem=path.fs, columns=["split"])["split"].to_pylist()
+        splits = pq.read_table(path.path, filesystem=path.fs, columns=["split"])[
+            "split"
+        ].to_pylist()
         counts = {name: splits.count(name) for name in sorted(set(splits))}
         for name, count in counts.items():
             by_split[name] = by_split.get(name, 0) + count
         rejects_path = corpus_dir / REJECTS / shard_name(index)
-        reasons = pq.read_table(rejects_path.path, filesystem=rejects_path.fs, columns=["reason"])["reason"].to_pylist()
+        reasons = pq.read_table(rejects_path.path, filesystem=rejects_path.fs, columns=["reason"])[
+            "reason"
+        ].to_pylist()
         for reason in reasons:
             # Group reasons by their wording, without the numbers and details in parentheses.
             reason_kind = re.sub(r"\d+(\.\d+)?", "N", reason.split(" (")[0])
             reject_reasons[reason_kind] = reject_reasons.get(reason_kind, 0) + 1
-        shards.append({"file": path.name, "rows": len(splits), "rows_by_split": counts, "rejected": len(reasons)})
+        shards.append(
+            {
+                "file": path.name,
+                "rows": len(splits),
+                "rows_by_split": counts,
+                "rejected": len(reasons),
+            }
+        )
     schema = pq.read_schema((corpus_dir / shard_name(0)).path, filesystem=corpus_dir.fs)
     manifest = {
         "task": config.task,
@@ -218,7 +306,8 @@ def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, nu
         "rejects": f"{REJECTS}/",
         "shards": shards,
         # the shards holding rows: a shard whose every item was rejected is a valid 0-row Parquet
-        # file, which `datasets.load_dataset("parquet")` refuses ("BatchSize must be greater than 0")
+        # file, which `datasets.load_dataset("parquet")` refuses ("BatchSize must be greater than
+        # 0")
         "data_files": [s["file"] for s in shards if s["rows"]],
         "schema": schema.to_string(show_schema_metadata=False, show_field_metadata=False),
         "config": config.to_dict(),
@@ -233,10 +322,14 @@ def _write_manifest(config: RunConfig, corpus_dir: Location, num_shards: int, nu
         "first_shard_seconds": round(first_shard.seconds, 1) if first_shard else None,
         "rows_per_second_after_first_shard": (
             round((written_rows - first_shard.rows) / (seconds - first_shard.seconds), 2)
-            if first_shard and seconds > first_shard.seconds else None),
+            if first_shard and seconds > first_shard.seconds
+            else None
+        ),
     }
     previous = corpus_dir / MANIFEST
     if not written_rows and previous.exists():
-        manifest.update({key: value for key, value in previous.read_json().items() if key in TIMING_KEYS})
+        manifest.update(
+            {key: value for key, value in previous.read_json().items() if key in TIMING_KEYS}
+        )
     (corpus_dir / MANIFEST).write_json(manifest)
     return manifest

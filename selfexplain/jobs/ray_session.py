@@ -18,8 +18,15 @@ log = logging.getLogger(__name__)
 # nothing secret is ever put in the runtime_env: Ray writes a runtime_env in plain text into its
 # session logs and onto worker command lines. Only settings that change behaviour are forwarded
 # (for the record, and for workers on a cluster joined by address).
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR", "SELFEXPLAIN_CACHE",
-                 "TRANSFORMERS_NO_ADVISORY_WARNINGS", "OMP_NUM_THREADS", "HF_HUB_DISABLE_PROGRESS_BARS")
+FORWARDED_ENV = (
+    "HF_HUB_OFFLINE",
+    "DS_ACCELERATOR",
+    "TORCH_EXTENSIONS_DIR",
+    "SELFEXPLAIN_CACHE",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS",
+    "OMP_NUM_THREADS",
+    "HF_HUB_DISABLE_PROGRESS_BARS",
+)
 
 # Ray Train settings for a local cluster, each unless the user set it (the driver passes them to
 # Ray Train's controller); a cluster joined by address keeps Ray's defaults.
@@ -79,15 +86,25 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         os.environ.update(ours)
         # address="local": never attach to a cluster some `ray start` left on this machine.
         with _loopback_only():
-            ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=config.dashboard,
-                     **({"dashboard_host": "127.0.0.1"} if config.dashboard else {}), log_to_driver=True,
-                     runtime_env={"env_vars": worker_env(),
-                                  "worker_process_setup_hook": f"{__name__}.{set_up_worker_process.__name__}"},
-                     configure_logging=False)
+            ray.init(
+                address="local",
+                num_cpus=config.num_cpus,
+                include_dashboard=config.dashboard,
+                **({"dashboard_host": "127.0.0.1"} if config.dashboard else {}),
+                log_to_driver=True,
+                runtime_env={
+                    "env_vars": worker_env(),
+                    "worker_process_setup_hook": f"{__name__}.{set_up_worker_process.__name__}",
+                },
+                configure_logging=False,
+            )
         _started_here = True
         restrict_token_file()
         node = ray._private.worker._global_node  # no public accessor for the session folder
-        log.info("local Ray cluster started; its logs: %s", node.get_logs_dir_path() if node else "(unknown)")
+        log.info(
+            "local Ray cluster started; its logs: %s",
+            node.get_logs_dir_path() if node else "(unknown)",
+        )
         previous_address = _publish_address(node.gcs_address) if node else None
     try:
         yield
@@ -165,7 +182,9 @@ class _DefaultTokenAuthNotice(logging.Filter):
     and its one suggestion, turning authentication off, is not one to make on the console."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+        return not record.getMessage().startswith(
+            "Token authentication is enabled for this Ray cluster"
+        )
 
 
 def _quiet_token_auth_notice() -> None:
@@ -199,7 +218,10 @@ def _loopback_only() -> Iterator[None]:
     """
     from ray._private import ray_constants
 
-    saved = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    saved = (
+        ray_constants.ENABLE_RAY_CLUSTER,
+        os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR),
+    )
     ray_constants.ENABLE_RAY_CLUSTER = False
     os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # for the processes it starts
     try:

@@ -29,12 +29,27 @@ class ArchSpec:
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "llama": ArchSpec(layers="model.layers", embed="model.embed_tokens", final_norm="model.norm",
-                      attn="self_attn", mlp="mlp"),
-    "gemma3_text": ArchSpec(layers="model.layers", embed="model.embed_tokens", final_norm="model.norm",
-                            attn="self_attn", mlp="mlp"),
-    "gpt2": ArchSpec(layers="transformer.h", embed="transformer.wte", final_norm="transformer.ln_f",
-                     attn="attn", mlp="mlp"),
+    "llama": ArchSpec(
+        layers="model.layers",
+        embed="model.embed_tokens",
+        final_norm="model.norm",
+        attn="self_attn",
+        mlp="mlp",
+    ),
+    "gemma3_text": ArchSpec(
+        layers="model.layers",
+        embed="model.embed_tokens",
+        final_norm="model.norm",
+        attn="self_attn",
+        mlp="mlp",
+    ),
+    "gpt2": ArchSpec(
+        layers="transformer.h",
+        embed="transformer.wte",
+        final_norm="transformer.ln_f",
+        attn="attn",
+        mlp="mlp",
+    ),
 }
 
 

@@ -42,8 +42,11 @@ leave them as they are (a read)."""
 
 
 @contextmanager
-def hooked(model: torch.nn.Module, edits: Mapping[int, Edit], component: str = "residual") -> Iterator[None]:
-    """During the forwards inside, ``edits[layer]`` sees (and may replace) that hook point's output."""
+def hooked(
+    model: torch.nn.Module, edits: Mapping[int, Edit], component: str = "residual"
+) -> Iterator[None]:
+    """During the forwards inside, ``edits[layer]`` sees (and may replace) that hook point's
+    output."""
     handles = []
 
     def make_hook(edit: Edit):
@@ -53,11 +56,14 @@ def hooked(model: torch.nn.Module, edits: Mapping[int, Edit], component: str = "
             if replaced is None:
                 return None
             return (replaced, *output[1:]) if isinstance(output, tuple) else replaced
+
         return hook
 
     try:
         for layer, edit in edits.items():
-            handles.append(hook_point(model, layer, component).register_forward_hook(make_hook(edit)))
+            handles.append(
+                hook_point(model, layer, component).register_forward_hook(make_hook(edit))
+            )
         yield
     finally:
         for handle in handles:
@@ -65,14 +71,17 @@ def hooked(model: torch.nn.Module, edits: Mapping[int, Edit], component: str = "
 
 
 @contextmanager
-def capture(model: torch.nn.Module, layers: Sequence[int], component: str = "residual"
-            ) -> Iterator[dict[int, torch.Tensor]]:
-    """Yield a dict that fills with ``layer -> Float[Tensor, "batch pos d_model"]`` as the model runs."""
+def capture(
+    model: torch.nn.Module, layers: Sequence[int], component: str = "residual"
+) -> Iterator[dict[int, torch.Tensor]]:
+    """Yield a dict that fills with ``layer -> Float[Tensor, "batch pos d_model"]`` as the model
+    runs."""
     captured: dict[int, torch.Tensor] = {}
 
     def reader(layer: int) -> Edit:
         def read(hidden: torch.Tensor) -> None:
             captured[layer] = hidden.detach()
+
         return read
 
     with hooked(model, {layer: reader(layer) for layer in layers}, component):
@@ -85,18 +94,22 @@ def capture_residual(model: torch.nn.Module, layers: Sequence[int]):
 
 
 @contextmanager
-def patch_residual(model: torch.nn.Module, patches: Mapping[int, Sequence[tuple[int, torch.Tensor]]]
-                   ) -> Iterator[None]:
-    """Overwrite the stream: ``{layer: [(position, Float[Tensor, "d_model"] or "batch d_model"), ...]}``.
+def patch_residual(
+    model: torch.nn.Module, patches: Mapping[int, Sequence[tuple[int, torch.Tensor]]]
+) -> Iterator[None]:
+    """Overwrite the stream: ``{layer: [(position, Float[Tensor, "d_model"] or "batch d_model"),
+    ...]}``.
 
     A 1-d vector is written into every sequence of the batch; a 2-d one gives each sequence its own.
     """
+
     def writer(sites: Sequence[tuple[int, torch.Tensor]]) -> Edit:
         def write(hidden: torch.Tensor) -> torch.Tensor:
             hidden = hidden.clone()
             for position, vector in sites:
                 hidden[:, position, :] = vector.to(hidden.dtype)
             return hidden
+
         return write
 
     with hooked(model, {layer: writer(list(sites)) for layer, sites in patches.items()}):
@@ -104,8 +117,13 @@ def patch_residual(model: torch.nn.Module, patches: Mapping[int, Sequence[tuple[
 
 
 @contextmanager
-def write_rows(model: torch.nn.Module, row_layers: Sequence[int | Sequence[int]], offset: int | Sequence[int],
-               vectors: torch.Tensor, component: str = "residual") -> Iterator[None]:
+def write_rows(
+    model: torch.nn.Module,
+    row_layers: Sequence[int | Sequence[int]],
+    offset: int | Sequence[int],
+    vectors: torch.Tensor,
+    component: str = "residual",
+) -> Iterator[None]:
     """During the forwards inside, batch row ``b`` gets ``vectors[b]`` written at sequence index
     ``offset`` (or ``offset[b]``, one per row) of ``component`` in layer ``row_layers[b]`` (or in
     every layer of a block, when ``row_layers[b]`` is a list): each row of a batch patched at its
@@ -113,7 +131,7 @@ def write_rows(model: torch.nn.Module, row_layers: Sequence[int | Sequence[int]]
     offsets = torch.tensor(offset) if not isinstance(offset, int) else None
     by_layer: dict[int, list[int]] = {}
     for row, layers in enumerate(row_layers):
-        for layer in ([layers] if isinstance(layers, int) else layers):
+        for layer in [layers] if isinstance(layers, int) else layers:
             by_layer.setdefault(layer, []).append(row)
 
     def writer(index: torch.Tensor) -> Edit:
@@ -122,7 +140,10 @@ def write_rows(model: torch.nn.Module, row_layers: Sequence[int | Sequence[int]]
             at = offset if offsets is None else offsets[index]
             hidden[index, at, :] = vectors[index].to(hidden.device, hidden.dtype)
             return hidden
+
         return write
 
-    with hooked(model, {layer: writer(torch.tensor(rows)) for layer, rows in by_layer.items()}, component):
+    with hooked(
+        model, {layer: writer(torch.tensor(rows)) for layer, rows in by_layer.items()}, component
+    ):
         yield

@@ -6,7 +6,8 @@ import inspect
 
 
 def cache_argument(model) -> str:
-    """transformers 5.2x renamed ``past_key_values`` to ``cache``; older versions know only the former."""
+    """transformers 5.2x renamed ``past_key_values`` to ``cache``; older versions know only the
+    former."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 

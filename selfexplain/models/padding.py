@@ -16,7 +16,9 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
 
 
-def padded_batch(tokenizer, texts: list[str], device, side: str = "left", **kwargs) -> dict[str, torch.Tensor]:
+def padded_batch(
+    tokenizer, texts: list[str], device, side: str = "left", **kwargs
+) -> dict[str, torch.Tensor]:
     """Tokenize ``texts`` padded on ``side`` (left: every row ends in the last column), with
     ``position_ids``; extra ``kwargs`` go to the tokenizer (e.g. ``return_special_tokens_mask``)."""
     previous = tokenizer.padding_side

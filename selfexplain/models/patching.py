@@ -1,4 +1,5 @@
-"""Activation-patching sweeps: every (layer, position) site of a prompt, without one forward per site.
+"""Activation-patching sweeps: every (layer, position) site of a prompt, without one forward per
+site.
 
 Patching the site (layer L, position p) writes a vector into the stream at p after block L and
 reads the next-token logits. The naive sweep runs the whole prompt once per site. Four facts make
@@ -16,9 +17,9 @@ that wasteful:
   nothing, nor does one in the last block at a position before the last token: their answer is
   the clean logits, without a forward.
 
-A sweep is therefore one clean forward plus a batched suffix forward per group of positions. The result
-equals the naive loop up to float rounding (the tests and ``tests/bench`` check <= 1e-4). A prompt
-that fills a sliding-window layer's window (Gemma-3's local attention) cannot reuse a cropped
+A sweep is therefore one clean forward plus a batched suffix forward per group of positions. The
+result equals the naive loop up to float rounding (the tests and ``tests/bench`` check <= 1e-4). A
+prompt that fills a sliding-window layer's window (Gemma-3's local attention) cannot reuse a cropped
 cache; it falls back to one forward per site.
 
 A site's *component* is where the vector is written: ``residual`` (the block's output, the
@@ -40,9 +41,11 @@ from selfexplain.models.kv_cache import cache_argument, output_cache
 
 
 @torch.no_grad()
-def capture_component(model, input_ids: torch.Tensor, layers: Sequence[int], component: str = "residual"
-                      ) -> dict[int, torch.Tensor]:
-    """``layer -> Float[Tensor, "pos d_model"]``: the component's output for one unbatched prompt."""
+def capture_component(
+    model, input_ids: torch.Tensor, layers: Sequence[int], component: str = "residual"
+) -> dict[int, torch.Tensor]:
+    """``layer -> Float[Tensor, "pos d_model"]``: the component's output for one unbatched
+    prompt."""
     with capture(model, layers, component) as captured:
         model(input_ids=input_ids[None].to(model.device), logits_to_keep=1)
     return {layer: hidden[0].float().cpu() for layer, hidden in captured.items()}
@@ -67,7 +70,8 @@ class CleanRun:
     cache: object
     """The KV cache; sweeps copy it, never change it."""
     activations: dict[int, torch.Tensor]
-    """``layer -> Float[Tensor, "1 pos d_model"]``: the component's output at every layer, on the model's device."""
+    """``layer -> Float[Tensor, "1 pos d_model"]``: the component's output at every layer, on the
+    model's device."""
 
 
 @torch.no_grad()
@@ -78,19 +82,28 @@ def clean_run(model, input_ids: torch.Tensor, component: str = "residual") -> Cl
 
 
 @torch.no_grad()
-def clean_and_counterfactual_runs(model, input_ids: torch.Tensor, cf_ids: torch.Tensor, component: str = "residual"
-                                  ) -> tuple[CleanRun, dict[int, torch.Tensor], torch.Tensor]:
+def clean_and_counterfactual_runs(
+    model, input_ids: torch.Tensor, cf_ids: torch.Tensor, component: str = "residual"
+) -> tuple[CleanRun, dict[int, torch.Tensor], torch.Tensor]:
     """The original prompt's :func:`clean_run`, and the counterfactual's activations at every layer
     (``layer -> Float[Tensor, "pos d_model"]`` on the CPU) and next-token logits, from one forward
     of both prompts as a batch of two. A forward this short is bound by reading the weights, so
     the second prompt comes almost free; a pair's prompts have the same length, so no padding."""
     with capture(model, range(len(decoder_layers(model))), component) as activations:
-        output = model(input_ids=torch.stack([input_ids, cf_ids]).to(model.device), use_cache=True, logits_to_keep=1)
+        output = model(
+            input_ids=torch.stack([input_ids, cf_ids]).to(model.device),
+            use_cache=True,
+            logits_to_keep=1,
+        )
     cache = output_cache(output)
     cache.batch_select_indices(torch.tensor([0], device=model.device))
     logits = output.logits[:, -1].float().cpu()
     clean = CleanRun(logits[0], cache, {layer: hidden[:1] for layer, hidden in activations.items()})
-    return clean, {layer: hidden[1].float().cpu() for layer, hidden in activations.items()}, logits[1]
+    return (
+        clean,
+        {layer: hidden[1].float().cpu() for layer, hidden in activations.items()},
+        logits[1],
+    )
 
 
 @torch.no_grad()
@@ -116,19 +129,48 @@ def patch_sweep(
     if reaches_sliding_window(model, len(input_ids)):
         # A sliding-window cache (Gemma-3's local layers) keeps only the last `window` tokens, so
         # the clean prefix cannot be cropped and reused: one full forward per site instead.
-        return torch.stack([torch.stack([patch_one_site(model, input_ids, layers, position, sources[key][position],
-                                                        component)
-                                         for key, layers in zip(keys, layer_sets)]) for position in positions])
+        return torch.stack(
+            [
+                torch.stack(
+                    [
+                        patch_one_site(
+                            model, input_ids, layers, position, sources[key][position], component
+                        )
+                        for key, layers in zip(keys, layer_sets)
+                    ]
+                )
+                for position in positions
+            ]
+        )
     firsts = [min(layers) for layers in layer_sets]
     # the rows a block computes must be a leading slice of the batch: rows sorted by first layer
     from_their_layer = component == "residual" and firsts == sorted(firsts)
-    return sweep(model, input_ids, [sources[key] for key in keys], layer_sets, positions, component,
-                 from_their_layer=from_their_layer, skip_noops=True, clean=clean)
+    return sweep(
+        model,
+        input_ids,
+        [sources[key] for key in keys],
+        layer_sets,
+        positions,
+        component,
+        from_their_layer=from_their_layer,
+        skip_noops=True,
+        clean=clean,
+    )
 
 
-def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], layer_sets: Sequence[Sequence[int]],
-          positions: Sequence[int], component: str, *, from_their_layer: bool, skip_noops: bool,
-          merge_positions: bool = True, clean: CleanRun | None = None) -> torch.Tensor:
+def sweep(
+    model,
+    input_ids: torch.Tensor,
+    row_sources: Sequence[torch.Tensor],
+    layer_sets: Sequence[Sequence[int]],
+    positions: Sequence[int],
+    component: str,
+    *,
+    from_their_layer: bool,
+    skip_noops: bool,
+    merge_positions: bool = True,
+    clean: CleanRun | None = None,
+) -> torch.Tensor:
     """:func:`patch_sweep` with its savings as switches (the benchmark times each one).
 
     One clean forward gives the KV cache, the clean logits and the clean activations; then the
@@ -152,40 +194,70 @@ def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], l
     ids = input_ids.to(model.device)
     cache_name = cache_argument(model)
     results = clean.logits.expand(len(positions), len(layer_sets), -1).clone()
-    live = {index: [row for row, layers in enumerate(layer_sets) if not (skip_noops and (
-        _writes_clean_value(row_sources[row][position], clean.activations, layers, position)
-        or _in_last_block_before_last_token(layers, position, len(ids), depth)))]
-        for index, position in enumerate(positions)}
+    live = {
+        index: [
+            row
+            for row, layers in enumerate(layer_sets)
+            if not (
+                skip_noops
+                and (
+                    _writes_clean_value(
+                        row_sources[row][position], clean.activations, layers, position
+                    )
+                    or _in_last_block_before_last_token(layers, position, len(ids), depth)
+                )
+            )
+        ]
+        for index, position in enumerate(positions)
+    }
     live = {index: rows for index, rows in live.items() if rows}
-    groups = (_position_groups({positions[index]: len(rows) for index, rows in live.items()})
-              if merge_positions else [[positions[index]] for index in live])
+    groups = (
+        _position_groups({positions[index]: len(rows) for index, rows in live.items()})
+        if merge_positions
+        else [[positions[index]] for index in live]
+    )
     index_of = {position: index for index, position in enumerate(positions)}
     for group in groups:
         start = group[0]
-        sites = [(index_of[position], row) for position in group for row in live[index_of[position]]]
+        sites = [
+            (index_of[position], row) for position in group for row in live[index_of[position]]
+        ]
         if from_their_layer:  # stable: within a layer, positions stay in order
             sites.sort(key=lambda site: min(layer_sets[site[1]]))
         site_layers = [layer_sets[row] for _, row in sites]
         offsets = [positions[index] - start for index, _ in sites]
-        vectors = torch.stack([row_sources[row][positions[index]] for index, row in sites]).to(model.device)
+        vectors = torch.stack([row_sources[row][positions[index]] for index, row in sites]).to(
+            model.device
+        )
         past = _clean_prefix_cache(clean.cache, start, len(ids)) if start > 0 else None
         if from_their_layer:
             computed = _rows_each_block_computes(site_layers, depth)
             if past is not None:
-                for layer, cached in enumerate(past.layers):  # each block's prefix, once per row it computes
+                for layer, cached in enumerate(
+                    past.layers
+                ):  # each block's prefix, once per row it computes
                     if computed[layer]:
                         cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
                         cached.values = cached.values.expand(computed[layer], -1, -1, -1)
-            writing = _rows_from_their_layer(model, {layer: hidden[:, start:]
-                                                     for layer, hidden in clean.activations.items()},
-                                             computed, site_layers, offsets, vectors)
+            writing = _rows_from_their_layer(
+                model,
+                {layer: hidden[:, start:] for layer, hidden in clean.activations.items()},
+                computed,
+                site_layers,
+                offsets,
+                vectors,
+            )
         else:
             if past is not None:
                 past.batch_repeat_interleave(len(sites))
             writing = write_rows(model, site_layers, offsets, vectors, component)
         with writing:
-            logits = model(input_ids=ids[start:].expand(len(sites), -1), use_cache=past is not None,
-                           logits_to_keep=1, **{cache_name: past}).logits[:, -1, :]
+            logits = model(
+                input_ids=ids[start:].expand(len(sites), -1),
+                use_cache=past is not None,
+                logits_to_keep=1,
+                **{cache_name: past},
+            ).logits[:, -1, :]
         results[[index for index, _ in sites], [row for _, row in sites]] = logits.float().cpu()
     return results
 
@@ -197,7 +269,9 @@ def sweep(model, input_ids: torch.Tensor, row_sources: Sequence[torch.Tensor], l
 PASS_COST_ROW_TOKENS = 48
 
 
-def _position_groups(rows_at: Mapping[int, int], pass_cost: int = PASS_COST_ROW_TOKENS) -> list[list[int]]:
+def _position_groups(
+    rows_at: Mapping[int, int], pass_cost: int = PASS_COST_ROW_TOKENS
+) -> list[list[int]]:
     """Positions (with how many rows each has) cut into runs that share one batch.
 
     A batch starts at its earliest position, so a row at a later position ``p`` also recomputes
@@ -212,14 +286,19 @@ def _position_groups(rows_at: Mapping[int, int], pass_cost: int = PASS_COST_ROW_
     return groups
 
 
-def _writes_clean_value(vector: torch.Tensor, clean: Mapping[int, torch.Tensor], layers: Sequence[int],
-                        position: int) -> bool:
+def _writes_clean_value(
+    vector: torch.Tensor, clean: Mapping[int, torch.Tensor], layers: Sequence[int], position: int
+) -> bool:
     """The site writes back exactly what the clean run has there, at every layer it writes."""
-    return all(torch.equal(vector.to(clean[layer].device, clean[layer].dtype), clean[layer][0, position])
-               for layer in layers)
+    return all(
+        torch.equal(vector.to(clean[layer].device, clean[layer].dtype), clean[layer][0, position])
+        for layer in layers
+    )
 
 
-def _in_last_block_before_last_token(layers: Sequence[int], position: int, length: int, depth: int) -> bool:
+def _in_last_block_before_last_token(
+    layers: Sequence[int], position: int, length: int, depth: int
+) -> bool:
     """Only attention moves anything between positions, and it reads a block's input: a write in
     the last block (its output or either sub-layer's) at an earlier position never reaches the
     last token's logits."""
@@ -227,7 +306,8 @@ def _in_last_block_before_last_token(layers: Sequence[int], position: int, lengt
 
 
 def _rows_each_block_computes(layer_sets: Sequence[Sequence[int]], depth: int) -> list[int]:
-    """``computed[l]``: how many leading rows block ``l`` computes (rows first patched before ``l``)."""
+    """``computed[l]``: how many leading rows block ``l`` computes (rows first patched before
+    ``l``)."""
     firsts = [min(layers) for layers in layer_sets]
     return [sum(first < layer for first in firsts) for layer in range(depth)]
 
@@ -242,16 +322,25 @@ def _clean_prefix_cache(clean_cache, position: int, length: int):
 
 
 @contextmanager
-def _rows_from_their_layer(model, clean: Mapping[int, torch.Tensor], computed: Sequence[int],
-                           layer_sets: Sequence[Sequence[int]], offsets: Sequence[int],
-                           vectors: torch.Tensor) -> Iterator[None]:
+def _rows_from_their_layer(
+    model,
+    clean: Mapping[int, torch.Tensor],
+    computed: Sequence[int],
+    layer_sets: Sequence[Sequence[int]],
+    offsets: Sequence[int],
+    vectors: torch.Tensor,
+) -> Iterator[None]:
     """While inside, block ``l`` runs on the first ``computed[l]`` rows of the batch only, the
     other rows take the clean output ``clean[l]``, and row ``b`` gets its vector at suffix index
     ``offsets[b]`` after every block in its layer set. The blocks' own forwards are restored on
     exit, always."""
     blocks = decoder_layers(model)
-    written = {layer: torch.tensor([row for row, layers in enumerate(layer_sets) if layer in layers], dtype=torch.long)
-               for layer in range(len(blocks))}
+    written = {
+        layer: torch.tensor(
+            [row for row, layers in enumerate(layer_sets) if layer in layers], dtype=torch.long
+        )
+        for layer in range(len(blocks))
+    }
     at = torch.tensor(offsets, dtype=torch.long)
 
     def replacement(layer: int, original):
@@ -259,12 +348,16 @@ def _rows_from_their_layer(model, clean: Mapping[int, torch.Tensor], computed: S
             batch, count = hidden_states.shape[0], computed[layer]
             out = clean[layer].to(hidden_states.dtype).expand(batch, -1, -1).clone()
             if count:
-                out[:count] = original(hidden_states[:count], *args,
-                                       **{k: _leading_rows(v, count, batch) for k, v in kwargs.items()})
+                out[:count] = original(
+                    hidden_states[:count],
+                    *args,
+                    **{k: _leading_rows(v, count, batch) for k, v in kwargs.items()},
+                )
             rows = written[layer]
             if len(rows):
                 out[rows, at[rows]] = vectors[rows].to(out.dtype)
             return out
+
         return forward
 
     # a block may already carry its own instance forward (a wrapper of another tool): put back
@@ -285,7 +378,12 @@ def _rows_from_their_layer(model, clean: Mapping[int, torch.Tensor], computed: S
 def _leading_rows(value, count: int, batch: int):
     """A block's argument cut to the rows it computes: tensors with a batch dimension (the
     attention mask), and tuples of them; broadcast ones (batch 1) and the rest as they are."""
-    if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] == batch and batch > 1:
+    if (
+        isinstance(value, torch.Tensor)
+        and value.dim() >= 2
+        and value.shape[0] == batch
+        and batch > 1
+    ):
         return value[:count]
     if isinstance(value, tuple):
         return tuple(_leading_rows(v, count, batch) for v in value)
@@ -293,10 +391,18 @@ def _leading_rows(value, count: int, batch: int):
 
 
 @torch.no_grad()
-def patch_one_site(model, input_ids: torch.Tensor, layer: int | Sequence[int], position: int, vector: torch.Tensor,
-                   component: str = "residual") -> torch.Tensor:
+def patch_one_site(
+    model,
+    input_ids: torch.Tensor,
+    layer: int | Sequence[int],
+    position: int,
+    vector: torch.Tensor,
+    component: str = "residual",
+) -> torch.Tensor:
     """The naive reference: one full forward with one site (a layer, or every layer of a block)
     patched; ``Float[Tensor, "vocab"]``."""
     with write_rows(model, [layer], position, vector[None], component):
-        logits = model(input_ids=input_ids[None].to(model.device), logits_to_keep=1).logits[0, -1, :]
+        logits = model(input_ids=input_ids[None].to(model.device), logits_to_keep=1).logits[
+            0, -1, :
+        ]
     return logits.float().cpu()

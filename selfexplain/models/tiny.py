@@ -36,7 +36,9 @@ def train_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     )
 
 
-def build_tiny_llama(out_dir: Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 4) -> None:
+def build_tiny_llama(
+    out_dir: Path, seed: int = 0, hidden_size: int = 64, num_layers: int = 4
+) -> None:
     """Write a tiny random Llama and its tokenizer as an HF directory. ``tiny-llama-wide`` (96 wide,
     3 layers) is the "other" explainer of tests: a different model with another hidden size."""
     tokenizer = train_tiny_tokenizer()

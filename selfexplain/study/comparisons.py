@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from selfexplain.evaluate.intervals import paired_difference_interval
-from selfexplain.evaluate.metrics import has_changed_f1
 from selfexplain.evaluate.systems import CANDIDATE_CHOICE
+from selfexplain.scoring.intervals import paired_difference_interval
+from selfexplain.scoring.metrics import has_changed_f1
 from selfexplain.storage import Location
 from selfexplain.study.config import Stage, StudyConfig
 from selfexplain.study.paired import TRAINED, read_predictions
@@ -52,12 +52,21 @@ def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-CHANGE_METRICS = (Metric("exact match", "exact", _mean),
-                  Metric("exact match (changed rows)", "exact", _mean, changed_rows_only=True),
-                  Metric("has-changed F1", "said", lambda said, changed: has_changed_f1(said, changed.astype(bool)),
-                         with_truth=True))
-FEATURE_METRICS = (Metric("similarity", "similarity", _mean), Metric("word F1", "word_f1", _mean),
-                   Metric("exact match", "exact", _mean))
+CHANGE_METRICS = (
+    Metric("exact match", "exact", _mean),
+    Metric("exact match (changed rows)", "exact", _mean, changed_rows_only=True),
+    Metric(
+        "has-changed F1",
+        "said",
+        lambda said, changed: has_changed_f1(said, changed.astype(bool)),
+        with_truth=True,
+    ),
+)
+FEATURE_METRICS = (
+    Metric("similarity", "similarity", _mean),
+    Metric("word F1", "word_f1", _mean),
+    Metric("exact match", "exact", _mean),
+)
 
 
 def metrics_of(task: str) -> tuple[Metric, ...]:
@@ -68,49 +77,85 @@ class PairedJoinError(ValueError):
     """Two predictions tables do not pair one-to-one."""
 
 
-def paired_join(first: pd.DataFrame, second: pd.DataFrame, first_system: str, second_system: str,
-                columns: list[str]) -> pd.DataFrame:
+def paired_join(
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    first_system: str,
+    second_system: str,
+    columns: list[str],
+) -> pd.DataFrame:
     """The queries both systems answered, one row each: ``a <column>`` and ``b <column>`` per
     per-query column, with ``unit`` and (change tasks) ``changed``."""
     for name, frame in (("first", first), ("second", second)):
         duplicated = int(frame.duplicated(KEYS).sum())
         if duplicated:
-            raise PairedJoinError(f"the {name} predictions table holds {duplicated} repeated queries; a paired "
-                                  "comparison needs each query once")
+            raise PairedJoinError(
+                f"the {name} predictions table holds {duplicated} repeated queries; a paired "
+                "comparison needs each query once"
+            )
     extra = [c for c in ("unit", "changed") if c in first]
     left = first[KEYS + extra + [f"{c}: {first_system}" for c in columns]].rename(
-        columns={f"{c}: {first_system}": f"a {c}" for c in columns})
+        columns={f"{c}: {first_system}": f"a {c}" for c in columns}
+    )
     right = second[KEYS + [f"{c}: {second_system}" for c in columns]].rename(
-        columns={f"{c}: {second_system}": f"b {c}" for c in columns})
+        columns={f"{c}: {second_system}": f"b {c}" for c in columns}
+    )
     return left.merge(right, on=KEYS, how="inner", validate="one_to_one")
 
 
-def compare(first: pd.DataFrame, second: pd.DataFrame, task: str, first_system: str,
-            second_system: str, seed: int = 0) -> list[dict]:
+def compare(
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    task: str,
+    first_system: str,
+    second_system: str,
+    seed: int = 0,
+) -> list[dict]:
     """Per query set and metric: first - second on the queries both answered, with its interval."""
-    metrics = [m for m in metrics_of(task)
-               if f"{m.column}: {first_system}" in first and f"{m.column}: {second_system}" in second]
-    joined = paired_join(first, second, first_system, second_system, sorted({m.column for m in metrics}))
+    metrics = [
+        m
+        for m in metrics_of(task)
+        if f"{m.column}: {first_system}" in first and f"{m.column}: {second_system}" in second
+    ]
+    joined = paired_join(
+        first, second, first_system, second_system, sorted({m.column for m in metrics})
+    )
     out = []
     for query_set, part in joined.groupby("query_set", sort=False):
         for metric in metrics:
             rows = part[part["changed"].astype(bool)] if metric.changed_rows_only else part
-            a, b = rows[f"a {metric.column}"].to_numpy(dtype=float), rows[f"b {metric.column}"].to_numpy(dtype=float)
+            a, b = (
+                rows[f"a {metric.column}"].to_numpy(dtype=float),
+                rows[f"b {metric.column}"].to_numpy(dtype=float),
+            )
             defined = ~(np.isnan(a) | np.isnan(b))
             if not defined.any():
                 continue
             a, b, units = a[defined], b[defined], rows["unit"].to_numpy()[defined]
             if metric.with_truth:
                 truth = rows["changed"].to_numpy(dtype=bool)[defined]
-                diff, low, high = paired_difference_interval(metric.statistic, (a, truth), (b, truth),
-                                                             groups=list(units), seed=seed)
+                diff, low, high = paired_difference_interval(
+                    metric.statistic, (a, truth), (b, truth), groups=list(units), seed=seed
+                )
                 first_value, second_value = metric.statistic(a, truth), metric.statistic(b, truth)
             else:
-                diff, low, high = paired_difference_interval(metric.statistic, a, b, groups=list(units), seed=seed)
+                diff, low, high = paired_difference_interval(
+                    metric.statistic, a, b, groups=list(units), seed=seed
+                )
                 first_value, second_value = metric.statistic(a), metric.statistic(b)
-            out.append({"query_set": query_set, "metric": metric.name, "first": first_value, "second": second_value,
-                        "difference": diff, "ci_low": low, "ci_high": high, "n": int(defined.sum()),
-                        "units": len(set(units))})
+            out.append(
+                {
+                    "query_set": query_set,
+                    "metric": metric.name,
+                    "first": first_value,
+                    "second": second_value,
+                    "difference": diff,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": int(defined.sum()),
+                    "units": len(set(units)),
+                }
+            )
     return out
 
 
@@ -130,7 +175,11 @@ def _predictions(study: StudyConfig, stage: Stage) -> pd.DataFrame | None:
 
 
 def _label(study: StudyConfig, stage: Stage) -> str:
-    return f"{stage.task} (roles swapped: target {study.other_explainer})" if stage.swapped else stage.task
+    return (
+        f"{stage.task} (roles swapped: target {study.other_explainer})"
+        if stage.swapped
+        else stage.task
+    )
 
 
 def families(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -183,8 +232,16 @@ def best_other_system(part: pd.DataFrame, metric: str) -> str | None:
     """The system of a predictions table that is not a trained explainer with the highest mean
     per-query ``metric`` (picked after the fact, which favours it, never the trained explainer)."""
     prefix = f"{metric}: "
-    others = [c[len(prefix):] for c in part.columns if c.startswith(prefix) and not c[len(prefix):].startswith(TRAINED)]
-    means = {name: float(np.nanmean(part[prefix + name].to_numpy(dtype=float))) for name in others} if len(part) else {}
+    others = [
+        c[len(prefix) :]
+        for c in part.columns
+        if c.startswith(prefix) and not c[len(prefix) :].startswith(TRAINED)
+    ]
+    means = (
+        {name: float(np.nanmean(part[prefix + name].to_numpy(dtype=float))) for name in others}
+        if len(part)
+        else {}
+    )
     means = {name: value for name, value in means.items() if value == value}
     return max(means, key=means.get) if means else None
 
@@ -197,26 +254,67 @@ def study_comparisons(study: StudyConfig) -> list[Comparison]:
     variant = {(s.task, s.role, s.variant): s for s in full if s.variant}
     tasks = list(study.tasks)
     comparisons = [
-        Comparison("self - other", "Self minus other, paired: both trained explainers on the very same queries; "
-                   "the interval of the difference resamples held-out units for both at once.", "self", "other",
-                   _between_runs(study, [(main[(t, "self", False)], main[(t, "other", False)]) for t in tasks])),
-        Comparison("trained self - best other system", "Trained self minus the strongest system of its run that is "
-                   "not a trained explainer (a baseline, SelfIE, the untrained explainer by either decoding), picked "
-                   "after the fact by the headline metric.", "trained self", "best other",
-                   [row for t in tasks for row in _versus_best(study, main[(t, "self", False)])]),
-        Comparison("gain from the vector", "Each explainer minus itself trained and scored with the vector withheld "
-                   f"({study.vector_control}): what reading the vector adds (the paper's \"- activation\").",
-                   "with the vector", "without",
-                   _between_runs(study, [(main[(t, role, False)], variant[(t, role, "novector")])
-                                         for (t, role, v) in variant if v == "novector"])),
-        Comparison("self - self through a random projection", "The target reading its own vectors as they are, minus "
-                   "reading them through a fixed random orthogonal map: what the native basis adds.",
-                   "self", "random projection",
-                   _between_runs(study, [(main[(t, "self", False)], variant[(t, "self", "randproj")])
-                                         for (t, role, v) in variant if v == "randproj"])),
-        Comparison("self - other, roles swapped", f"The same comparison with {study.other_explainer} as target and self, "
-                   f"and {study.target} as other.", "self", "other",
-                   _between_runs(study, [(main[(t, "self", True)], main[(t, "other", True)]) for t in study.swapped])),
+        Comparison(
+            "self - other",
+            "Self minus other, paired: both trained explainers on the very same queries; "
+            "the interval of the difference resamples held-out units for both at once.",
+            "self",
+            "other",
+            _between_runs(
+                study, [(main[(t, "self", False)], main[(t, "other", False)]) for t in tasks]
+            ),
+        ),
+        Comparison(
+            "trained self - best other system",
+            "Trained self minus the strongest system of its run that is "
+            "not a trained explainer (a baseline, SelfIE, the untrained explainer by either "
+            "decoding), picked "
+            "after the fact by the headline metric.",
+            "trained self",
+            "best other",
+            [row for t in tasks for row in _versus_best(study, main[(t, "self", False)])],
+        ),
+        Comparison(
+            "gain from the vector",
+            "Each explainer minus itself trained and scored with the vector withheld "
+            f"({study.vector_control}): what reading the vector adds (the paper's \"- "
+            f'activation").',
+            "with the vector",
+            "without",
+            _between_runs(
+                study,
+                [
+                    (main[(t, role, False)], variant[(t, role, "novector")])
+                    for (t, role, v) in variant
+                    if v == "novector"
+                ],
+            ),
+        ),
+        Comparison(
+            "self - self through a random projection",
+            "The target reading its own vectors as they are, minus "
+            "reading them through a fixed random orthogonal map: what the native basis adds.",
+            "self",
+            "random projection",
+            _between_runs(
+                study,
+                [
+                    (main[(t, "self", False)], variant[(t, "self", "randproj")])
+                    for (t, role, v) in variant
+                    if v == "randproj"
+                ],
+            ),
+        ),
+        Comparison(
+            "self - other, roles swapped",
+            f"The same comparison with {study.other_explainer} as target and self, "
+            f"and {study.target} as other.",
+            "self",
+            "other",
+            _between_runs(
+                study, [(main[(t, "self", True)], main[(t, "other", True)]) for t in study.swapped]
+            ),
+        ),
     ]
     return [c for c in comparisons if c.rows]
 
@@ -229,7 +327,16 @@ def comparison_markdown(comparison: Comparison) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * (len(head) - 4)]
     for r in comparison.rows:
         second = [r["baseline"], f"{r['second']:.3f}"] if baseline else [f"{r['second']:.3f}"]
-        cells = [r["task"], r["query_set"], r["decoding"], r["metric"], f"{r['first']:.3f}", *second,
-                 f"{r['difference']:+.3f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", str(r["n"]), str(r["units"])]
+        cells = [
+            r["task"],
+            r["query_set"],
+            r["decoding"],
+            r["metric"],
+            f"{r['first']:.3f}",
+            *second,
+            f"{r['difference']:+.3f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+            str(r["n"]),
+            str(r["units"]),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

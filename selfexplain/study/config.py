@@ -11,9 +11,18 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from selfexplain.config import (NAME_FIX, TASKS, ConfigError, RunConfig, from_dict, is_safe_name, load_config,
-                                packaged_configs, read_yaml_mapping, resolve_config_path)
-
+from selfexplain.config import (
+    NAME_FIX,
+    TASKS,
+    ConfigError,
+    RunConfig,
+    from_dict,
+    is_safe_name,
+    load_config,
+    packaged_configs,
+    read_yaml_mapping,
+    resolve_config_path,
+)
 
 CONTROLS = ("no-vector", "random-projection")
 VARIANT_OF_CONTROL = {"no-vector": "novector", "random-projection": "randproj"}
@@ -41,7 +50,9 @@ class Stage:
     def name(self) -> str:
         if self.role is None:
             return self.corpus
-        return run_name(self.corpus, self.role, self.fraction) + (f"-{self.variant}" if self.variant else "")
+        return run_name(self.corpus, self.role, self.fraction) + (
+            f"-{self.variant}" if self.variant else ""
+        )
 
 
 @dataclass
@@ -84,7 +95,9 @@ class StudyConfig:
         return {"self": "self", "other": self.target if swapped else self.other_explainer}
 
     def fractions_for(self, role: str) -> list[float]:
-        return sorted(set(self.data_fractions) | {1.0}) if role in self.scaling_explainers else [1.0]
+        return (
+            sorted(set(self.data_fractions) | {1.0}) if role in self.scaling_explainers else [1.0]
+        )
 
     def stages(self) -> list[Stage]:
         """Every stage in the order a study runs them, the headline first (so a study stopped
@@ -97,17 +110,31 @@ class StudyConfig:
         stages += [Stage(task, role) for task in self.tasks for role in self.explainers()]
         vector_tasks = [task for task in self.tasks if get_task(task).vector_input]
         if "no-vector" in self.controls:
-            stages += [Stage(task, role, variant="novector") for task in vector_tasks for role in self.explainers()]
+            stages += [
+                Stage(task, role, variant="novector")
+                for task in vector_tasks
+                for role in self.explainers()
+            ]
         for task in self.swapped:
-            stages += [Stage(task, swapped=True)] + [Stage(task, role, swapped=True) for role in self.explainers()]
+            stages += [Stage(task, swapped=True)] + [
+                Stage(task, role, swapped=True) for role in self.explainers()
+            ]
         if "random-projection" in self.controls:
             stages += [Stage(task, "self", variant="randproj") for task in vector_tasks]
-        stages += [Stage(task, role, fraction) for task in self.tasks for role in self.explainers()
-                   for fraction in self.fractions_for(role) if fraction < 1.0]
+        stages += [
+            Stage(task, role, fraction)
+            for task in self.tasks
+            for role in self.explainers()
+            for fraction in self.fractions_for(role)
+            if fraction < 1.0
+        ]
         return stages
 
-    def run_config(self, stage: Stage | str, role: str | None = None, fraction: float = 1.0) -> RunConfig:
-        """The run config of one stage (or, given a task name, of the stage ``role``/``fraction``)."""
+    def run_config(
+        self, stage: Stage | str, role: str | None = None, fraction: float = 1.0
+    ) -> RunConfig:
+        """The run config of one stage (or, given a task name, of the stage
+        ``role``/``fraction``)."""
         if isinstance(stage, str):
             stage = Stage(stage, role, fraction)
         task = stage.task
@@ -119,13 +146,21 @@ class StudyConfig:
         settings.update(variant_overrides(stage.variant, self.vector_control))
         pairs = [f"{k}={_yaml(v)}" for k, v in settings.items()]
         target = self.other_explainer if stage.swapped else self.target
-        pairs += [f"task={task}", f"target={target}", f"output_dir={self.folder}", f"name={stage.name}"]
+        pairs += [
+            f"task={task}",
+            f"target={target}",
+            f"output_dir={self.folder}",
+            f"name={stage.name}",
+        ]
         if stage.role is not None:
-            pairs += [f"corpus_from={stage.corpus}",
-                      f"train.explainer={self.explainers(stage.swapped)[stage.role]}",
-                      f"train.data_fraction={_yaml(budget * stage.fraction)}",
-                      # the untrained model does not change with the data fraction or a control: score it once
-                      f"evaluate.untrained_baseline={_yaml(stage.fraction == 1.0 and not stage.variant)}"]
+            pairs += [
+                f"corpus_from={stage.corpus}",
+                f"train.explainer={self.explainers(stage.swapped)[stage.role]}",
+                f"train.data_fraction={_yaml(budget * stage.fraction)}",
+                # the untrained model does not change with the data fraction or a control: score it
+                # once
+                f"evaluate.untrained_baseline={_yaml(stage.fraction == 1.0 and not stage.variant)}",
+            ]
         return load_config(self.base, pairs)
 
 
@@ -134,7 +169,11 @@ def variant_overrides(variant: str, vector_control: str) -> dict:
     if variant == "novector":
         return {"train.vector_control": vector_control}
     if variant == "randproj":
-        return {"train.projection": "always", "train.projection_init": "orthogonal", "train.freeze_projection": True}
+        return {
+            "train.projection": "always",
+            "train.projection_init": "orthogonal",
+            "train.freeze_projection": True,
+        }
     return {}
 
 
@@ -151,8 +190,9 @@ def packaged_studies() -> list[str]:
 
 
 def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> StudyConfig:
-    """Read a study YAML; ``key=value`` overrides set study keys (``name=...``, ``data_fractions=[0.5,1]``)
-    and any other dotted key becomes a run-config override for every run (``train.epochs=1``)."""
+    """Read a study YAML; ``key=value`` overrides set study keys (``name=...``,
+    ``data_fractions=[0.5,1]``) and any other dotted key becomes a run-config override for every run
+    (``train.epochs=1``)."""
     import dataclasses
 
     path = resolve_config_path(name_or_path, kind="study")
@@ -172,20 +212,28 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
             data.setdefault("overrides", {})[key] = value
     unknown = set(data) - known
     if unknown:
-        raise ConfigError(f"unknown study keys {sorted(unknown)}; valid keys: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown study keys {sorted(unknown)}; valid keys: {', '.join(sorted(known))}"
+        )
     missing = {"name", "target", "other_explainer", "tasks"} - set(data)
     if missing:
         raise ConfigError(f"study file {path} lacks {sorted(missing)}")
     study = from_dict(StudyConfig, data)
     if not study.tasks or set(study.tasks) - TASKS:
-        raise ConfigError(f"study key 'tasks': give a mapping of task -> overrides; tasks are {sorted(TASKS)}")
+        raise ConfigError(
+            f"study key 'tasks': give a mapping of task -> overrides; tasks are {sorted(TASKS)}"
+        )
     if not is_safe_name(study.name):
         raise ConfigError(f"study key 'name': {study.name!r} is not a safe name; {NAME_FIX}")
     if not study.output_dir.strip():
-        raise ConfigError("study key 'output_dir': give a folder or URI, e.g. runs (an empty one would write "
-                          "the study at the filesystem root)")
+        raise ConfigError(
+            "study key 'output_dir': give a folder or URI, e.g. runs (an empty one would write "
+            "the study at the filesystem root)"
+        )
     if not study.data_fractions or not all(0 < f <= 1 for f in study.data_fractions):
-        raise ConfigError("study key 'data_fractions': give fractions in (0, 1], e.g. [0.25, 0.5, 1.0]")
+        raise ConfigError(
+            "study key 'data_fractions': give fractions in (0, 1], e.g. [0.25, 0.5, 1.0]"
+        )
     if set(study.scaling_explainers) - {"self", "other"}:
         raise ConfigError("study key 'scaling_explainers': use a list of self and/or other")
     if set(study.controls) - set(CONTROLS):
@@ -193,8 +241,10 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
     if study.vector_control not in ("zero", "shuffled"):
         raise ConfigError("study key 'vector_control': use zero or shuffled")
     if set(study.swapped) - set(study.tasks):
-        raise ConfigError(f"study key 'swapped': name tasks of the study ({', '.join(study.tasks)}), each with "
-                          "overrides for the swapped target ({} for none)")
+        raise ConfigError(
+            f"study key 'swapped': name tasks of the study ({', '.join(study.tasks)}), each with "
+            "overrides for the swapped target ({} for none)"
+        )
     for stage in study.stages():  # every run config is valid before anything runs
         study.run_config(stage)
     return study

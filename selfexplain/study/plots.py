@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from selfexplain.study.report import headline, system_order  # noqa: E402
+from selfexplain.study.results import headline, system_order  # noqa: E402
 
 QUERY_SET_ORDER = ("held-out", "in-distribution")
 
@@ -33,10 +33,22 @@ def plot_self_vs_other(frame: pd.DataFrame, tasks: list[str], path: Path) -> Pat
         for k, query_set in enumerate(QUERY_SET_ORDER):
             rows = part[part.query_set == query_set].set_index("system").reindex(systems)
             x = np.arange(len(systems)) + (k - (len(QUERY_SET_ORDER) - 1) / 2) * width
-            ax.bar(x, rows["value"].fillna(0), width, yerr=_errors(rows), capsize=3, label=query_set,
-                   color=("#3b6ea8", "#a8c5e6")[k])
-        ax.set_xticks(np.arange(len(systems)), [s.replace(" (", "\n(") for s in systems], rotation=30,
-                      ha="right", fontsize=8)
+            ax.bar(
+                x,
+                rows["value"].fillna(0),
+                width,
+                yerr=_errors(rows),
+                capsize=3,
+                label=query_set,
+                color=("#3b6ea8", "#a8c5e6")[k],
+            )
+        ax.set_xticks(
+            np.arange(len(systems)),
+            [s.replace(" (", "\n(") for s in systems],
+            rotation=30,
+            ha="right",
+            fontsize=8,
+        )
         ax.set_title(f"{task}: {metric.replace('_', ' ')}")
         ax.set_ylim(0, 1)
         if metric == "balanced_accuracy":
@@ -63,17 +75,31 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
                 continue
             x = rows.train_examples if rows.train_examples.notna().all() else rows.data_fraction
             # whiskers too, so a single point (an explainer without the sweep) shows its interval
-            ax.errorbar(x, rows.value, yerr=_errors(rows), fmt="o-", capsize=3, color=color,
-                        label=rows.system.iloc[0])
-            ax.fill_between(x, rows.ci_low.astype(float), rows.ci_high.astype(float),
-                            color=color, alpha=0.2)
+            ax.errorbar(
+                x,
+                rows.value,
+                yerr=_errors(rows),
+                fmt="o-",
+                capsize=3,
+                color=color,
+                label=rows.system.iloc[0],
+            )
+            ax.fill_between(
+                x, rows.ci_low.astype(float), rows.ci_high.astype(float), color=color, alpha=0.2
+            )
         # the untrained self-explainer is a baseline too (on hint it is the strongest system)
-        baselines = part[(part.kind == "baseline") | ((part.kind == "untrained") & (part.role == "self"))]
-        for baseline, style in zip(baselines.system.unique(), (":", "--", "-.", (0, (1, 4)), (0, (3, 1, 1, 1)),
-                                                               (0, (5, 2)))):
+        baselines = part[
+            (part.kind == "baseline") | ((part.kind == "untrained") & (part.role == "self"))
+        ]
+        for baseline, style in zip(
+            baselines.system.unique(),
+            (":", "--", "-.", (0, (1, 4)), (0, (3, 1, 1, 1)), (0, (5, 2))),
+        ):
             rows = baselines[baselines.system == baseline].sort_values("data_fraction")
             ax.axhline(rows.value.iloc[-1], color="grey", ls=style, lw=1, label=baseline)
-        ax.set_xscale("log", base=2)  # the sizes of a scaling sweep double, as in the paper's figure
+        ax.set_xscale(
+            "log", base=2
+        )  # the sizes of a scaling sweep double, as in the paper's figure
         counted = part.train_examples.notna().all() if "train_examples" in part else False
         ax.set_xlabel("training examples" if counted else "fraction of training data")
         ax.set_ylabel(f"held-out {metric.replace('_', ' ')}")

@@ -43,15 +43,22 @@ def run_study(study: StudyConfig) -> dict:
     seconds = timings_file.read_json() if timings_file.exists() else {}
     for stage in stages:  # every input of every stage, before Ray starts
         config = study.run_config(stage)
-        check_run(config, ("generate",) if stage.role is None else ("train", "evaluate"), corpus_ready=False)
+        check_run(
+            config,
+            ("generate",) if stage.role is None else ("train", "evaluate"),
+            corpus_ready=False,
+        )
     first = study.run_config(stages[0])
     with ray_session(first.ray):
         check_cluster_storage(first)
         for number, stage in enumerate(stages, 1):
             config = study.run_config(stage)
             started = time.time()
-            done = ((config.corpus_dir / MANIFEST).exists() if stage.role is None
-                    else is_trained(config) and _scored(config))
+            done = (
+                (config.corpus_dir / MANIFEST).exists()
+                if stage.role is None
+                else is_trained(config) and _scored(config)
+            )
             log.info("== study %s: stage %d/%d: %s", study.name, number, len(stages), stage.name)
             if stage.role is None:
                 generate(config)

@@ -99,7 +99,8 @@ class Task(Protocol):
     """The groups the held-out split can be made of, the default first; the keys of each work
     item's ``groups``."""
     unit_name: str
-    """What one held-out unit is, in words (``prompt families``): the clusters intervals resample."""
+    """What one held-out unit is, in words (``prompt families``): the clusters intervals
+    resample."""
     query_fields: dict[str, type | tuple[type, ...]]
     """The fields a ``selfexplain explain`` query of this task holds, with their types."""
     headline_metric: str
@@ -151,11 +152,15 @@ class Task(Protocol):
     def baselines(self, rows: list[dict], context: ScoringContext) -> dict[str, list]:
         """Parsed answers of the systems that need no explainer, by system name."""
 
-    def candidate_answers(self, rows: list[dict], context: ScoringContext) -> list[list[str]] | None:
+    def candidate_answers(
+        self, rows: list[dict], context: ScoringContext
+    ) -> list[list[str]] | None:
         """Per query, the well-formed answers every explainer is also scored by choosing among
         (None: free text). They may not depend on anything the query hides."""
 
-    def score(self, rows: list[dict], answers: dict[str, list], context: ScoringContext) -> dict[str, dict]:
+    def score(
+        self, rows: list[dict], answers: dict[str, list], context: ScoringContext
+    ) -> dict[str, dict]:
         """Aggregate scores with cluster-bootstrap intervals, per system."""
 
     def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:

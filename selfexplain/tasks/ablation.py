@@ -22,38 +22,73 @@ from selfexplain.corpus.schema import stable_id
 from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected, ScoringContext
 from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask, display_token
 
-
 ABLATION_SCHEMA = pa.schema(
     [
-        pa.field("record_id", pa.string(), nullable=False,
-                 metadata={"doc": "hash of target model, task, prompt and removed position"}),
-        pa.field("prompt_id", pa.string(), nullable=False, metadata={"doc": "hash of the prompt text"}),
-        pa.field("family", pa.string(), nullable=False,
-                 metadata={"doc": "template family of the prompt (prompts a word or two apart; see corpus/families.py)"}),
-        pa.field("split", pa.string(), nullable=False,
-                 metadata={"doc": "train or test (held out by generate.held_out_by: family or prompt)"}),
+        pa.field(
+            "record_id",
+            pa.string(),
+            nullable=False,
+            metadata={"doc": "hash of target model, task, prompt and removed position"},
+        ),
+        pa.field(
+            "prompt_id", pa.string(), nullable=False, metadata={"doc": "hash of the prompt text"}
+        ),
+        pa.field(
+            "family",
+            pa.string(),
+            nullable=False,
+            metadata={
+                "doc": "template family of the prompt (prompts a word or two apart; see "
+                "corpus/families.py)"
+            },
+        ),
+        pa.field(
+            "split",
+            pa.string(),
+            nullable=False,
+            metadata={"doc": "train or test (held out by generate.held_out_by: family or prompt)"},
+        ),
         pa.field("target_model", pa.string(), nullable=False),
         pa.field("prompt", pa.string(), nullable=False),
         pa.field("num_tokens", pa.int32(), nullable=False),
-        pa.field("token_index", pa.int32(), nullable=False, metadata={"doc": "position of the removed token"}),
-        pa.field("token", pa.string(), nullable=False, metadata={"doc": "the removed token, decoded"}),
+        pa.field(
+            "token_index",
+            pa.int32(),
+            nullable=False,
+            metadata={"doc": "position of the removed token"},
+        ),
+        pa.field(
+            "token", pa.string(), nullable=False, metadata={"doc": "the removed token, decoded"}
+        ),
         pa.field("orig_top1_id", pa.int32(), nullable=False),
         pa.field("orig_top1", pa.string(), nullable=False),
         pa.field("orig_top1_prob", pa.float32(), nullable=False),
         pa.field("new_top1_id", pa.int32(), nullable=False),
         pa.field("new_top1", pa.string(), nullable=False),
         pa.field("new_top1_prob", pa.float32(), nullable=False),
-        pa.field("new_prob_of_orig", pa.float32(), nullable=False,
-                 metadata={"doc": "probability of the original top-1 token after the removal"}),
-        pa.field("prob_change", pa.float32(), nullable=False,
-                 metadata={"doc": "new_prob_of_orig - orig_top1_prob"}),
-        pa.field("changed", pa.bool_(), nullable=False, metadata={"doc": "new_top1_id != orig_top1_id"}),
+        pa.field(
+            "new_prob_of_orig",
+            pa.float32(),
+            nullable=False,
+            metadata={"doc": "probability of the original top-1 token after the removal"},
+        ),
+        pa.field(
+            "prob_change",
+            pa.float32(),
+            nullable=False,
+            metadata={"doc": "new_prob_of_orig - orig_top1_prob"},
+        ),
+        pa.field(
+            "changed", pa.bool_(), nullable=False, metadata={"doc": "new_top1_id != orig_top1_id"}
+        ),
     ]
 )
 
+
 @torch.no_grad()
 def ablate_prompt(model, tokenizer, prompt: str, target_name: str) -> list[dict]:
-    """Ground-truth rows for every removable token of ``prompt`` (special tokens such as BOS stay)."""
+    """Ground-truth rows for every removable token of ``prompt`` (special tokens such as BOS
+    stay)."""
     encoded = tokenizer(prompt, return_special_tokens_mask=True)
     ids = torch.tensor(encoded["input_ids"])
     special = encoded["special_tokens_mask"]
@@ -64,7 +99,7 @@ def ablate_prompt(model, tokenizer, prompt: str, target_name: str) -> list[dict]
 
     orig_probs = _next_token_probs(model, ids.unsqueeze(0).to(device))[0]
     orig_id = int(orig_probs.argmax())
-    keep = [torch.cat([ids[:i], ids[i + 1:]]) for i in positions]
+    keep = [torch.cat([ids[:i], ids[i + 1 :]]) for i in positions]
     new_probs = _next_token_probs(model, torch.stack(keep).to(device))
 
     rows = []
@@ -116,13 +151,19 @@ class AblationTask(ChangeTask):
     def work_items(self, config, tokenizer) -> list[dict]:
         prompts = load_prompts(config.generate.prompts, config.generate.max_items)
         families = prompt_families(prompts)
-        return [{"prompt": p, "groups": {"family": families[p], "prompt": stable_id(p)}} for p in prompts]
+        return [
+            {"prompt": p, "groups": {"family": families[p], "prompt": stable_id(p)}}
+            for p in prompts
+        ]
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
         prompt = item["prompt"]
         num_tokens = len(context.tokenizer(prompt)["input_ids"])
         if num_tokens > context.options.max_tokens:
-            raise Rejected(f"prompt has {num_tokens} tokens, over generate.max_tokens={context.options.max_tokens}")
+            raise Rejected(
+                f"prompt has {num_tokens} tokens, over "
+                f"generate.max_tokens={context.options.max_tokens}"
+            )
         rows = ablate_prompt(context.model, context.tokenizer, prompt, context.target_name)
         if not rows:
             raise Rejected("prompt has no removable token (empty, or only special tokens)")
@@ -138,14 +179,17 @@ class AblationTask(ChangeTask):
         """The explainer's question about one ablation: the prompt, and which token is removed."""
         return (
             f"Text: <<<{row['prompt']}>>>\n"
-            f"If token {row['token_index']} <<<{display_token(row['token'])}>>> were removed, how would the output change?\n"
+            f"If token {row['token_index']} <<<{display_token(row['token'])}>>> were removed, how "
+            f"would the output change?\n"
             "Answer:"
         )
 
     def query_row(self, query: dict, context: QueryContext) -> dict:
         ids = context.tokenizer(query["prompt"])["input_ids"]
         if not 0 <= query["token_index"] < len(ids):
-            raise QueryError(f"token_index {query['token_index']} is outside the prompt's {len(ids)} tokens")
+            raise QueryError(
+                f"token_index {query['token_index']} is outside the prompt's {len(ids)} tokens"
+            )
         return {**query, "token": context.tokenizer.decode([ids[query["token_index"]]])}
 
     def rule_answer(self, row: dict, context: ScoringContext) -> ChangeAnswer:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from selfexplain.scoring.answers import ChangeAnswer
 
 if TYPE_CHECKING:
     from selfexplain.tasks import ScoringContext
@@ -28,15 +29,6 @@ CHANGED = "The most likely output would change to <<<{}>>>."
 _UNCHANGED = re.compile(r"remain\s+unchanged\s+from\s+<<<(.*?)>>>", re.IGNORECASE | re.DOTALL)
 _CHANGED = re.compile(r"change\s+to\s+<<<(.*?)>>>", re.IGNORECASE | re.DOTALL)
 _BLANKS = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-@dataclass(frozen=True)
-class ChangeAnswer:
-    """What an answer says: whether the output changes, and the output it names (the original
-    output when unchanged, the new one when changed; ``""`` when it names none)."""
-
-    changed: bool
-    output: str
 
 
 def display_token(text: str) -> str:
@@ -59,8 +51,12 @@ def format_change(answer: ChangeAnswer) -> str:
 
 def parse_answer(text: str) -> ChangeAnswer | None:
     """The first answer form in ``text`` (case-insensitive, either phrasing), or None."""
-    found = [(m.start(), changed, m.group(1)) for changed, pattern in ((False, _UNCHANGED), (True, _CHANGED))
-             for m in [pattern.search(text)] if m]
+    found = [
+        (m.start(), changed, m.group(1))
+        for changed, pattern in ((False, _UNCHANGED), (True, _CHANGED))
+        for m in [pattern.search(text)]
+        if m
+    ]
     if not found:
         return None
     _, changed, output = min(found)
@@ -117,10 +113,14 @@ class ChangeTask:
     # --- baselines: they answer in the explainer's form from what the query shows, plus the
     # visible output (known without any explainer), so they are, if anything, generous.
 
-    def majority_answer(self, train_rows: list[dict], row: dict, context: ScoringContext) -> ChangeAnswer:
+    def majority_answer(
+        self, train_rows: list[dict], row: dict, context: ScoringContext
+    ) -> ChangeAnswer:
         """The most common training class; if that is "changed", the most common new output."""
         if not train_rows:
-            raise ValueError("the training split is empty; the majority baseline needs training rows")
+            raise ValueError(
+                "the training split is empty; the majority baseline needs training rows"
+            )
         changed = sum(bool(r["changed"]) for r in train_rows)
         if changed * 2 <= len(train_rows):
             return ChangeAnswer(False, self.visible_output(row, context))
@@ -137,15 +137,18 @@ class ChangeTask:
     def baselines(self, rows: list[dict], context: ScoringContext) -> dict[str, list]:
         """Majority, nearest training example (by vector among rows of the same layer, or by the
         query's meaning for text tasks), and the task's rule where it has one."""
-        from selfexplain.evaluate.baselines import nearest_training_rows
+        from selfexplain.scoring.baselines import nearest_training_rows
 
         train_rows = context.train_rows
         if not train_rows:
             raise ValueError("the training split is empty; the baselines need training rows")
         nearest = nearest_training_rows(self, train_rows, rows)
-        answers = {"majority baseline": [self.majority_answer(train_rows, r, context) for r in rows],
-                   "nearest-neighbour baseline": [self.neighbour_answer(train_rows[i], r, context)
-                                                  for i, r in zip(nearest, rows)]}
+        answers = {
+            "majority baseline": [self.majority_answer(train_rows, r, context) for r in rows],
+            "nearest-neighbour baseline": [
+                self.neighbour_answer(train_rows[i], r, context) for i, r in zip(nearest, rows)
+            ],
+        }
         if self.rule_name:
             answers[self.rule_name] = [self.rule_answer(r, context) for r in rows]
         return answers
@@ -158,37 +161,55 @@ class ChangeTask:
         ordered = sorted(common, key=lambda output: (-common[output], output))
         return ordered[: context.candidate_outputs] if context.candidate_outputs else ordered
 
-    def candidate_options(self, row: dict, context: ScoringContext, outputs: list[str]) -> list[ChangeAnswer]:
+    def candidate_options(
+        self, row: dict, context: ScoringContext, outputs: list[str]
+    ) -> list[ChangeAnswer]:
         """A query's candidate answers: "unchanged from <<<the visible output>>>" and "change to
         <<<y>>>" for every ``y`` of ``outputs`` (the training outputs) other than it."""
         visible = self.visible_output(row, context)
-        return [ChangeAnswer(False, visible)] + [ChangeAnswer(True, y) for y in outputs if y != visible]
+        return [ChangeAnswer(False, visible)] + [
+            ChangeAnswer(True, y) for y in outputs if y != visible
+        ]
 
     def candidate_answers(self, rows: list[dict], context: ScoringContext) -> list[list[str]]:
         """Per query, the well-formed answers a system chooses among (the one it finds most
         likely). They depend only on what the query shows, the visible output and the training
         rows, so the set's size and content say nothing about a query's label."""
         outputs = self.training_outputs(context)
-        return [[format_change(option) for option in self.candidate_options(row, context, outputs)] for row in rows]
+        return [
+            [format_change(option) for option in self.candidate_options(row, context, outputs)]
+            for row in rows
+        ]
 
-    def score(self, rows: list[dict], answers: dict[str, list], context: ScoringContext) -> dict[str, dict]:
-        from selfexplain.evaluate.metrics import score_change_predictions
+    def score(
+        self, rows: list[dict], answers: dict[str, list], context: ScoringContext
+    ) -> dict[str, dict]:
+        from selfexplain.scoring.metrics import score_change_predictions
 
         truth = [truth_of(r) for r in rows]
         units = [self.held_out_unit(r) for r in rows]
-        return {name: score_change_predictions(predicted, truth, units, intervals=True, seed=context.seed)
-                for name, predicted in answers.items()}
+        return {
+            name: score_change_predictions(
+                predicted, truth, units, intervals=True, seed=context.seed
+            )
+            for name, predicted in answers.items()
+        }
 
     def family(self, row: dict) -> str:
         return ""
 
     def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
-        from selfexplain.evaluate.metrics import change_outcomes
+        from selfexplain.scoring.metrics import change_outcomes
 
         truth = [truth_of(r) for r in rows]
         columns = {}
         for name, predicted in answers.items():
             outcomes = change_outcomes(predicted, truth)
-            for metric in ("exact", "content", "correct", "said"):  # said: 1 changed, 0 unchanged, -1 unread
+            for metric in (
+                "exact",
+                "content",
+                "correct",
+                "said",
+            ):  # said: 1 changed, 0 unchanged, -1 unread
                 columns[f"{metric}: {name}"] = outcomes[metric].tolist()
         return columns

@@ -1,4 +1,5 @@
-"""Feature descriptions (the paper's task 1): a direction in the target's stream and what it encodes.
+"""Feature descriptions (the paper's task 1): a direction in the target's stream and what it
+encodes.
 
 Two sources. ``concepts`` (the offline default) fits a direction per concept and layer from the
 packaged lexicon (:mod:`selfexplain.features.concepts`), with the concept's description as ground
@@ -16,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from selfexplain.config import ConfigError
 from selfexplain.corpus.schema import schema_field, stable_id, vector_type
+from selfexplain.errors import ConfigError
 from selfexplain.explainer.templates import render, templates
 from selfexplain.features import concepts as lexicon
 from selfexplain.features.saelens import is_sae_dir, load_sae, read_explanations
@@ -26,52 +27,91 @@ from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Reje
 
 
 def features_schema(d_model: int) -> pa.Schema:
-    return pa.schema([
-        schema_field("record_id", pa.string(), "hash of target model, task, feature id and layer"),
-        schema_field("feature_id", pa.string(), "concept:<name> or sae:<sae id>:<index>"),
-        schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
-        schema_field("target_model", pa.string()),
-        schema_field("source", pa.string(), "concepts or saelens"),
-        schema_field("kind", pa.string(), "concept kind (places, emotions, code...) or the SAE id"),
-        schema_field("name", pa.string(), "concept name or feature index"),
-        schema_field("layer", pa.int32(), "decoder block whose output stream the direction lives in"),
-        schema_field("vector", vector_type(d_model), "unit-norm feature direction"),
-        schema_field("scale", pa.float32(), "norm of the raw direction (difference of means, or decoder row)"),
-        schema_field("description", pa.string(), "the ground-truth description"),
-        schema_field("quality", pa.float32(), "held-out probe accuracy of a concept direction (NaN for SAE features)",
-               nullable=True),
-        schema_field("top_contexts", pa.list_(pa.string()), "texts from the text set where the feature fires most"),
-        schema_field("top_activations", pa.list_(pa.float32()), "max projection on the direction over each context's tokens"),
-    ], metadata={"d_model": str(d_model)})
+    return pa.schema(
+        [
+            schema_field(
+                "record_id", pa.string(), "hash of target model, task, feature id and layer"
+            ),
+            schema_field("feature_id", pa.string(), "concept:<name> or sae:<sae id>:<index>"),
+            schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
+            schema_field("target_model", pa.string()),
+            schema_field("source", pa.string(), "concepts or saelens"),
+            schema_field(
+                "kind", pa.string(), "concept kind (places, emotions, code...) or the SAE id"
+            ),
+            schema_field("name", pa.string(), "concept name or feature index"),
+            schema_field(
+                "layer", pa.int32(), "decoder block whose output stream the direction lives in"
+            ),
+            schema_field("vector", vector_type(d_model), "unit-norm feature direction"),
+            schema_field(
+                "scale",
+                pa.float32(),
+                "norm of the raw direction (difference of means, or decoder row)",
+            ),
+            schema_field("description", pa.string(), "the ground-truth description"),
+            schema_field(
+                "quality",
+                pa.float32(),
+                "held-out probe accuracy of a concept direction (NaN for SAE features)",
+                nullable=True,
+            ),
+            schema_field(
+                "top_contexts",
+                pa.list_(pa.string()),
+                "texts from the text set where the feature fires most",
+            ),
+            schema_field(
+                "top_activations",
+                pa.list_(pa.float32()),
+                "max projection on the direction over each context's tokens",
+            ),
+        ],
+        metadata={"d_model": str(d_model)},
+    )
 
 
 def _text_streams(context: GroundTruthContext, layers: list[int]) -> TextSetStreams:
     key = ("text_set", tuple(layers))
     if key not in context.cache:
         concepts = lexicon.read_lexicon("concepts")
-        context.cache[key] = TextSetStreams(context.model, context.tokenizer, text_set(concepts, 0), layers)
+        context.cache[key] = TextSetStreams(
+            context.model, context.tokenizer, text_set(concepts, 0), layers
+        )
     return context.cache[key]
 
 
-def _negatives(context: GroundTruthContext, source: str) -> tuple[list[tuple[str, str, bool]], dict[int, torch.Tensor]]:
+def _negatives(
+    context: GroundTruthContext, source: str
+) -> tuple[list[tuple[str, str, bool]], dict[int, torch.Tensor]]:
     """The shared negative pool and its streams (fit frames then held-out frames per member)."""
     key = ("negatives", source)
     if key not in context.cache:
         pool = lexicon.negative_pool(lexicon.read_lexicon(source), seed=0)
-        texts = [t for _, member, _ in pool for t in lexicon.contexts(member, lexicon.FIT_FRAMES + lexicon.HELD_OUT_FRAMES)]
-        streams = lexicon.last_position_streams(context.model, context.tokenizer, texts, context.layers)
+        texts = [
+            t
+            for _, member, _ in pool
+            for t in lexicon.contexts(member, lexicon.FIT_FRAMES + lexicon.HELD_OUT_FRAMES)
+        ]
+        streams = lexicon.last_position_streams(
+            context.model, context.tokenizer, texts, context.layers
+        )
         context.cache[key] = (pool, streams)
     return context.cache[key]
 
 
 def concept_rows(item: dict, context: GroundTruthContext) -> list[dict]:
-    concept = lexicon.Concept(item["kind"], item["name"], item["description"], tuple(item["members"]))
+    concept = lexicon.Concept(
+        item["kind"], item["name"], item["description"], tuple(item["members"])
+    )
     fit_members, held_members = concept.split_members()
     frames = lexicon.FIT_FRAMES + lexicon.HELD_OUT_FRAMES
     members = fit_members + held_members
     texts = [t for member in members for t in lexicon.contexts(member, frames)]
     # A context is a fit example only when both its member and its frame are fit ones.
-    is_fit = torch.tensor([m in fit_members and f in lexicon.FIT_FRAMES for m in members for f in frames])
+    is_fit = torch.tensor(
+        [m in fit_members and f in lexicon.FIT_FRAMES for m in members for f in frames]
+    )
     streams = lexicon.last_position_streams(context.model, context.tokenizer, texts, context.layers)
 
     pool, pool_streams = _negatives(context, item["source"])
@@ -92,15 +132,35 @@ def concept_rows(item: dict, context: GroundTruthContext) -> list[dict]:
         positives = streams[layer]
         if not torch.isfinite(positives).all():
             raise Rejected(f"non-finite activation at layer {layer}")
-        fitted = lexicon.fit_direction(positives[is_fit], pool_streams[layer][neg_fit],
-                                       positives[~is_fit], pool_streams[layer][neg_test])
+        fitted = lexicon.fit_direction(
+            positives[is_fit],
+            pool_streams[layer][neg_fit],
+            positives[~is_fit],
+            pool_streams[layer][neg_test],
+        )
         if fitted.accuracy < context.options.min_probe_accuracy:
-            context.reject_part(f"weak direction at layer {layer} (held-out probe accuracy {fitted.accuracy:.2f} "
-                                f"< generate.min_probe_accuracy={context.options.min_probe_accuracy})")
+            context.reject_part(
+                f"weak direction at layer {layer} (held-out probe accuracy {fitted.accuracy:.2f} "
+                f"< generate.min_probe_accuracy={context.options.min_probe_accuracy})"
+            )
             continue
         top_texts, top_values = text_streams.top(layer, fitted.vector, context.options.top_contexts)
-        out.append(_row(context, "concepts", f"concept:{concept.name}", concept.kind, concept.name, layer,
-                        fitted.vector, fitted.scale, concept.description, fitted.accuracy, top_texts, top_values))
+        out.append(
+            _row(
+                context,
+                "concepts",
+                f"concept:{concept.name}",
+                concept.kind,
+                concept.name,
+                layer,
+                fitted.vector,
+                fitted.scale,
+                concept.description,
+                fitted.accuracy,
+                top_texts,
+                top_values,
+            )
+        )
     return out
 
 
@@ -114,23 +174,62 @@ def sae_rows(item: dict, context: GroundTruthContext) -> list[dict]:
         raise Rejected(f"feature index {index} is outside the SAE (d_sae={sae.decoder.shape[0]})")
     d_model = context.model.config.hidden_size
     if sae.decoder.shape[1] != d_model:
-        raise Rejected(f"SAE width {sae.decoder.shape[1]} does not match the target's hidden size {d_model}")
+        raise Rejected(
+            f"SAE width {sae.decoder.shape[1]} does not match the target's hidden size {d_model}"
+        )
     raw = sae.decoder[index]
     if not torch.isfinite(raw).all():
         raise Rejected("non-finite decoder row")
     scale = float(raw.norm())
     vector = raw / max(scale, 1e-12)
-    top_texts, top_values = _text_streams(context, [sae.layer]).top(sae.layer, vector, context.options.top_contexts)
-    return [_row(context, "saelens", f"sae:{sae.sae_id}:{index}", sae.sae_id, str(index), sae.layer, vector,
-                 scale, item["description"], math.nan, top_texts, top_values)]
+    top_texts, top_values = _text_streams(context, [sae.layer]).top(
+        sae.layer, vector, context.options.top_contexts
+    )
+    return [
+        _row(
+            context,
+            "saelens",
+            f"sae:{sae.sae_id}:{index}",
+            sae.sae_id,
+            str(index),
+            sae.layer,
+            vector,
+            scale,
+            item["description"],
+            math.nan,
+            top_texts,
+            top_values,
+        )
+    ]
 
 
-def _row(context, source, feature_id, kind, name, layer, vector, scale, description, quality, top_texts, top_values):
+def _row(
+    context,
+    source,
+    feature_id,
+    kind,
+    name,
+    layer,
+    vector,
+    scale,
+    description,
+    quality,
+    top_texts,
+    top_values,
+):
     return {
         "record_id": stable_id(context.target_name, "features", feature_id, layer),
-        "feature_id": feature_id, "target_model": context.target_name, "source": source, "kind": kind,
-        "name": name, "layer": layer, "vector": vector.float().numpy(), "scale": scale,
-        "description": description, "quality": quality, "top_contexts": top_texts,
+        "feature_id": feature_id,
+        "target_model": context.target_name,
+        "source": source,
+        "kind": kind,
+        "name": name,
+        "layer": layer,
+        "vector": vector.float().numpy(),
+        "scale": scale,
+        "description": description,
+        "quality": quality,
+        "top_contexts": top_texts,
         "top_activations": [float(v) for v in top_values],
     }
 
@@ -155,7 +254,9 @@ def same_family_descriptions(rows: list[dict], train_rows: list[dict]) -> list[s
     everything = sorted({row["description"] for row in train_rows})
     out = []
     for row in rows:
-        pool = [text for text in pools.get(row["kind"], everything) if text != row["description"]] or everything
+        pool = [
+            text for text in pools.get(row["kind"], everything) if text != row["description"]
+        ] or everything
         out.append(pool[int(stable_id(row["record_id"], "same-family"), 16) % len(pool)])
     return out
 
@@ -180,16 +281,32 @@ class FeaturesTask:
         if is_sae_dir(source):
             sae = load_sae(source)  # fail on the driver, before any actor starts
             if not config.generate.explanations:
-                raise ConfigError(f"generate.features={source} is an SAE; set generate.explanations to its "
-                                  "Neuronpedia export (.json/.jsonl) so each feature has a description")
+                raise ConfigError(
+                    f"generate.features={source} is an SAE; set generate.explanations to its "
+                    "Neuronpedia export (.json/.jsonl) so each feature has a description"
+                )
             descriptions = read_explanations(config.generate.explanations)
-            items = [{"sae": str(sae.path.resolve()), "index": index, "description": text,
-                      "groups": {"feature": f"sae:{sae.sae_id}:{index}", "kind": sae.sae_id}}
-                     for index, text in sorted(descriptions.items())]
+            items = [
+                {
+                    "sae": str(sae.path.resolve()),
+                    "index": index,
+                    "description": text,
+                    "groups": {"feature": f"sae:{sae.sae_id}:{index}", "kind": sae.sae_id},
+                }
+                for index, text in sorted(descriptions.items())
+            ]
         else:
-            items = [{"source": source, "kind": c.kind, "name": c.name, "description": c.description,
-                      "members": list(c.members), "groups": {"feature": f"concept:{c.name}", "kind": c.kind}}
-                     for c in lexicon.read_lexicon(source)]
+            items = [
+                {
+                    "source": source,
+                    "kind": c.kind,
+                    "name": c.name,
+                    "description": c.description,
+                    "members": list(c.members),
+                    "groups": {"feature": f"concept:{c.name}", "kind": c.kind},
+                }
+                for c in lexicon.read_lexicon(source)
+            ]
         return items[: config.generate.max_items] if config.generate.max_items else items
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
@@ -202,7 +319,13 @@ class FeaturesTask:
     def family(self, row: dict) -> str:
         """Token-identity words, the generated place families, or the hand-written lexicon's
         categories (``make data``; an SAE's features are one family)."""
-        return row["kind"] if row["kind"] in GENERATED_FAMILIES else "categories" if row["source"] == "concepts" else "sae"
+        return (
+            row["kind"]
+            if row["kind"] in GENERATED_FAMILIES
+            else "categories"
+            if row["source"] == "concepts"
+            else "sae"
+        )
 
     def format_query(self, row: dict) -> str:
         return render("features", row["record_id"], row.get("template_variant"), layer=row["layer"])
@@ -220,67 +343,99 @@ class FeaturesTask:
         if isinstance(vector, str):
             path = Path(vector)
             if not path.is_file():
-                raise QueryError(f"vector file {path} not found; give a .npy file holding one 1-D vector")
+                raise QueryError(
+                    f"vector file {path} not found; give a .npy file holding one 1-D vector"
+                )
             try:
                 vector = np.load(path, allow_pickle=False)  # never unpickle a user file
             except (ValueError, OSError) as err:
-                raise QueryError(f"vector file {path} is not a .npy array ({err}); save it with numpy.save") from None
+                raise QueryError(
+                    f"vector file {path} is not a .npy array ({err}); save it with numpy.save"
+                ) from None
         try:
             vector = np.asarray(vector, dtype=np.float32)
         except (TypeError, ValueError):
             raise QueryError("'vector' must be a list of numbers or a .npy path") from None
         if vector.ndim != 1 or (context.width and vector.shape[0] != context.width):
-            raise QueryError(f"'vector' has shape {tuple(vector.shape)}; this explainer reads vectors of "
-                             f"{context.width} numbers (the target's hidden size)")
+            raise QueryError(
+                f"'vector' has shape {tuple(vector.shape)}; this explainer reads vectors of "
+                f"{context.width} numbers (the target's hidden size)"
+            )
         if not np.isfinite(vector).all():
             raise QueryError("'vector' holds NaN or infinite values; give a finite direction")
         if not np.any(vector):
             raise QueryError("'vector' is all zeros: a zero direction has nothing to describe")
         if context.layers and query["layer"] not in context.layers:
-            raise QueryError(f"'layer' {query['layer']!r}: this explainer was trained on layers {list(context.layers)}")
+            raise QueryError(
+                f"'layer' {query['layer']!r}: this explainer was trained on layers "
+                f"{list(context.layers)}"
+            )
         return {**query, "vector": vector}
 
     def baselines(self, rows: list[dict], context: ScoringContext) -> dict[str, list]:
         """The description of the nearest training vector (of the same layer), as the paper's."""
-        from selfexplain.evaluate.baselines import nearest_training_rows
+        from selfexplain.scoring.baselines import nearest_training_rows
 
         if not context.train_rows:
-            raise ValueError("the training split is empty; the nearest-neighbour baseline needs training rows")
+            raise ValueError(
+                "the training split is empty; the nearest-neighbour baseline needs training rows"
+            )
         nearest = nearest_training_rows(self, context.train_rows, rows)
-        return {"nearest-neighbour baseline": [context.train_rows[i]["description"] for i in nearest],
-                SAME_FAMILY: same_family_descriptions(rows, context.train_rows)}
+        return {
+            "nearest-neighbour baseline": [context.train_rows[i]["description"] for i in nearest],
+            SAME_FAMILY: same_family_descriptions(rows, context.train_rows),
+        }
 
     def candidate_answers(self, rows: list[dict], context: ScoringContext) -> None:
         return None  # an untrained explainer describes in free text
 
-    def score(self, rows: list[dict], answers: dict[str, list], context: ScoringContext) -> dict[str, dict]:
+    def score(
+        self, rows: list[dict], answers: dict[str, list], context: ScoringContext
+    ) -> dict[str, dict]:
         """Word-level and meaning-level scores; detection uses the rows' top-activating contexts
         against contexts of the other features in the same query set."""
-        from selfexplain.evaluate.embeddings import detection_auroc, negative_contexts, retrieval_hits, similarity
-        from selfexplain.evaluate.metrics import score_descriptions
+        from selfexplain.scoring.embeddings import (
+            detection_auroc,
+            negative_contexts,
+            retrieval_hits,
+            similarity,
+        )
+        from selfexplain.scoring.metrics import score_descriptions
 
         references = [r["description"] for r in rows]
         positives = [[] if r.get("top_contexts") is None else list(r["top_contexts"]) for r in rows]
-        negatives = negative_contexts([r["feature_id"] for r in rows], positives,
-                                      per_query=max(map(len, positives)), seed=context.seed)
-        # distractors for retrieval: every feature description of the corpus, seen in training or not
+        negatives = negative_contexts(
+            [r["feature_id"] for r in rows],
+            positives,
+            per_query=max(map(len, positives)),
+            seed=context.seed,
+        )
+        # distractors for retrieval: every feature description of the corpus, seen in training or
+        # not
         distractors = list(context.corpus["description"])
         units = [self.held_out_unit(r) for r in rows]
         results = {}
         for name, predicted in answers.items():
-            semantic = {"similarity": similarity(predicted, references),
-                        "retrieval_accuracy": retrieval_hits(predicted, references, k=RETRIEVAL_CANDIDATES,
-                                                             seed=context.seed, distractors=distractors)}
+            semantic = {
+                "similarity": similarity(predicted, references),
+                "retrieval_accuracy": retrieval_hits(
+                    predicted,
+                    references,
+                    k=RETRIEVAL_CANDIDATES,
+                    seed=context.seed,
+                    distractors=distractors,
+                ),
+            }
             if any(positives):
                 semantic["detection_auroc"] = detection_auroc(predicted, positives, negatives)
-            results[name] = score_descriptions(predicted, references, semantic, groups=units,
-                                               intervals=True, seed=context.seed)
+            results[name] = score_descriptions(
+                predicted, references, semantic, groups=units, intervals=True, seed=context.seed
+            )
         return results
 
     def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
-        from selfexplain.evaluate.embeddings import similarity
-
-        from selfexplain.evaluate.metrics import description_outcomes
+        from selfexplain.scoring.embeddings import similarity
+        from selfexplain.scoring.metrics import description_outcomes
 
         references = [r["description"] for r in rows]
         columns = {}

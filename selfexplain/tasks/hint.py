@@ -31,28 +31,54 @@ from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask
 from selfexplain.tasks.hint_facts import HINT_SENTENCES, fact_items, fact_rows, hinted_prompt
 from selfexplain.tasks.hint_questions import LETTERS, choice_items, choice_rows, render
 
-HINT_SCHEMA = pa.schema([
-    schema_field("record_id", pa.string(), "hash of target model, task, question and hinted answer"),
-    schema_field("question_id", pa.string(), "hash of the question (and its choices or hint sentence)"),
-    schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
-    schema_field("target_model", pa.string()),
-    schema_field("form", pa.string(), "completion (a fact prompt) or choice (a multiple-choice question)"),
-    schema_field("subject", pa.string(), "the relation of a fact, or the question's subject"),
-    schema_field("entity", pa.string(), "what the question is about (a country, a state); else the question itself"),
-    schema_field("question", pa.string(), "the fact prompt, or the multiple-choice question"),
-    schema_field("choices", pa.list_(pa.string()), "a multiple-choice question's options (empty for a fact)"),
-    schema_field("outputs", pa.list_(pa.string()), "the outputs an answer may name: the letters, or the fact's and "
-                 "the hinted answer's first tokens (candidate choice offers these)"),
-    schema_field("correct", pa.string(), "the correct letter, or the fact's answer as its first token"),
-    schema_field("hint_answer", pa.string(), "the answer the hint names (a letter, or a word)"),
-    schema_field("prompt", pa.string(), "the prompt with the hint"),
-    schema_field("answer_with_hint", pa.string(), "the target's answer with the hint"),
-    schema_field("answer_without_hint", pa.string(), "the target's answer without the hint"),
-    schema_field("prob_hint_answer", pa.float32(), "probability of the hinted answer with the hint"),
-    schema_field("prob_hint_answer_without", pa.float32(), "the same without the hint"),
-    schema_field("changed", pa.bool_(), "removing the hint changes the answer"),
-    schema_field("new_top1", pa.string(), "the answer once the hint is removed (= answer_without_hint)"),
-])
+HINT_SCHEMA = pa.schema(
+    [
+        schema_field(
+            "record_id", pa.string(), "hash of target model, task, question and hinted answer"
+        ),
+        schema_field(
+            "question_id", pa.string(), "hash of the question (and its choices or hint sentence)"
+        ),
+        schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
+        schema_field("target_model", pa.string()),
+        schema_field(
+            "form", pa.string(), "completion (a fact prompt) or choice (a multiple-choice question)"
+        ),
+        schema_field("subject", pa.string(), "the relation of a fact, or the question's subject"),
+        schema_field(
+            "entity",
+            pa.string(),
+            "what the question is about (a country, a state); else the question itself",
+        ),
+        schema_field("question", pa.string(), "the fact prompt, or the multiple-choice question"),
+        schema_field(
+            "choices",
+            pa.list_(pa.string()),
+            "a multiple-choice question's options (empty for a fact)",
+        ),
+        schema_field(
+            "outputs",
+            pa.list_(pa.string()),
+            "the outputs an answer may name: the letters, or the fact's and "
+            "the hinted answer's first tokens (candidate choice offers these)",
+        ),
+        schema_field(
+            "correct", pa.string(), "the correct letter, or the fact's answer as its first token"
+        ),
+        schema_field("hint_answer", pa.string(), "the answer the hint names (a letter, or a word)"),
+        schema_field("prompt", pa.string(), "the prompt with the hint"),
+        schema_field("answer_with_hint", pa.string(), "the target's answer with the hint"),
+        schema_field("answer_without_hint", pa.string(), "the target's answer without the hint"),
+        schema_field(
+            "prob_hint_answer", pa.float32(), "probability of the hinted answer with the hint"
+        ),
+        schema_field("prob_hint_answer_without", pa.float32(), "the same without the hint"),
+        schema_field("changed", pa.bool_(), "removing the hint changes the answer"),
+        schema_field(
+            "new_top1", pa.string(), "the answer once the hint is removed (= answer_without_hint)"
+        ),
+    ]
+)
 
 
 class HintTask(ChangeTask):
@@ -74,7 +100,9 @@ class HintTask(ChangeTask):
         return choice_items(config)
 
     def ground_truth(self, item: dict, context: GroundTruthContext) -> list[dict]:
-        return fact_rows(item, context) if item["form"] == "completion" else choice_rows(item, context)
+        return (
+            fact_rows(item, context) if item["form"] == "completion" else choice_rows(item, context)
+        )
 
     def held_out_unit(self, row: dict) -> str:
         """The cluster a query is resampled with: its entity (the rows about one country go
@@ -93,11 +121,17 @@ class HintTask(ChangeTask):
         choices = query.get("choices")
         if choices is None:
             sentence = query.get("hint_sentence", HINT_SENTENCES[0])
-            return {**query, "form": "completion", "prompt": hinted_prompt(sentence, query["hint_answer"], query["question"])}
+            return {
+                **query,
+                "form": "completion",
+                "prompt": hinted_prompt(sentence, query["hint_answer"], query["question"]),
+            }
         if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS):
             raise QueryError(f"'choices' must be a list of 2-{len(LETTERS)} options")
         if query["hint_answer"] not in LETTERS[: len(choices)]:
-            raise QueryError(f"'hint_answer' {query['hint_answer']!r}: use one of {LETTERS[: len(choices)]}")
+            raise QueryError(
+                f"'hint_answer' {query['hint_answer']!r}: use one of {LETTERS[: len(choices)]}"
+            )
         _, tokenizer = context.target()
         return {**query, "form": "choice", "prompt": render(query, query["hint_answer"], tokenizer)}
 
@@ -109,10 +143,14 @@ class HintTask(ChangeTask):
         most common unhinted answer of the training rows (a constant-letter target's letter)."""
         if row.get("form") == "completion":
             return row["correct"]
-        common = Counter(r["answer_without_hint"] for r in context.train_rows if r.get("form") == "choice")
+        common = Counter(
+            r["answer_without_hint"] for r in context.train_rows if r.get("form") == "choice"
+        )
         return common.most_common(1)[0][0] if common else row["correct"]
 
-    def majority_answer(self, train_rows: list[dict], row: dict, context: ScoringContext) -> ChangeAnswer:
+    def majority_answer(
+        self, train_rows: list[dict], row: dict, context: ScoringContext
+    ) -> ChangeAnswer:
         """The most common training class, naming the expected answer (the answer once the
         hint is removed is the unhinted one, whichever the class)."""
         changed = sum(bool(r["changed"]) for r in train_rows) * 2 > len(train_rows)
@@ -132,10 +170,14 @@ class HintTask(ChangeTask):
         expected = self.visible_output(row, context)
         return ChangeAnswer(self.hinted_output(row) != expected, expected)
 
-    def candidate_options(self, row: dict, context: ScoringContext, outputs: list[str]) -> list[ChangeAnswer]:
+    def candidate_options(
+        self, row: dict, context: ScoringContext, outputs: list[str]
+    ) -> list[ChangeAnswer]:
         """Both classes with each output the question offers (the letters, or the fact's and
         the hinted answer), never the target's answer with the hint."""
-        return [ChangeAnswer(changed, output) for changed in (False, True) for output in row["outputs"]]
+        return [
+            ChangeAnswer(changed, output) for changed in (False, True) for output in row["outputs"]
+        ]
 
 
 HINT_TASK = HintTask()

@@ -57,9 +57,22 @@ def fact_items(config, tokenizer) -> list[dict]:
                         continue
                     seen.add((question, sentence))
                     hints = rng.sample(others, min(config.generate.hints_per_fact, len(others)))
-                    items.append({"form": "completion", "question": question, "answer": answer, "entity": entity,
-                                  "subject": relation, "sentence": sentence, "hints": hints,
-                                  "groups": {"entity": entity, "question": stable_id(question), "subject": relation}})
+                    items.append(
+                        {
+                            "form": "completion",
+                            "question": question,
+                            "answer": answer,
+                            "entity": entity,
+                            "subject": relation,
+                            "sentence": sentence,
+                            "hints": hints,
+                            "groups": {
+                                "entity": entity,
+                                "question": stable_id(question),
+                                "subject": relation,
+                            },
+                        }
+                    )
     rng.shuffle(items)  # a max_items subset spans relations
     return items[: config.generate.max_items] if config.generate.max_items else items
 
@@ -81,32 +94,53 @@ def _next_tokens(model, tokenizer, prompts: list[str]) -> tuple[list[int], torch
 def fact_rows(item: dict, context: GroundTruthContext) -> list[dict]:
     """The target's next token without the hint and with each hinted answer, as corpus rows."""
     tokenizer, options = context.tokenizer, context.options
-    prompts = [item["question"]] + [hinted_prompt(item["sentence"], h, item["question"]) for h in item["hints"]]
+    prompts = [item["question"]] + [
+        hinted_prompt(item["sentence"], h, item["question"]) for h in item["hints"]
+    ]
     longest = max(len(tokenizer(p)["input_ids"]) for p in prompts)
     if longest > options.max_tokens:
-        raise Rejected(f"prompt has {longest} tokens, over generate.max_tokens={options.max_tokens}")
+        raise Rejected(
+            f"prompt has {longest} tokens, over generate.max_tokens={options.max_tokens}"
+        )
     top, probs = _next_tokens(context.model, tokenizer, prompts)
     correct_id = first_token(tokenizer, item["answer"])
     changed = [token != top[0] for token in top[1:]]
     if options.hint_filter:
         if top[0] != correct_id:
-            raise Rejected(f"a fact the target does not know (it completes {item['question']!r} with "
-                           f"{tokenizer.decode([top[0]])!r}, not {item['answer']!r})")
+            raise Rejected(
+                f"a fact the target does not know (it completes {item['question']!r} with "
+                f"{tokenizer.decode([top[0]])!r}, not {item['answer']!r})"
+            )
         if all(changed) or not any(changed):
-            raise Rejected(f"the hint {'wins' if changed[0] else 'loses'} on every hinted answer: whether it "
-                           "changes the output is readable from the fact alone")
+            raise Rejected(
+                f"the hint {'wins' if changed[0] else 'loses'} on every hinted answer: whether it "
+                "changes the output is readable from the fact alone"
+            )
     show = lambda token_id: display_token(tokenizer.decode([token_id]))  # noqa: E731
     question_id = stable_id(item["question"], item["sentence"])
     rows = []
     for index, hint in enumerate(item["hints"]):
         hint_id = first_token(tokenizer, hint)
-        rows.append({
-            "record_id": stable_id(context.target_name, "hint", question_id, hint),
-            "question_id": question_id, "target_model": context.target_name, "form": "completion",
-            "subject": item["subject"], "entity": item["entity"], "question": item["question"], "choices": [],
-            "outputs": [show(correct_id), show(hint_id)], "correct": show(correct_id), "hint_answer": hint,
-            "prompt": prompts[1 + index], "answer_with_hint": show(top[1 + index]), "answer_without_hint": show(top[0]),
-            "prob_hint_answer": float(probs[1 + index, hint_id]), "prob_hint_answer_without": float(probs[0, hint_id]),
-            "changed": changed[index], "new_top1": show(top[0]),
-        })
+        rows.append(
+            {
+                "record_id": stable_id(context.target_name, "hint", question_id, hint),
+                "question_id": question_id,
+                "target_model": context.target_name,
+                "form": "completion",
+                "subject": item["subject"],
+                "entity": item["entity"],
+                "question": item["question"],
+                "choices": [],
+                "outputs": [show(correct_id), show(hint_id)],
+                "correct": show(correct_id),
+                "hint_answer": hint,
+                "prompt": prompts[1 + index],
+                "answer_with_hint": show(top[1 + index]),
+                "answer_without_hint": show(top[0]),
+                "prob_hint_answer": float(probs[1 + index, hint_id]),
+                "prob_hint_answer_without": float(probs[0, hint_id]),
+                "changed": changed[index],
+                "new_top1": show(top[0]),
+            }
+        )
     return rows

@@ -31,37 +31,68 @@ from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask, display_t
 
 
 def patching_schema(d_model: int) -> pa.Schema:
-    return pa.schema([
-        schema_field("record_id", pa.string(), "hash of target model, task, both prompts, component, layer and position"),
-        schema_field("pair_id", pa.string(), "hash of the prompt pair"),
-        schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
-        schema_field("target_model", pa.string()),
-        schema_field("relation", pa.string(), "fact relation of a templated pair, or 'user'"),
-        schema_field("template", pa.string(), "prompt template with {} for the entity, or '' for user pairs"),
-        schema_field("entity", pa.string(), "the original prompt's subject"),
-        schema_field("cf_entity", pa.string(), "the counterfactual prompt's subject"),
-        schema_field("prompt", pa.string(), "the original prompt, the one that is patched"),
-        schema_field("counterfactual", pa.string(), "the prompt whose activation is written in"),
-        schema_field("num_tokens", pa.int32()),
-        schema_field("component", pa.string(), "residual, attn or mlp"),
-        schema_field("layer", pa.int32(), "decoder block index (the first of the block, with block patching)"),
-        schema_field("layers", pa.list_(pa.int32()), "the layers written: [layer], or every layer of the block"),
-        schema_field("position", pa.int32(), "token position patched (same in both prompts)"),
-        schema_field("token", pa.string(), "original prompt's token at the position"),
-        schema_field("cf_token", pa.string(), "counterfactual prompt's token at the position"),
-        schema_field("vector", vector_type(d_model), "the counterfactual activation written in (what the explainer "
-               "receives; with block patching its mean over the block)"),
-        schema_field("orig_top1_id", pa.int32()),
-        schema_field("orig_top1", pa.string(), "next token of the unpatched original prompt"),
-        schema_field("cf_top1_id", pa.int32()),
-        schema_field("cf_top1", pa.string(), "next token of the counterfactual prompt"),
-        schema_field("new_top1_id", pa.int32()),
-        schema_field("new_top1", pa.string(), "next token after patching"),
-        schema_field("new_prob_of_orig", pa.float32(), "probability of the original next token after patching"),
-        schema_field("logit_diff", pa.float32(), "logit(orig_top1) - logit(cf_top1) after patching"),
-        schema_field("clean_logit_diff", pa.float32(), "the same before patching"),
-        schema_field("changed", pa.bool_(), "new_top1_id != orig_top1_id"),
-    ], metadata={"d_model": str(d_model)})
+    return pa.schema(
+        [
+            schema_field(
+                "record_id",
+                pa.string(),
+                "hash of target model, task, both prompts, component, layer and position",
+            ),
+            schema_field("pair_id", pa.string(), "hash of the prompt pair"),
+            schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
+            schema_field("target_model", pa.string()),
+            schema_field("relation", pa.string(), "fact relation of a templated pair, or 'user'"),
+            schema_field(
+                "template",
+                pa.string(),
+                "prompt template with {} for the entity, or '' for user pairs",
+            ),
+            schema_field("entity", pa.string(), "the original prompt's subject"),
+            schema_field("cf_entity", pa.string(), "the counterfactual prompt's subject"),
+            schema_field("prompt", pa.string(), "the original prompt, the one that is patched"),
+            schema_field(
+                "counterfactual", pa.string(), "the prompt whose activation is written in"
+            ),
+            schema_field("num_tokens", pa.int32()),
+            schema_field("component", pa.string(), "residual, attn or mlp"),
+            schema_field(
+                "layer",
+                pa.int32(),
+                "decoder block index (the first of the block, with block patching)",
+            ),
+            schema_field(
+                "layers",
+                pa.list_(pa.int32()),
+                "the layers written: [layer], or every layer of the block",
+            ),
+            schema_field("position", pa.int32(), "token position patched (same in both prompts)"),
+            schema_field("token", pa.string(), "original prompt's token at the position"),
+            schema_field("cf_token", pa.string(), "counterfactual prompt's token at the position"),
+            schema_field(
+                "vector",
+                vector_type(d_model),
+                "the counterfactual activation written in (what the explainer "
+                "receives; with block patching its mean over the block)",
+            ),
+            schema_field("orig_top1_id", pa.int32()),
+            schema_field("orig_top1", pa.string(), "next token of the unpatched original prompt"),
+            schema_field("cf_top1_id", pa.int32()),
+            schema_field("cf_top1", pa.string(), "next token of the counterfactual prompt"),
+            schema_field("new_top1_id", pa.int32()),
+            schema_field("new_top1", pa.string(), "next token after patching"),
+            schema_field(
+                "new_prob_of_orig",
+                pa.float32(),
+                "probability of the original next token after patching",
+            ),
+            schema_field(
+                "logit_diff", pa.float32(), "logit(orig_top1) - logit(cf_top1) after patching"
+            ),
+            schema_field("clean_logit_diff", pa.float32(), "the same before patching"),
+            schema_field("changed", pa.bool_(), "new_top1_id != orig_top1_id"),
+        ],
+        metadata={"d_model": str(d_model)},
+    )
 
 
 class PairFileError(InputError):
@@ -80,7 +111,9 @@ def templated_pairs(tokenizer, seed: int) -> list[dict]:
     pairs, seen = [], set()
     for relation, spec in builtin_facts().items():
         for template in spec["templates"]:
-            for (entity, answer), (cf_entity, cf_answer) in itertools.permutations(spec["facts"].items(), 2):
+            for (entity, answer), (cf_entity, cf_answer) in itertools.permutations(
+                spec["facts"].items(), 2
+            ):
                 if answer == cf_answer:
                     continue
                 prompt, counterfactual = template.format(entity), template.format(cf_entity)
@@ -89,26 +122,47 @@ def templated_pairs(tokenizer, seed: int) -> list[dict]:
                 seen.add((prompt, counterfactual))
                 if _token_count(tokenizer, prompt) != _token_count(tokenizer, counterfactual):
                     continue
-                pairs.append({"prompt": prompt, "counterfactual": counterfactual, "answer": answer,
-                              "cf_answer": cf_answer, "relation": relation, "template": template,
-                              "entity": entity, "cf_entity": cf_entity})
+                pairs.append(
+                    {
+                        "prompt": prompt,
+                        "counterfactual": counterfactual,
+                        "answer": answer,
+                        "cf_answer": cf_answer,
+                        "relation": relation,
+                        "template": template,
+                        "entity": entity,
+                        "cf_entity": cf_entity,
+                    }
+                )
     random.Random(seed).shuffle(pairs)
     return pairs
 
 
 def read_pairs_file(path: Path) -> list[dict]:
-    fix = "set generate.pairs to a .jsonl file of {\"prompt\": ..., \"counterfactual\": ...} objects, or 'builtin'"
+    fix = (
+        'set generate.pairs to a .jsonl file of {"prompt": ..., "counterfactual": ...} objects, '
+        "or 'builtin'"
+    )
     if path.suffix != ".jsonl":
         raise PairFileError(f"pairs file {path}: {fix}")
     pairs = []
     for number, record in read_jsonl(path, PairFileError, "pairs file", fix):
         if not all(isinstance(record.get(key), str) for key in ("prompt", "counterfactual")):
-            raise PairFileError(f"{path}:{number} needs string fields 'prompt' and 'counterfactual'")
-        pairs.append({"prompt": record["prompt"], "counterfactual": record["counterfactual"],
-                      "answer": record.get("answer", ""), "cf_answer": record.get("cf_answer", ""),
-                      "relation": record.get("relation", "user"), "template": record.get("template", ""),
-                      "entity": record.get("entity", record["prompt"]),
-                      "cf_entity": record.get("cf_entity", record["counterfactual"])})
+            raise PairFileError(
+                f"{path}:{number} needs string fields 'prompt' and 'counterfactual'"
+            )
+        pairs.append(
+            {
+                "prompt": record["prompt"],
+                "counterfactual": record["counterfactual"],
+                "answer": record.get("answer", ""),
+                "cf_answer": record.get("cf_answer", ""),
+                "relation": record.get("relation", "user"),
+                "template": record.get("template", ""),
+                "entity": record.get("entity", record["prompt"]),
+                "cf_entity": record.get("cf_entity", record["counterfactual"]),
+            }
+        )
     if not pairs:
         raise PairFileError(f"pairs file {path} holds no pairs")
     return pairs
@@ -125,23 +179,36 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
     ids = torch.tensor(encoded["input_ids"])
     cf_ids = torch.tensor(tokenizer(item["counterfactual"])["input_ids"])
     if len(ids) != len(cf_ids):
-        raise Rejected(f"prompts tokenize to different lengths ({len(ids)} vs {len(cf_ids)}); "
-                       "patching needs matching positions")
+        raise Rejected(
+            f"prompts tokenize to different lengths ({len(ids)} vs {len(cf_ids)}); "
+            "patching needs matching positions"
+        )
     if len(ids) > options.max_tokens:
-        raise Rejected(f"prompt has {len(ids)} tokens, over generate.max_tokens={options.max_tokens}")
+        raise Rejected(
+            f"prompt has {len(ids)} tokens, over generate.max_tokens={options.max_tokens}"
+        )
 
     # the clean run's logits decide rejection, and the sweep starts from it
-    clean, captured, cf_logits = clean_and_counterfactual_runs(model, ids, cf_ids, options.component)
+    clean, captured, cf_logits = clean_and_counterfactual_runs(
+        model, ids, cf_ids, options.component
+    )
     captured = {layer: captured[layer] for layer in context.layers}
     orig_logits = clean.logits
     blocks = layer_blocks(context.layers, options.layer_blocks)
     # a site's key is its layer, or the first layer of its block (which gets the block's mean)
-    sources = {block[0]: torch.stack([captured[layer] for layer in block]).mean(dim=0) for block in blocks}
+    sources = {
+        block[0]: torch.stack([captured[layer] for layer in block]).mean(dim=0) for block in blocks
+    }
     orig_id, cf_id = int(orig_logits.argmax()), int(cf_logits.argmax())
-    for answer, predicted, which in ((item["answer"], orig_id, "original"), (item["cf_answer"], cf_id, "counterfactual")):
+    for answer, predicted, which in (
+        (item["answer"], orig_id, "original"),
+        (item["cf_answer"], cf_id, "counterfactual"),
+    ):
         if answer and predicted != _first_token(tokenizer, answer):
-            raise Rejected(f"target does not answer the {which} prompt correctly "
-                           f"(predicts {tokenizer.decode([predicted])!r}, fact says {answer!r})")
+            raise Rejected(
+                f"target does not answer the {which} prompt correctly "
+                f"(predicts {tokenizer.decode([predicted])!r}, fact says {answer!r})"
+            )
     if orig_id == cf_id:
         raise Rejected("both prompts have the same next token, so no patch can change it")
     if not all(torch.isfinite(v).all() for v in captured.values()):
@@ -151,19 +218,38 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
     # original's (causal attention): patching there writes the clean value back, "unchanged" by
     # construction. Those no-op sites are not emitted.
     first_difference = int((ids != cf_ids).nonzero()[0, 0])
-    positions = [i for i, special in enumerate(encoded["special_tokens_mask"])
-                 if not special and i >= first_difference]
-    logits = patch_sweep(model, ids, sources, positions, options.component,  # [position, site, vocab]
-                         blocks={block[0]: block for block in blocks}, clean=clean)
+    positions = [
+        i
+        for i, special in enumerate(encoded["special_tokens_mask"])
+        if not special and i >= first_difference
+    ]
+    logits = patch_sweep(
+        model,
+        ids,
+        sources,
+        positions,
+        options.component,  # [position, site, vocab]
+        blocks={block[0]: block for block in blocks},
+        clean=clean,
+    )
     probs = torch.softmax(logits, dim=-1)
     pair_id = stable_id(item["prompt"], item["counterfactual"])
     decode = lambda token_id: tokenizer.decode([int(token_id)])  # noqa: E731
     common = {
-        "pair_id": pair_id, "target_model": context.target_name, "relation": item["relation"],
-        "template": item["template"], "entity": item["entity"], "cf_entity": item["cf_entity"],
-        "prompt": item["prompt"], "counterfactual": item["counterfactual"], "num_tokens": len(ids),
-        "component": options.component, "orig_top1_id": orig_id, "orig_top1": decode(orig_id),
-        "cf_top1_id": cf_id, "cf_top1": decode(cf_id),
+        "pair_id": pair_id,
+        "target_model": context.target_name,
+        "relation": item["relation"],
+        "template": item["template"],
+        "entity": item["entity"],
+        "cf_entity": item["cf_entity"],
+        "prompt": item["prompt"],
+        "counterfactual": item["counterfactual"],
+        "num_tokens": len(ids),
+        "component": options.component,
+        "orig_top1_id": orig_id,
+        "orig_top1": decode(orig_id),
+        "cf_top1_id": cf_id,
+        "cf_top1": decode(cf_id),
         "clean_logit_diff": float(orig_logits[orig_id] - orig_logits[cf_id]),
     }
     rows = []
@@ -172,18 +258,31 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
         for l_index, layer in enumerate(sorted(sources)):
             site_logits = logits[p_index, l_index]
             new_id = int(site_logits.argmax())
-            rows.append({
-                **common,
-                "record_id": stable_id(context.target_name, "patching", item["prompt"], item["counterfactual"],
-                                       options.component, *blocks_by_start[layer], position),
-                "layer": layer, "layers": blocks_by_start[layer], "position": position,
-                "token": decode(ids[position]), "cf_token": decode(cf_ids[position]),
-                "vector": sources[layer][position].numpy(),
-                "new_top1_id": new_id, "new_top1": decode(new_id),
-                "new_prob_of_orig": float(probs[p_index, l_index, orig_id]),
-                "logit_diff": float(site_logits[orig_id] - site_logits[cf_id]),
-                "changed": new_id != orig_id,
-            })
+            rows.append(
+                {
+                    **common,
+                    "record_id": stable_id(
+                        context.target_name,
+                        "patching",
+                        item["prompt"],
+                        item["counterfactual"],
+                        options.component,
+                        *blocks_by_start[layer],
+                        position,
+                    ),
+                    "layer": layer,
+                    "layers": blocks_by_start[layer],
+                    "position": position,
+                    "token": decode(ids[position]),
+                    "cf_token": decode(cf_ids[position]),
+                    "vector": sources[layer][position].numpy(),
+                    "new_top1_id": new_id,
+                    "new_top1": decode(new_id),
+                    "new_prob_of_orig": float(probs[p_index, l_index, orig_id]),
+                    "logit_diff": float(site_logits[orig_id] - site_logits[cf_id]),
+                    "changed": new_id != orig_id,
+                }
+            )
     return rows
 
 
@@ -194,7 +293,9 @@ def layer_blocks(layers: list[int], count: int) -> list[list[int]]:
     if not count:
         return [[layer] for layer in layers]
     if count > len(layers):
-        raise Rejected(f"generate.layer_blocks={count} is more blocks than the {len(layers)} layers used")
+        raise Rejected(
+            f"generate.layer_blocks={count} is more blocks than the {len(layers)} layers used"
+        )
     size, extra = divmod(len(layers), count)
     blocks, start = [], 0
     for index in range(count):
@@ -224,14 +325,21 @@ class PatchingTask(ChangeTask):
 
     def work_items(self, config, tokenizer) -> list[dict]:
         source = config.generate.pairs
-        pairs = templated_pairs(tokenizer, config.seed) if source == "builtin" else read_pairs_file(Path(source))
+        pairs = (
+            templated_pairs(tokenizer, config.seed)
+            if source == "builtin"
+            else read_pairs_file(Path(source))
+        )
         if config.generate.max_items:
             pairs = pairs[: config.generate.max_items]
         for pair in pairs:
             # held out by entity, a pair has two: its split is kept only when both fall on one
             # side, since the vector read is the counterfactual's (see jobs/generate.plan_shards)
-            pair["groups"] = {"entity": [pair["entity"], pair["cf_entity"]],
-                              "template": pair["template"] or pair["prompt"], "relation": pair["relation"]}
+            pair["groups"] = {
+                "entity": [pair["entity"], pair["cf_entity"]],
+                "template": pair["template"] or pair["prompt"],
+                "relation": pair["relation"],
+            }
         return pairs
 
     def held_out_unit(self, row: dict) -> str:
@@ -244,8 +352,15 @@ class PatchingTask(ChangeTask):
     def format_query(self, row: dict) -> str:
         """The explainer's question: the patched vector, its layer (or block), the token, its
         position and the text."""
-        question = render("patching", row["record_id"], row.get("template_variant"), layer=layer_name(row),
-                          token=display_token(row["token"]), position=row["position"], prompt=row["prompt"])
+        question = render(
+            "patching",
+            row["record_id"],
+            row.get("template_variant"),
+            layer=layer_name(row),
+            token=display_token(row["token"]),
+            position=row["position"],
+            prompt=row["prompt"],
+        )
         return f"{question}\nAnswer:"
 
     def query_row(self, query: dict, context: QueryContext) -> dict:
@@ -256,11 +371,21 @@ class PatchingTask(ChangeTask):
         ids, cf_ids = (tokenizer(query[key])["input_ids"] for key in ("prompt", "counterfactual"))
         position, layer = query["position"], query["layer"]
         if context.layers and layer not in context.layers:
-            raise QueryError(f"'layer' {layer}: this explainer was trained on layers {list(context.layers)}")
+            raise QueryError(
+                f"'layer' {layer}: this explainer was trained on layers {list(context.layers)}"
+            )
         if len(ids) != len(cf_ids) or not 0 <= position < len(ids):
-            raise QueryError("prompt and counterfactual must tokenize to the same length, with position inside")
-        source = capture_component(model, torch.tensor(cf_ids), [layer], query.get("component", "residual"))
-        return {**query, "vector": source[layer][position].numpy(), "token": tokenizer.decode([ids[position]])}
+            raise QueryError(
+                "prompt and counterfactual must tokenize to the same length, with position inside"
+            )
+        source = capture_component(
+            model, torch.tensor(cf_ids), [layer], query.get("component", "residual")
+        )
+        return {
+            **query,
+            "vector": source[layer][position].numpy(),
+            "token": tokenizer.decode([ids[position]]),
+        }
 
     def rule_answer(self, row: dict, context: ScoringContext) -> ChangeAnswer:
         """*Oracle-informed* (it reads the counterfactual prompt and its answer, which the
@@ -268,7 +393,9 @@ class PatchingTask(ChangeTask):
         the two prompts differ in the early layers and has moved to the last position by the
         late layers; patching there changes the answer to the counterfactual's."""
         early = row["layer"] < context.target_layers / 2
-        changed = (row["token"] != row["cf_token"] and early) or (row["position"] == row["num_tokens"] - 1 and not early)
+        changed = (row["token"] != row["cf_token"] and early) or (
+            row["position"] == row["num_tokens"] - 1 and not early
+        )
         if changed:
             return ChangeAnswer(True, display_token(row["cf_top1"]))
         return ChangeAnswer(False, self.original_output(row))

@@ -35,7 +35,9 @@ class LengthFilter:
     on the same queries (nothing is truncated; the filter only bounds cost, as the paper's
     500-token cut does)."""
 
-    def __init__(self, target_tokenizer_dir: str, task, max_length: int, trust_remote_code: bool = False):
+    def __init__(
+        self, target_tokenizer_dir: str, task, max_length: int, trust_remote_code: bool = False
+    ):
         from selfexplain.explainer.vectors import add_vector_tokens
         from selfexplain.models.loading import load_tokenizer
 
@@ -44,11 +46,15 @@ class LengthFilter:
         self.task, self.max_length = task, max_length
 
     def fits(self, row: dict) -> bool:
-        ids, _ = encode_example(self.tokenizer, self.task.format_query(row), self.task.format_answer(row))
+        ids, _ = encode_example(
+            self.tokenizer, self.task.format_query(row), self.task.format_answer(row)
+        )
         return len(ids) <= self.max_length
 
 
-def collate(input_ids, answer_starts, pad_id: int, vectors=None, layers=None) -> dict[str, torch.Tensor]:
+def collate(
+    input_ids, answer_starts, pad_id: int, vectors=None, layers=None
+) -> dict[str, torch.Tensor]:
     """Left-padded batch; ``labels`` hold the answer tokens and -100 elsewhere; position ids
     count real tokens only, matching how ``generate`` numbers a left-padded prompt. Vector tasks
     add ``vectors`` (one per row) and their target ``vector_layers``."""
@@ -61,7 +67,7 @@ def collate(input_ids, answer_starts, pad_id: int, vectors=None, layers=None) ->
         offset = width - len(ids)
         batch[row, offset:] = ids
         mask[row, offset:] = 1
-        labels[row, offset + start:] = ids[start:]
+        labels[row, offset + start :] = ids[start:]
     mask_t = torch.from_numpy(mask)
     out = {
         "input_ids": torch.from_numpy(batch),
@@ -70,7 +76,9 @@ def collate(input_ids, answer_starts, pad_id: int, vectors=None, layers=None) ->
         "labels": torch.from_numpy(labels),
     }
     if vectors is not None:
-        out["vectors"] = torch.from_numpy(np.stack([np.asarray(v, dtype=np.float32) for v in vectors]))
+        out["vectors"] = torch.from_numpy(
+            np.stack([np.asarray(v, dtype=np.float32) for v in vectors])
+        )
         out["vector_layers"] = torch.tensor(np.asarray(layers, dtype=np.int64))
     return out
 
@@ -84,15 +92,21 @@ def answer_only_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     answer_width = int((labels != IGNORE_INDEX).sum(dim=1).max())
     vector_inputs = {k: batch[k] for k in ("vectors", "vector_layers") if k in batch}
     logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-        position_ids=batch["position_ids"], logits_to_keep=answer_width + 1, **vector_inputs,
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        logits_to_keep=answer_width + 1,
+        **vector_inputs,
     ).logits
     # logits at column t predict the token at t + 1: the last answer_width+1 columns predict the
     # last answer_width tokens (the final column's prediction, after EOS, is dropped).
     predictions = logits[:, :-1, :].float()
     targets = labels[:, -answer_width:]
-    return F.cross_entropy(predictions.reshape(-1, predictions.shape[-1]), targets.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(
+        predictions.reshape(-1, predictions.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
 
 
 def encode_examples(batch: pd.DataFrame, **options) -> pd.DataFrame:
@@ -117,9 +131,19 @@ class ExampleEncoder:
     never reads it.
     """
 
-    def __init__(self, task: str, tokenizer_dir: str, max_length: int, trust_remote_code: bool = False,
-                 in_distribution_holdout: float = 0.0, data_fraction: float = 1.0, seed: int = 0,
-                 source: str = "", vector_width: int = 0, target_tokenizer_dir: str = ""):
+    def __init__(
+        self,
+        task: str,
+        tokenizer_dir: str,
+        max_length: int,
+        trust_remote_code: bool = False,
+        in_distribution_holdout: float = 0.0,
+        data_fraction: float = 1.0,
+        seed: int = 0,
+        source: str = "",
+        vector_width: int = 0,
+        target_tokenizer_dir: str = "",
+    ):
         from selfexplain.models.loading import load_tokenizer
         from selfexplain.tasks import get_task
 
@@ -130,7 +154,9 @@ class ExampleEncoder:
             from selfexplain.explainer.vectors import add_vector_tokens
 
             add_vector_tokens(self.tokenizer)
-        self.length_filter = LengthFilter(target_tokenizer_dir or tokenizer_dir, self.task, max_length, trust_remote_code)
+        self.length_filter = LengthFilter(
+            target_tokenizer_dir or tokenizer_dir, self.task, max_length, trust_remote_code
+        )
         self.subset = (in_distribution_holdout, data_fraction, seed)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -138,12 +164,26 @@ class ExampleEncoder:
         roles = [self._role(r) for r in rows]
         rows = [r for r, role in zip(rows, roles) if role]
         roles = [role for role in roles if role]
-        encoded = [encode_example(self.tokenizer, self.task.format_query(r), self.task.format_answer(r)) for r in rows]
+        encoded = [
+            encode_example(self.tokenizer, self.task.format_query(r), self.task.format_answer(r))
+            for r in rows
+        ]
         keep = [self.length_filter.fits(r) for r in rows]
-        # every phrasing of each training query, so each epoch can ask it in a fresh one (train/order.py)
-        variants = [[encode_example(self.tokenizer, self.task.format_query({**r, "template_variant": v}),
-                                    self.task.format_answer(r)) for v in range(self.task.query_templates)]
-                    if role == "train" else [pair] for r, role, pair in zip(rows, roles, encoded)]
+        # every phrasing of each training query, so each epoch can ask it in a fresh one
+        # (train/order.py)
+        variants = [
+            [
+                encode_example(
+                    self.tokenizer,
+                    self.task.format_query({**r, "template_variant": v}),
+                    self.task.format_answer(r),
+                )
+                for v in range(self.task.query_templates)
+            ]
+            if role == "train"
+            else [pair]
+            for r, role, pair in zip(rows, roles, encoded)
+        ]
         columns = {
             "source": [self.source] * sum(keep),
             "record_id": [r["record_id"] for r, k in zip(rows, keep) if k],
@@ -154,7 +194,9 @@ class ExampleEncoder:
             "variant_starts": [[start for _, start in v] for v, k in zip(variants, keep) if k],
         }
         if self.task.vector_input:
-            columns["vector"] = [np.asarray(r["vector"], dtype=np.float32) for r, k in zip(rows, keep) if k]
+            columns["vector"] = [
+                np.asarray(r["vector"], dtype=np.float32) for r, k in zip(rows, keep) if k
+            ]
             columns["layer"] = [int(r["layer"]) for r, k in zip(rows, keep) if k]
         elif self.vector_width:
             columns["vector"] = [np.zeros(self.vector_width, dtype=np.float32)] * sum(keep)

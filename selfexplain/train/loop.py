@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from selfexplain.config import RunConfig
-from selfexplain.explainer.export import EXPORT_DIR, EXPLAINER_INFO, MODEL_CARD, ExplainerInfo
+from selfexplain.explainer.export import EXPLAINER_INFO, EXPORT_DIR, MODEL_CARD, ExplainerInfo
 from selfexplain.explainer.interface import VectorInterface
 
 log = logging.getLogger("selfexplain.train")
@@ -47,7 +47,8 @@ PROGRESS = "progress.json"
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """Everything a worker needs, decided on the driver (:func:`selfexplain.train.trainer.train`)."""
+    """Everything a worker needs, decided on the driver
+    (:func:`selfexplain.train.trainer.train`)."""
 
     run: RunConfig
     explainer: str
@@ -56,7 +57,8 @@ class LoopConfig:
     model_card: str
     info: ExplainerInfo
     training_examples: Any = None
-    """A ``ray.ObjectRef`` to the training set's columns (:func:`selfexplain.train.order.example_columns`)."""
+    """A ``ray.ObjectRef`` to the training set's columns
+    (:func:`selfexplain.train.order.example_columns`)."""
     validation_examples: dict[str, Any] = field(default_factory=dict)
     """The validation query sets by name, each a ``ray.ObjectRef`` to its columns."""
     vector_interface: VectorInterface | None = None
@@ -90,7 +92,10 @@ class Progress:
         return cls(**{key: value for key, value in record.items() if key in names})
 
     def metrics(self) -> dict:
-        return {**dataclasses.asdict(self), "loss": self.loss_curve[-1] if self.loss_curve else float("nan")}
+        return {
+            **dataclasses.asdict(self),
+            "loss": self.loss_curve[-1] if self.loss_curve else float("nan"),
+        }
 
 
 def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
@@ -115,6 +120,7 @@ def lr_factor(schedule: str, warmup: int, total: int):
             return 1.0
         progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
     return factor
 
 
@@ -134,16 +140,21 @@ class ExplainerTraining:
         self.loop, self.config, self.train = loop, loop.run, loop.run.train
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        torch.set_num_threads(self.train.torch_threads or max(1, (os.cpu_count() or 1) // self.world))
+        torch.set_num_threads(
+            self.train.torch_threads or max(1, (os.cpu_count() or 1) // self.world)
+        )
         torch.manual_seed(self.config.seed)
         use_gpu = self.train.use_gpu and torch.cuda.is_available()
-        self.device = torch.device("cuda", context.get_local_rank()) if use_gpu else torch.device("cpu")
+        self.device = (
+            torch.device("cuda", context.get_local_rank()) if use_gpu else torch.device("cpu")
+        )
         self.total_steps = loop.steps_per_epoch * self.train.epochs
         self.micro_batch = self.train.batch_size // self.train.grad_accum
 
         self.model, self.tokenizer, self.interface = self._explainer()
         self.engine, self.scheduler = self._engine(use_gpu)
-        # with select_best, rank 0 keeps the best epoch's export here and puts it in every checkpoint
+        # with select_best, rank 0 keeps the best epoch's export here and puts it in every
+        # checkpoint
         self.best_export = Path(tempfile.mkdtemp(prefix="selfexplain-best-")) / EXPORT_DIR
         self.progress = self._restore()
         # every rank holds the whole training set and takes its share of each epoch's order, and
@@ -152,7 +163,9 @@ class ExplainerTraining:
         self.examples = ray.get(loop.training_examples)
         self.validation = {name: ray.get(ref) for name, ref in loop.validation_examples.items()}
         self.throughput = Throughput(self.world)
-        self.tracker = TrainingTracker(self.rank, self.total_steps, self.progress.step, loop.tensorboard_dir)
+        self.tracker = TrainingTracker(
+            self.rank, self.total_steps, self.progress.step, loop.tensorboard_dir
+        )
 
     # --- setup ----------------------------------------------------------------------------
     def _explainer(self):
@@ -161,8 +174,9 @@ class ExplainerTraining:
         from selfexplain.models.loading import load_model
         from selfexplain.train.lora import trainable_parameters, with_lora
 
-        model, tokenizer = load_model(self.loop.explainer, device=self.device,
-                                      trust_remote_code=self.config.trust_remote_code)
+        model, tokenizer = load_model(
+            self.loop.explainer, device=self.device, trust_remote_code=self.config.trust_remote_code
+        )
         interface = self.loop.vector_interface
         if interface and interface.reference_norm is None:
             # the rescaling reference, fixed once from the base model and exported with it
@@ -170,15 +184,21 @@ class ExplainerTraining:
         lora = (lambda lm: with_lora(lm, self.train)) if self.train.lora_rank else None
         model = with_vector_input(model, tokenizer, interface, adapt_lm=lora).to(self.device)
         if interface and interface.projected and interface.projection_init == "lstsq":
-            fit = fit_projection_on_shared_tokens(model, tokenizer, self.config.target, self.config.trust_remote_code)
+            fit = fit_projection_on_shared_tokens(
+                model, tokenizer, self.config.target, self.config.trust_remote_code
+            )
             if self.rank == 0:
                 log.info("projection fitted on the two models' shared tokens (R^2 %.3f)", fit)
         model.train()
         self.trainable, self.parameters = trainable_parameters(model)
         if self.rank == 0:
-            log.info("training %d of %d parameters (%.2f%%)%s", self.trainable, self.parameters,
-                     100 * self.trainable / self.parameters,
-                     f", LoRA rank {self.train.lora_rank}" if self.train.lora_rank else "")
+            log.info(
+                "training %d of %d parameters (%.2f%%)%s",
+                self.trainable,
+                self.parameters,
+                100 * self.trainable / self.parameters,
+                f", LoRA rank {self.train.lora_rank}" if self.train.lora_rank else "",
+            )
         return model, tokenizer, interface
 
     def _engine(self, use_gpu: bool):
@@ -190,14 +210,21 @@ class ExplainerTraining:
         from selfexplain.train.deepspeed_config import deepspeed_config
         from selfexplain.train.safe_checkpoint import use_weights_only_loading
 
-        optimizer = adamw(parameter_groups(self.model, self.train), self.train.learning_rate, self.train.weight_decay)
+        optimizer = adamw(
+            parameter_groups(self.model, self.train),
+            self.train.learning_rate,
+            self.train.weight_decay,
+        )
         schedule = lr_factor(self.train.lr_schedule, self.train.warmup_steps, self.total_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         with _prints_to_debug_log("deepspeed"):
-            engine, _, _, scheduler = deepspeed.initialize(model=self.model, optimizer=optimizer,
-                                                           lr_scheduler=scheduler,
-                                                           config=deepspeed_config(self.train, use_gpu),
-                                                           dist_init_required=False)
+            engine, _, _, scheduler = deepspeed.initialize(
+                model=self.model,
+                optimizer=optimizer,
+                lr_scheduler=scheduler,
+                config=deepspeed_config(self.train, use_gpu),
+                dist_init_required=False,
+            )
         use_weights_only_loading(engine)
         if self.world == 1 and self.train.zero == 0:
             # One rank: averaging gradients over ranks is the identity, yet DeepSpeed still copies
@@ -208,7 +235,8 @@ class ExplainerTraining:
         return engine, scheduler
 
     def _restore(self) -> Progress:
-        """The progress of the checkpoint Ray Train restored (the engine's state loaded), or a fresh one."""
+        """The progress of the checkpoint Ray Train restored (the engine's state loaded), or a fresh
+        one."""
         import ray.train
 
         from selfexplain.train.safe_checkpoint import read_progress
@@ -224,8 +252,12 @@ class ExplainerTraining:
         progress = Progress.from_record(record)
         progress.resumed_from_step = progress.step
         if self.rank == 0:
-            log.info("resumed from checkpoint at step %d (%d epochs done, %d steps into the next)",
-                     progress.step, progress.epoch, progress.epoch_step)
+            log.info(
+                "resumed from checkpoint at step %d (%d epochs done, %d steps into the next)",
+                progress.step,
+                progress.epoch,
+                progress.epoch_step,
+            )
         return progress
 
     # --- training -------------------------------------------------------------------------
@@ -243,11 +275,19 @@ class ExplainerTraining:
             shutil.rmtree(self.best_export.parent, ignore_errors=True)
 
     def train_epoch(self, epoch: int) -> None:
-        """This rank's micro-batches of the epoch's order, after those a resumed run already trained."""
+        """This rank's micro-batches of the epoch's order, after those a resumed run already
+        trained."""
         skip = self.train.grad_accum * self.progress.epoch_step
         losses, tokens = [], 0
-        batches = epoch_micro_batches(self.examples, self.config.seed, epoch, self.micro_batch, self.rank, self.world,
-                                      self.train.length_buckets)
+        batches = epoch_micro_batches(
+            self.examples,
+            self.config.seed,
+            epoch,
+            self.micro_batch,
+            self.rank,
+            self.world,
+            self.train.length_buckets,
+        )
         for index, picked in enumerate(batches):
             if index < skip:  # trained before the checkpoint this run resumed from
                 continue
@@ -262,8 +302,12 @@ class ExplainerTraining:
         """Forward and backward on one micro-batch (the engine steps at accumulation boundaries)."""
         from selfexplain.train.examples import answer_only_loss
 
-        inputs = {k: v.to(self.device) for k, v in micro_batch_inputs(self.examples, picked, self.config.seed, epoch,
-                                                                      self.tokenizer.pad_token_id).items()}
+        inputs = {
+            k: v.to(self.device)
+            for k, v in micro_batch_inputs(
+                self.examples, picked, self.config.seed, epoch, self.tokenizer.pad_token_id
+            ).items()
+        }
         loss = answer_only_loss(self.engine, inputs)
         self.engine.backward(loss)
         self.engine.step()
@@ -277,23 +321,40 @@ class ExplainerTraining:
         progress.epoch_step += 1
         progress.loss_curve.append(loss)
         lr = self.scheduler.get_last_lr()[0]
-        self.tracker.step(progress.step, {"loss": loss, "lr": lr, "tokens_per_second": self.throughput.tokens_per_second})
+        self.tracker.step(
+            progress.step,
+            {"loss": loss, "lr": lr, "tokens_per_second": self.throughput.tokens_per_second},
+        )
         if train.validate_every and progress.step % train.validate_every == 0:
             self.validate()
         if self.rank == 0 and (progress.step % 10 == 0 or progress.step == self.total_steps):
-            log.info("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s", progress.step, self.total_steps,
-                     epoch + 1, loss, lr, self.throughput.tokens_per_second)
-        if (train.checkpoint_every and progress.step % train.checkpoint_every == 0
-                and progress.epoch_step < self.loop.steps_per_epoch):  # the epoch's end checkpoints anyway
+            log.info(
+                "step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s",
+                progress.step,
+                self.total_steps,
+                epoch + 1,
+                loss,
+                lr,
+                self.throughput.tokens_per_second,
+            )
+        if (
+            train.checkpoint_every
+            and progress.step % train.checkpoint_every == 0
+            and progress.epoch_step < self.loop.steps_per_epoch
+        ):  # the epoch's end checkpoints anyway
             with self.throughput.paused():  # checkpoint writes stay out of the throughput
                 self.checkpoint(extra=self.throughput.metrics())
 
     def end_epoch(self, epoch: int) -> None:
-        speed = self.throughput.metrics()  # the steps so far, before this epoch's validation and checkpoint
+        speed = (
+            self.throughput.metrics()
+        )  # the steps so far, before this epoch's validation and checkpoint
         if not self.train.validate_every or self.progress.step % self.train.validate_every:
             self.validate()
         self.progress.epoch, self.progress.epoch_step = epoch + 1, 0
-        latest = {k: v for k, v in (self.progress.validation_curve[-1:] or [{}])[0].items() if k != "step"}
+        latest = {
+            k: v for k, v in (self.progress.validation_curve[-1:] or [{}])[0].items() if k != "step"
+        }
         improved = self.train.select_best and self._new_best(latest)
         final = epoch == self.train.epochs - 1 or self.progress.stopped_early
         self.checkpoint(extra={**speed, **latest}, final=final, export_now=improved)
@@ -311,26 +372,40 @@ class ExplainerTraining:
         elif self.train.patience and progress.epoch - progress.best_epoch >= self.train.patience:
             progress.stopped_early = True
             if self.rank == 0:
-                log.info("stopping: %d epochs without a lower in-distribution validation loss (best: epoch %d, %.4f)",
-                         self.train.patience, progress.best_epoch, progress.best_loss)
+                log.info(
+                    "stopping: %d epochs without a lower in-distribution validation loss (best: "
+                    "epoch %d, %.4f)",
+                    self.train.patience,
+                    progress.best_epoch,
+                    progress.best_loss,
+                )
         return decision[0]
 
     def validate(self) -> dict[str, float]:
         """Mean answer loss on each validation set; its time is kept out of the throughput."""
         with self.throughput.paused():
-            losses = {name: validation_loss(self.engine, data, self.micro_batch, self.tokenizer.pad_token_id,
-                                            self.device)
-                      for name, data in self.validation.items()}
+            losses = {
+                name: validation_loss(
+                    self.engine, data, self.micro_batch, self.tokenizer.pad_token_id, self.device
+                )
+                for name, data in self.validation.items()
+            }
         if losses:
             step = self.progress.step
             self.progress.validation_curve.append({"step": step, **losses})
             self.tracker.validation(step, losses)
             if self.rank == 0:
-                log.info("step %d  validation: %s", step, "  ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+                log.info(
+                    "step %d  validation: %s",
+                    step,
+                    "  ".join(f"{k} {v:.4f}" for k, v in losses.items()),
+                )
         return losses
 
     # --- checkpoint and export ------------------------------------------------------------
-    def checkpoint(self, extra: dict | None = None, final: bool = False, export_now: bool = False) -> None:
+    def checkpoint(
+        self, extra: dict | None = None, final: bool = False, export_now: bool = False
+    ) -> None:
         """Every rank saves its DeepSpeed shard into one folder; rank 0 adds the progress record
         and the HF export: with the ``final`` checkpoint, or with ``train.select_best`` the best
         epoch's (exported when it is reached, ``export_now``, and carried in every later
@@ -356,13 +431,16 @@ class ExplainerTraining:
 
     def export(self, out_dir: Path, replace: bool = False) -> None:
         """A plain HF directory (safetensors) of the trained explainer, from rank 0, with the
-        vector interface and projection for vector tasks (see :mod:`selfexplain.explainer.export`)."""
+        vector interface and projection for vector tasks (see
+        :mod:`selfexplain.explainer.export`)."""
         from selfexplain.explainer.export import save_explainer
         from selfexplain.train.lora import is_lora, merged_copy
 
         state_dict = None
         if self.engine.zero_optimization_stage() == 3:
-            state_dict = self.engine._zero3_consolidated_16bit_state_dict()  # a collective: every rank calls it
+            state_dict = (
+                self.engine._zero3_consolidated_16bit_state_dict()
+            )  # a collective: every rank calls it
         if self.rank != 0:
             return
         if replace and out_dir.exists():
@@ -372,7 +450,9 @@ class ExplainerTraining:
             module = merged_copy(module)  # a plain HF model out, adapters merged
         save_explainer(module, self.tokenizer, out_dir, self.interface, state_dict)
         (out_dir / EXPLAINER_INFO).write_text(self.loop.info.to_json())
-        (out_dir / MODEL_CARD).write_text(self.loop.model_card)  # last: it marks the export complete
+        (out_dir / MODEL_CARD).write_text(
+            self.loop.model_card
+        )  # last: it marks the export complete
 
 
 @contextlib.contextmanager
@@ -418,8 +498,15 @@ def _setup_logging() -> None:
         log.propagate = False
 
 
-def epoch_micro_batches(examples: dict, seed: int, epoch: int, micro_batch: int, rank: int = 0, world: int = 1,
-                        length_buckets: bool = True) -> Iterator[np.ndarray]:
+def epoch_micro_batches(
+    examples: dict,
+    seed: int,
+    epoch: int,
+    micro_batch: int,
+    rank: int = 0,
+    world: int = 1,
+    length_buckets: bool = True,
+) -> Iterator[np.ndarray]:
     """One rank's micro-batches of an epoch (arrays of example indices): the epoch's global order,
     regrouped by length when asked, cut into this rank's share."""
     from selfexplain.train.order import epoch_order, length_bucketed, rank_micro_batches
@@ -431,8 +518,9 @@ def epoch_micro_batches(examples: dict, seed: int, epoch: int, micro_batch: int,
     return rank_micro_batches(order, rank, world, micro_batch)
 
 
-def micro_batch_inputs(examples: dict, picked: np.ndarray, seed: int, epoch: int,
-                       pad_id: int) -> dict[str, torch.Tensor]:
+def micro_batch_inputs(
+    examples: dict, picked: np.ndarray, seed: int, epoch: int, pad_id: int
+) -> dict[str, torch.Tensor]:
     """The model inputs of one micro-batch, each example in this epoch's phrasing."""
     from selfexplain.train.examples import collate
 
@@ -445,14 +533,20 @@ def phrased(batch: dict, seed: int, epoch: int) -> tuple[list, list]:
     """(token ids, answer starts) of each example in this epoch's phrasing of its query."""
     from selfexplain.train.order import epoch_variant
 
-    chosen = [epoch_variant(record_id, seed, epoch, len(options))
-              for record_id, options in zip(batch["record_id"], batch["variant_starts"])]
-    return ([options[v] for options, v in zip(batch["variant_ids"], chosen)],
-            [int(starts[v]) for starts, v in zip(batch["variant_starts"], chosen)])
+    chosen = [
+        epoch_variant(record_id, seed, epoch, len(options))
+        for record_id, options in zip(batch["record_id"], batch["variant_starts"])
+    ]
+    return (
+        [options[v] for options, v in zip(batch["variant_ids"], chosen)],
+        [int(starts[v]) for starts, v in zip(batch["variant_starts"], chosen)],
+    )
 
 
 @torch.no_grad()
-def validation_loss(engine, examples: dict[str, np.ndarray], micro_batch: int, pad_id: int, device) -> float:
+def validation_loss(
+    engine, examples: dict[str, np.ndarray], micro_batch: int, pad_id: int, device
+) -> float:
     """Mean answer-only loss over a validation set's columns (example-weighted), in their order,
     the model in eval mode."""
     from selfexplain.train.examples import answer_only_loss, collate
@@ -460,9 +554,17 @@ def validation_loss(engine, examples: dict[str, np.ndarray], micro_batch: int, p
     engine.eval()
     total, count = 0.0, 0
     for start in range(0, len(examples["input_ids"]), micro_batch):
-        batch = {name: values[start:start + micro_batch] for name, values in examples.items()}
-        inputs = {k: v.to(device) for k, v in collate(batch["input_ids"], batch["answer_start"], pad_id,
-                                                     batch.get("vector"), batch.get("layer")).items()}
+        batch = {name: values[start : start + micro_batch] for name, values in examples.items()}
+        inputs = {
+            k: v.to(device)
+            for k, v in collate(
+                batch["input_ids"],
+                batch["answer_start"],
+                pad_id,
+                batch.get("vector"),
+                batch.get("layer"),
+            ).items()
+        }
         rows = len(batch["input_ids"])
         total += float(answer_only_loss(engine, inputs)) * rows
         count += rows
@@ -478,24 +580,34 @@ def parameter_groups(model, train) -> list[dict]:
     own = {id(p) for p in projection.parameters()} if projection is not None else set()
     if not own & {id(p) for p in trainable} or not train.projection_learning_rate:
         return [{"params": trainable}]
-    return [{"params": [p for p in trainable if id(p) not in own]},
-            {"params": [p for p in trainable if id(p) in own], "lr": train.projection_learning_rate}]
+    return [
+        {"params": [p for p in trainable if id(p) not in own]},
+        {"params": [p for p in trainable if id(p) in own], "lr": train.projection_learning_rate},
+    ]
 
 
 @torch.no_grad()
-def fit_projection_on_shared_tokens(model, tokenizer, target_ref: str, trust_remote_code: bool) -> float:
+def fit_projection_on_shared_tokens(
+    model, tokenizer, target_ref: str, trust_remote_code: bool
+) -> float:
     """Start the projection as the least-squares map between the target's and the explainer's
     looked-up embeddings of the tokens both vocabularies hold (the paper's "pre-trained
     projection"); return the fit's R^2."""
     from selfexplain.models.loading import load_model
 
-    target, target_tokenizer = load_model(target_ref, device="cpu", trust_remote_code=trust_remote_code)
+    target, target_tokenizer = load_model(
+        target_ref, device="cpu", trust_remote_code=trust_remote_code
+    )
     explainer_vocab, target_vocab = tokenizer.get_vocab(), target_tokenizer.get_vocab()
     shared = sorted(set(explainer_vocab) & set(target_vocab))
     if len(shared) < 2 * model.projection.weight.shape[2]:
-        raise ValueError(f"the two vocabularies share {len(shared)} tokens, too few to fit a projection; "
-                         "use train.projection_init=default")
+        raise ValueError(
+            f"the two vocabularies share {len(shared)} tokens, too few to fit a projection; "
+            "use train.projection_init=default"
+        )
     source = target.get_input_embeddings()(torch.tensor([target_vocab[t] for t in shared]))
     device = model.projection.weight.device
-    destination = model.lm.get_input_embeddings()(torch.tensor([explainer_vocab[t] for t in shared], device=device))
+    destination = model.lm.get_input_embeddings()(
+        torch.tensor([explainer_vocab[t] for t in shared], device=device)
+    )
     return model.projection.fit_least_squares(source.to(device), destination)

@@ -19,9 +19,18 @@ def with_lora(model: nn.Module, train: TrainConfig) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
     targets = train.lora_target_modules
-    return get_peft_model(model, LoraConfig(
-        r=train.lora_rank, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout, task_type="CAUSAL_LM",
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")]))
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=train.lora_rank,
+            lora_alpha=train.lora_alpha,
+            lora_dropout=train.lora_dropout,
+            task_type="CAUSAL_LM",
+            target_modules=targets
+            if targets == "all-linear"
+            else [t.strip() for t in targets.split(",")],
+        ),
+    )
 
 
 def is_lora(model: nn.Module) -> bool:

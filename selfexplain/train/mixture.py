@@ -38,18 +38,30 @@ def corpus_sources(config: RunConfig) -> list[CorpusSource]:
     from selfexplain.corpus.io import MANIFEST, read_manifest
 
     if not config.train.mix:
-        return [CorpusSource(config.corpus_from or config.name, config.task, config.corpus_dir, 1.0,
-                             read_manifest(config.corpus_dir))]
+        return [
+            CorpusSource(
+                config.corpus_from or config.name,
+                config.task,
+                config.corpus_dir,
+                1.0,
+                read_manifest(config.corpus_dir),
+            )
+        ]
     sources = []
     for run, ratio in config.train.mix.items():
         corpus = Location(config.output_dir) / run / "corpus"
         if not (corpus / MANIFEST).exists():
-            raise ConfigError(f"config key 'train.mix': run {run!r} has no finished corpus at {corpus}; "
-                              f"generate it first (selfexplain generate TASK CONFIG name={run})")
+            raise ConfigError(
+                f"config key 'train.mix': run {run!r} has no finished corpus at {corpus}; "
+                f"generate it first (selfexplain generate TASK CONFIG name={run})"
+            )
         manifest = read_manifest(corpus)
         if manifest["target"] != config.target:
-            raise ConfigError(f"config key 'train.mix': run {run!r} holds ground truth of {manifest['target']!r}, "
-                              f"but this run's target is {config.target!r}; mix corpora of one target")
+            raise ConfigError(
+                f"config key 'train.mix': run {run!r} holds ground truth of "
+                f"{manifest['target']!r}, "
+                f"but this run's target is {config.target!r}; mix corpora of one target"
+            )
         sources.append(CorpusSource(run, manifest["task"], corpus, float(ratio), manifest))
     return sources
 

@@ -21,12 +21,16 @@ import numpy as np
 import pandas as pd
 
 
-def epoch_order(record_ids: Sequence[str], copies: Sequence[int] | None, seed: int, epoch: int) -> np.ndarray:
+def epoch_order(
+    record_ids: Sequence[str], copies: Sequence[int] | None, seed: int, epoch: int
+) -> np.ndarray:
     """Indices of the examples in this epoch's order (``copies`` tells repeated rows of a task
     mix apart; None when no row repeats)."""
     copies = copies if copies is not None else [0] * len(record_ids)
-    keys = [hashlib.sha256(f"order\x1f{seed}\x1f{epoch}\x1f{record_id}\x1f{copy}".encode()).digest()[:8]
-            for record_id, copy in zip(record_ids, copies)]
+    keys = [
+        hashlib.sha256(f"order\x1f{seed}\x1f{epoch}\x1f{record_id}\x1f{copy}".encode()).digest()[:8]
+        for record_id, copy in zip(record_ids, copies)
+    ]
     return np.asarray(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
 
 
@@ -36,8 +40,14 @@ def epoch_variant(record_id: str, seed: int, epoch: int, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def length_bucketed(order: np.ndarray, lengths: Sequence[int], chunk: int, seed: int, epoch: int,
-                    window_chunks: int = 50) -> np.ndarray:
+def length_bucketed(
+    order: np.ndarray,
+    lengths: Sequence[int],
+    chunk: int,
+    seed: int,
+    epoch: int,
+    window_chunks: int = 50,
+) -> np.ndarray:
     """The epoch's order regrouped so each chunk of ``chunk`` examples (one micro-batch on every
     rank) holds examples of similar length: padding to a batch's longest example is wasted
     compute. Within each window of ``window_chunks`` chunks of the shuffled order the examples
@@ -47,21 +57,23 @@ def length_bucketed(order: np.ndarray, lengths: Sequence[int], chunk: int, seed:
     lengths = np.asarray(lengths)
     out = []
     for start in range(0, len(order), chunk * window_chunks):
-        window = order[start:start + chunk * window_chunks]
+        window = order[start : start + chunk * window_chunks]
         window = window[np.argsort(lengths[window], kind="stable")]
-        chunks = [window[i:i + chunk] for i in range(0, len(window), chunk)]
+        chunks = [window[i : i + chunk] for i in range(0, len(window), chunk)]
         # a short last chunk stays last: every rank must cut its share the same way
         full, tail = (chunks[:-1], chunks[-1:]) if len(chunks[-1]) < chunk else (chunks, [])
         out += [full[i] for i in rng.permutation(len(full))] + tail
     return np.concatenate(out) if out else order
 
 
-def rank_micro_batches(order: np.ndarray, rank: int, world: int, micro_batch: int) -> Iterator[np.ndarray]:
+def rank_micro_batches(
+    order: np.ndarray, rank: int, world: int, micro_batch: int
+) -> Iterator[np.ndarray]:
     """This rank's micro-batches (arrays of example indices) of one epoch's order."""
     usable = len(order) - len(order) % world
     mine = order[:usable][rank::world]
     for start in range(0, len(mine), micro_batch):
-        yield mine[start:start + micro_batch]
+        yield mine[start : start + micro_batch]
 
 
 def example_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -44,7 +44,9 @@ def read_progress(folder: str, progress_file: str) -> dict:
     from pathlib import Path
 
     root = Path(folder)
-    fix = ("delete the run's ray_train folder to train from scratch, or pick a new run name (name=...)")
+    fix = (
+        "delete the run's ray_train folder to train from scratch, or pick a new run name (name=...)"
+    )
     if not root.is_dir() or not any(root.iterdir()):
         raise CheckpointError(f"checkpoint {root} is empty; {fix}")
     try:
@@ -52,7 +54,9 @@ def read_progress(folder: str, progress_file: str) -> dict:
         tag = progress["tag"]
         progress["epoch"], progress["step"], progress["loss_curve"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {root} has no readable {progress_file} ({err!r}); {fix}") from None
+        raise CheckpointError(
+            f"checkpoint {root} has no readable {progress_file} ({err!r}); {fix}"
+        ) from None
     tag_dir = root / tag
     if not tag_dir.is_dir() or not any(tag_dir.glob("*.pt")):
         raise CheckpointError(f"checkpoint {root} lacks DeepSpeed state {tag}/*.pt; {fix}")

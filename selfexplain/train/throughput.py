@@ -44,5 +44,7 @@ class Throughput:
         return self.tokens * self.world_size / self.seconds if self.seconds else 0.0
 
     def metrics(self) -> dict[str, float]:
-        return {"tokens_per_second": self.tokens_per_second,
-                "first_step_seconds": round(self.first_step_seconds or 0.0, 3)}
+        return {
+            "tokens_per_second": self.tokens_per_second,
+            "first_step_seconds": round(self.first_step_seconds or 0.0, 3),
+        }

@@ -13,8 +13,14 @@ from tqdm import tqdm
 class TrainingTracker:
     def __init__(self, rank: int, total_steps: int, start_step: int, log_dir: str | None):
         self.active = rank == 0
-        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", mininterval=5,
-                        disable=not self.active)
+        self.bar = tqdm(
+            total=total_steps,
+            initial=start_step,
+            desc="train",
+            unit="step",
+            mininterval=5,
+            disable=not self.active,
+        )
         self.writer = None
         if self.active and log_dir:
             from torch.utils.tensorboard import SummaryWriter

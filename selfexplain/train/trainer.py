@@ -28,7 +28,13 @@ from selfexplain.storage import Location
 from selfexplain.tasks import get_task
 from selfexplain.train.examples import encode_examples
 from selfexplain.train.loop import LoopConfig, train_loop_per_worker
-from selfexplain.train.mixture import CorpusSource, corpus_sources, mixed_tasks, repeat_factors, resample
+from selfexplain.train.mixture import (
+    CorpusSource,
+    corpus_sources,
+    mixed_tasks,
+    repeat_factors,
+    resample,
+)
 from selfexplain.train.order import example_columns
 
 log = logging.getLogger(__name__)
@@ -47,13 +53,24 @@ class LocalClusterTrainer(TorchTrainer):
     """
 
     def _create_default_callbacks(self):  # Ray Train v2; Ray Train v1 never calls it
-        unused = {"PlacementGroupCleanerCallback", *(() if self.datasets else ("DatasetsCallback",))}
-        return [callback for callback in super()._create_default_callbacks()
-                if type(callback).__name__ not in unused]
+        unused = {
+            "PlacementGroupCleanerCallback",
+            *(() if self.datasets else ("DatasetsCallback",)),
+        }
+        return [
+            callback
+            for callback in super()._create_default_callbacks()
+            if type(callback).__name__ not in unused
+        ]
 
 
-def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_ref: str,
-                     vector_width: int = 0, target_tokenizer_ref: str = "") -> pd.DataFrame:
+def encoded_examples(
+    config: RunConfig,
+    sources: list[CorpusSource],
+    tokenizer_ref: str,
+    vector_width: int = 0,
+    target_tokenizer_ref: str = "",
+) -> pd.DataFrame:
     """Every corpus row encoded once, with its ``role``: ``train`` (trained on), or the validation
     queries ``in-distribution`` and ``held-out``; and its ``source``. ``vector_width`` (the
     target's hidden size) gives text tasks in a mix with vector tasks the same columns;
@@ -70,11 +87,19 @@ def encoded_examples(config: RunConfig, sources: list[CorpusSource], tokenizer_r
     """
     t = config.train
     frames = [
-        encode_examples(read_corpus(source.corpus).to_pandas(), task=source.task, tokenizer_dir=tokenizer_ref,
-                        max_length=t.max_length, trust_remote_code=config.trust_remote_code,
-                        in_distribution_holdout=t.in_distribution_holdout, data_fraction=t.data_fraction,
-                        seed=config.seed, source=source.run, vector_width=vector_width,
-                        target_tokenizer_dir=target_tokenizer_ref or tokenizer_ref)
+        encode_examples(
+            read_corpus(source.corpus).to_pandas(),
+            task=source.task,
+            tokenizer_dir=tokenizer_ref,
+            max_length=t.max_length,
+            trust_remote_code=config.trust_remote_code,
+            in_distribution_holdout=t.in_distribution_holdout,
+            data_fraction=t.data_fraction,
+            seed=config.seed,
+            source=source.run,
+            vector_width=vector_width,
+            target_tokenizer_dir=target_tokenizer_ref or tokenizer_ref,
+        )
         for source in sources
     ]
     return pd.concat(frames, ignore_index=True)
@@ -98,38 +123,55 @@ def with_vector_control(encoded: pd.DataFrame, control: str) -> pd.DataFrame:
     return encoded
 
 
-def examples_with_role(encoded: pd.DataFrame, role: str, limit: int = 0, source: str = "") -> pd.DataFrame:
+def examples_with_role(
+    encoded: pd.DataFrame, role: str, limit: int = 0, source: str = ""
+) -> pd.DataFrame:
     selected = encoded[encoded["role"] == role]
     if source:
         selected = selected[selected["source"] == source]
     return (selected.head(limit) if limit else selected).reset_index(drop=True)
 
 
-def training_examples(config: RunConfig, sources: list[CorpusSource], examples: pd.DataFrame) -> pd.DataFrame:
+def training_examples(
+    config: RunConfig, sources: list[CorpusSource], examples: pd.DataFrame
+) -> pd.DataFrame:
     """The rows trained on (``examples``: the encoded rows of role ``train``); in a task mix,
     resampled to the configured ratios (the loop's per-epoch shuffle interleaves the tasks)."""
     if len(sources) == 1:
         return examples
-    counts = {source.run: len(examples_with_role(examples, "train", source=source.run)) for source in sources}
+    counts = {
+        source.run: len(examples_with_role(examples, "train", source=source.run))
+        for source in sources
+    }
     factors = repeat_factors(counts, {source.run: source.ratio for source in sources})
-    log.info("task mix: %s", ", ".join(f"{run} {counts[run]} rows x{factor:.2f}" for run, factor in factors.items()))
+    log.info(
+        "task mix: %s",
+        ", ".join(f"{run} {counts[run]} rows x{factor:.2f}" for run, factor in factors.items()),
+    )
     return resample(examples, factors, config.seed)
 
 
 VALIDATION_SETS = {"val_held_out": "held-out", "val_in_distribution": "in-distribution"}
 
 
-def validation_sets(config: RunConfig, sources: list[CorpusSource], encoded: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def validation_sets(
+    config: RunConfig, sources: list[CorpusSource], encoded: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
     """The non-empty validation query sets, each capped at ``train.validation_examples``; one pair
     per corpus in a task mix, so each task's progress shows (``val_held_out.<run>``)."""
     if not config.train.validation_examples:
         return {}
     limit = config.train.validation_examples
     if len(sources) == 1:
-        sets = {name: examples_with_role(encoded, role, limit) for name, role in VALIDATION_SETS.items()}
+        sets = {
+            name: examples_with_role(encoded, role, limit) for name, role in VALIDATION_SETS.items()
+        }
     else:
-        sets = {f"{name}.{source.run}": examples_with_role(encoded, role, limit, source=source.run)
-                for source in sources for name, role in VALIDATION_SETS.items()}
+        sets = {
+            f"{name}.{source.run}": examples_with_role(encoded, role, limit, source=source.run)
+            for source in sources
+            for name, role in VALIDATION_SETS.items()
+        }
     return {name: frame for name, frame in sets.items() if len(frame)}
 
 
@@ -158,13 +200,22 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     storage = config.run_dir / "ray_train"
     # by corpus run: what each corpus was generated with (one entry, or one per corpus of a mix)
     corpus_hashes = {run: manifest["config_hash"] for run, manifest in manifests.items()}
-    claim_plan(storage, {"fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
-                         "corpus": corpus_hashes if train_cfg.mix else corpus_hashes[sources[0].run]})
+    claim_plan(
+        storage,
+        {
+            "fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
+            "corpus": corpus_hashes if train_cfg.mix else corpus_hashes[sources[0].run],
+        },
+    )
 
     interface = vector_interface(config, sources, explainer_dir)
-    encoded = encoded_examples(config, sources, config.explainer_ref,
-                               vector_width=interface.d_target if interface and train_cfg.mix else 0,
-                               target_tokenizer_ref=config.target)
+    encoded = encoded_examples(
+        config,
+        sources,
+        config.explainer_ref,
+        vector_width=interface.d_target if interface and train_cfg.mix else 0,
+        target_tokenizer_ref=config.target,
+    )
     encoded = with_vector_control(encoded, train_cfg.vector_control)
     encoded_train = examples_with_role(encoded, "train")
     training = training_examples(config, sources, encoded_train)
@@ -173,40 +224,69 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     dropped = _dropped_over_max_length(config, sources, len(encoded_train))
     if examples == 0:
         if not dropped:
-            raise ValueError(f"the training split of {', '.join(s.run for s in sources)} is empty: every group was "
-                             "held out; lower generate.held_out_fraction or use more items (generate.max_items)")
-        raise ValueError(f"no training examples fit in train.max_length={train_cfg.max_length}; raise it")
+            raise ValueError(
+                f"the training split of {', '.join(s.run for s in sources)} is empty: every group "
+                f"was "
+                "held out; lower generate.held_out_fraction or use more items (generate.max_items)"
+            )
+        raise ValueError(
+            f"no training examples fit in train.max_length={train_cfg.max_length}; raise it"
+        )
     per_rank = examples // train_cfg.num_workers
     micro = train_cfg.batch_size // train_cfg.grad_accum
     steps_per_epoch = max(1, -(-per_rank // micro) // train_cfg.grad_accum)
-    log.info("training on %d examples (%d over max_length dropped), %d worker%s, %d steps/epoch",
-             examples, dropped, train_cfg.num_workers, "" if train_cfg.num_workers == 1 else "s", steps_per_epoch)
+    log.info(
+        "training on %d examples (%d over max_length dropped), %d worker%s, %d steps/epoch",
+        examples,
+        dropped,
+        train_cfg.num_workers,
+        "" if train_cfg.num_workers == 1 else "s",
+        steps_per_epoch,
+    )
 
     trainer_class = LocalClusterTrainer if started_local_cluster() else TorchTrainer
     trainer = trainer_class(
         loop,
-        train_loop_config={"loop": LoopConfig(
-            run=config,
-            explainer=config.explainer_ref,  # a reference, resolved by each worker on its node
-            steps_per_epoch=steps_per_epoch,
-            model_card=_model_card(config, sources, manifests, examples),
-            info=ExplainerInfo(tuple(mixed_tasks(sources)), config.target, config.explainer_ref, config.name,
-                               corpus_hashes),
-            # In the object store, not Ray Datasets: each rank holds every example anyway, and
-            # datasets would add Ray Data's stats actor and Ray Train's dataset manager, two more
-            # processes waking beside the training threads.
-            training_examples=ray.put(example_columns(training)),
-            validation_examples={name: ray.put(example_columns(frame)) for name, frame in sorted(validation.items())},
-            vector_interface=interface,
-            tensorboard_dir=(str(config.run_dir.local_path / "tensorboard")
-                             if train_cfg.tensorboard and config.run_dir.is_local else None),
-        )},
+        train_loop_config={
+            "loop": LoopConfig(
+                run=config,
+                explainer=config.explainer_ref,  # a reference, resolved by each worker on its node
+                steps_per_epoch=steps_per_epoch,
+                model_card=_model_card(config, sources, manifests, examples),
+                info=ExplainerInfo(
+                    tuple(mixed_tasks(sources)),
+                    config.target,
+                    config.explainer_ref,
+                    config.name,
+                    corpus_hashes,
+                ),
+                # In the object store, not Ray Datasets: each rank holds every example anyway, and
+                # datasets would add Ray Data's stats actor and Ray Train's dataset manager, two
+                # more processes waking beside the training threads.
+                training_examples=ray.put(example_columns(training)),
+                validation_examples={
+                    name: ray.put(example_columns(frame))
+                    for name, frame in sorted(validation.items())
+                },
+                vector_interface=interface,
+                tensorboard_dir=(
+                    str(config.run_dir.local_path / "tensorboard")
+                    if train_cfg.tensorboard and config.run_dir.is_local
+                    else None
+                ),
+            )
+        },
         scaling_config=ray.train.ScalingConfig(
-            num_workers=train_cfg.num_workers, use_gpu=train_cfg.use_gpu,
-            resources_per_worker={"CPU": train_cfg.cpus_per_worker, **({"GPU": 1} if train_cfg.use_gpu else {})},
+            num_workers=train_cfg.num_workers,
+            use_gpu=train_cfg.use_gpu,
+            resources_per_worker={
+                "CPU": train_cfg.cpus_per_worker,
+                **({"GPU": 1} if train_cfg.use_gpu else {}),
+            },
         ),
         run_config=ray.train.RunConfig(
-            name="train", storage_path=storage.uri,
+            name="train",
+            storage_path=storage.uri,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),
             failure_config=ray.train.FailureConfig(max_failures=train_cfg.max_failures),
         ),
@@ -215,7 +295,8 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     with result.checkpoint.as_directory() as folder:
         export_dir.upload_dir(Path(folder) / EXPORT_DIR, marker=MODEL_CARD)
     (config.run_dir / "train_metrics.json").write_json(
-        {"examples": examples, "dropped_over_max_length": dropped, **result.metrics})
+        {"examples": examples, "dropped_over_max_length": dropped, **result.metrics}
+    )
     if not train_cfg.keep_finished_checkpoints:
         # Ray Train's folder of this run, its checkpoints and their index; plan.json beside it
         # stays, so a rerun with other settings is still refused. Without the export a rerun
@@ -224,17 +305,28 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     return export_dir
 
 
-def _dropped_over_max_length(config: RunConfig, sources: list[CorpusSource], encoded_train_rows: int) -> int:
+def _dropped_over_max_length(
+    config: RunConfig, sources: list[CorpusSource], encoded_train_rows: int
+) -> int:
     from selfexplain.corpus.io import read_corpus
     from selfexplain.corpus.subsets import rows_trained_on
 
     t = config.train
-    kept = sum(rows_trained_on(read_corpus(source.corpus, split="train", columns=["split", "record_id"]),
-                               t.in_distribution_holdout, t.data_fraction, config.seed).num_rows for source in sources)
+    kept = sum(
+        rows_trained_on(
+            read_corpus(source.corpus, split="train", columns=["split", "record_id"]),
+            t.in_distribution_holdout,
+            t.data_fraction,
+            config.seed,
+        ).num_rows
+        for source in sources
+    )
     return kept - encoded_train_rows
 
 
-def vector_interface(config: RunConfig, sources: list[CorpusSource], explainer_dir: Path) -> VectorInterface | None:
+def vector_interface(
+    config: RunConfig, sources: list[CorpusSource], explainer_dir: Path
+) -> VectorInterface | None:
     """How vectors enter this explainer (None when no task carries vectors): sizes, layers
     (over every vector corpus of a mix), projection."""
     import pyarrow.compute as pc
@@ -246,40 +338,70 @@ def vector_interface(config: RunConfig, sources: list[CorpusSource], explainer_d
     widths, layers = set(), set()
     for source in vector_sources:
         files = corpus_files(source.corpus)
-        widths.add(pq.read_schema(files[0], filesystem=source.corpus.fs).field("vector").type.list_size)
-        layers |= set(pc.unique(pq.read_table(files, filesystem=source.corpus.fs, columns=["layer"])["layer"]).to_pylist())
+        widths.add(
+            pq.read_schema(files[0], filesystem=source.corpus.fs).field("vector").type.list_size
+        )
+        layers |= set(
+            pc.unique(
+                pq.read_table(files, filesystem=source.corpus.fs, columns=["layer"])["layer"]
+            ).to_pylist()
+        )
     if len(widths) > 1:
-        raise ConfigError(f"config key 'train.mix': the vector corpora have different widths {sorted(widths)}; "
-                          "mix corpora of one target model")
+        raise ConfigError(
+            f"config key 'train.mix': the vector corpora have different widths {sorted(widths)}; "
+            "mix corpora of one target model"
+        )
     (d_target,) = widths
     layers = sorted(layers)
-    explainer_config = AutoConfig.from_pretrained(explainer_dir, trust_remote_code=config.trust_remote_code)
-    d_explainer = getattr(explainer_config, "hidden_size", None) or explainer_config.get_text_config().hidden_size
+    explainer_config = AutoConfig.from_pretrained(
+        explainer_dir, trust_remote_code=config.trust_remote_code
+    )
+    d_explainer = (
+        getattr(explainer_config, "hidden_size", None)
+        or explainer_config.get_text_config().hidden_size
+    )
     mode = config.train.projection
     if mode == "never" and d_target != d_explainer:
-        raise ConfigError(f"train.projection=never, but the target's vectors have {d_target} dimensions and the "
-                          f"explainer's embeddings {d_explainer}; use train.projection=auto")
+        raise ConfigError(
+            f"train.projection=never, but the target's vectors have {d_target} dimensions and the "
+            f"explainer's embeddings {d_explainer}; use train.projection=auto"
+        )
     projected = mode == "always" or (mode == "auto" and d_target != d_explainer)
     t = config.train
-    return VectorInterface(config.target, tuple(layers), d_target, d_explainer, projected, t.rescale_vectors,
-                           vector_control=t.vector_control, projection_init=t.projection_init,
-                           projection_frozen=t.freeze_projection)
+    return VectorInterface(
+        config.target,
+        tuple(layers),
+        d_target,
+        d_explainer,
+        projected,
+        t.rescale_vectors,
+        vector_control=t.vector_control,
+        projection_init=t.projection_init,
+        projection_frozen=t.freeze_projection,
+    )
 
 
-def _model_card(config: RunConfig, sources: list[CorpusSource], manifests: dict, examples: int) -> str:
+def _model_card(
+    config: RunConfig, sources: list[CorpusSource], manifests: dict, examples: int
+) -> str:
     kind = "self" if config.train.explainer == "self" else "other"
     total = sum(source.ratio for source in sources)
     corpora = "".join(
-        f"- corpus `{source.run}`: task `{source.task}`, share {source.ratio / total:.0%}, rows by split "
-        f"{manifests[source.run]['rows_by_split']}, config hash `{manifests[source.run]['config_hash']}`\n"
-        for source in sources)
+        f"- corpus `{source.run}`: task `{source.task}`, share {source.ratio / total:.0%}, rows "
+        f"by split "
+        f"{manifests[source.run]['rows_by_split']}, config hash "
+        f"`{manifests[source.run]['config_hash']}`\n"
+        for source in sources
+    )
     return (
         f"# selfexplain explainer: {config.name}\n\n"
         f"- target model: `{config.target}`\n"
         f"- explainer base: `{config.explainer_ref}` ({kind})\n"
         f"- tasks: {', '.join(f'`{t}`' for t in mixed_tasks(sources))}\n"
         f"- training examples: {examples}\n{corpora}\n"
-        "Load with `transformers.AutoModelForCausalLM.from_pretrained(<this folder>)`; vector tasks add\n"
+        "Load with `transformers.AutoModelForCausalLM.from_pretrained(<this folder>)`; vector "
+        "tasks add\n"
         "`vector_interface.json` (and `vector_projection.safetensors`): load both with\n"
-        "`selfexplain.explainer.export.load_explainer(<this folder>)`, or ask it with `selfexplain explain`.\n"
+        "`selfexplain.explainer.export.load_explainer(<this folder>)`, or ask it with "
+        "`selfexplain explain`.\n"
     )

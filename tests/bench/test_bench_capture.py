@@ -2,15 +2,17 @@
 layer's hidden states through ``output_hidden_states``; same model, same batch, same process."""
 
 import torch
+from timing import best_time
 
 from selfexplain.models import load_model
 from selfexplain.models.hooks import capture
-from timing import best_time
 
-PROMPTS = ["The capital of France is Paris, a city on the Seine.",
-           "In 1969 the first people walked on the Moon.",
-           "def add(a, b):\n    return a + b",
-           "The cat sat on the mat and looked out of the window."] * 8
+PROMPTS = [
+    "The capital of France is Paris, a city on the Seine.",
+    "In 1969 the first people walked on the Moon.",
+    "def add(a, b):\n    return a + b",
+    "The cat sat on the mat and looked out of the window.",
+] * 8
 
 
 def test_capture_matches_a_bare_forward():
@@ -30,10 +32,14 @@ def test_capture_matches_a_bare_forward():
         return captured
 
     reference, captured = bare(), hooked()
-    # hidden_states[0] is the embeddings; [l + 1] is block l's output, the last one after the final norm
+    # hidden_states[0] is the embeddings; [l + 1] is block l's output, the last one after the final
+    # norm
     assert all(torch.equal(captured[layer], reference[layer + 1]) for layer in layers[:-1])
     bare_seconds, hooked_seconds = best_time(bare, repeats=5), best_time(hooked, repeats=5)
     tokens = int(batch["attention_mask"].sum())
-    print(f"\ncapture, SmolLM2-135M, {len(PROMPTS)} prompts ({tokens} tokens), all {len(layers)} layers: "
-          f"bare forward with output_hidden_states {bare_seconds:.3f}s, selfexplain's capture "
-          f"{hooked_seconds:.3f}s: {hooked_seconds / bare_seconds:.2f}x the bare forward")
+    print(
+        f"\ncapture, SmolLM2-135M, {len(PROMPTS)} prompts ({tokens} tokens), all {len(layers)} "
+        f"layers: "
+        f"bare forward with output_hidden_states {bare_seconds:.3f}s, selfexplain's capture "
+        f"{hooked_seconds:.3f}s: {hooked_seconds / bare_seconds:.2f}x the bare forward"
+    )

@@ -26,7 +26,6 @@ it. With one thread a core is left for them, as on a node with more cores than t
 workers; what remains is the cost of Ray Train and DeepSpeed on the step itself.
 """
 
-
 import multiprocessing
 import shutil
 import statistics
@@ -54,7 +53,9 @@ def plain_torch_tokens_per_second(config, examples: dict) -> float:
     model.train()
     optimizer = adamw(model.parameters(), config.train.learning_rate)  # the loop's own optimizer
     throughput = Throughput(world_size=1)
-    for picked in epoch_micro_batches(examples, config.seed, 0, BATCH, length_buckets=config.train.length_buckets):
+    for picked in epoch_micro_batches(
+        examples, config.seed, 0, BATCH, length_buckets=config.train.length_buckets
+    ):
         batch = micro_batch_inputs(examples, picked, config.seed, 0, tokenizer.pad_token_id)
         loss = answer_only_loss(model, batch)
         loss.backward()
@@ -66,7 +67,8 @@ def plain_torch_tokens_per_second(config, examples: dict) -> float:
 
 
 def ray_tokens_per_second(config) -> dict:
-    """One training run of ``config`` from scratch (its corpus kept), in a fresh local Ray session."""
+    """One training run of ``config`` from scratch (its corpus kept), in a fresh local Ray
+    session."""
     from selfexplain.config import RayConfig
     from selfexplain.jobs.ray_session import ray_session
 
@@ -92,37 +94,66 @@ def test_ray_train_deepspeed_overhead(tmp_path):
     from selfexplain.config import RayConfig
     from selfexplain.jobs.ray_session import ray_session
 
-    base = ["target=smollm2-135m", f"output_dir={tmp_path}", "generate.max_items=40", "generate.num_actors=1",
-            "generate.held_out_fraction=0.1", f"train.batch_size={BATCH}", "train.epochs=1", "train.torch_threads=2"]
+    base = [
+        "target=smollm2-135m",
+        f"output_dir={tmp_path}",
+        "generate.max_items=40",
+        "generate.num_actors=1",
+        "generate.held_out_fraction=0.1",
+        f"train.batch_size={BATCH}",
+        "train.epochs=1",
+        "train.torch_threads=2",
+    ]
     zero0 = load_config("tiny", [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0"])
     with ray_session(RayConfig(num_cpus=4)):
         generate(zero0)
-        examples = example_columns(examples_with_role(
-            encoded_examples(zero0, corpus_sources(zero0), zero0.target), "train"))
-    one_thread = load_config("tiny", [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0",
-                                      "train.torch_threads=1"])  # same run name: the same corpus
+        examples = example_columns(
+            examples_with_role(
+                encoded_examples(zero0, corpus_sources(zero0), zero0.target), "train"
+            )
+        )
+    one_thread = load_config(
+        "tiny",
+        [*base, "name=zero0", "train.num_workers=1", "train.zero_stage=0", "train.torch_threads=1"],
+    )  # same run name: the same corpus
     plain, ray_zero0, plain_one, ray_one = [], [], [], []
     for _ in range(ROUNDS):
         plain.append(in_fresh_process(plain_torch_tokens_per_second, zero0, examples))
         ray_zero0.append(in_fresh_process(ray_tokens_per_second, zero0))
         plain_one.append(in_fresh_process(plain_torch_tokens_per_second, one_thread, examples))
         ray_one.append(in_fresh_process(ray_tokens_per_second, one_thread))
-    zero2 = in_fresh_process(ray_tokens_per_second, load_config("tiny", [*base, "name=zero2", "train.num_workers=1",
-                                                                          "train.zero_stage=2"]))
-    two = in_fresh_process(ray_tokens_per_second, load_config(
-        "tiny", [*base, "name=two", "train.num_workers=2", "train.zero_stage=2", "train.torch_threads=1",
-                 f"train.batch_size={BATCH // 2}"]))
+    zero2 = in_fresh_process(
+        ray_tokens_per_second,
+        load_config("tiny", [*base, "name=zero2", "train.num_workers=1", "train.zero_stage=2"]),
+    )
+    two = in_fresh_process(
+        ray_tokens_per_second,
+        load_config(
+            "tiny",
+            [
+                *base,
+                "name=two",
+                "train.num_workers=2",
+                "train.zero_stage=2",
+                "train.torch_threads=1",
+                f"train.batch_size={BATCH // 2}",
+            ],
+        ),
+    )
 
     plain_rate = statistics.median(plain)
     first_step = f"first step {ray_zero0[0]['first_step_seconds']:.1f} s"
-    print(f"\nSmolLM2-135M, {len(examples['record_id'])} examples, global batch {BATCH}, 2 CPU cores, steady state:\n"
-          f"{overhead_lines(plain, ray_zero0, first_step)}"
-          f"  with a core left for Ray's own processes (1 compute thread on each side):\n"
-          f"{overhead_lines(plain_one, ray_one)}"
-          f"  Ray Train + DeepSpeed ZeRO-2 {zero2['tokens_per_second']:8.1f} tok/s  (1 worker)"
-          f"   overhead {plain_rate / zero2['tokens_per_second'] - 1:+.0%}\n"
-          f"  Ray Train + DeepSpeed ZeRO-2 {two['tokens_per_second']:8.1f} tok/s  (2 workers)"
-          f"  2 vs 1: {two['tokens_per_second'] / zero2['tokens_per_second']:.2f}x")
+    print(
+        f"\nSmolLM2-135M, {len(examples['record_id'])} examples, global batch {BATCH}, 2 CPU "
+        f"cores, steady state:\n"
+        f"{overhead_lines(plain, ray_zero0, first_step)}"
+        f"  with a core left for Ray's own processes (1 compute thread on each side):\n"
+        f"{overhead_lines(plain_one, ray_one)}"
+        f"  Ray Train + DeepSpeed ZeRO-2 {zero2['tokens_per_second']:8.1f} tok/s  (1 worker)"
+        f"   overhead {plain_rate / zero2['tokens_per_second'] - 1:+.0%}\n"
+        f"  Ray Train + DeepSpeed ZeRO-2 {two['tokens_per_second']:8.1f} tok/s  (2 workers)"
+        f"  2 vs 1: {two['tokens_per_second'] / zero2['tokens_per_second']:.2f}x"
+    )
 
 
 def overhead_lines(plain: list[float], ray: list[dict], note: str = "") -> str:
@@ -131,7 +162,9 @@ def overhead_lines(plain: list[float], ray: list[dict], note: str = "") -> str:
     plain_rate = statistics.median(plain)
     ray_rate = statistics.median(metrics["tokens_per_second"] for metrics in ray)
     rounds = "  ".join(f"{p:.1f}/{m['tokens_per_second']:.1f}" for p, m in zip(plain, ray))
-    return (f"  plain torch loop             {plain_rate:8.1f} tok/s  (median of {len(plain)})\n"
-            f"  Ray Train + DeepSpeed ZeRO-0 {ray_rate:8.1f} tok/s  (1 worker, median of {len(ray)})"
-            f"   overhead {plain_rate / ray_rate - 1:+.0%}{'  (' + note + ')' if note else ''}\n"
-            f"    rounds, plain/ZeRO-0 tok/s: {rounds}\n")
+    return (
+        f"  plain torch loop             {plain_rate:8.1f} tok/s  (median of {len(plain)})\n"
+        f"  Ray Train + DeepSpeed ZeRO-0 {ray_rate:8.1f} tok/s  (1 worker, median of {len(ray)})"
+        f"   overhead {plain_rate / ray_rate - 1:+.0%}{'  (' + note + ')' if note else ''}\n"
+        f"    rounds, plain/ZeRO-0 tok/s: {rounds}\n"
+    )

@@ -14,10 +14,10 @@ interventions leave the output unchanged, and it is 0.5 for any constant answer.
 answer is simply wrong for every metric.
 
 Feature descriptions: word F1 and exact match against the reference, plus the meaning-level
-scores from :mod:`selfexplain.evaluate.embeddings` (similarity, retrieval, detection).
+scores from :mod:`selfexplain.scoring.embeddings` (similarity, retrieval, detection).
 
 Intervals are cluster-bootstrap intervals over the held-out groups
-(:mod:`selfexplain.evaluate.intervals`).
+(:mod:`selfexplain.scoring.intervals`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from selfexplain.evaluate.intervals import bootstrap_interval, mean_interval
-from selfexplain.tasks.change_answers import ChangeAnswer
+from selfexplain.scoring.answers import ChangeAnswer
+from selfexplain.scoring.intervals import bootstrap_interval, mean_interval
 
 UNPARSED = -1
 
 
-def change_outcomes(predicted: Sequence[ChangeAnswer | None], truth: Sequence[ChangeAnswer]) -> dict[str, np.ndarray]:
+def change_outcomes(
+    predicted: Sequence[ChangeAnswer | None], truth: Sequence[ChangeAnswer]
+) -> dict[str, np.ndarray]:
     """Per query: the class said (1 changed, 0 unchanged, -1 unreadable), the true class, and
     whether the class, the output and both were right."""
     if len(predicted) != len(truth):
@@ -45,8 +47,14 @@ def change_outcomes(predicted: Sequence[ChangeAnswer | None], truth: Sequence[Ch
     changed = np.array([t.changed for t in truth], dtype=bool)
     content = np.array([p is not None and p.output == t.output for p, t in zip(predicted, truth)])
     correct = said == changed.astype(int)
-    return {"said": said, "changed": changed, "correct": correct, "content": content,
-            "exact": correct & content, "parsed": said != UNPARSED}
+    return {
+        "said": said,
+        "changed": changed,
+        "correct": correct,
+        "content": content,
+        "exact": correct & content,
+        "parsed": said != UNPARSED,
+    }
 
 
 def balanced_accuracy(correct: np.ndarray, changed: np.ndarray) -> float:
@@ -74,9 +82,13 @@ def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def score_change_predictions(predicted: Sequence[ChangeAnswer | None], truth: Sequence[ChangeAnswer],
-                             groups: Sequence | None = None, intervals: bool = False,
-                             seed: int = 0) -> dict[str, float]:
+def score_change_predictions(
+    predicted: Sequence[ChangeAnswer | None],
+    truth: Sequence[ChangeAnswer],
+    groups: Sequence | None = None,
+    intervals: bool = False,
+    seed: int = 0,
+) -> dict[str, float]:
     """Aggregate change-task scores; with ``intervals``, 95% cluster-bootstrap intervals over
     ``groups`` (one held-out group per query) as ``<metric>_ci``."""
     o = change_outcomes(predicted, truth)
@@ -95,8 +107,12 @@ def score_change_predictions(predicted: Sequence[ChangeAnswer | None], truth: Se
         kwargs = {"groups": groups, "seed": seed}
         scores["exact_match_ci"] = mean_interval(o["exact"], **kwargs)
         scores["content_match_ci"] = mean_interval(o["content"], **kwargs)
-        scores["has_changed_f1_ci"] = bootstrap_interval(has_changed_f1, o["said"], o["changed"], **kwargs)
-        scores["balanced_accuracy_ci"] = bootstrap_interval(balanced_accuracy, o["correct"], o["changed"], **kwargs)
+        scores["has_changed_f1_ci"] = bootstrap_interval(
+            has_changed_f1, o["said"], o["changed"], **kwargs
+        )
+        scores["balanced_accuracy_ci"] = bootstrap_interval(
+            balanced_accuracy, o["correct"], o["changed"], **kwargs
+        )
     return scores
 
 
@@ -114,11 +130,15 @@ def token_f1(predicted: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def description_outcomes(predicted: Sequence[str], references: Sequence[str]) -> dict[str, np.ndarray]:
+def description_outcomes(
+    predicted: Sequence[str], references: Sequence[str]
+) -> dict[str, np.ndarray]:
     if len(predicted) != len(references) or not references:
         raise ValueError("predictions and references must be non-empty and of equal length")
     return {
-        "exact": np.array([" ".join(_words(p)) == " ".join(_words(r)) for p, r in zip(predicted, references)]),
+        "exact": np.array(
+            [" ".join(_words(p)) == " ".join(_words(r)) for p, r in zip(predicted, references)]
+        ),
         "word_f1": np.array([token_f1(p, r) for p, r in zip(predicted, references)]),
         "parsed": np.array([bool(p.strip()) for p in predicted]),
     }
@@ -131,15 +151,24 @@ def _mean_of_defined(values) -> float:
     return float(defined.mean()) if len(defined) else float("nan")
 
 
-def score_descriptions(predicted: Sequence[str], references: Sequence[str], semantic: dict | None = None,
-                       groups: Sequence | None = None, intervals: bool = False, seed: int = 0) -> dict[str, float]:
+def score_descriptions(
+    predicted: Sequence[str],
+    references: Sequence[str],
+    semantic: dict | None = None,
+    groups: Sequence | None = None,
+    intervals: bool = False,
+    seed: int = 0,
+) -> dict[str, float]:
     """Descriptions against the references: exact match (case-insensitive), word F1, and the
     per-query ``semantic`` scores (name -> array, from the embedding model) when given."""
     o = description_outcomes(predicted, references)
     per_query = {"exact_match": o["exact"], "word_f1": o["word_f1"], **(semantic or {})}
-    scores = {"n": len(references), "groups": len(set(groups)) if groups is not None else len(references),
-              **{k: _mean_of_defined(v) for k, v in per_query.items()},
-              "parse_rate": float(o["parsed"].mean())}
+    scores = {
+        "n": len(references),
+        "groups": len(set(groups)) if groups is not None else len(references),
+        **{k: _mean_of_defined(v) for k, v in per_query.items()},
+        "parse_rate": float(o["parsed"].mean()),
+    }
     if intervals:
         for name, values in per_query.items():
             if name != "exact_match":

