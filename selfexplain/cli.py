@@ -22,8 +22,16 @@ def _config_epilog() -> str:
     return "\n".join(lines)
 
 
+STAGES = (
+    ("generate", "Write the config's task's ground-truth corpus as Parquet shards with a Ray Data "
+     f"job (task=... picks one of {', '.join(TASK_NAMES)})."),
+    ("train", "Fine-tune the explainer on the corpus with Ray Train + DeepSpeed and export it."),
+    ("evaluate", "Score the trained explainer on held-out prompts against baselines."),
+    ("run", "Generate, train and evaluate in one local Ray session, then print the results table."),
+)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
-    names = ", ".join(packaged_configs())
     parser = argparse.ArgumentParser(
         prog="selfexplain",
         description="Train language models to explain their own computations: ground truth from "
@@ -32,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+    names = ", ".join(packaged_configs())
+    for name, help_text in STAGES:
         sub = commands.add_parser(
             name,
             help=help_text,
@@ -41,43 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=_config_epilog(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        return sub
-
-    for name, help_text in (
-        (
-            "generate",
-            "Write the config's task's ground-truth corpus as Parquet shards with a Ray Data job "
-            f"(task=... picks one of {', '.join(TASK_NAMES)}).",
-        ),
-        (
-            "train",
-            "Fine-tune the explainer on the corpus with Ray Train + DeepSpeed and export it.",
-        ),
-        ("evaluate", "Score the trained explainer on held-out prompts against baselines."),
-        (
-            "run",
-            "Generate, train and evaluate in one local Ray session, then print the results table.",
-        ),
-    ):
-        add(name, help_text)
-    for sub in commands.choices.values():
         sub.add_argument("config", help=CONFIG_HELP.format(names=names))
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
+    _add_study(commands)
+    _add_explain(commands)
+    return parser
 
+
+def _add_study(commands) -> None:
     study = commands.add_parser(
         "study",
         help="Self vs other explainers on identical data, controls, a data-scaling sweep, "
         "baselines, and a report.",
         description="Run a study (corpus per task; self and other explainers trained on the same "
-        "rows; "
-        "scaling sweep; evaluation with baselines) and write <output_dir>/<name>/report/ "
-        "(results.csv, results.json, report.md, report.html with plots). A rerun reuses finished "
-        "stages.",
+        "rows; controls; scaling sweep; evaluation with baselines) and write "
+        "<output_dir>/<name>/report/ (results.csv, results.json, report.md, report.html with "
+        "plots). A rerun reuses finished stages.",
     )
-    study.add_argument(
-        "config",
-        help="a packaged study ({names}) or a study YAML path".format(names=", ".join(_studies())),
-    )
+    studies = ", ".join(_studies())
+    study.add_argument("config", help=f"a packaged study ({studies}) or a study YAML path")
     study.add_argument(
         "overrides",
         nargs="*",
@@ -91,12 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run nothing: write the report from the stages already scored (a study under way)",
     )
 
+
+def _add_explain(commands) -> None:
     ask = commands.add_parser(
         "explain",
         help="Ask a trained explainer about one query, or every query of a JSONL file.",
         description="Ask a trained explainer (runs/<name>/explainer). Give the query's fields as "
-        "options, "
-        "or --queries FILE.jsonl with one query object a line (the same field names).",
+        "options, or --queries FILE.jsonl with one query object a line (the same field names).",
     )
     ask.add_argument("explainer", help="a trained explainer folder, e.g. runs/demo/explainer")
     for field, (kind, tasks) in _query_options().items():
@@ -115,7 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--queries", help="a .jsonl file of queries; answers are printed one JSON object a line"
     )
     ask.add_argument("--max-new-tokens", type=int, default=24, dest="max_new_tokens")
-    return parser
 
 
 def _query_options() -> dict[str, tuple[type, list[str]]]:

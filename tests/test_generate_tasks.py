@@ -167,3 +167,20 @@ def test_an_actor_that_dies_once_loses_and_duplicates_nothing(ray_cluster, tiny_
     assert [r["record_id"] for r in rows] == [r["record_id"] for r in clean]
     assert rows == clean
     ray.kill(counter)
+
+
+def test_generate_says_how_many_items_cross_the_split_and_warns_on_an_empty_side(caplog):
+    from collections import Counter
+
+    from selfexplain.config import load_config
+    from selfexplain.jobs.generate import CROSS, report_split
+
+    config = load_config("tiny", ["task=patching", "generate.held_out_by=entity"])
+    with caplog.at_level("INFO", logger="selfexplain.jobs.generate"):
+        report_split(config, Counter({"train": 40, CROSS: 20}), "items")
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("20 of 60 items have entity values on both sides" in m for m in messages)
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert (
+        "held-out split has no items" in warning and "raise generate.held_out_fraction" in warning
+    )

@@ -28,6 +28,7 @@ def test_other_explainer_learns_a_projection_and_exports_it(
         "generate.max_items=30",
         "generate.min_probe_accuracy=0.7",
         "train.explainer=tiny-llama-wide",
+        "train.projection_init=lstsq",  # fitted on the tokens the two vocabularies share
         "train.epochs=2",
         "evaluate.max_examples=16",
     )
@@ -35,6 +36,7 @@ def test_other_explainer_learns_a_projection_and_exports_it(
     export = config.run_dir.local_path / "explainer"
     interface = json.loads((export / INTERFACE).read_text())
     assert interface["projected"] and interface["d_target"] == 64 and interface["d_explainer"] == 96
+    assert interface["projection_init"] == "lstsq" and interface["reference_norm"] > 0
     assert (export / PROJECTION).is_file()
     assert AutoModelForCausalLM.from_pretrained(export).config.hidden_size == 96
     model, _ = load_explainer(export)

@@ -227,25 +227,7 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
         ", ".join(f"{len(v)} {k}" for k, v in corpus.queries.items()),
         len(pending),
     )
-    selfie = None
-    if (
-        task.selfie_baseline
-        and config.evaluate.untrained_baseline
-        and config.evaluate.selfie_scales
-        and config.explainer_ref == config.target
-    ):
-        # the untrained target reads its own vectors (baselines come from the self-explainer's run)
-        selfie = selfie_answers.options(
-            num_cpus=1, num_gpus=1 if config.train.use_gpu else 0
-        ).remote(
-            config.target,
-            rows,
-            list(config.evaluate.selfie_scales),
-            config.evaluate.batch_size,
-            budget,
-            config.train.use_gpu,
-            config.trust_remote_code,
-        )
+    selfie = _start_selfie(config, task, rows, budget)
     texts = _collect(pending)
     if selfie is not None:
         texts.update(_best_selfie(task, ray.get(selfie), corpus.queries["held-out"]))
@@ -254,18 +236,39 @@ def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, di
         {system: [task.parse_answer(t) for t in decoded] for system, decoded in texts.items()}
     )
 
+    results = _score_query_sets(task, corpus, answers, context)
+    per_query = task.per_query(rows, {s.label: v for s, v in answers.items()})
+    _save(config, task, out_dir or config.run_dir, corpus, texts, results, per_query, list(answers))
+    return results["held-out"]
+
+
+def _start_selfie(config: RunConfig, task: Task, rows: list[dict], budget: int):
+    """The SelfIE baseline's Ray task (None where it does not apply): the untrained target reads
+    its own vectors; baselines come from the self-explainer's run."""
+    e = config.evaluate
+    if not (
+        task.selfie_baseline
+        and e.untrained_baseline
+        and e.selfie_scales
+        and config.explainer_ref == config.target
+    ):
+        return None
+    options = selfie_answers.options(num_cpus=1, num_gpus=1 if config.train.use_gpu else 0)
+    return options.remote(config.target, rows, list(e.selfie_scales), e.batch_size, budget,
+                          config.train.use_gpu, config.trust_remote_code)  # fmt: skip
+
+
+def _score_query_sets(task: Task, corpus: ScoredCorpus, answers: dict, context) -> dict:
+    """Each query set's scores per system (answers hold the query sets in :data:`QUERY_SETS`
+    order)."""
     results, offset = {}, 0
     for name in QUERY_SETS:
         part = slice(offset, offset + len(corpus.queries[name]))
         offset += len(corpus.queries[name])
         if corpus.queries[name]:
-            scored = task.score(
-                corpus.queries[name], {s.label: v[part] for s, v in answers.items()}, context
-            )
-            results[name] = scored
-    per_query = task.per_query(rows, {s.label: v for s, v in answers.items()})
-    _save(config, task, out_dir or config.run_dir, corpus, texts, results, per_query, list(answers))
-    return results["held-out"]
+            by_label = {system.label: parsed[part] for system, parsed in answers.items()}
+            results[name] = task.score(corpus.queries[name], by_label, context)
+    return results
 
 
 def target_layers(config: RunConfig) -> int:
@@ -358,6 +361,28 @@ def answer_budget(
     return longest + ANSWER_MARGIN
 
 
+def predictions_frame(
+    task: Task, corpus: ScoredCorpus, texts: dict[System, list[str]], per_query: dict[str, list]
+) -> pd.DataFrame:
+    """Every query: its text, truth, each explainer's answer and each system's per-query outcome."""
+    rows = corpus.rows
+    changed = [bool(r["changed"]) for r in rows] if "changed" in rows[0] else [None] * len(rows)
+    answers = {
+        f"answer: {system.label}": [t.strip() for t in decoded] for system, decoded in texts.items()
+    }
+    return pd.DataFrame({
+        "record_id": [r["record_id"] for r in rows],
+        "query_set": [name for name in QUERY_SETS for _ in corpus.queries[name]],
+        "unit": [task.held_out_unit(r) for r in rows],
+        "family": [task.family(r) for r in rows],
+        "changed": changed,
+        "query": [task.format_query(r) for r in rows],
+        "truth": [task.format_answer(r).strip() for r in rows],
+        **answers,
+        **per_query,
+    })  # fmt: skip
+
+
 def _save(
     config: RunConfig,
     task: Task,
@@ -368,28 +393,9 @@ def _save(
     per_query: dict[str, list],
     systems: list[System],
 ) -> None:
-    rows = corpus.rows
-    frame = pd.DataFrame(
-        {
-            "record_id": [r["record_id"] for r in rows],
-            "query_set": [name for name in QUERY_SETS for _ in corpus.queries[name]],
-            "unit": [task.held_out_unit(r) for r in rows],
-            "family": [task.family(r) for r in rows],
-            "changed": [bool(r["changed"]) for r in rows]
-            if "changed" in rows[0]
-            else [None] * len(rows),
-            "query": [task.format_query(r) for r in rows],
-            "truth": [task.format_answer(r).strip() for r in rows],
-            **{
-                f"answer: {system.label}": [t.strip() for t in answers]
-                for system, answers in texts.items()
-            },
-            **per_query,
-        }
-    )
-    (run_dir / "predictions.parquet").write_bytes(
-        parquet_bytes(pa.Table.from_pandas(frame, preserve_index=False))
-    )
+    frame = predictions_frame(task, corpus, texts, per_query)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    (run_dir / "predictions.parquet").write_bytes(parquet_bytes(table))
     held_out = f"held out by {config.held_out_by}"
     (run_dir / "results.json").write_json(
         {

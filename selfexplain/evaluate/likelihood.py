@@ -43,58 +43,56 @@ def candidate_log_likelihoods(
     go ``batch_size`` at a time (left-padded, as in training), then their candidates
     ``batch_size`` rows at a time, each row from a copy of its query's (or its stem's) cache.
     ``share_stems=False`` runs every candidate whole after its query (the benchmark times both)."""
-    device = next(model.parameters()).device
     lm = getattr(model, "lm", model)
     scores: list[np.ndarray] = []
     for start in range(0, len(queries), batch_size):
         stop = min(start + batch_size, len(queries))
-        query_ids = [
-            tokenizer(q, add_special_tokens=True)["input_ids"] for q in queries[start:stop]
-        ]
-        prefix = collate(
-            query_ids,
-            [len(ids) for ids in query_ids],
-            tokenizer.pad_token_id,
-            None if vectors is None else vectors[start:stop].numpy(),
-            None if layers is None else layers[start:stop].numpy(),
-        )
-        prefix = {k: v.to(device) for k, v in prefix.items()}
-        embeds = (
-            model.embed(prefix["input_ids"], prefix["vectors"], prefix["vector_layers"])
-            if "vectors" in prefix
-            else lm.get_input_embeddings()(prefix["input_ids"])
-        )
-        out = lm(
-            inputs_embeds=embeds,
-            attention_mask=prefix["attention_mask"],
-            position_ids=prefix["position_ids"],
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        first = F.log_softmax(
-            out.logits[:, -1].float(), dim=-1
-        )  # each query's next-token distribution
-        cache = output_cache(out)
+        part = slice(start, stop)
+        cache, first, mask = _query_prefix(
+            model, tokenizer, queries[part],
+            None if vectors is None else vectors[part], None if layers is None else layers[part],
+        )  # fmt: skip
+        eos = [tokenizer.eos_token_id]
         rows = [
-            (
-                query,
-                tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
-            )
-            for query, options in enumerate(candidates[start:stop])
+            (query, tokenizer(answer, add_special_tokens=False)["input_ids"] + eos)
+            for query, options in enumerate(candidates[part])
             for answer in options
         ]
-        flat = _scores_sharing_stems(
-            lm,
-            cache,
-            first,
-            prefix["attention_mask"],
-            rows,
-            batch_size,
-            MIN_STEM_TOKENS if share_stems else None,
-        )
-        counts = [len(options) for options in candidates[start:stop]]
+        stems = MIN_STEM_TOKENS if share_stems else None
+        flat = _scores_sharing_stems(lm, cache, first, mask, rows, batch_size, stems)
+        counts = [len(options) for options in candidates[part]]
         scores += np.split(flat, np.cumsum(counts)[:-1])
     return scores
+
+
+def _query_prefix(model, tokenizer, queries: Sequence[str], vectors, layers):
+    """Run a batch of queries (left-padded, as in training): their KV cache, each query's
+    next-token log-probabilities, and the attention mask."""
+    device = next(model.parameters()).device
+    lm = getattr(model, "lm", model)
+    query_ids = [tokenizer(q, add_special_tokens=True)["input_ids"] for q in queries]
+    prefix = collate(
+        query_ids,
+        [len(ids) for ids in query_ids],
+        tokenizer.pad_token_id,
+        None if vectors is None else vectors.numpy(),
+        None if layers is None else layers.numpy(),
+    )
+    prefix = {k: v.to(device) for k, v in prefix.items()}
+    embeds = (
+        model.embed(prefix["input_ids"], prefix["vectors"], prefix["vector_layers"])
+        if "vectors" in prefix
+        else lm.get_input_embeddings()(prefix["input_ids"])
+    )
+    out = lm(
+        inputs_embeds=embeds,
+        attention_mask=prefix["attention_mask"],
+        position_ids=prefix["position_ids"],
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    first = F.log_softmax(out.logits[:, -1].float(), dim=-1)
+    return output_cache(out), first, prefix["attention_mask"]
 
 
 # A stem shorter than this is not worth a forward of its own: the candidates then run whole.

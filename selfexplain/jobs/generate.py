@@ -259,6 +259,37 @@ def _run_shards(
     ).iter_rows()
 
 
+def _shard_counts(corpus_dir: Location, num_shards: int) -> tuple[list[dict], dict, dict]:
+    """(each shard's record, rows by split, rejects by the kind of reason) of a written corpus."""
+    shards, by_split, reject_reasons = [], Counter(), Counter()
+    for index in range(num_shards):
+        path = corpus_dir / shard_name(index)
+        table = pq.read_table(path.path, filesystem=path.fs, columns=["split"])
+        counts = dict(sorted(Counter(table["split"].to_pylist()).items()))
+        by_split.update(counts)
+        rejects_path = corpus_dir / REJECTS / shard_name(index)
+        rejects = pq.read_table(rejects_path.path, filesystem=rejects_path.fs, columns=["reason"])
+        reasons = rejects["reason"].to_pylist()
+        # Group reasons by their wording, without the numbers and details in parentheses.
+        reject_reasons.update(
+            re.sub(r"\d+(\.\d+)?", "N", reason.split(" (")[0]) for reason in reasons
+        )
+        shards.append({"file": path.name, "rows": table.num_rows, "rows_by_split": counts,
+                       "rejected": len(reasons)})  # fmt: skip
+    return shards, dict(by_split), dict(reject_reasons)
+
+
+def _first_shard_timing(first_shard: Timing | None, seconds: float, written_rows: int) -> dict:
+    """The stage's fixed cost, and the rate once every actor is up: what more items would add."""
+    rate = None
+    if first_shard and seconds > first_shard.seconds:
+        rate = round((written_rows - first_shard.rows) / (seconds - first_shard.seconds), 2)
+    return {
+        "first_shard_seconds": round(first_shard.seconds, 1) if first_shard else None,
+        "rows_per_second_after_first_shard": rate,
+    }
+
+
 def _write_manifest(
     config: RunConfig,
     corpus_dir: Location,
@@ -268,31 +299,7 @@ def _write_manifest(
     written_rows: int,
     first_shard: Timing | None,
 ) -> dict:
-    shards, by_split, reject_reasons = [], {}, {}
-    for index in range(num_shards):
-        path = corpus_dir / shard_name(index)
-        splits = pq.read_table(path.path, filesystem=path.fs, columns=["split"])[
-            "split"
-        ].to_pylist()
-        counts = {name: splits.count(name) for name in sorted(set(splits))}
-        for name, count in counts.items():
-            by_split[name] = by_split.get(name, 0) + count
-        rejects_path = corpus_dir / REJECTS / shard_name(index)
-        reasons = pq.read_table(rejects_path.path, filesystem=rejects_path.fs, columns=["reason"])[
-            "reason"
-        ].to_pylist()
-        for reason in reasons:
-            # Group reasons by their wording, without the numbers and details in parentheses.
-            reason_kind = re.sub(r"\d+(\.\d+)?", "N", reason.split(" (")[0])
-            reject_reasons[reason_kind] = reject_reasons.get(reason_kind, 0) + 1
-        shards.append(
-            {
-                "file": path.name,
-                "rows": len(splits),
-                "rows_by_split": counts,
-                "rejected": len(reasons),
-            }
-        )
+    shards, by_split, reject_reasons = _shard_counts(corpus_dir, num_shards)
     schema = pq.read_schema((corpus_dir / shard_name(0)).path, filesystem=corpus_dir.fs)
     manifest = {
         "task": config.task,
@@ -318,13 +325,7 @@ def _write_manifest(
         "seconds": round(seconds, 1),
         "rows_written": written_rows,
         "rows_per_second": round(written_rows / seconds, 2) if seconds > 0 else None,
-        # the fixed cost, and the rate once every actor is up: what more items would add
-        "first_shard_seconds": round(first_shard.seconds, 1) if first_shard else None,
-        "rows_per_second_after_first_shard": (
-            round((written_rows - first_shard.rows) / (seconds - first_shard.seconds), 2)
-            if first_shard and seconds > first_shard.seconds
-            else None
-        ),
+        **_first_shard_timing(first_shard, seconds, written_rows),
     }
     previous = corpus_dir / MANIFEST
     if not written_rows and previous.exists():

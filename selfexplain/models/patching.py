@@ -32,6 +32,7 @@ import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -192,10 +193,37 @@ def sweep(
     depth = len(decoder_layers(model))
     clean = clean or clean_run(model, input_ids, component)
     ids = input_ids.to(model.device)
-    cache_name = cache_argument(model)
     results = clean.logits.expand(len(positions), len(layer_sets), -1).clone()
-    live = {
-        index: [
+    live = _live_rows(clean, row_sources, layer_sets, positions, len(ids), depth, skip_noops)
+    groups = (
+        _position_groups({positions[index]: len(rows) for index, rows in live.items()})
+        if merge_positions
+        else [[positions[index]] for index in live]
+    )
+    index_of = {position: index for index, position in enumerate(positions)}
+    for group in groups:
+        sites = [(index_of[p], row) for p in group for row in live[index_of[p]]]
+        if from_their_layer:  # stable: within a layer, positions stay in order
+            sites.sort(key=lambda site: min(layer_sets[site[1]]))
+        batch = SiteBatch(
+            start=group[0],
+            layers=[layer_sets[row] for _, row in sites],
+            offsets=[positions[index] - group[0] for index, _ in sites],
+            vectors=torch.stack([row_sources[row][positions[index]] for index, row in sites]),
+        )
+        logits = _run_batch(model, clean, ids, batch, component, from_their_layer, depth)
+        results[[index for index, _ in sites], [row for _, row in sites]] = logits.float().cpu()
+    return results
+
+
+def _live_rows(
+    clean: CleanRun, row_sources, layer_sets, positions, length: int, depth: int, skip_noops: bool
+) -> dict[int, list[int]]:
+    """Per position index, the rows whose patch can change the output (all, without
+    ``skip_noops``); positions left with none are dropped."""
+    live = {}
+    for index, position in enumerate(positions):
+        rows = [
             row
             for row, layers in enumerate(layer_sets)
             if not (
@@ -204,62 +232,59 @@ def sweep(
                     _writes_clean_value(
                         row_sources[row][position], clean.activations, layers, position
                     )
-                    or _in_last_block_before_last_token(layers, position, len(ids), depth)
+                    or _in_last_block_before_last_token(layers, position, length, depth)
                 )
             )
         ]
-        for index, position in enumerate(positions)
-    }
-    live = {index: rows for index, rows in live.items() if rows}
-    groups = (
-        _position_groups({positions[index]: len(rows) for index, rows in live.items()})
-        if merge_positions
-        else [[positions[index]] for index in live]
-    )
-    index_of = {position: index for index, position in enumerate(positions)}
-    for group in groups:
-        start = group[0]
-        sites = [
-            (index_of[position], row) for position in group for row in live[index_of[position]]
-        ]
-        if from_their_layer:  # stable: within a layer, positions stay in order
-            sites.sort(key=lambda site: min(layer_sets[site[1]]))
-        site_layers = [layer_sets[row] for _, row in sites]
-        offsets = [positions[index] - start for index, _ in sites]
-        vectors = torch.stack([row_sources[row][positions[index]] for index, row in sites]).to(
-            model.device
+        if rows:
+            live[index] = rows
+    return live  # fmt: skip
+
+
+class SiteBatch(NamedTuple):
+    """Sites that run as one batch over the prompt's suffix from ``start``."""
+
+    start: int
+    layers: list[Sequence[int]]
+    offsets: list[int]
+    """Each site's position, counted from ``start``."""
+    vectors: torch.Tensor
+
+
+def _run_batch(
+    model,
+    clean: CleanRun,
+    ids: torch.Tensor,
+    batch: SiteBatch,
+    component: str,
+    from_their_layer: bool,
+    depth: int,
+) -> torch.Tensor:
+    """The next-token logits of every site of ``batch``, on the clean prefix's cache."""
+    start, vectors = batch.start, batch.vectors.to(model.device)
+    past = _clean_prefix_cache(clean.cache, start, len(ids)) if start > 0 else None
+    if from_their_layer:
+        computed = _rows_each_block_computes(batch.layers, depth)
+        if past is not None:  # each block's prefix, once per row it computes
+            for layer, cached in enumerate(past.layers):
+                if computed[layer]:
+                    cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
+                    cached.values = cached.values.expand(computed[layer], -1, -1, -1)
+        suffix = {layer: hidden[:, start:] for layer, hidden in clean.activations.items()}
+        writing = _rows_from_their_layer(
+            model, suffix, computed, batch.layers, batch.offsets, vectors
         )
-        past = _clean_prefix_cache(clean.cache, start, len(ids)) if start > 0 else None
-        if from_their_layer:
-            computed = _rows_each_block_computes(site_layers, depth)
-            if past is not None:
-                for layer, cached in enumerate(
-                    past.layers
-                ):  # each block's prefix, once per row it computes
-                    if computed[layer]:
-                        cached.keys = cached.keys.expand(computed[layer], -1, -1, -1)
-                        cached.values = cached.values.expand(computed[layer], -1, -1, -1)
-            writing = _rows_from_their_layer(
-                model,
-                {layer: hidden[:, start:] for layer, hidden in clean.activations.items()},
-                computed,
-                site_layers,
-                offsets,
-                vectors,
-            )
-        else:
-            if past is not None:
-                past.batch_repeat_interleave(len(sites))
-            writing = write_rows(model, site_layers, offsets, vectors, component)
-        with writing:
-            logits = model(
-                input_ids=ids[start:].expand(len(sites), -1),
-                use_cache=past is not None,
-                logits_to_keep=1,
-                **{cache_name: past},
-            ).logits[:, -1, :]
-        results[[index for index, _ in sites], [row for _, row in sites]] = logits.float().cpu()
-    return results
+    else:
+        if past is not None:
+            past.batch_repeat_interleave(len(batch.layers))
+        writing = write_rows(model, batch.layers, batch.offsets, vectors, component)
+    with writing:
+        return model(
+            input_ids=ids[start:].expand(len(batch.layers), -1),
+            use_cache=past is not None,
+            logits_to_keep=1,
+            **{cache_argument(model): past},
+        ).logits[:, -1, :]  # fmt: skip
 
 
 # A forward's fixed cost (reading every weight once, launching every block) in row-tokens, the

@@ -246,77 +246,60 @@ def best_other_system(part: pd.DataFrame, metric: str) -> str | None:
     return max(means, key=means.get) if means else None
 
 
+NOTES = {
+    "self - other": "Self minus other, paired: both trained explainers on the very same queries; "
+    "the interval of the difference resamples held-out units for both at once.",
+    "trained self - best other system": "Trained self minus the strongest system of its run that "
+    "is not a trained explainer (a baseline, SelfIE, the untrained explainer by either decoding), "
+    "picked after the fact by the headline metric.",
+    "gain from the vector": "Each explainer minus itself trained and scored with the vector "
+    'withheld ({control}): what reading the vector adds (the paper\'s "- activation").',
+    "self - self through a random projection": "The target reading its own vectors as they are, "
+    "minus reading them through a fixed random orthogonal map: what the native basis adds.",
+    "self - other, roles swapped": "The same comparison with {other} as target and self, and "
+    "{target} as other.",
+}
+
+
 def study_comparisons(study: StudyConfig) -> list[Comparison]:
     """Every paired comparison the study has runs for, in the report's order."""
-    stages = study.stages()
-    full = [s for s in stages if s.role and s.fraction == 1.0]
+    full = [s for s in study.stages() if s.role and s.fraction == 1.0]
     main = {(s.task, s.role, s.swapped): s for s in full if not s.variant}
-    variant = {(s.task, s.role, s.variant): s for s in full if s.variant}
-    tasks = list(study.tasks)
-    comparisons = [
-        Comparison(
-            "self - other",
-            "Self minus other, paired: both trained explainers on the very same queries; "
-            "the interval of the difference resamples held-out units for both at once.",
-            "self",
-            "other",
-            _between_runs(
-                study, [(main[(t, "self", False)], main[(t, "other", False)]) for t in tasks]
-            ),
-        ),
-        Comparison(
-            "trained self - best other system",
-            "Trained self minus the strongest system of its run that is "
-            "not a trained explainer (a baseline, SelfIE, the untrained explainer by either "
-            "decoding), picked "
-            "after the fact by the headline metric.",
-            "trained self",
-            "best other",
-            [row for t in tasks for row in _versus_best(study, main[(t, "self", False)])],
-        ),
-        Comparison(
-            "gain from the vector",
-            "Each explainer minus itself trained and scored with the vector withheld "
-            f"({study.vector_control}): what reading the vector adds (the paper's \"- "
-            f'activation").',
-            "with the vector",
-            "without",
-            _between_runs(
-                study,
-                [
-                    (main[(t, role, False)], variant[(t, role, "novector")])
-                    for (t, role, v) in variant
-                    if v == "novector"
-                ],
-            ),
-        ),
-        Comparison(
-            "self - self through a random projection",
-            "The target reading its own vectors as they are, minus "
-            "reading them through a fixed random orthogonal map: what the native basis adds.",
-            "self",
-            "random projection",
-            _between_runs(
-                study,
-                [
-                    (main[(t, "self", False)], variant[(t, "self", "randproj")])
-                    for (t, role, v) in variant
-                    if v == "randproj"
-                ],
-            ),
-        ),
-        Comparison(
-            "self - other, roles swapped",
-            f"The same comparison with {study.other_explainer} as target and self, "
-            f"and {study.target} as other.",
-            "self",
-            "other",
-            _between_runs(
-                study, [(main[(t, "self", True)], main[(t, "other", True)]) for t in study.swapped]
-            ),
-        ),
-    ]
-    return [c for c in comparisons if c.rows]
+    controls = [s for s in full if s.variant]
+    pairs = {
+        "self - other": [
+            (main[(t, "self", False)], main[(t, "other", False)]) for t in study.tasks
+        ],
+        "gain from the vector": [
+            (main[(s.task, s.role, False)], s) for s in controls if s.variant == "novector"
+        ],
+        "self - self through a random projection": [
+            (main[(s.task, "self", False)], s) for s in controls if s.variant == "randproj"
+        ],
+        "self - other, roles swapped": [
+            (main[(t, "self", True)], main[(t, "other", True)]) for t in study.swapped
+        ],
+    }
+    names = {
+        "self - other": ("self", "other"),
+        "trained self - best other system": ("trained self", "best other"),
+        "gain from the vector": ("with the vector", "without"),
+        "self - self through a random projection": ("self", "random projection"),
+        "self - other, roles swapped": ("self", "other"),
+    }
+    comparisons = []
+    for title, (first, second) in names.items():
+        if title == "trained self - best other system":
+            rows = [
+                row for t in study.tasks for row in _versus_best(study, main[(t, "self", False)])
+            ]
+        else:
+            rows = _between_runs(study, pairs[title])
+        note = NOTES[title].format(
+            control=study.vector_control, other=study.other_explainer, target=study.target
+        )
+        comparisons.append(Comparison(title, note, first, second, rows))
+    return [c for c in comparisons if c.rows]  # fmt: skip
 
 
 def comparison_markdown(comparison: Comparison) -> str:

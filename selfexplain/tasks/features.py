@@ -100,6 +100,21 @@ def _negatives(
     return context.cache[key]
 
 
+def _negative_rows(pool, concept: str, per_member: int) -> tuple[list[int], list[int]]:
+    """Rows of the negatives' streams, other concepts only: (fit rows, in fit members and fit
+    frames; held-out rows, every frame of a held-out member)."""
+    neg_fit, neg_test = [], []
+    for index, (name, _member, held_out) in enumerate(pool):
+        if name == concept:
+            continue
+        rows = range(index * per_member, (index + 1) * per_member)
+        if held_out:
+            neg_test.extend(rows)
+        else:
+            neg_fit.extend(r for r in rows if r % per_member < len(lexicon.FIT_FRAMES))
+    return neg_fit, neg_test
+
+
 def concept_rows(item: dict, context: GroundTruthContext) -> list[dict]:
     concept = lexicon.Concept(
         item["kind"], item["name"], item["description"], tuple(item["members"])
@@ -115,17 +130,7 @@ def concept_rows(item: dict, context: GroundTruthContext) -> list[dict]:
     streams = lexicon.last_position_streams(context.model, context.tokenizer, texts, context.layers)
 
     pool, pool_streams = _negatives(context, item["source"])
-    per_member = len(frames)
-    neg_fit, neg_test = [], []
-    for index, (name, _member, held_out) in enumerate(pool):
-        if name == concept.name:
-            continue
-        rows = range(index * per_member, (index + 1) * per_member)
-        if held_out:
-            neg_test.extend(rows)
-        else:
-            neg_fit.extend(r for r in rows if r % per_member < len(lexicon.FIT_FRAMES))
-
+    neg_fit, neg_test = _negative_rows(pool, concept.name, len(frames))
     text_streams = _text_streams(context, context.layers)
     out = []
     for layer in context.layers:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import torch
@@ -29,70 +30,69 @@ from selfexplain.models.patching import clean_and_counterfactual_runs, patch_swe
 from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected, ScoringContext
 from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask, display_token
 
+# The columns around the vector, whose width is the target's (see patching_schema).
+COLUMNS_BEFORE_VECTOR = [
+    schema_field(
+        "record_id",
+        pa.string(),
+        "hash of target model, task, both prompts, component, layer and position",
+    ),
+    schema_field("pair_id", pa.string(), "hash of the prompt pair"),
+    schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
+    schema_field("target_model", pa.string()),
+    schema_field("relation", pa.string(), "fact relation of a templated pair, or 'user'"),
+    schema_field(
+        "template",
+        pa.string(),
+        "prompt template with {} for the entity, or '' for user pairs",
+    ),
+    schema_field("entity", pa.string(), "the original prompt's subject"),
+    schema_field("cf_entity", pa.string(), "the counterfactual prompt's subject"),
+    schema_field("prompt", pa.string(), "the original prompt, the one that is patched"),
+    schema_field("counterfactual", pa.string(), "the prompt whose activation is written in"),
+    schema_field("num_tokens", pa.int32()),
+    schema_field("component", pa.string(), "residual, attn or mlp"),
+    schema_field(
+        "layer",
+        pa.int32(),
+        "decoder block index (the first of the block, with block patching)",
+    ),
+    schema_field(
+        "layers",
+        pa.list_(pa.int32()),
+        "the layers written: [layer], or every layer of the block",
+    ),
+    schema_field("position", pa.int32(), "token position patched (same in both prompts)"),
+    schema_field("token", pa.string(), "original prompt's token at the position"),
+    schema_field("cf_token", pa.string(), "counterfactual prompt's token at the position"),
+]
+COLUMNS_AFTER_VECTOR = [
+    schema_field("orig_top1_id", pa.int32()),
+    schema_field("orig_top1", pa.string(), "next token of the unpatched original prompt"),
+    schema_field("cf_top1_id", pa.int32()),
+    schema_field("cf_top1", pa.string(), "next token of the counterfactual prompt"),
+    schema_field("new_top1_id", pa.int32()),
+    schema_field("new_top1", pa.string(), "next token after patching"),
+    schema_field(
+        "new_prob_of_orig",
+        pa.float32(),
+        "probability of the original next token after patching",
+    ),
+    schema_field("logit_diff", pa.float32(), "logit(orig_top1) - logit(cf_top1) after patching"),
+    schema_field("clean_logit_diff", pa.float32(), "the same before patching"),
+    schema_field("changed", pa.bool_(), "new_top1_id != orig_top1_id"),
+]
+
 
 def patching_schema(d_model: int) -> pa.Schema:
-    return pa.schema(
-        [
-            schema_field(
-                "record_id",
-                pa.string(),
-                "hash of target model, task, both prompts, component, layer and position",
-            ),
-            schema_field("pair_id", pa.string(), "hash of the prompt pair"),
-            schema_field("split", pa.string(), "train or test (held out by generate.held_out_by)"),
-            schema_field("target_model", pa.string()),
-            schema_field("relation", pa.string(), "fact relation of a templated pair, or 'user'"),
-            schema_field(
-                "template",
-                pa.string(),
-                "prompt template with {} for the entity, or '' for user pairs",
-            ),
-            schema_field("entity", pa.string(), "the original prompt's subject"),
-            schema_field("cf_entity", pa.string(), "the counterfactual prompt's subject"),
-            schema_field("prompt", pa.string(), "the original prompt, the one that is patched"),
-            schema_field(
-                "counterfactual", pa.string(), "the prompt whose activation is written in"
-            ),
-            schema_field("num_tokens", pa.int32()),
-            schema_field("component", pa.string(), "residual, attn or mlp"),
-            schema_field(
-                "layer",
-                pa.int32(),
-                "decoder block index (the first of the block, with block patching)",
-            ),
-            schema_field(
-                "layers",
-                pa.list_(pa.int32()),
-                "the layers written: [layer], or every layer of the block",
-            ),
-            schema_field("position", pa.int32(), "token position patched (same in both prompts)"),
-            schema_field("token", pa.string(), "original prompt's token at the position"),
-            schema_field("cf_token", pa.string(), "counterfactual prompt's token at the position"),
-            schema_field(
-                "vector",
-                vector_type(d_model),
-                "the counterfactual activation written in (what the explainer "
-                "receives; with block patching its mean over the block)",
-            ),
-            schema_field("orig_top1_id", pa.int32()),
-            schema_field("orig_top1", pa.string(), "next token of the unpatched original prompt"),
-            schema_field("cf_top1_id", pa.int32()),
-            schema_field("cf_top1", pa.string(), "next token of the counterfactual prompt"),
-            schema_field("new_top1_id", pa.int32()),
-            schema_field("new_top1", pa.string(), "next token after patching"),
-            schema_field(
-                "new_prob_of_orig",
-                pa.float32(),
-                "probability of the original next token after patching",
-            ),
-            schema_field(
-                "logit_diff", pa.float32(), "logit(orig_top1) - logit(cf_top1) after patching"
-            ),
-            schema_field("clean_logit_diff", pa.float32(), "the same before patching"),
-            schema_field("changed", pa.bool_(), "new_top1_id != orig_top1_id"),
-        ],
-        metadata={"d_model": str(d_model)},
+    vector = schema_field(
+        "vector",
+        vector_type(d_model),
+        "the counterfactual activation written in (what the explainer receives; with block "
+        "patching its mean over the block)",
     )
+    columns = [*COLUMNS_BEFORE_VECTOR, vector, *COLUMNS_AFTER_VECTOR]
+    return pa.schema(columns, metadata={"d_model": str(d_model)})
 
 
 class PairFileError(InputError):
@@ -175,6 +175,49 @@ def _first_token(tokenizer, answer: str) -> int:
 def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
     """Ground-truth rows for every (layer, position) site of one pair."""
     model, tokenizer, options = context.model, context.tokenizer, context.options
+    special, ids, cf_ids = _encode_pair(item, tokenizer, options.max_tokens)
+    # the clean run's logits decide rejection, and the sweep starts from it
+    clean, captured, cf_logits = clean_and_counterfactual_runs(
+        model, ids, cf_ids, options.component
+    )
+    captured = {layer: captured[layer] for layer in context.layers}
+    blocks = layer_blocks(context.layers, options.layer_blocks)
+    # a site's key is its layer, or the first layer of its block (which gets the block's mean)
+    sources = {
+        block[0]: torch.stack([captured[layer] for layer in block]).mean(dim=0) for block in blocks
+    }
+    orig_id, cf_id = int(clean.logits.argmax()), int(cf_logits.argmax())
+    _check_pair(item, tokenizer, orig_id, cf_id, captured)
+    # Before the first token where the prompts differ, the counterfactual's activation *is* the
+    # original's (causal attention): patching there writes the clean value back, "unchanged" by
+    # construction. Those no-op sites are not emitted.
+    first_difference = int((ids != cf_ids).nonzero()[0, 0])
+    positions = [i for i, s in enumerate(special) if not s and i >= first_difference]
+    blocks_by_start = {block[0]: block for block in blocks}
+    logits = patch_sweep(  # [position, site, vocab]
+        model, ids, sources, positions, options.component, blocks=blocks_by_start, clean=clean
+    )
+    common = _pair_columns(item, context, len(ids), clean.logits, orig_id, cf_id)
+    rows = []
+    for p_index, position in enumerate(positions):
+        for l_index, layer in enumerate(sorted(sources)):
+            site = Site(blocks_by_start[layer], position, sources[layer][position])
+            rows.append(
+                _site_row(item, context, common, (ids, cf_ids), site, logits[p_index, l_index])
+            )
+    return rows
+
+
+class Site(NamedTuple):
+    """One patched site: the layers written, the position, and the vector written there."""
+
+    block: list[int]
+    position: int
+    vector: torch.Tensor
+
+
+def _encode_pair(item: dict, tokenizer, max_tokens: int):
+    """(the original prompt's special-tokens mask, its ids, the counterfactual's ids)."""
     encoded = tokenizer(item["prompt"], return_special_tokens_mask=True)
     ids = torch.tensor(encoded["input_ids"])
     cf_ids = torch.tensor(tokenizer(item["counterfactual"])["input_ids"])
@@ -183,23 +226,13 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
             f"prompts tokenize to different lengths ({len(ids)} vs {len(cf_ids)}); "
             "patching needs matching positions"
         )
-    if len(ids) > options.max_tokens:
-        raise Rejected(
-            f"prompt has {len(ids)} tokens, over generate.max_tokens={options.max_tokens}"
-        )
+    if len(ids) > max_tokens:
+        raise Rejected(f"prompt has {len(ids)} tokens, over generate.max_tokens={max_tokens}")
+    return encoded["special_tokens_mask"], ids, cf_ids
 
-    # the clean run's logits decide rejection, and the sweep starts from it
-    clean, captured, cf_logits = clean_and_counterfactual_runs(
-        model, ids, cf_ids, options.component
-    )
-    captured = {layer: captured[layer] for layer in context.layers}
-    orig_logits = clean.logits
-    blocks = layer_blocks(context.layers, options.layer_blocks)
-    # a site's key is its layer, or the first layer of its block (which gets the block's mean)
-    sources = {
-        block[0]: torch.stack([captured[layer] for layer in block]).mean(dim=0) for block in blocks
-    }
-    orig_id, cf_id = int(orig_logits.argmax()), int(cf_logits.argmax())
+
+def _check_pair(item: dict, tokenizer, orig_id: int, cf_id: int, captured: dict) -> None:
+    """A pair becomes ground truth only when the target answers both prompts, differently."""
     for answer, predicted, which in (
         (item["answer"], orig_id, "original"),
         (item["cf_answer"], cf_id, "counterfactual"),
@@ -214,76 +247,66 @@ def patch_pair(item: dict, context: GroundTruthContext) -> list[dict]:
     if not all(torch.isfinite(v).all() for v in captured.values()):
         raise Rejected("non-finite activation in the counterfactual run")
 
-    # Before the first token where the prompts differ, the counterfactual's activation *is* the
-    # original's (causal attention): patching there writes the clean value back, "unchanged" by
-    # construction. Those no-op sites are not emitted.
-    first_difference = int((ids != cf_ids).nonzero()[0, 0])
-    positions = [
-        i
-        for i, special in enumerate(encoded["special_tokens_mask"])
-        if not special and i >= first_difference
-    ]
-    logits = patch_sweep(
-        model,
-        ids,
-        sources,
-        positions,
-        options.component,  # [position, site, vocab]
-        blocks={block[0]: block for block in blocks},
-        clean=clean,
-    )
-    probs = torch.softmax(logits, dim=-1)
-    pair_id = stable_id(item["prompt"], item["counterfactual"])
-    decode = lambda token_id: tokenizer.decode([int(token_id)])  # noqa: E731
-    common = {
-        "pair_id": pair_id,
+
+def _pair_columns(
+    item: dict, context: GroundTruthContext, num_tokens: int, orig_logits, orig_id: int, cf_id: int
+) -> dict:
+    """The columns every site of a pair shares."""
+    decode = context.tokenizer.decode
+    return {
+        "pair_id": stable_id(item["prompt"], item["counterfactual"]),
         "target_model": context.target_name,
-        "relation": item["relation"],
-        "template": item["template"],
-        "entity": item["entity"],
-        "cf_entity": item["cf_entity"],
-        "prompt": item["prompt"],
-        "counterfactual": item["counterfactual"],
-        "num_tokens": len(ids),
-        "component": options.component,
+        **{key: item[key] for key in ("relation", "template", "entity", "cf_entity", "prompt",
+                                      "counterfactual")},
+        "num_tokens": num_tokens,
+        "component": context.options.component,
         "orig_top1_id": orig_id,
-        "orig_top1": decode(orig_id),
+        "orig_top1": decode([orig_id]),
         "cf_top1_id": cf_id,
-        "cf_top1": decode(cf_id),
+        "cf_top1": decode([cf_id]),
         "clean_logit_diff": float(orig_logits[orig_id] - orig_logits[cf_id]),
-    }
-    rows = []
-    blocks_by_start = {block[0]: block for block in blocks}
-    for p_index, position in enumerate(positions):
-        for l_index, layer in enumerate(sorted(sources)):
-            site_logits = logits[p_index, l_index]
-            new_id = int(site_logits.argmax())
-            rows.append(
-                {
-                    **common,
-                    "record_id": stable_id(
-                        context.target_name,
-                        "patching",
-                        item["prompt"],
-                        item["counterfactual"],
-                        options.component,
-                        *blocks_by_start[layer],
-                        position,
-                    ),
-                    "layer": layer,
-                    "layers": blocks_by_start[layer],
-                    "position": position,
-                    "token": decode(ids[position]),
-                    "cf_token": decode(cf_ids[position]),
-                    "vector": sources[layer][position].numpy(),
-                    "new_top1_id": new_id,
-                    "new_top1": decode(new_id),
-                    "new_prob_of_orig": float(probs[p_index, l_index, orig_id]),
-                    "logit_diff": float(site_logits[orig_id] - site_logits[cf_id]),
-                    "changed": new_id != orig_id,
-                }
-            )
-    return rows
+    }  # fmt: skip
+
+
+def _site_row(
+    item: dict,
+    context: GroundTruthContext,
+    common: dict,
+    prompts,
+    block: list[int],
+    position: int,
+    vector,
+    site_logits,
+) -> dict:
+    """One site's row: the patched output, read from the sweep's logits at that site."""
+    ids, cf_ids = prompts
+    decode = context.tokenizer.decode
+    orig_id, cf_id = common["orig_top1_id"], common["cf_top1_id"]
+    new_id = int(site_logits.argmax())
+    record_id = stable_id(
+        context.target_name,
+        "patching",
+        item["prompt"],
+        item["counterfactual"],
+        context.options.component,
+        *block,
+        position,
+    )
+    return {
+        **common,
+        "record_id": record_id,
+        "layer": block[0],
+        "layers": block,
+        "position": position,
+        "token": decode([int(ids[position])]),
+        "cf_token": decode([int(cf_ids[position])]),
+        "vector": vector.numpy(),
+        "new_top1_id": new_id,
+        "new_top1": decode([new_id]),
+        "new_prob_of_orig": float(torch.softmax(site_logits, dim=-1)[orig_id]),
+        "logit_diff": float(site_logits[orig_id] - site_logits[cf_id]),
+        "changed": new_id != orig_id,
+    }  # fmt: skip
 
 
 def layer_blocks(layers: list[int], count: int) -> list[list[int]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -189,120 +190,123 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     A finished export is reused; an interrupted run resumes from its last epoch checkpoint.
     ``loop`` is the per-worker function (tests wrap it to inject worker failures).
     """
-    train_cfg = config.train
     sources = corpus_sources(config)
-    manifests = {source.run: source.manifest for source in sources}
-    explainer_dir = resolve_model_dir(config.explainer_ref)
     export_dir = export_location(config)
     if is_trained(config):
         log.info("explainer already trained at %s; skipping training", export_dir)
         return export_dir
     storage = config.run_dir / "ray_train"
     # by corpus run: what each corpus was generated with (one entry, or one per corpus of a mix)
-    corpus_hashes = {run: manifest["config_hash"] for run, manifest in manifests.items()}
-    claim_plan(
-        storage,
-        {
-            "fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
-            "corpus": corpus_hashes if train_cfg.mix else corpus_hashes[sources[0].run],
-        },
-    )
-
-    interface = vector_interface(config, sources, explainer_dir)
-    encoded = encoded_examples(
-        config,
-        sources,
-        config.explainer_ref,
-        vector_width=interface.d_target if interface and train_cfg.mix else 0,
-        target_tokenizer_ref=config.target,
-    )
-    encoded = with_vector_control(encoded, train_cfg.vector_control)
-    encoded_train = examples_with_role(encoded, "train")
-    training = training_examples(config, sources, encoded_train)
-    validation = validation_sets(config, sources, encoded)
-    examples = len(training)
-    dropped = _dropped_over_max_length(config, sources, len(encoded_train))
-    if examples == 0:
-        if not dropped:
-            raise ValueError(
-                f"the training split of {', '.join(s.run for s in sources)} is empty: every group "
-                f"was "
-                "held out; lower generate.held_out_fraction or use more items (generate.max_items)"
-            )
-        raise ValueError(
-            f"no training examples fit in train.max_length={train_cfg.max_length}; raise it"
-        )
-    per_rank = examples // train_cfg.num_workers
-    micro = train_cfg.batch_size // train_cfg.grad_accum
-    steps_per_epoch = max(1, -(-per_rank // micro) // train_cfg.grad_accum)
-    log.info(
-        "training on %d examples (%d over max_length dropped), %d worker%s, %d steps/epoch",
-        examples,
-        dropped,
-        train_cfg.num_workers,
-        "" if train_cfg.num_workers == 1 else "s",
-        steps_per_epoch,
-    )
-
+    corpus_hashes = {source.run: source.manifest["config_hash"] for source in sources}
+    claim_plan(storage, {
+        "fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
+        "corpus": corpus_hashes if config.train.mix else corpus_hashes[sources[0].run],
+    })  # fmt: skip
+    interface = vector_interface(config, sources, resolve_model_dir(config.explainer_ref))
+    plan = training_plan(config, sources, interface)
     trainer_class = LocalClusterTrainer if started_local_cluster() else TorchTrainer
     trainer = trainer_class(
         loop,
-        train_loop_config={
-            "loop": LoopConfig(
-                run=config,
-                explainer=config.explainer_ref,  # a reference, resolved by each worker on its node
-                steps_per_epoch=steps_per_epoch,
-                model_card=_model_card(config, sources, manifests, examples),
-                info=ExplainerInfo(
-                    tuple(mixed_tasks(sources)),
-                    config.target,
-                    config.explainer_ref,
-                    config.name,
-                    corpus_hashes,
-                ),
-                # In the object store, not Ray Datasets: each rank holds every example anyway, and
-                # datasets would add Ray Data's stats actor and Ray Train's dataset manager, two
-                # more processes waking beside the training threads.
-                training_examples=ray.put(example_columns(training)),
-                validation_examples={
-                    name: ray.put(example_columns(frame))
-                    for name, frame in sorted(validation.items())
-                },
-                vector_interface=interface,
-                tensorboard_dir=(
-                    str(config.run_dir.local_path / "tensorboard")
-                    if train_cfg.tensorboard and config.run_dir.is_local
-                    else None
-                ),
-            )
-        },
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=train_cfg.num_workers,
-            use_gpu=train_cfg.use_gpu,
-            resources_per_worker={
-                "CPU": train_cfg.cpus_per_worker,
-                **({"GPU": 1} if train_cfg.use_gpu else {}),
-            },
-        ),
+        train_loop_config={"loop": loop_config(config, sources, plan, interface, corpus_hashes)},
+        scaling_config=_scaling_config(config.train),
         run_config=ray.train.RunConfig(
             name="train",
             storage_path=storage.uri,
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=train_cfg.keep_checkpoints),
-            failure_config=ray.train.FailureConfig(max_failures=train_cfg.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
+            failure_config=ray.train.FailureConfig(max_failures=config.train.max_failures),
         ),
     )
     result = trainer.fit()
     with result.checkpoint.as_directory() as folder:
         export_dir.upload_dir(Path(folder) / EXPORT_DIR, marker=MODEL_CARD)
     (config.run_dir / "train_metrics.json").write_json(
-        {"examples": examples, "dropped_over_max_length": dropped, **result.metrics}
+        {"examples": len(plan.training), "dropped_over_max_length": plan.dropped, **result.metrics}
     )
-    if not train_cfg.keep_finished_checkpoints:
+    if not config.train.keep_finished_checkpoints:
         # Ray Train's folder of this run, its checkpoints and their index; plan.json beside it
         # stays, so a rerun with other settings is still refused. Without the export a rerun
         # trains from scratch.
         (storage / "train").delete_dir()
     return export_dir
+
+
+class TrainingPlan(NamedTuple):
+    """The examples a run trains and validates on, as the driver encoded them."""
+
+    training: pd.DataFrame
+    validation: dict[str, pd.DataFrame]
+    dropped: int
+    """Training rows left out for being over ``train.max_length``."""
+    steps_per_epoch: int
+
+
+def training_plan(config: RunConfig, sources: list[CorpusSource], interface) -> TrainingPlan:
+    """Encode the corpora once; refuse an empty training set, naming the cause."""
+    t = config.train
+    encoded = encoded_examples(
+        config,
+        sources,
+        config.explainer_ref,
+        vector_width=interface.d_target if interface and t.mix else 0,
+        target_tokenizer_ref=config.target,
+    )
+    encoded = with_vector_control(encoded, t.vector_control)
+    encoded_train = examples_with_role(encoded, "train")
+    training = training_examples(config, sources, encoded_train)
+    dropped = _dropped_over_max_length(config, sources, len(encoded_train))
+    if len(training) == 0:
+        if not dropped:
+            raise ValueError(
+                f"the training split of {', '.join(s.run for s in sources)} is empty: every "
+                "group was held out; lower generate.held_out_fraction or use more items "
+                "(generate.max_items)"
+            )
+        raise ValueError(f"no training examples fit in train.max_length={t.max_length}; raise it")
+    micro = t.batch_size // t.grad_accum
+    steps_per_epoch = max(1, -(-(len(training) // t.num_workers) // micro) // t.grad_accum)
+    log.info(
+        "training on %d examples (%d over max_length dropped), %d worker%s, %d steps/epoch",
+        len(training), dropped, t.num_workers, "" if t.num_workers == 1 else "s", steps_per_epoch,
+    )  # fmt: skip
+    return TrainingPlan(
+        training, validation_sets(config, sources, encoded), dropped, steps_per_epoch
+    )
+
+
+def loop_config(
+    config: RunConfig,
+    sources: list[CorpusSource],
+    plan: TrainingPlan,
+    interface,
+    corpus_hashes: dict[str, str],
+) -> LoopConfig:
+    """Everything a worker needs, decided on the driver."""
+    t = config.train
+    tasks = tuple(mixed_tasks(sources))
+    manifests = {source.run: source.manifest for source in sources}
+    return LoopConfig(
+        run=config,
+        explainer=config.explainer_ref,  # a reference, resolved by each worker on its node
+        steps_per_epoch=plan.steps_per_epoch,
+        model_card=_model_card(config, sources, manifests, len(plan.training)),
+        info=ExplainerInfo(tasks, config.target, config.explainer_ref, config.name, corpus_hashes),
+        # In the object store, not Ray Datasets: each rank holds every example anyway, and
+        # datasets would add Ray Data's stats actor and Ray Train's dataset manager, two more
+        # processes waking beside the training threads.
+        training_examples=ray.put(example_columns(plan.training)),
+        validation_examples={name: ray.put(example_columns(frame))
+                             for name, frame in sorted(plan.validation.items())},
+        vector_interface=interface,
+        tensorboard_dir=(str(config.run_dir.local_path / "tensorboard")
+                         if t.tensorboard and config.run_dir.is_local else None),
+    )  # fmt: skip
+
+
+def _scaling_config(t) -> ray.train.ScalingConfig:
+    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1} if t.use_gpu else {})}
+    return ray.train.ScalingConfig(
+        num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources
+    )
 
 
 def _dropped_over_max_length(
