@@ -9,6 +9,7 @@ and the fix, before any output is written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -24,7 +25,7 @@ import yaml
 
 from selfexplain.errors import ConfigError
 from selfexplain.storage import Location
-from selfexplain.tasks import TASK_NAMES, TaskName, get_task
+from selfexplain.tasks import TASK_NAMES, TaskName, get_task, task_option_classes
 
 # Enumerated values: `--help` lists the choices, and a value outside them is refused by name.
 HeldOutBy = Literal[
@@ -47,38 +48,11 @@ NAME_FIX = "use 1-100 letters, digits, '.', '_' or '-', starting with a letter o
 
 
 @dataclass
-class GenerateConfig:
+class SharedGenerateOptions:
     """Ground-truth generation: a Ray Data job over work items (prompts, prompt pairs or
-    features), written as Parquet shards."""
+    features), written as Parquet shards. The keys every task shares; each task adds its own
+    (``tasks/<name>_options.py``), and :data:`GenerateConfig` holds them all."""
 
-    prompts: str = "builtin"
-    """ablation: prompt source, ``builtin`` (the packaged set) or a path to a .txt (one prompt a
-    line) or .jsonl (one object a line with a ``prompt`` field) file."""
-    questions: str = "builtin"
-    """hint: ``builtin`` (completion prompts of the packaged facts, "The capital of France is",
-    each with a hint sentence naming another answer: for targets that answer facts but not
-    multiple choice, such as a 135M model), ``builtin-choice`` (609 packaged multiple-choice
-    questions: 50 hand-written, 559 templated by ``make data`` about countries and US states), or
-    a multiple-choice file in the MMLU layout (question, choices, answer, optional subject and
-    entity): .jsonl, .csv (question,A,B,C,D,answer) or .parquet."""
-    hints_per_fact: int = 6
-    """hint, completion prompts: how many other answers each fact is hinted toward (one row
-    each)."""
-    hint_filter: bool = True
-    """hint, completion prompts: keep a fact only when the target completes it correctly without
-    a hint *and* the hint wins on some hinted answers and loses on others (so whether it changes
-    is not readable from the fact alone); the others go to the rejects with the reason."""
-    pairs: str = "builtin"
-    """patching: prompt pairs, ``builtin`` (templated facts the target must answer correctly) or a
-    .jsonl file of ``{"prompt": ..., "counterfactual": ...}`` objects (optionally ``answer``,
-    ``cf_answer``, ``relation``, ``template``, ``entity``)."""
-    features: str = "concepts"
-    """features: ``concepts`` (the packaged lexicon: 306 hand-written concepts, and 794 that
-    ``make data`` builds: countries, US states and token-identity words), a .tsv lexicon in the same
-    format, or a SAELens SAE directory (``cfg.json`` + ``sae_weights.safetensors``)."""
-    explanations: str = ""
-    """features from an SAE: a Neuronpedia explanation export (.json or .jsonl) giving each
-    feature index its description. Features without one are rejected, with the reason."""
     max_items: int = 0
     """Use at most this many work items (prompts, pairs or features; 0 = all). Prompts are taken
     evenly spread over the prompt file, so a subset spans many template families."""
@@ -92,22 +66,9 @@ class GenerateConfig:
     picks the first of these the task knows."""
     layers: list[int] = field(default_factory=list)
     """patching and features: target layers (block indices) to use; empty = every layer."""
-    layer_blocks: int = 0
-    """patching: 0 patches one layer at a time; N > 0 splits the used layers into N blocks of
-    consecutive layers and writes the counterfactual's activation, averaged over a block, into
-    every layer of that block at one position (the paper's block patching: 4 blocks of 8 layers
-    for Llama-3.1-8B). The query names the block (``layer 8-15``)."""
-    component: Literal["residual", "attn", "mlp"] = "residual"
-    """patching: what is patched, ``residual`` (the stream after a block), ``attn`` or ``mlp``
-    (that sub-layer's output)."""
     max_tokens: int = 256
     """Inputs that tokenize to more tokens than this are rejected (recorded, never silently
     lost)."""
-    min_probe_accuracy: float = 0.8
-    """features from concepts: a concept direction is kept only if a threshold on it separates
-    held-out contexts (new members, new sentence frames) with at least this accuracy."""
-    top_contexts: int = 5
-    """features: how many top-activating contexts to record per feature."""
     items_per_shard: int = 16
     """Work items per Parquet shard: the unit of work for one actor call and of resume."""
     num_actors: int = 1
@@ -118,6 +79,20 @@ class GenerateConfig:
     """GPUs per actor (0 = run on CPU). Fractions share a GPU between actors."""
     max_actor_restarts: int = 3
     """Times a crashed actor is restarted (its unfinished shard rerun) before the job fails."""
+
+
+def _generate_config_class() -> type:
+    """``generate``: the shared keys, then each task's own, flat (``generate.questions``)."""
+    bases = (*reversed(task_option_classes()), SharedGenerateOptions)  # shared keys list first
+    namespace = {
+        "__module__": __name__,
+        "__qualname__": "GenerateConfig",
+        "__doc__": SharedGenerateOptions.__doc__,
+    }
+    return dataclass(type("GenerateConfig", bases, namespace))  # fmt: skip
+
+
+GenerateConfig = _generate_config_class()
 
 
 @dataclass
@@ -471,7 +446,6 @@ def _run_rules(config: RunConfig) -> list[Rule]:
 def _generate_rules(g: GenerateConfig, task: str) -> list[Rule]:
     groups = get_task(task).held_out_by
     return [
-        (1 <= g.hints_per_fact <= 32, "generate.hints_per_fact", "use 1-32 hinted answers"),
         (g.max_actor_restarts >= 0, "generate.max_actor_restarts", RETRY_FIX),
         (g.cpus_per_actor > 0 and g.gpus_per_actor >= 0, "generate.cpus_per_actor",
          "use cpus_per_actor > 0 and gpus_per_actor >= 0"),
@@ -485,14 +459,7 @@ def _generate_rules(g: GenerateConfig, task: str) -> list[Rule]:
         (all(isinstance(x, int) and x >= 0 for x in g.layers), "generate.layers",
          "give block indices, e.g. [0, 4, 8], or [] for all"),
         (g.max_tokens >= 2, "generate.max_tokens", "use 2 or more"),
-        (g.layer_blocks >= 0 and (not g.layers or g.layer_blocks <= len(g.layers)),
-         "generate.layer_blocks",
-         "use 0 (single-layer patching) or a block count no larger than the number of "
-         "generate.layers"),
-        (0.5 <= g.min_probe_accuracy <= 1.0, "generate.min_probe_accuracy",
-         "use a value in [0.5, 1]"),
-        (g.top_contexts >= 0, "generate.top_contexts", "use 0 or more"),
-    ]  # fmt: skip
+    ] + [rule for options in task_option_classes() for rule in options.rules(g)]  # fmt: skip
 
 
 def _train_rules(t: TrainConfig) -> list[Rule]:
@@ -716,7 +683,6 @@ def describe_fields(
     """(key, default, doc) for every field, from the attribute docstrings in the source of the
     module that defines ``cls`` (``instance``: the defaults, for a class whose fields need
     values)."""
-    docs = _field_docs(cls.__module__)
     rows = []
     instance = instance if instance is not None else cls()
     for f in dataclasses.fields(cls):
@@ -724,7 +690,8 @@ def describe_fields(
         if dataclasses.is_dataclass(value):
             rows.extend(describe_fields(type(value), f"{prefix}{f.name}.", value))
         else:
-            doc = docs.get((cls.__name__, f.name), "")
+            owner = next(c for c in cls.__mro__ if f.name in vars(c).get("__annotations__", {}))
+            doc = _field_docs(owner.__module__).get((owner.__name__, f.name), "")
             kind = typing.get_type_hints(cls)[f.name]
             if typing.get_origin(kind) is Literal:
                 doc += f" [one of: {', '.join(typing.get_args(kind))}]"
@@ -732,6 +699,7 @@ def describe_fields(
     return rows
 
 
+@functools.cache
 def _field_docs(module: str = __name__) -> dict[tuple[str, str], str]:
     import ast
     import inspect

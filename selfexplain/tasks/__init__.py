@@ -25,6 +25,14 @@ REGISTRY: dict[str, str] = {
     "features": "selfexplain.tasks.features:FEATURES",
 }
 TASK_NAMES: tuple[str, ...] = tuple(REGISTRY)
+# name -> "module:class" of the task's generate options (``generate.<key>``), each in a light
+# module of its own, so the config gathers them without importing a task's model code.
+OPTIONS: dict[str, str] = {
+    "ablation": "selfexplain.tasks.ablation_options:AblationOptions",
+    "hint": "selfexplain.tasks.hint_options:HintOptions",
+    "patching": "selfexplain.tasks.patching_options:PatchingOptions",
+    "features": "selfexplain.tasks.features_options:FeaturesOptions",
+}
 TaskName = Literal[TASK_NAMES]  # type: ignore[valid-type]  # built from the registry: --help lists it
 
 
@@ -165,6 +173,16 @@ class Task(Protocol):
 
     def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
         """Per-query outcomes, ``"<metric>: <system>"`` columns (systems are paired on these)."""
+
+
+def task_option_classes() -> list[type]:
+    """Every task's generate-options dataclass, in registry order. Each has ``rules()``: its
+    checks as (valid, key, fix)."""
+    classes = []
+    for name in TASK_NAMES:
+        module, attribute = OPTIONS[name].split(":")
+        classes.append(getattr(importlib.import_module(module), attribute))
+    return classes
 
 
 def get_task(name: str) -> Task:

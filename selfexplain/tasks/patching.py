@@ -269,17 +269,11 @@ def _pair_columns(
 
 
 def _site_row(
-    item: dict,
-    context: GroundTruthContext,
-    common: dict,
-    prompts,
-    block: list[int],
-    position: int,
-    vector,
-    site_logits,
+    item: dict, context: GroundTruthContext, common: dict, prompts, site: Site, site_logits
 ) -> dict:
     """One site's row: the patched output, read from the sweep's logits at that site."""
     ids, cf_ids = prompts
+    block, position, vector = site
     decode = context.tokenizer.decode
     orig_id, cf_id = common["orig_top1_id"], common["cf_top1_id"]
     new_id = int(site_logits.argmax())
