@@ -34,10 +34,10 @@ def run_generate(config: RunConfig):
             f"({', '.join(config.train.mix)}); "
             "generate those runs, then train this one"
         )
-    check_run(config, ("generate",))
+    plan = check_run(config, ("generate",))
     with ray_session(config.ray):
         check_cluster_storage(config)
-        corpus = generate(config)
+        corpus = generate(config, items=plan.items)
     save_config(config)
     return corpus
 
@@ -76,8 +76,9 @@ def run_all(config: RunConfig) -> RunOutcome:
     from selfexplain.jobs.generate import generate
     from selfexplain.train.trainer import train
 
-    stages = [("generate", generate)] if not config.train.mix else []
-    check_run(config, [name for name, _ in stages] + ["train", "evaluate"])
+    later = ["train", "evaluate"]
+    plan = check_run(config, later if config.train.mix else ["generate", *later])
+    stages = [("generate", lambda c: generate(c, items=plan.items))] if not config.train.mix else []
     timings = {}
     with ray_session(config.ray):
         check_cluster_storage(config)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import MANIFEST, PLAN, corpus_plan
@@ -28,9 +30,23 @@ class CorpusFileError(InputError):
     out."""
 
 
-def check_run(config: RunConfig, stages: Iterable[str] = STAGES, corpus_ready: bool = True) -> None:
-    """Raise an :class:`InputError` for the first thing the given stages would trip over.
-    ``corpus_ready=False``: training's corpus is written earlier in the same session (a study)."""
+@dataclass(frozen=True)
+class RunPlan:
+    """What the pre-run check resolved, handed to the stages so that nothing is resolved twice."""
+
+    target_dir: Path
+    """The target's local model folder (an embedded name or URI resolved on this machine)."""
+    items: list[dict] | None = None
+    """The generate stage's work items, when it runs (the tokenizer loaded and the task's
+    inputs read once)."""
+
+
+def check_run(
+    config: RunConfig, stages: Iterable[str] = STAGES, corpus_ready: bool = True
+) -> RunPlan:
+    """Raise an :class:`InputError` for the first thing the given stages would trip over;
+    return what was resolved on the way. ``corpus_ready=False``: training's corpus is written
+    earlier in the same session (a study)."""
     from selfexplain.models.loading import load_tokenizer, resolve_model_dir
 
     stages = set(stages)
@@ -48,11 +64,12 @@ def check_run(config: RunConfig, stages: Iterable[str] = STAGES, corpus_ready: b
         items = task.work_items(config, load_tokenizer(target_dir, config.trust_remote_code))
         if not items:
             raise ConfigError(
-                f"config key 'generate': task {config.task} found no work items; check generate.* "
-                f"sources"
+                f"config key 'generate': task {config.task} found no work items; check "
+                "generate.* sources"
             )
         check_corpus_files(config.corpus_dir, plan=corpus_plan(config, items))
-    elif corpus_ready:
+        return RunPlan(target_dir, items)
+    if corpus_ready:
         corpora = (
             [output / run / "corpus" for run in config.train.mix]
             if config.train.mix
@@ -60,6 +77,7 @@ def check_run(config: RunConfig, stages: Iterable[str] = STAGES, corpus_ready: b
         )
         for corpus in corpora:
             check_corpus_files(corpus, finished=True)
+    return RunPlan(target_dir)
 
 
 def check_cluster_storage(config: RunConfig) -> None:

@@ -148,14 +148,18 @@ def plan_shards(config: RunConfig, items: list[dict]) -> list[list[dict]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def generate(config: RunConfig, worker: type = GroundTruthWorker) -> Location:
+def generate(
+    config: RunConfig, worker: type = GroundTruthWorker, items: list[dict] | None = None
+) -> Location:
     """Write (or finish) the corpus for ``config`` and return its folder. Needs a Ray session.
 
-    ``worker`` is the actor class; tests pass a subclass that injects faults."""
+    ``items``: the work items the pre-run check already read (``RunPlan.items``); without them
+    they are read here. ``worker`` is the actor class; tests pass a subclass that injects faults."""
     started = time.time()
     task = get_task(config.task)
     # Everything that can be wrong with the inputs is checked before any folder is created.
-    items = task.work_items(config, load_tokenizer(config.target, config.trust_remote_code))
+    if items is None:
+        items = task.work_items(config, load_tokenizer(config.target, config.trust_remote_code))
     if not items:
         raise ValueError(f"task {config.task} found no work items; check generate.* sources")
     corpus_dir = config.corpus_dir

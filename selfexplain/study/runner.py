@@ -41,13 +41,10 @@ def run_study(study: StudyConfig) -> dict:
     stages = study.stages()
     timings_file = Location(study.folder) / "timings.json"
     seconds = timings_file.read_json() if timings_file.exists() else {}
-    for stage in stages:  # every input of every stage, before Ray starts
-        config = study.run_config(stage)
-        check_run(
-            config,
-            ("generate",) if stage.role is None else ("train", "evaluate"),
-            corpus_ready=False,
-        )
+    plans = {}  # every input of every stage, checked before Ray starts
+    for stage in stages:
+        kind = ("generate",) if stage.role is None else ("train", "evaluate")
+        plans[stage.name] = check_run(study.run_config(stage), kind, corpus_ready=False)
     first = study.run_config(stages[0])
     with ray_session(first.ray):
         check_cluster_storage(first)
@@ -61,7 +58,7 @@ def run_study(study: StudyConfig) -> dict:
             )
             log.info("== study %s: stage %d/%d: %s", study.name, number, len(stages), stage.name)
             if stage.role is None:
-                generate(config)
+                generate(config, items=plans[stage.name].items)
                 save_config(config)
             else:
                 train(config)

@@ -20,6 +20,8 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from selfexplain.scoring.answers import ChangeAnswer
+from selfexplain.scoring.baselines import nearest_training_rows
+from selfexplain.scoring.metrics import change_outcomes, score_change_predictions
 
 if TYPE_CHECKING:
     from selfexplain.tasks import ScoringContext
@@ -137,8 +139,6 @@ class ChangeTask:
     def baselines(self, rows: list[dict], context: ScoringContext) -> dict[str, list]:
         """Majority, nearest training example (by vector among rows of the same layer, or by the
         query's meaning for text tasks), and the task's rule where it has one."""
-        from selfexplain.scoring.baselines import nearest_training_rows
-
         train_rows = context.train_rows
         if not train_rows:
             raise ValueError("the training split is empty; the baselines need training rows")
@@ -184,8 +184,6 @@ class ChangeTask:
     def score(
         self, rows: list[dict], answers: dict[str, list], context: ScoringContext
     ) -> dict[str, dict]:
-        from selfexplain.scoring.metrics import score_change_predictions
-
         truth = [truth_of(r) for r in rows]
         units = [self.held_out_unit(r) for r in rows]
         return {
@@ -199,8 +197,6 @@ class ChangeTask:
         return ""
 
     def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
-        from selfexplain.scoring.metrics import change_outcomes
-
         truth = [truth_of(r) for r in rows]
         columns = {}
         for name, predicted in answers.items():

@@ -23,6 +23,14 @@ from selfexplain.explainer.templates import render, templates
 from selfexplain.features import concepts as lexicon
 from selfexplain.features.saelens import is_sae_dir, load_sae, read_explanations
 from selfexplain.features.top_contexts import TextSetStreams, text_set
+from selfexplain.scoring.baselines import nearest_training_rows
+from selfexplain.scoring.embeddings import (
+    detection_auroc,
+    negative_contexts,
+    retrieval_hits,
+    similarity,
+)
+from selfexplain.scoring.metrics import description_outcomes, score_descriptions
 from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected, ScoringContext
 
 
@@ -379,8 +387,6 @@ class FeaturesTask:
 
     def baselines(self, rows: list[dict], context: ScoringContext) -> dict[str, list]:
         """The description of the nearest training vector (of the same layer), as the paper's."""
-        from selfexplain.scoring.baselines import nearest_training_rows
-
         if not context.train_rows:
             raise ValueError(
                 "the training split is empty; the nearest-neighbour baseline needs training rows"
@@ -399,14 +405,6 @@ class FeaturesTask:
     ) -> dict[str, dict]:
         """Word-level and meaning-level scores; detection uses the rows' top-activating contexts
         against contexts of the other features in the same query set."""
-        from selfexplain.scoring.embeddings import (
-            detection_auroc,
-            negative_contexts,
-            retrieval_hits,
-            similarity,
-        )
-        from selfexplain.scoring.metrics import score_descriptions
-
         references = [r["description"] for r in rows]
         positives = [[] if r.get("top_contexts") is None else list(r["top_contexts"]) for r in rows]
         negatives = negative_contexts(
@@ -439,9 +437,6 @@ class FeaturesTask:
         return results
 
     def per_query(self, rows: list[dict], answers: dict[str, list]) -> dict[str, list]:
-        from selfexplain.scoring.embeddings import similarity
-        from selfexplain.scoring.metrics import description_outcomes
-
         references = [r["description"] for r in rows]
         columns = {}
         for name, predicted in answers.items():
