@@ -10,6 +10,7 @@ from pathlib import Path
 
 import ray
 
+from selfexplain import internals
 from selfexplain.config import RayConfig
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         ours = {key: value for key, value in LOCAL_TRAIN_ENV.items() if key not in os.environ}
         os.environ.update(ours)
         # address="local": never attach to a cluster some `ray start` left on this machine.
-        with _loopback_only():
+        with internals.loopback_only():
             ray.init(
                 address="local",
                 num_cpus=config.num_cpus,
@@ -100,7 +101,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
             )
         _started_here = True
         restrict_token_file()
-        node = ray._private.worker._global_node  # no public accessor for the session folder
+        node = internals.local_node()
         log.info(
             "local Ray cluster started; its logs: %s",
             node.get_logs_dir_path() if node else "(unknown)",
@@ -145,9 +146,7 @@ def _publish_address(gcs_address: str) -> str | None:
     that file; on the loopback path Ray never writes it, so they read whatever an earlier ``ray
     start`` left (a dead head's address) and timed out. The previous content is put back at
     shutdown. Worker processes do not depend on it (:func:`pin_to_own_cluster`)."""
-    from ray._private.utils import get_ray_address_file
-
-    path = Path(get_ray_address_file(None))
+    path = internals.ray_address_file()
     previous = path.read_text() if path.is_file() else None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(gcs_address)
@@ -155,9 +154,7 @@ def _publish_address(gcs_address: str) -> str | None:
 
 
 def _restore_address(previous: str | None) -> None:
-    from ray._private.utils import get_ray_address_file
-
-    path = Path(get_ray_address_file(None))
+    path = internals.ray_address_file()
     if previous is None:
         path.unlink(missing_ok=True)
     else:
@@ -171,9 +168,7 @@ def _quiet_ray_data() -> None:
 
     config = resources.files("selfexplain") / "configs" / "ray_data_logging.yaml"
     os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(config))
-    from ray.data._internal.logging import configure_logging
-
-    configure_logging()  # the driver configured it at import, before the variable was set
+    internals.configure_ray_data_logging()
 
 
 class _DefaultTokenAuthNotice(logging.Filter):
@@ -190,9 +185,7 @@ class _DefaultTokenAuthNotice(logging.Filter):
 def _quiet_token_auth_notice() -> None:
     # Setting RAY_AUTH_MODE=token ourselves would also silence it, but Ray caches the mode when it
     # is imported: the driver then connects without a token and the GCS refuses it.
-    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    if not any(isinstance(existing, _DefaultTokenAuthNotice) for existing in logger.filters):
-        logger.addFilter(_DefaultTokenAuthNotice())
+    internals.silence_token_auth_notice(_DefaultTokenAuthNotice())
 
 
 def token_file() -> Path:
@@ -205,30 +198,3 @@ def restrict_token_file() -> None:
     the token can submit jobs to the cluster, that is, run code there."""
     if token_file().is_file():
         token_file().chmod(0o600)
-
-
-@contextmanager
-def _loopback_only() -> Iterator[None]:
-    """A local session's GCS, raylet and workers listen on 127.0.0.1 only.
-
-    On Linux Ray gives a node the machine's network address, even when asked for 127.0.0.1, and
-    its servers listen there: anyone on the network could reach them. On macOS and Windows it
-    uses loopback; ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (read once, at import, into
-    ``ray_constants``) takes that path here too. A local session has no other node to talk to.
-    """
-    from ray._private import ray_constants
-
-    saved = (
-        ray_constants.ENABLE_RAY_CLUSTER,
-        os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR),
-    )
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"  # for the processes it starts
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved[0]
-        if saved[1] is None:
-            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
-        else:
-            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved[1]

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from selfexplain import internals
 from selfexplain.config import RunConfig
 from selfexplain.explainer.export import EXPLAINER_INFO, EXPORT_DIR, MODEL_CARD, ExplainerInfo
 from selfexplain.explainer.interface import VectorInterface
@@ -226,12 +227,8 @@ class ExplainerTraining:
                 dist_init_required=False,
             )
         use_weights_only_loading(engine)
-        if self.world == 1 and self.train.zero == 0:
-            # One rank: averaging gradients over ranks is the identity, yet DeepSpeed still copies
-            # every gradient into flat buckets, all-reduces them over gloo and copies them back,
-            # each step (0.5 s of a 6 s step on SmolLM2, 2 cores). ZeRO-1+ reduces inside its
-            # optimizer, so only stage 0 may skip it.
-            engine.enable_backward_allreduce = False
+        if self.world == 1 and self.train.zero == 0:  # one rank: the all-reduce is the identity
+            internals.skip_single_rank_allreduce(engine)
         return engine, scheduler
 
     def _restore(self) -> Progress:
@@ -482,12 +479,9 @@ def _setup_logging() -> None:
     import warnings
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)
-    try:  # Ray Train v2 logs each report under a logger named after its file, not its module
-        from ray.train.v2._internal.execution import context as train_context
-
-        logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
-    except ImportError:
-        pass
+    report_logger = internals.ray_train_report_logger()
+    if report_logger:
+        logging.getLogger(report_logger).setLevel(logging.WARNING)
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     if not log.handlers:

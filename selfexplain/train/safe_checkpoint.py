@@ -15,6 +15,8 @@ from deepspeed.runtime.fp16.loss_scaler import LossScaler
 from deepspeed.runtime.zero.config import ZeroStageEnum
 from deepspeed.utils.tensor_fragment import fragment_address
 
+from selfexplain import internals
+
 DEEPSPEED_STATE_CLASSES = [LossScaler, ZeroStageEnum, fragment_address]
 
 
@@ -26,7 +28,7 @@ class WeightsOnlyCheckpointEngine(TorchCheckpointEngine):
 
 def use_weights_only_loading(engine) -> None:
     """Swap the engine's checkpoint engine for one that refuses pickled code on load."""
-    engine.checkpoint_engine = WeightsOnlyCheckpointEngine(getattr(engine, "_config", None))
+    internals.replace_checkpoint_engine(engine, WeightsOnlyCheckpointEngine)
 
 
 class CheckpointError(RuntimeError):

@@ -19,6 +19,7 @@ import ray
 import ray.train
 from ray.train.torch import TorchTrainer
 
+from selfexplain import internals
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import claim_plan, corpus_files, read_corpus
 from selfexplain.explainer.export import EXPORT_DIR, MODEL_CARD, ExplainerInfo, has_export
@@ -39,30 +40,6 @@ from selfexplain.train.mixture import (
 from selfexplain.train.order import example_columns
 
 log = logging.getLogger(__name__)
-
-
-class LocalClusterTrainer(TorchTrainer):
-    """A TorchTrainer for a local cluster that this process started: Ray Train's own, less two
-    actors that would do nothing there but wake beside the training threads.
-
-    - The placement-group cleaner asks the state API every second whether the run's controller is
-      alive, so that a long-lived cluster gets the run's placement group back if the driver dies.
-      A local cluster ends with its driver, so there it frees nothing; on 2 cores its actor's start
-      made the tiny run's train stage about 2 s longer (measured).
-    - The dataset manager hands out Ray Data shards; selfexplain passes its examples through the
-      object store instead (:func:`train`), so there are none to hand out.
-    """
-
-    def _create_default_callbacks(self):  # Ray Train v2; Ray Train v1 never calls it
-        unused = {
-            "PlacementGroupCleanerCallback",
-            *(() if self.datasets else ("DatasetsCallback",)),
-        }
-        return [
-            callback
-            for callback in super()._create_default_callbacks()
-            if type(callback).__name__ not in unused
-        ]
 
 
 def encoded_examples(
@@ -204,7 +181,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     })  # fmt: skip
     interface = vector_interface(config, sources, resolve_model_dir(config.explainer_ref))
     plan = training_plan(config, sources, interface)
-    trainer_class = LocalClusterTrainer if started_local_cluster() else TorchTrainer
+    trainer_class = internals.local_cluster_trainer() if started_local_cluster() else TorchTrainer
     trainer = trainer_class(
         loop,
         train_loop_config={"loop": loop_config(config, sources, plan, interface, corpus_hashes)},
