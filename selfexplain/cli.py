@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from selfexplain.config import describe_fields, load_config, packaged_configs
 from selfexplain.errors import InputError
@@ -121,12 +123,14 @@ def _query_options() -> dict[str, tuple[type, list[str]]]:
 
 
 def _studies() -> list[str]:
+    # deferred: `--help` and a bad config answer in 0.2 s, without torch, Ray or DeepSpeed
     from selfexplain.study.config import packaged_studies
 
     return packaged_studies()
 
 
 def _study(args) -> None:
+    # deferred: `--help` and a bad config answer in 0.2 s, without torch, Ray or DeepSpeed
     from selfexplain.evaluate.report import markdown_table
     from selfexplain.study.config import load_study
     from selfexplain.study.runner import run_study
@@ -146,9 +150,7 @@ def _study(args) -> None:
 
 
 def _explain(args) -> None:
-    import json
-    from pathlib import Path
-
+    # deferred: `--help` and a bad config answer in 0.2 s, without torch, Ray or DeepSpeed
     from selfexplain.explain import Explainer, QueryError
     from selfexplain.inputs import read_jsonl
 
@@ -205,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> None:
+    # deferred: `--help` and a bad config answer in 0.2 s, without torch, Ray or DeepSpeed
     from selfexplain import pipeline
     from selfexplain.evaluate.report import markdown_table
 

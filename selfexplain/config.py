@@ -8,12 +8,15 @@ and the fix, before any output is written.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import math
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -701,10 +704,6 @@ def describe_fields(
 
 @functools.cache
 def _field_docs(module: str = __name__) -> dict[tuple[str, str], str]:
-    import ast
-    import inspect
-    import sys
-
     tree = ast.parse(inspect.getsource(sys.modules[module]))
     docs = {}
     for node in tree.body:

@@ -38,6 +38,7 @@ class Explainer:
     checked at once; the model loads on the first question, after the queries were checked."""
 
     def __init__(self, folder: str | Path, device: str = "cpu"):
+        # deferred: a bad query fails before torch and transformers load
         from selfexplain.models.loading import load_tokenizer
 
         self.folder, self.device = Path(folder), device

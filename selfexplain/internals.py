@@ -28,6 +28,7 @@ def loopback_only() -> Iterator[None]:
     uses loopback; ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (read once, at import, into the
     private ``ray_constants``) takes that path here too. A local session has no other node.
     """
+    # deferred: the command line imports this module before any Ray session
     from ray._private import ray_constants
 
     saved = (
@@ -49,6 +50,7 @@ def loopback_only() -> Iterator[None]:
 def local_node():
     """Console: this process's Ray node (its session's log folder and GCS address); Ray has no
     public accessor for the session folder. None when not connected."""
+    # deferred: the command line imports this module before any Ray session
     import ray
 
     return ray._private.worker._global_node
@@ -57,6 +59,7 @@ def local_node():
 def ray_address_file() -> Path:
     """Correctness: the file where Ray's tools (the state API, ``ray list actors``) look for the
     current cluster; a local session writes its own address there, not a dead head's."""
+    # deferred: the command line imports this module before any Ray session
     from ray._private.utils import get_ray_address_file
 
     return Path(get_ray_address_file(None))
@@ -65,6 +68,7 @@ def ray_address_file() -> Path:
 def configure_ray_data_logging() -> None:
     """Console: re-read ``RAY_DATA_LOGGING_CONFIG`` (Ray Data configured its logging at import,
     before selfexplain set the variable)."""
+    # deferred: the command line imports this module before any Ray session
     from ray.data._internal.logging import configure_logging
 
     configure_logging()
@@ -92,6 +96,7 @@ def local_cluster_trainer() -> type:
     - The dataset manager hands out Ray Data shards; selfexplain passes its examples through the
       object store instead, so there are none to hand out.
     """
+    # deferred: the command line imports this module before any Ray session
     from ray.train.torch import TorchTrainer
 
     class LocalClusterTrainer(TorchTrainer):

@@ -26,6 +26,7 @@ def save_config(config: RunConfig) -> None:
 
 
 def run_generate(config: RunConfig):
+    # deferred: bad input is refused before Ray Data, torch and DeepSpeed load
     from selfexplain.jobs.generate import generate
 
     if config.train.mix:
@@ -43,6 +44,7 @@ def run_generate(config: RunConfig):
 
 
 def run_train(config: RunConfig):
+    # deferred: bad input is refused before Ray Train, torch and DeepSpeed load
     from selfexplain.train.trainer import train
 
     check_run(config, ("train",))
@@ -53,6 +55,7 @@ def run_train(config: RunConfig):
 
 def run_evaluate(config: RunConfig) -> dict[str, dict]:
     """Held-out results by corpus run (one for an ordinary run, one per corpus of a task mix)."""
+    # deferred: bad input is refused before torch and the explainers load
     from selfexplain.evaluate.evaluate import evaluate_run
 
     check_run(config, ("evaluate",))
@@ -72,6 +75,7 @@ class RunOutcome:
 def run_all(config: RunConfig) -> RunOutcome:
     """Generate, train and evaluate in one Ray session. A task mix has no corpus of its own: it
     trains on those of ``train.mix``."""
+    # deferred: bad input is refused before the stages' heavy modules load
     from selfexplain.evaluate.evaluate import evaluate_run
     from selfexplain.jobs.generate import generate
     from selfexplain.train.trainer import train

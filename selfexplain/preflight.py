@@ -47,6 +47,7 @@ def check_run(
     """Raise an :class:`InputError` for the first thing the given stages would trip over;
     return what was resolved on the way. ``corpus_ready=False``: training's corpus is written
     earlier in the same session (a study)."""
+    # deferred: a bad config key is refused before torch and transformers load
     from selfexplain.models.loading import load_tokenizer, resolve_model_dir
 
     stages = set(stages)
@@ -84,7 +85,7 @@ def check_cluster_storage(config: RunConfig) -> None:
     """Once Ray is up: a local ``output_dir`` works on one node only. On a cluster of several nodes
     (or whose head runs no work, so everything runs elsewhere) each node would write its shards
     and checkpoints to its own disk, and the driver would read its own."""
-    import ray
+    import ray  # deferred: the command line checks inputs before any Ray session
 
     if not Location(config.output_dir).is_local or config.storage.shared_filesystem:
         return
@@ -157,7 +158,7 @@ def check_local_resources(config: RunConfig, stages: set[str]) -> None:
 def check_corpus_files(corpus: Location, plan: dict | None = None, finished: bool = False) -> None:
     """An existing corpus folder: its plan matches ``plan`` (when given), its manifest and every
     shard it has are readable. ``finished``: the manifest must exist (training reads it)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: only when a corpus exists
 
     plan_file, manifest_file = corpus / PLAN, corpus / MANIFEST
     if finished and not manifest_file.exists():
@@ -194,7 +195,7 @@ def check_corpus_files(corpus: Location, plan: dict | None = None, finished: boo
 
 
 def _selector(corpus: Location):
-    from pyarrow import fs as pafs
+    from pyarrow import fs as pafs  # deferred: only when a corpus exists
 
     return pafs.FileSelector(corpus.path, allow_not_found=True)
 

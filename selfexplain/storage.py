@@ -213,6 +213,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _s3_put_if_absent(path: str, data: bytes) -> bool:
+    # boto3 is optional: conditional writes on S3 where it is installed
     import boto3
     from botocore.exceptions import ClientError
 
@@ -230,7 +231,7 @@ def _s3_put_if_absent(path: str, data: bytes) -> bool:
 
 
 def parquet_bytes(table, compression: str = "zstd") -> bytes:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: the config imports this module
 
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression=compression)

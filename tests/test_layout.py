@@ -151,3 +151,22 @@ def test_no_modules_import_each_other_in_a_circle():
     assert not circles, "modules that import each other, directly or not: " + ", ".join(
         dict.fromkeys(circles)
     )
+
+
+def test_every_import_inside_a_function_says_why():
+    """A function-local import defers something (a heavy package, Ray before a session, an
+    optional package); a comment on its line or just above its block says what."""
+    silent = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text().split("\n")
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            imports = [s for s in node.body if isinstance(s, (ast.Import, ast.ImportFrom))]
+            for statement in imports:
+                above = range(imports[0].lineno - 3, statement.lineno - 1)
+                if "#" not in lines[statement.lineno - 1] and not any(
+                    lines[k].strip().startswith("#") for k in above
+                ):
+                    silent.append(f"{path.relative_to(PACKAGE)}:{statement.lineno}")
+    assert not silent, "function-local imports without a reason: " + ", ".join(silent)

@@ -18,19 +18,25 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
+import torch
+from transformers import AutoConfig
 
-from selfexplain.config import ConfigError, RunConfig
+from selfexplain.config import ConfigError, GenerateConfig, RunConfig, from_dict
 from selfexplain.corpus.io import read_corpus
 from selfexplain.corpus.subsets import is_in_distribution_query, rows_trained_on
+from selfexplain.evaluate.generation import generate_answers
 from selfexplain.evaluate.report import markdown_table
 from selfexplain.evaluate.selfie import best_scale, selfie_answers
 from selfexplain.evaluate.systems import System, baseline
-from selfexplain.explainer.export import EXPORT_DIR, ExplainerInfo, has_export
+from selfexplain.explainer.export import EXPORT_DIR, ExplainerInfo, has_export, load_explainer
 from selfexplain.explainer.interface import INTERFACE, VectorInterface
-from selfexplain.models.loading import resolve_model_dir
+from selfexplain.explainer.vectors import controlled_vectors, vector_batch, with_vector_input
+from selfexplain.models.loading import load_tokenizer, resolve_model_dir
 from selfexplain.provenance import versions
 from selfexplain.storage import Location, parquet_bytes
 from selfexplain.tasks import TASK_NAMES, ScoringContext, Task, get_task
+from selfexplain.train.examples import LengthFilter
+from selfexplain.train.mixture import corpus_sources
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +59,6 @@ def explain_rows(
     """The explainer's answer to each row's query, by decoding: ``greedy`` always, and with
     ``candidates`` also ``candidates``, the candidate answer it finds most likely. One model
     load serves both."""
-    import torch
-
-    from selfexplain.evaluate.generation import generate_answers
-    from selfexplain.explainer.export import load_explainer
-    from selfexplain.explainer.vectors import controlled_vectors, vector_batch, with_vector_input
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     model, tokenizer = load_explainer(model_ref, device=device, trust_remote_code=trust_remote_code)
@@ -114,7 +115,6 @@ def read_scored_corpus(config: RunConfig, task: Task) -> ScoredCorpus:
     training-split rows kept out of training (seen groups, unseen rows); each passes the training
     length filter, and is capped and sampled deterministically. Read once: the training rows and
     the whole table come from the same read."""
-    from selfexplain.train.examples import LengthFilter
 
     table = read_corpus(config.corpus_dir)
     t = config.train
@@ -153,8 +153,6 @@ def evaluate_run(config: RunConfig) -> dict[str, dict[str, dict[str, float]]]:
     ``<run>/evaluate/<corpus run>/``)."""
     if not config.train.mix:
         return {config.corpus_from or config.name: evaluate(config)}
-    from selfexplain.config import GenerateConfig, from_dict
-    from selfexplain.train.mixture import corpus_sources
 
     results = {}
     for source in corpus_sources(config):
@@ -273,7 +271,6 @@ def _score_query_sets(task: Task, corpus: ScoredCorpus, answers: dict, context) 
 
 def target_layers(config: RunConfig) -> int:
     """The target's depth (decoder blocks), from its config."""
-    from transformers import AutoConfig
 
     target_config = AutoConfig.from_pretrained(
         resolve_model_dir(config.target), trust_remote_code=config.trust_remote_code
@@ -352,7 +349,6 @@ def answer_budget(
     """Tokens to decode per answer: the longest ground-truth answer of the corpus rows in the
     explainer's tokenizer, plus a margin, so no well-formed answer is cut (a long SAE description,
     or the change form in a small vocabulary) and no decode runs far past one."""
-    from selfexplain.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
     longest = max(

@@ -10,8 +10,17 @@ scored on makes the number an upper bound on what SelfIE would get with a scale 
 from __future__ import annotations
 
 import ray
+import torch
 
-from selfexplain.explainer.vectors import VECTOR_SPAN
+from selfexplain.evaluate.generation import generate_answers
+from selfexplain.explainer.vectors import (
+    VECTOR_SPAN,
+    ExplainerWithVectors,
+    add_vector_tokens,
+    grow_embeddings,
+    vector_batch,
+)
+from selfexplain.models.loading import load_model
 
 PROMPT = f"Here is a concept: {VECTOR_SPAN}. What does it mean? It means"
 
@@ -27,16 +36,6 @@ def selfie_answers(
     trust_remote_code: bool,
 ) -> dict[float, list[str]]:
     """``scale -> answers``: the untrained target's descriptions of its own unit vectors x scale."""
-    import torch
-
-    from selfexplain.evaluate.generation import generate_answers
-    from selfexplain.explainer.vectors import (
-        ExplainerWithVectors,
-        add_vector_tokens,
-        grow_embeddings,
-        vector_batch,
-    )
-    from selfexplain.models.loading import load_model
 
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     lm, tokenizer = load_model(target_dir, device=device, trust_remote_code=trust_remote_code)

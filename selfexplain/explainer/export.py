@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from selfexplain.explainer.interface import INTERFACE, ExplainerFileError, VectorInterface
 from selfexplain.explainer.vectors import VECTOR_TOKEN, ExplainerWithVectors, VectorProjection
 from selfexplain.inputs import read_text
+from selfexplain.models.loading import load_model, resolve_model_dir
 
 PROJECTION = "vector_projection.safetensors"
 EXPORT_DIR = "explainer"
@@ -128,7 +129,6 @@ def load_explainer(
 ):
     """(model, tokenizer): the LM, or an :class:`ExplainerWithVectors` when the folder has a vector
     interface."""
-    from selfexplain.models.loading import load_model, resolve_model_dir
 
     folder = resolve_model_dir(str(folder))  # a local folder, or a URI copied to this node
     lm, tokenizer = load_model(

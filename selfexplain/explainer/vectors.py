@@ -27,6 +27,7 @@ gathering) sees one module: the embedding lookup goes through the LM's own embed
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -111,7 +112,6 @@ def controlled_vectors(
 
 def vector_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """(``Float[Tensor, "row d_target"]`` vectors, their target layers) from corpus-style rows."""
-    import numpy as np
 
     vectors = torch.from_numpy(np.stack([np.asarray(r["vector"], dtype=np.float32) for r in rows]))
     return vectors, torch.tensor([int(r["layer"]) for r in rows])

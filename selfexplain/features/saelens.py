@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from selfexplain.errors import InputError
 from selfexplain.inputs import read_text
@@ -130,7 +130,6 @@ def write_saelens(
     folder: Path, decoder: torch.Tensor, layer: int, model_name: str, neuronpedia_id: str = ""
 ) -> None:
     """Write a minimal SAELens-format SAE (decoder plus a matching encoder), for tests and tools."""
-    from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     d_sae, d_in = decoder.shape

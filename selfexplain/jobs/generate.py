@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 import pyarrow.parquet as pq
 import ray
+import torch
 
-from selfexplain.config import RunConfig
+from selfexplain.config import GenerateConfig, RunConfig, from_dict
 from selfexplain.corpus.io import (
     MANIFEST,
     REJECTS,
@@ -56,9 +57,6 @@ class GroundTruthWorker:
         options: dict,
         trust_remote_code: bool = False,
     ):
-        import torch
-
-        from selfexplain.config import GenerateConfig, from_dict
 
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if device == "cuda" else torch.float32

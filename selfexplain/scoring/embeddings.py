@@ -88,7 +88,8 @@ def detection_auroc(
 ) -> np.ndarray:
     """Per query: AUROC of separating its feature's contexts (``positives[i]``) from other
     contexts (``negatives[i]``) by similarity to the description; NaN without both kinds."""
-    from sklearn.metrics import roc_auc_score
+    # deferred: scikit-learn only for detection scores
+    from sklearn.metrics import roc_auc_score  # deferred: scikit-learn for detection only
 
     described = embed(predicted)
     scores = np.full(len(predicted), np.nan)

@@ -7,6 +7,7 @@ study-wide ``overrides``, then the task's own overrides, so anything a run can d
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import yaml
@@ -23,6 +24,7 @@ from selfexplain.config import (
     read_yaml_mapping,
     resolve_config_path,
 )
+from selfexplain.tasks import get_task
 
 CONTROLS = ("no-vector", "random-projection")
 VARIANT_OF_CONTROL = {"no-vector": "novector", "random-projection": "randproj"}
@@ -104,8 +106,6 @@ class StudyConfig:
         early has the comparisons that matter most): the corpora, self and other on the full
         data, the no-vector control, the swapped roles, the random projection, then the
         scaling sweep's smaller fractions."""
-        from selfexplain.tasks import get_task
-
         stages = [Stage(task) for task in self.tasks]
         stages += [Stage(task, role) for task in self.tasks for role in self.explainers()]
         vector_tasks = [task for task in self.tasks if get_task(task).vector_input]
@@ -193,8 +193,6 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
     """Read a study YAML; ``key=value`` overrides set study keys (``name=...``,
     ``data_fractions=[0.5,1]``) and any other dotted key becomes a run-config override for every run
     (``train.epochs=1``)."""
-    import dataclasses
-
     path = resolve_config_path(name_or_path, kind="study")
     data = read_yaml_mapping(path, "study file")
     known = {f.name for f in dataclasses.fields(StudyConfig)}

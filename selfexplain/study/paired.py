@@ -10,7 +10,10 @@ are correlated.
 
 from __future__ import annotations
 
+import io
+
 import pandas as pd
+import pyarrow.parquet as pq
 
 from selfexplain.storage import Location
 
@@ -21,8 +24,4 @@ def read_predictions(run_dir: Location) -> pd.DataFrame | None:
     path = run_dir / "predictions.parquet"
     if not path.exists():
         return None
-    import io
-
-    import pyarrow.parquet as pq
-
     return pq.read_table(io.BytesIO(path.read_bytes())).to_pandas()

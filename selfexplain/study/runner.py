@@ -29,6 +29,7 @@ def _scored(config: RunConfig) -> bool:
 
 def run_study(study: StudyConfig) -> dict:
     """Run every stage not yet done, then write the report; return the report's summary."""
+    # deferred: loading a study and `--report-only` need none of the stages' heavy modules
     from selfexplain.corpus.io import MANIFEST
     from selfexplain.evaluate.evaluate import evaluate
     from selfexplain.jobs.generate import generate

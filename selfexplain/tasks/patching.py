@@ -26,7 +26,11 @@ from selfexplain.data import builtin_facts
 from selfexplain.errors import InputError
 from selfexplain.explainer.templates import render, templates
 from selfexplain.inputs import read_jsonl
-from selfexplain.models.patching import clean_and_counterfactual_runs, patch_sweep
+from selfexplain.models.patching import (
+    capture_component,
+    clean_and_counterfactual_runs,
+    patch_sweep,
+)
 from selfexplain.tasks import GroundTruthContext, QueryContext, QueryError, Rejected, ScoringContext
 from selfexplain.tasks.change_answers import ChangeAnswer, ChangeTask, display_token
 
@@ -382,8 +386,6 @@ class PatchingTask(ChangeTask):
 
     def query_row(self, query: dict, context: QueryContext) -> dict:
         """The patched vector, computed from the target on the counterfactual prompt."""
-        from selfexplain.models.patching import capture_component
-
         model, tokenizer = context.target()
         ids, cf_ids = (tokenizer(query[key])["input_ids"] for key in ("prompt", "counterfactual"))
         position, layer = query["position"], query["layer"]

@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from selfexplain.corpus.subsets import in_data_fraction, is_in_distribution_query
+from selfexplain.explainer.vectors import add_vector_tokens
+from selfexplain.models.loading import load_tokenizer
+from selfexplain.tasks import get_task
 
 IGNORE_INDEX = -100
 
@@ -38,8 +41,6 @@ class LengthFilter:
     def __init__(
         self, target_tokenizer_dir: str, task, max_length: int, trust_remote_code: bool = False
     ):
-        from selfexplain.explainer.vectors import add_vector_tokens
-        from selfexplain.models.loading import load_tokenizer
 
         self.tokenizer = load_tokenizer(target_tokenizer_dir, trust_remote_code)
         add_vector_tokens(self.tokenizer)  # the vector span counts as the three tokens it is
@@ -144,8 +145,6 @@ class ExampleEncoder:
         vector_width: int = 0,
         target_tokenizer_dir: str = "",
     ):
-        from selfexplain.models.loading import load_tokenizer
-        from selfexplain.tasks import get_task
 
         self.task = get_task(task)
         self.tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)

@@ -29,18 +29,34 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray.train
 import torch
 
 from selfexplain import internals
 from selfexplain.config import RunConfig
-from selfexplain.explainer.export import EXPLAINER_INFO, EXPORT_DIR, MODEL_CARD, ExplainerInfo
+from selfexplain.explainer.export import (
+    EXPLAINER_INFO,
+    EXPORT_DIR,
+    MODEL_CARD,
+    ExplainerInfo,
+    save_explainer,
+)
 from selfexplain.explainer.interface import VectorInterface
+from selfexplain.explainer.vectors import token_embedding_norm, with_vector_input
+from selfexplain.models.loading import load_model
+from selfexplain.train.deepspeed_config import deepspeed_config
+from selfexplain.train.examples import answer_only_loss, collate
+from selfexplain.train.lora import is_lora, merged_copy, trainable_parameters, with_lora
+from selfexplain.train.order import epoch_order, epoch_variant, length_bucketed, rank_micro_batches
+from selfexplain.train.throughput import Throughput
+from selfexplain.train.tracking import TrainingTracker
 
 log = logging.getLogger("selfexplain.train")
 PROGRESS = "progress.json"
@@ -132,10 +148,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
 class ExplainerTraining:
     def __init__(self, loop: LoopConfig):
-        import ray.train
-
-        from selfexplain.train.throughput import Throughput
-        from selfexplain.train.tracking import TrainingTracker
 
         _setup_logging()
         self.loop, self.config, self.train = loop, loop.run, loop.run.train
@@ -171,9 +183,6 @@ class ExplainerTraining:
     # --- setup ----------------------------------------------------------------------------
     def _explainer(self):
         """The explainer, with its vector input (and LoRA adapters) as configured."""
-        from selfexplain.explainer.vectors import token_embedding_norm, with_vector_input
-        from selfexplain.models.loading import load_model
-        from selfexplain.train.lora import trainable_parameters, with_lora
 
         model, tokenizer = load_model(
             self.loop.explainer, device=self.device, trust_remote_code=self.config.trust_remote_code
@@ -206,9 +215,10 @@ class ExplainerTraining:
         if not use_gpu:
             # said, not probed: DeepSpeed's probe ends in a warning on every CPU worker's console
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        # deferred: DeepSpeed loads on the workers only, after DS_ACCELERATOR is set (the driver
+        # imports this module for its loop function)
         import deepspeed
 
-        from selfexplain.train.deepspeed_config import deepspeed_config
         from selfexplain.train.safe_checkpoint import use_weights_only_loading
 
         optimizer = adamw(
@@ -234,8 +244,8 @@ class ExplainerTraining:
     def _restore(self) -> Progress:
         """The progress of the checkpoint Ray Train restored (the engine's state loaded), or a fresh
         one."""
-        import ray.train
 
+        # deferred: safe_checkpoint imports DeepSpeed (workers only)
         from selfexplain.train.safe_checkpoint import read_progress
 
         checkpoint = ray.train.get_checkpoint()
@@ -297,7 +307,6 @@ class ExplainerTraining:
 
     def micro_step(self, picked, epoch: int) -> tuple[float, int]:
         """Forward and backward on one micro-batch (the engine steps at accumulation boundaries)."""
-        from selfexplain.train.examples import answer_only_loss
 
         inputs = {
             k: v.to(self.device)
@@ -407,7 +416,6 @@ class ExplainerTraining:
         and the HF export: with the ``final`` checkpoint, or with ``train.select_best`` the best
         epoch's (exported when it is reached, ``export_now``, and carried in every later
         checkpoint). ``ray.train.report`` persists it."""
-        import ray.train
 
         metrics = {**self.progress.metrics(), **(extra or {})}
         tag = f"step-{self.progress.step}"
@@ -430,8 +438,6 @@ class ExplainerTraining:
         """A plain HF directory (safetensors) of the trained explainer, from rank 0, with the
         vector interface and projection for vector tasks (see
         :mod:`selfexplain.explainer.export`)."""
-        from selfexplain.explainer.export import save_explainer
-        from selfexplain.train.lora import is_lora, merged_copy
 
         state_dict = None
         if self.engine.zero_optimization_stage() == 3:
@@ -476,7 +482,6 @@ def _prints_to_debug_log(source: str) -> Iterator[None]:
 def _setup_logging() -> None:
     """Step, validation and resume lines from rank 0; Ray Train's per-report INFO lines and
     DeepSpeed's set-up chatter stay out of the console."""
-    import warnings
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     report_logger = internals.ray_train_report_logger()
@@ -503,7 +508,6 @@ def epoch_micro_batches(
 ) -> Iterator[np.ndarray]:
     """One rank's micro-batches of an epoch (arrays of example indices): the epoch's global order,
     regrouped by length when asked, cut into this rank's share."""
-    from selfexplain.train.order import epoch_order, length_bucketed, rank_micro_batches
 
     order = epoch_order(examples["record_id"], examples.get("copy"), seed, epoch)
     if length_buckets:
@@ -516,7 +520,6 @@ def micro_batch_inputs(
     examples: dict, picked: np.ndarray, seed: int, epoch: int, pad_id: int
 ) -> dict[str, torch.Tensor]:
     """The model inputs of one micro-batch, each example in this epoch's phrasing."""
-    from selfexplain.train.examples import collate
 
     batch = {name: values[picked] for name, values in examples.items()}
     ids, starts = phrased(batch, seed, epoch)
@@ -525,7 +528,6 @@ def micro_batch_inputs(
 
 def phrased(batch: dict, seed: int, epoch: int) -> tuple[list, list]:
     """(token ids, answer starts) of each example in this epoch's phrasing of its query."""
-    from selfexplain.train.order import epoch_variant
 
     chosen = [
         epoch_variant(record_id, seed, epoch, len(options))
@@ -543,7 +545,6 @@ def validation_loss(
 ) -> float:
     """Mean answer-only loss over a validation set's columns (example-weighted), in their order,
     the model in eval mode."""
-    from selfexplain.train.examples import answer_only_loss, collate
 
     engine.eval()
     total, count = 0.0, 0
@@ -587,7 +588,6 @@ def fit_projection_on_shared_tokens(
     """Start the projection as the least-squares map between the target's and the explainer's
     looked-up embeddings of the tokens both vocabularies hold (the paper's "pre-trained
     projection"); return the fit's R^2."""
-    from selfexplain.models.loading import load_model
 
     target, target_tokenizer = load_model(
         target_ref, device="cpu", trust_remote_code=trust_remote_code

@@ -16,6 +16,7 @@ from selfexplain.config import TrainConfig
 
 def with_lora(model: nn.Module, train: TrainConfig) -> nn.Module:
     """Wrap a causal LM with LoRA adapters on ``train.lora_target_modules``; the base is frozen."""
+    # peft only with train.lora_rank > 0
     from peft import LoraConfig, get_peft_model
 
     targets = train.lora_target_modules
@@ -34,7 +35,7 @@ def with_lora(model: nn.Module, train: TrainConfig) -> nn.Module:
 
 
 def is_lora(model: nn.Module) -> bool:
-    from peft import PeftModel
+    from peft import PeftModel  # peft only where LoRA is used
 
     return isinstance(getattr(model, "lm", model), PeftModel)
 

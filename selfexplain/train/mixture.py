@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from selfexplain.config import ConfigError, RunConfig
+from selfexplain.corpus.io import MANIFEST, read_manifest
 from selfexplain.storage import Location
 
 
@@ -35,8 +36,6 @@ class CorpusSource:
 
 def corpus_sources(config: RunConfig) -> list[CorpusSource]:
     """The corpora a run trains on, checked: each exists and was made from this run's target."""
-    from selfexplain.corpus.io import MANIFEST, read_manifest
-
     if not config.train.mix:
         return [
             CorpusSource(

@@ -9,6 +9,9 @@ holds (found by loading real checkpoints; a new one fails loudly, naming the cla
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
 from deepspeed.runtime.fp16.loss_scaler import LossScaler
@@ -42,8 +45,6 @@ def read_progress(folder: str, progress_file: str) -> dict:
     short, a bucket lifecycle rule, a hand edit) fails here with one clear message instead of a
     KeyError or a torch unpickling trace from deep inside DeepSpeed.
     """
-    import json
-    from pathlib import Path
 
     root = Path(folder)
     fix = (

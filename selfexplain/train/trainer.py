@@ -14,16 +14,21 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 import ray.train
+import torch
 from ray.train.torch import TorchTrainer
+from transformers import AutoConfig
 
 from selfexplain import internals
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import claim_plan, corpus_files, read_corpus
+from selfexplain.corpus.subsets import rows_trained_on
 from selfexplain.explainer.export import EXPORT_DIR, MODEL_CARD, ExplainerInfo, has_export
 from selfexplain.explainer.interface import VectorInterface
+from selfexplain.explainer.vectors import controlled_vectors
 from selfexplain.jobs.ray_session import started_local_cluster
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.storage import Location
@@ -88,9 +93,6 @@ def with_vector_control(encoded: pd.DataFrame, control: str) -> pd.DataFrame:
     rows among themselves (so a training query never borrows a validation query's vector)."""
     if control == "none" or "vector" not in encoded:
         return encoded
-    import torch
-
-    from selfexplain.explainer.vectors import controlled_vectors
 
     encoded = encoded.copy()
     for _, part in encoded.groupby(["role", "source"], sort=False):
@@ -289,8 +291,6 @@ def _scaling_config(t) -> ray.train.ScalingConfig:
 def _dropped_over_max_length(
     config: RunConfig, sources: list[CorpusSource], encoded_train_rows: int
 ) -> int:
-    from selfexplain.corpus.io import read_corpus
-    from selfexplain.corpus.subsets import rows_trained_on
 
     t = config.train
     kept = sum(
@@ -310,8 +310,6 @@ def vector_interface(
 ) -> VectorInterface | None:
     """How vectors enter this explainer (None when no task carries vectors): sizes, layers
     (over every vector corpus of a mix), projection."""
-    import pyarrow.compute as pc
-    from transformers import AutoConfig
 
     vector_sources = [source for source in sources if get_task(source.task).vector_input]
     if not vector_sources:
