@@ -149,7 +149,7 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     gains = {
         row["query_set"]
         for row in comparisons["gain from the vector"]
-        if row["task"] == "features" and row["metric"] == "similarity"
+        if row["task"] == "features, self" and row["metric"] == "similarity"
     }
     assert (
         gains == {"held-out", "in-distribution"} and len(comparisons["gain from the vector"]) >= 6

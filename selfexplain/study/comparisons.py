@@ -191,7 +191,9 @@ def families(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
-def _between_runs(study: StudyConfig, pairs: list[tuple[Stage, Stage]]) -> list[dict]:
+def _between_runs(
+    study: StudyConfig, pairs: list[tuple[Stage, Stage]], with_role: bool = False
+) -> list[dict]:
     """The trained explainers of two runs, by each decoding both runs have, per family."""
     rows = []
     for first_stage, second_stage in pairs:
@@ -200,6 +202,7 @@ def _between_runs(study: StudyConfig, pairs: list[tuple[Stage, Stage]]) -> list[
             continue
         for family, subset in families(first):
             label = _label(study, first_stage) + (f" ({family})" if family else "")
+            label += f", {first_stage.role}" if with_role else ""
             for decoding, system in DECODINGS.items():
                 if not any(c.endswith(f": {system}") for c in subset.columns):
                     continue
@@ -294,7 +297,8 @@ def study_comparisons(study: StudyConfig) -> list[Comparison]:
                 row for t in study.tasks for row in _versus_best(study, main[(t, "self", False)])
             ]
         else:
-            rows = _between_runs(study, pairs[title])
+            with_role = title in ("gain from the vector", "self - self through a random projection")
+            rows = _between_runs(study, pairs[title], with_role)
         note = NOTES[title].format(
             control=study.vector_control, other=study.other_explainer, target=study.target
         )
