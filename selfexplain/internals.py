@@ -8,9 +8,11 @@ are inside the functions: the command line imports this module without starting 
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -131,3 +133,80 @@ def silence_token_auth_notice(log_filter: logging.Filter) -> None:
     logger = logging.getLogger(TOKEN_AUTH_LOGGER)
     if not any(type(existing) is type(log_filter) for existing in logger.filters):
         logger.addFilter(log_filter)
+
+
+def bound_rendezvous_torch_config():
+    """Security: a ``TorchConfig`` whose rendezvous store listens on the rank-0 worker's node
+    address only (127.0.0.1 in a local cluster, the node's private address on a cluster).
+
+    torch.distributed's TCPStore listens on every interface and has no authentication; Ray
+    Train's ``env://`` set-up (``_TorchBackend.on_start``) creates it that way, so for the minutes
+    a training run lasts anyone on the network could reach it. Here rank 0 binds the socket
+    itself and hands it to the store (``master_listen_fd``); the other ranks connect as before.
+    In a local cluster gloo's own pair sockets are pinned to loopback too (``GLOO_SOCKET_IFNAME``).
+    Everything else is Ray Train's ``_TorchBackend``.
+    """
+    # deferred: the command line imports this module before any Ray session
+    import ray
+    from ray.train._internal.utils import get_address_and_port
+    from ray.train.torch.config import TorchConfig, _TorchBackend
+
+    class BoundRendezvousBackend(_TorchBackend):
+        def on_start(self, worker_group, backend_config):
+            backend = backend_config.backend or "gloo"
+            address, port = worker_group.execute_single(0, get_address_and_port)
+            worker_group.execute(_set_rank_environment, address=address, port=port)
+            futures = [
+                worker_group.execute_single_async(
+                    rank,
+                    _join_process_group,
+                    backend=backend,
+                    world_rank=rank,
+                    world_size=len(worker_group),
+                    address=address,
+                    port=port,
+                    timeout_s=backend_config.timeout_s,
+                )
+                for rank in range(len(worker_group))
+            ]
+            ray.get(futures)
+
+    class BoundRendezvousConfig(TorchConfig):
+        @property
+        def backend_cls(self):
+            return BoundRendezvousBackend
+
+    return BoundRendezvousConfig()
+
+
+def _set_rank_environment(address: str, port: int) -> None:
+    """What Ray Train's ``env://`` set-up leaves in each worker's environment (``MASTER_*``,
+    ``LOCAL_RANK``...), which DeepSpeed reads."""
+    # deferred: runs in a training worker
+    from ray.train.torch.config import _set_torch_distributed_env_vars
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = address, str(port)
+    if address.startswith("127."):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    _set_torch_distributed_env_vars()
+
+
+def _join_process_group(
+    backend: str, world_rank: int, world_size: int, address: str, port: int, timeout_s: int
+) -> None:
+    """Rank 0 listens on ``address`` only, on a socket it bound itself; the others connect."""
+    import torch.distributed as dist  # deferred: runs in a training worker
+
+    timeout = datetime.timedelta(seconds=timeout_s)
+    if backend == "nccl":  # as Ray Train does: a hung collective fails instead of waiting
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
+    if world_rank == 0:
+        listener = socket.create_server((address, port), backlog=128)
+        store = dist.TCPStore(
+            address, port, world_size, True, timeout, master_listen_fd=listener.detach()
+        )
+    else:
+        store = dist.TCPStore(address, port, world_size, False, timeout)
+    dist.init_process_group(
+        backend=backend, store=store, rank=world_rank, world_size=world_size, timeout=timeout
+    )

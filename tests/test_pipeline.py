@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 from selfexplain.cli import main
 from selfexplain.corpus.io import read_corpus, read_manifest, shard_name
 from selfexplain.tasks.ablation import ABLATION_SCHEMA, ablate_prompt
+from tests.listeners import reachable_from_network, watched_listeners
 
 
 def test_generate_job_matches_direct_computation_and_resumes(ray_cluster, tiny_config, tiny_llama):
@@ -68,7 +69,10 @@ def test_generate_job_matches_direct_computation_and_resumes(ray_cluster, tiny_c
 
 def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
     runs = tmp_path / "runs"
-    assert main(["run", "tiny", f"output_dir={runs}"]) == 0
+    with watched_listeners() as listeners:
+        assert main(["run", "tiny", f"output_dir={runs}"]) == 0
+    # nothing of the run, training's rendezvous store included, listened beyond loopback
+    assert listeners and not reachable_from_network(listeners), listeners
     out = capsys.readouterr().out
     for name in ("majority baseline", "trained explainer", "untrained explainer", "balanced acc."):
         assert name in out

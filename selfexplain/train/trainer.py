@@ -188,6 +188,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
         loop,
         train_loop_config={"loop": loop_config(config, sources, plan, interface, corpus_hashes)},
         scaling_config=_scaling_config(config.train),
+        torch_config=internals.bound_rendezvous_torch_config(),
         run_config=ray.train.RunConfig(
             name="train",
             storage_path=storage.uri,
