@@ -6,11 +6,13 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from selfexplain.config import describe_fields, load_config, packaged_configs
 from selfexplain.errors import InputError
+from selfexplain.interrupts import Interrupted, stop_on_signals
 from selfexplain.tasks import TASK_NAMES, get_task
 
 CONFIG_HELP = "a packaged config name ({names}) or a path to a YAML file"
@@ -197,13 +199,36 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    stop_on_signals()
     try:
         _run(args)
     except (InputError, FileNotFoundError) as err:
         # one line, naming the file or key and the fix; the checks ran before anything was written
         print(f"selfexplain: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        rerun = shlex.join(["selfexplain", *(sys.argv[1:] if argv is None else argv)])
+        resume = f"; rerun to continue from there: {rerun}" if args.command != "explain" else ""
+        kept = _what_was_kept(args)
+        print(f"selfexplain: interrupted by {stop}; {kept}{resume}", file=sys.stderr)
+        return stop.exit_code
     return 0
+
+
+def _what_was_kept(args) -> str:
+    """Where the finished part of an interrupted command is, for the rerun to reuse."""
+    if args.command == "explain":
+        return "nothing was saved"
+    try:
+        if args.command == "study":
+            from selfexplain.study.config import load_study  # deferred: as in _study
+
+            folder = load_study(args.config, args.overrides).folder
+        else:
+            folder = load_config(args.config, args.overrides).run_dir
+    except InputError:  # cannot happen after the command started; say less rather than fail
+        return "the finished shards, checkpoints and reports are kept"
+    return f"the finished shards, checkpoints and reports are kept under {folder}"
 
 
 def _run(args) -> None:

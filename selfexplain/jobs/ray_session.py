@@ -13,6 +13,7 @@ import ray
 
 from selfexplain import internals
 from selfexplain.config import RayConfig
+from selfexplain.interrupts import keep_handlers
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,15 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         return
     address = config.address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        ray.init(address=address, log_to_driver=True)
+        with keep_handlers():  # ray.init's SIGTERM handler would exit with status 15
+            ray.init(address=address, log_to_driver=True)
     else:
         _quiet_ray_data()
         _quiet_token_auth_notice()
         ours = {key: value for key, value in LOCAL_TRAIN_ENV.items() if key not in os.environ}
         os.environ.update(ours)
         # address="local": never attach to a cluster some `ray start` left on this machine.
-        with internals.loopback_only():
+        with internals.loopback_only(), keep_handlers():
             ray.init(
                 address="local",
                 num_cpus=config.num_cpus,

@@ -29,6 +29,7 @@ from selfexplain.corpus.subsets import rows_trained_on
 from selfexplain.explainer.export import EXPORT_DIR, MODEL_CARD, ExplainerInfo, has_export
 from selfexplain.explainer.interface import VectorInterface
 from selfexplain.explainer.vectors import controlled_vectors
+from selfexplain.interrupts import run_off_main_thread
 from selfexplain.jobs.ray_session import started_local_cluster
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.storage import Location
@@ -196,7 +197,8 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
             failure_config=ray.train.FailureConfig(max_failures=config.train.max_failures),
         ),
     )
-    result = trainer.fit()
+    # Ray Train's fit() would replace Ctrl-C's handler with one that exits 0
+    result = run_off_main_thread(trainer.fit, name="ray-train-fit")
     with result.checkpoint.as_directory() as folder:
         export_dir.upload_dir(Path(folder) / EXPORT_DIR, marker=MODEL_CARD)
     (config.run_dir / "train_metrics.json").write_json(
