@@ -17,17 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfexplain.config import ConfigError, RunConfig
+from selfexplain.corpus.integrity import (
+    REGENERATE,
+    CorpusFileError,
+    check_shard_files,
+    check_unique_records,
+)
 from selfexplain.corpus.io import MANIFEST, PLAN, corpus_plan
-from selfexplain.errors import InputError
 from selfexplain.storage import Location
+from selfexplain.tasks import TASK_NAMES, get_task
 
 STAGES = ("generate", "train", "evaluate")
-REGENERATE = "delete it and rerun `selfexplain generate` to write it again"
-
-
-class CorpusFileError(InputError):
-    """A corpus file (plan, manifest, shard) that cannot be read; the message names it and the way
-    out."""
 
 
 @dataclass(frozen=True)
@@ -47,38 +47,108 @@ def check_run(
     """Raise an :class:`InputError` for the first thing the given stages would trip over;
     return what was resolved on the way. ``corpus_ready=False``: training's corpus is written
     earlier in the same session (a study)."""
-    # deferred: a bad config key is refused before torch and transformers load
-    from selfexplain.models.loading import load_tokenizer, resolve_model_dir
-
     stages = set(stages)
     output = check_output_dir(config.output_dir)
     check_local_resources(config, stages)
-    target_dir = resolve_model_dir(config.target)
+    target_dir, tokenizer = check_model(config.target, config.trust_remote_code)
     if stages & {"train", "evaluate"}:
-        resolve_model_dir(config.explainer_ref)
+        explainer_dir, _ = check_model(config.explainer_ref, config.trust_remote_code)
+        if "train" in stages:
+            check_lora_modules(config, explainer_dir)
     if config.evaluate.explainer:
         check_output_dir(config.evaluate.explainer, "evaluate.explainer")
+    items = None
     if "generate" in stages and not config.train.mix:
-        from selfexplain.tasks import get_task
-
-        task = get_task(config.task)
-        items = task.work_items(config, load_tokenizer(target_dir, config.trust_remote_code))
+        check_layers(config, target_dir)
+        items = get_task(config.task).work_items(config, tokenizer)
         if not items:
             raise ConfigError(
                 f"config key 'generate': task {config.task} found no work items; check "
                 "generate.* sources"
             )
         check_corpus_files(config.corpus_dir, plan=corpus_plan(config, items))
-        return RunPlan(target_dir, items)
-    if corpus_ready:
-        corpora = (
-            [output / run / "corpus" for run in config.train.mix]
-            if config.train.mix
-            else [config.corpus_dir]
+    elif corpus_ready:
+        check_finished_corpora(config, output, target_dir)
+    if "evaluate" in stages and ("train" not in stages or config.evaluate.explainer):
+        check_export(config)
+    return RunPlan(target_dir, items)
+
+
+def check_model(reference: str, trust_remote_code: bool):
+    """A model reference resolves to a folder whose config.json, weights' headers, model type and
+    tokenizer all read; returns the folder and the tokenizer."""
+    # deferred: a bad config key is refused before torch and transformers load
+    from selfexplain.models.files import check_model_type_known
+    from selfexplain.models.loading import load_tokenizer, resolve_model_dir
+
+    folder = resolve_model_dir(reference)
+    check_model_type_known(folder, trust_remote_code)
+    return folder, load_tokenizer(folder, trust_remote_code)
+
+
+def check_layers(config: RunConfig, target_dir: Path) -> None:
+    """``generate.layers`` are blocks the target has."""
+    from selfexplain.models.files import model_depth  # deferred: as in check_model
+
+    depth = model_depth(target_dir)
+    beyond = [layer for layer in config.generate.layers if depth is not None and layer >= depth]
+    if beyond:
+        raise ConfigError(
+            f"config key 'generate.layers': layer {beyond[0]} is beyond the target "
+            f"{config.target}'s {depth} blocks; use layers 0 to {depth - 1}"
         )
-        for corpus in corpora:
-            check_corpus_files(corpus, finished=True)
-    return RunPlan(target_dir)
+
+
+def check_lora_modules(config: RunConfig, explainer_dir: Path) -> None:
+    """Each module that ``train.lora_target_modules`` names exists in the explainer (peft matches
+    a name or a dotted suffix of one)."""
+    from selfexplain.models.files import module_names  # deferred: as in check_model
+
+    t = config.train
+    if t.lora_rank == 0 or t.lora_target_modules == "all-linear":
+        return
+    names = module_names(explainer_dir, config.trust_remote_code)
+    leaves = {name.rsplit(".", 1)[-1] for name in names}
+    for wanted in (part.strip() for part in t.lora_target_modules.split(",")):
+        if wanted not in leaves and not any(name.endswith(f".{wanted}") for name in names):
+            raise ConfigError(
+                f"config key 'train.lora_target_modules': the explainer has no module {wanted!r}; "
+                f"name some of {', '.join(sorted(leaves)[:12])}, or use all-linear"
+            )
+
+
+def check_finished_corpora(config: RunConfig, output: Location, target_dir: Path) -> None:
+    """The corpora that training and evaluation read, each complete and intact."""
+    from selfexplain.models.files import model_width  # deferred: as in check_model
+
+    corpora = (
+        [output / run / "corpus" for run in config.train.mix]
+        if config.train.mix
+        else [config.corpus_dir]
+    )
+    width = model_width(target_dir)
+    for corpus in corpora:
+        check_corpus_files(corpus, finished=True, width=width)
+
+
+def check_export(config: RunConfig) -> None:
+    """The explainer that evaluation scores is a complete export: its config.json and weights'
+    headers read, its ``selfexplain.json`` names the run's task."""
+    # deferred: a bad config key is refused before torch and transformers load
+    from selfexplain.explainer.export import EXPORT_DIR, ExplainerInfo, has_export
+    from selfexplain.models.loading import resolve_model_dir
+
+    given = config.evaluate.explainer
+    export = Location(given) if given else config.run_dir / EXPORT_DIR
+    if not has_export(export):
+        hint = "check evaluate.explainer" if given else "run `selfexplain train` first"
+        raise FileNotFoundError(f"no trained explainer at {export}; {hint}")
+    trained_for = ExplainerInfo.read(resolve_model_dir(export.uri), TASK_NAMES).tasks
+    if config.task not in trained_for and not config.train.mix:
+        raise ConfigError(
+            f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
+            f"{config.task!r}; score it on a corpus of {' or '.join(trained_for)}"
+        )
 
 
 def check_cluster_storage(config: RunConfig) -> None:
@@ -155,9 +225,13 @@ def check_local_resources(config: RunConfig, stages: set[str]) -> None:
             )
 
 
-def check_corpus_files(corpus: Location, plan: dict | None = None, finished: bool = False) -> None:
+def check_corpus_files(
+    corpus: Location, plan: dict | None = None, finished: bool = False, width: int | None = None
+) -> None:
     """An existing corpus folder: its plan matches ``plan`` (when given), its manifest and every
-    shard it has are readable. ``finished``: the manifest must exist (training reads it)."""
+    shard it has are readable. ``finished``: the manifest must exist (training reads it), and
+    every shard must be the one it lists, with its task's schema (vectors ``width`` wide) and
+    record ids unique across shards."""
     import pyarrow.parquet as pq  # deferred: only when a corpus exists
 
     plan_file, manifest_file = corpus / PLAN, corpus / MANIFEST
@@ -174,6 +248,10 @@ def check_corpus_files(corpus: Location, plan: dict | None = None, finished: boo
         manifest = _read_json(manifest_file)
         if not isinstance(manifest, dict) or not isinstance(manifest.get("shards"), list):
             raise CorpusFileError(f"{manifest_file} is not a selfexplain manifest; {REGENERATE}")
+        if finished:
+            schema = _task_schema(manifest_file, manifest, width)
+            check_unique_records(corpus, check_shard_files(corpus, manifest, schema))
+            return
     if not corpus.exists():
         return
     shards = [
@@ -192,6 +270,14 @@ def check_corpus_files(corpus: Location, plan: dict | None = None, finished: boo
             raise CorpusFileError(
                 f"corpus shard {corpus / info.base_name} is not a selfexplain shard; {REGENERATE}"
             )
+
+
+def _task_schema(manifest_file: Location, manifest: dict, width: int | None):
+    """The schema the manifest's task writes, or None when the target's width is unknown."""
+    task = manifest.get("task")
+    if task not in TASK_NAMES:
+        raise CorpusFileError(f"{manifest_file} names no known task ({task!r}); {REGENERATE}")
+    return get_task(task).schema(width) if width else None
 
 
 def _selector(corpus: Location):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from selfexplain.cli import main
+from selfexplain.models.loading import resolve_model_dir
 
 NOT_UTF8 = b"The capital of \xff\xfe is\n"
 
@@ -28,8 +29,10 @@ class Case:
     argv: list[str]
     expected: str
     """A piece of the message: the key or file named, or the fix."""
-    files: dict[str, bytes | str] = field(default_factory=dict)
-    """Inputs to create under the sandbox first (``IN`` in argv is the inputs folder)."""
+    files: dict[str, bytes | str | None] = field(default_factory=dict)
+    """Inputs to create under the sandbox first, in order (``IN`` in argv is the inputs folder;
+    ``RUNS/...`` the runs folder): bytes or text, the name of a prepared file or folder to copy,
+    or None to delete a file of a folder copied before it."""
 
 
 def run(*overrides: str, command: str = "run", config: str = "tiny") -> list[str]:
@@ -441,8 +444,57 @@ INPUT_FILES = [
     ),
 ]
 
+TINY = {"model/": "COPY_TINY_MODEL"}
 MODEL_FILES = [
     Case("target-missing", run("target=/no/such/model"), "/no/such/model"),
+    Case(
+        "target-weights-garbage",
+        run("target=IN/model"),
+        "model.safetensors is not a safetensors file",
+        {**TINY, "model/model.safetensors": b"garbage that is long enough to have a header"},
+    ),
+    Case(
+        "target-weights-truncated",
+        run("target=IN/model"),
+        "model.safetensors is truncated",
+        {**TINY, "model/model.safetensors": "TRUNCATED_SAFETENSORS"},
+    ),
+    Case(
+        "target-weights-header-not-json",
+        run("target=IN/model"),
+        "damaged safetensors header",
+        {**TINY, "model/model.safetensors": (8).to_bytes(8, "little") + b"{not js}" + b"0" * 64},
+    ),
+    Case(
+        "target-tokenizer-missing",
+        run("target=IN/model"),
+        "has no tokenizer files",
+        {**TINY, "model/tokenizer.json": None, "model/tokenizer_config.json": None},
+    ),
+    Case(
+        "target-tokenizer-damaged",
+        run("target=IN/model"),
+        "has no tokenizer that loads",
+        {**TINY, "model/tokenizer.json": "{", "model/tokenizer_config.json": "{}"},
+    ),
+    Case(
+        "target-model-type-unknown",
+        run("target=IN/model"),
+        "model_type 'nosuchmodel' is not known",
+        {**TINY, "model/config.json": '{"model_type": "nosuchmodel"}'},
+    ),
+    Case(
+        "explainer-tokenizer-missing",
+        run("train.explainer=IN/model"),
+        "has no tokenizer files",
+        {**TINY, "model/tokenizer.json": None, "model/tokenizer_config.json": None},
+    ),
+    Case("layers-beyond-depth", run("generate.layers=[1, 99]"), "layer 99 is beyond"),
+    Case(
+        "lora-module-typo",
+        run("train.lora_rank=8", "train.lora_target_modules=q_prj"),
+        "has no module 'q_prj'",
+    ),
     Case(
         "explainer-gguf-missing",
         run("train.explainer=/no/such/explainer.gguf"),
@@ -555,6 +607,84 @@ EXISTING_CORPUS = [
     ),
     Case("mix-run-without-corpus", run("train.mix={ghost: 1}", command="train"), "ghost/corpus"),
 ]
+
+# A finished corpus (two shards in the tiny target's ablation schema), then damaged.
+FINISHED = {CORPUS: "FINISHED_CORPUS"}
+EXPORT = {"RUNS/tiny/explainer/": "COPY_EXPORT"}  # the tiny model, exported for ablation
+SHARD_1, REJECTS_0 = CORPUS + "shard-00001.parquet", CORPUS + "rejects/shard-00000.parquet"
+FINISHED_CORPUS = [
+    Case(
+        "corpus-column-dropped",
+        run(command="train"),
+        "missing column(s) changed",
+        {**FINISHED, SHARD_1: "SHARD_WITHOUT_CHANGED"},
+    ),
+    Case(
+        "corpus-column-retyped",
+        run(command="train"),
+        "column changed is string",
+        {**FINISHED, SHARD_1: "SHARD_CHANGED_AS_TEXT"},
+    ),
+    Case(
+        "corpus-shard-copied-over-another",
+        run(command="train"),
+        "both hold record",
+        {**FINISHED, SHARD_1: "SHARD_0"},
+    ),
+    Case("corpus-shard-lost", run(command="train"), "shard-00001.parquet is missing",
+         {**FINISHED, SHARD_1: None}),
+    Case(
+        "corpus-shard-unlisted",
+        run(command="evaluate"),
+        "which its manifest does not list",
+        {**FINISHED, CORPUS + "shard-00002.parquet": "SHARD_0"},
+    ),
+    Case(
+        "corpus-rows-differ-from-manifest",
+        run(command="train"),
+        "holds 3 rows, its manifest says 5",
+        {**FINISHED, CORPUS + "manifest.json": "MANIFEST_ROWS_5"},
+    ),
+    Case("corpus-rejects-lost", run(command="train"), "rejects/shard-00000.parquet is missing",
+         {**FINISHED, REJECTS_0: None}),
+    Case(
+        "corpus-rejects-damaged",
+        run(command="train"),
+        "rejects/shard-00000.parquet is damaged",
+        {**FINISHED, REJECTS_0: b"PAR1xxPAR1"},
+    ),
+    Case(
+        "corpus-manifest-unknown-task",
+        run(command="train"),
+        "names no known task ('translation')",
+        {**FINISHED, CORPUS + "manifest.json": "MANIFEST_TASK_TRANSLATION"},
+    ),
+    Case(
+        "evaluate-without-export",
+        run(command="evaluate"),
+        "no trained explainer at",
+        FINISHED,
+    ),
+    Case(
+        "evaluate-export-weights-damaged",
+        run(command="evaluate"),
+        "model.safetensors is not a safetensors file",
+        {**FINISHED, **EXPORT, "RUNS/tiny/explainer/model.safetensors": b"garbage"},
+    ),
+    Case(
+        "evaluate-export-info-lost",
+        run(command="evaluate"),
+        "selfexplain.json missing",
+        {**FINISHED, **EXPORT, "RUNS/tiny/explainer/selfexplain.json": None},
+    ),
+    Case(
+        "evaluate-export-other-task",
+        run(command="evaluate"),
+        "was trained for features, not 'ablation'",
+        {**FINISHED, **EXPORT, "RUNS/tiny/explainer/selfexplain.json":
+         '{"tasks": ["features"], "target_model": "tiny-llama"}'},
+    ),
+]  # fmt: skip
 
 STUDY = ["study", "study-quick", "output_dir=RUNS"]
 STUDIES = [
@@ -760,6 +890,7 @@ CASES = (
     + INPUT_FILES
     + MODEL_FILES
     + EXISTING_CORPUS
+    + FINISHED_CORPUS
     + STUDIES
     + EXPLAIN
 )
@@ -779,7 +910,6 @@ def sandbox_inputs(tmp_path_factory):
     import torch
 
     from selfexplain.features.saelens import write_saelens
-    from selfexplain.models.loading import resolve_model_dir
 
     root = tmp_path_factory.mktemp("shared")
     write_saelens(root / "sae", torch.randn(4, 64), layer=1, model_name="tiny-llama")
@@ -807,9 +937,62 @@ def sandbox_inputs(tmp_path_factory):
     )
     (root / "cut.gguf").write_bytes(header + b"\x00" * 16)  # declares 10 tensors, holds none
     pq.write_table(pa.table({"x": [1]}), root / "other.parquet")
+    _finished_corpus(root)
+    export = root / "explainers/export"
+    shutil.copytree(model, export)
+    (export / "selfexplain.json").write_text(
+        json.dumps({"tasks": ["ablation"], "target_model": "tiny-llama"})
+    )
+    (export / "README.md").write_text("an explainer\n")
+    (root / "cut.safetensors").write_bytes((model / "model.safetensors").read_bytes()[:4096])
     np.save(root / "v64.npy", np.ones(64, dtype=np.float32))
     np.save(root / "v2x64.npy", np.ones((2, 64), dtype=np.float32))
     return root
+
+
+def _finished_corpus(root: Path) -> None:
+    """A finished two-shard corpus of the tiny target (64 wide) in the ablation task's schema,
+    and damaged variants of its files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from selfexplain.corpus.schema import REJECTS_SCHEMA
+    from selfexplain.tasks import get_task
+
+    schema = get_task("ablation").schema(64)
+
+    def value(field, row):
+        kind = field.type
+        if pa.types.is_string(kind):
+            return f"{field.name}-{row}"
+        if pa.types.is_boolean(kind):
+            return row % 2 == 0
+        if pa.types.is_fixed_size_list(kind):
+            return [0.0] * kind.list_size
+        if pa.types.is_list(kind):
+            return [0]
+        return 0
+
+    corpus = root / "corpus"
+    (corpus / "rejects").mkdir(parents=True)
+    shards = []
+    for index in range(2):
+        rows = [{f.name: value(f, 3 * index + r) for f in schema} for r in range(3)]
+        name = f"shard-{index:05d}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), corpus / name)
+        pq.write_table(REJECTS_SCHEMA.empty_table(), corpus / "rejects" / name)
+        shards.append({"file": name, "rows": 3, "rejected": 0})
+    manifest = {"task": "ablation", "target": "tiny-llama", "shards": shards}
+    (corpus / "manifest.json").write_text(json.dumps(manifest))
+    shard = pq.read_table(corpus / "shard-00001.parquet")
+    pq.write_table(shard.drop_columns(["changed"]), root / "without-changed.parquet")
+    retyped = shard.set_column(
+        shard.schema.get_field_index("changed"), "changed", shard["changed"].cast(pa.string())
+    )
+    pq.write_table(retyped, root / "changed-as-text.parquet")
+    for name, change in (("rows-5", {"shards": [{**shards[0], "rows": 5}, shards[1]]}),
+                         ("task-translation", {"task": "translation"})):  # fmt: skip
+        (root / f"manifest-{name}.json").write_text(json.dumps({**manifest, **change}))
 
 
 def _files(folder: Path) -> dict[str, int]:
@@ -834,6 +1017,18 @@ def test_bad_input_is_one_clear_line_and_exit_2(
         "OTHER_PARQUET": "other.parquet",
         "VECTOR_64": "v64.npy",
         "VECTOR_2x64": "v2x64.npy",
+        "SHARD_0": "corpus/shard-00000.parquet",
+        "SHARD_WITHOUT_CHANGED": "without-changed.parquet",
+        "SHARD_CHANGED_AS_TEXT": "changed-as-text.parquet",
+        "MANIFEST_ROWS_5": "manifest-rows-5.json",
+        "MANIFEST_TASK_TRANSLATION": "manifest-task-translation.json",
+        "TRUNCATED_SAFETENSORS": "cut.safetensors",
+    }
+    folders = {
+        "COPY_FEATURES": sandbox_inputs / "explainers/features",
+        "FINISHED_CORPUS": sandbox_inputs / "corpus",
+        "COPY_EXPORT": sandbox_inputs / "explainers/export",
+        "COPY_TINY_MODEL": resolve_model_dir("tiny-llama"),
     }
     places = {
         "IN": tmp_path / "in",
@@ -847,8 +1042,11 @@ def test_bad_input_is_one_clear_line_and_exit_2(
             if name.startswith("RUNS/")
             else places["IN"] / name
         )
-        if content == "COPY_FEATURES":
-            shutil.copytree(sandbox_inputs / "explainers/features", path)
+        if content in folders:
+            shutil.copytree(folders[content], path)
+            continue
+        if content is None:  # a file of a copied folder, lost
+            path.unlink()
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         if content in shared:

@@ -47,6 +47,7 @@ from transformers import (
 )
 
 from selfexplain.errors import InputError
+from selfexplain.models.files import check_safetensors
 from selfexplain.storage import DOWNLOAD_COMPLETE, Location
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF file {path} not found; check the path")
+        check_gguf(path)  # before anything about it goes into the model cache
         return _cached(f"{path.stem}-{_file_key(path)}", lambda out: _convert_gguf(path, out))
     if path.is_dir():
         check_model_dir(path)
@@ -203,12 +205,30 @@ def load_model(
     return model, tokenizer
 
 
+# Any one of these makes a folder's tokenizer loadable by AutoTokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def load_tokenizer(
     reference: str | Path, trust_remote_code: bool = False
 ) -> PreTrainedTokenizerBase:
     """The tokenizer of any model reference (resolved on this node), with a pad token."""
     folder = resolve_model_dir(str(reference))
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelNotFoundError(
+            f"{folder} has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}...); copy the "
+            "model's tokenizer files into it"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, ImportError, TypeError, KeyError) as err:
+        # transformers' message for a folder without tokenizer files suggests installing
+        # sentencepiece, which is not the cause
+        cause = str(err).strip().split("\n")[0][:160]
+        raise ModelNotFoundError(
+            f"{folder} has no tokenizer that loads ({type(err).__name__}: {cause}); copy the "
+            "model's tokenizer files (tokenizer.json, tokenizer_config.json) into it"
+        ) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -233,11 +253,14 @@ def check_model_dir(path: Path) -> None:
         raise ModelNotFoundError(
             f"{config_file} names no model_type; repair or re-download the model"
         )
-    if not any(path.glob("*.safetensors")):
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
         raise ModelNotFoundError(
             f"{path} has no *.safetensors weights (selfexplain never loads pickled weights); "
             "save the model with safe_serialization=True"
         )
+    for file in weights:
+        check_safetensors(file)
 
 
 def check_gguf(path: Path) -> None:
