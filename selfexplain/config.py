@@ -29,6 +29,7 @@ import yaml
 from selfexplain.errors import ConfigError
 from selfexplain.storage import Location
 from selfexplain.tasks import TASK_NAMES, TaskName, get_task, task_option_classes
+from selfexplain.yaml_values import DuplicateKeyError, as_written, load_yaml
 
 # Enumerated values: `--help` lists the choices, and a value outside them is refused by name.
 HeldOutBy = Literal[
@@ -568,7 +569,12 @@ def resolve_config_path(name_or_path: str, kind: str = "config") -> Path:
 def read_yaml_mapping(path: Path, what: str) -> dict:
     """A YAML file that must hold a mapping of keys; errors name the file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except DuplicateKeyError as err:
+        raise ConfigError(
+            f"{what} {path}:{err.line}: key {err.key!r} appears twice (the second would replace "
+            "the first); keep one"
+        ) from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(
             f"{what} {path} is not valid YAML ({' '.join(str(err).split())})"
@@ -582,22 +588,63 @@ def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
     """Read a YAML config and apply ``section.key=value`` overrides (values parsed as YAML)."""
     data = read_yaml_mapping(resolve_config_path(name_or_path), "config file")
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is not key=value; write e.g. train.epochs=2")
+        key, value = parse_override(item, RunConfig)
         node = data
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"config key '{key}': '{part}' is not a section")
-        try:
-            node[leaf] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            raise ConfigError(
-                f"override {item!r}: the value is not valid YAML; quote text, e.g. key='a: b'"
-            ) from None
+        set_key(node, leaf, value, field_kind(RunConfig, key))
     return from_dict(RunConfig, data)
+
+
+def parse_override(item: str, root: type) -> tuple[str, Any]:
+    """``key=value`` -> (key, value). A key typed as text gets the text as written (``name=
+    2024.10`` stays "2024.10", ``name=trial #2`` keeps its "#"); quote it to have YAML read it.
+    Any other value is YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} is not key=value; write e.g. train.epochs=2")
+    quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
+    if _is_text(field_kind(root, key)) and not quoted:
+        return key, raw
+    try:
+        return key, load_yaml(raw) if raw else ""
+    except yaml.YAMLError:
+        raise ConfigError(
+            f"override {item!r}: the value is not valid YAML; quote text, e.g. key='a: b'"
+        ) from None
+
+
+def set_key(node: dict, leaf: str, value: Any, kind: Any) -> None:
+    """``node[leaf] = value``, except that a mapping given for a section merges into it (``train=
+    {epochs: 2}`` changes the epochs and keeps every other train setting)."""
+    current = node.get(leaf)
+    if dataclasses.is_dataclass(kind) and isinstance(value, dict) and isinstance(current, dict):
+        for key, item in value.items():
+            set_key(current, key, item, field_kind(kind, key))
+    else:
+        node[leaf] = value
+
+
+def field_kind(root: type, dotted: str) -> Any:
+    """The declared type of a dotted key under the dataclass ``root``; None for an unknown key."""
+    kind: Any = root
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(kind):
+            return None
+        kind = typing.get_type_hints(kind).get(part)
+    return kind
+
+
+def _is_text(kind: Any) -> bool:
+    options = (
+        typing.get_args(kind)
+        if typing.get_origin(kind) in (typing.Union, types.UnionType)
+        else (kind,)
+    )
+    return str in options
 
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str = ""):
@@ -663,7 +710,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             return value
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return int(value)
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -674,7 +721,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
                 pass
     elif kind is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
+            return str(as_written(value))
     else:
         return value
     raise ConfigError(f"config key '{key}': expected {kind.__name__}, got {value!r}")

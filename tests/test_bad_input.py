@@ -163,6 +163,10 @@ RUN_NAMES = [
     Case("name-space", run("name=my run"), "config key 'name'"),
     Case("name-empty", run("name="), "config key 'name'"),
     Case("name-hidden", run("name=.hidden"), "config key 'name'"),
+    # YAML would read these as 750 (sexagesimal) and "trial" (a comment): the text is kept
+    Case("name-clock-time", run("name=12:30"), "'12:30' is not a safe"),
+    Case("name-with-hash", run("name=trial #2"), "'trial #2' is not a safe"),
+    Case("name-a-list", run("name=[a, b]"), "config key 'name'"),
     Case("corpus-from-parent", run("corpus_from=../other"), "corpus_from"),
     Case("corpus-from-slash", run("corpus_from=a/b"), "corpus_from"),
     Case("mix-key-parent", run("train.mix={../x: 1}"), "train.mix"),
@@ -172,6 +176,25 @@ RUN_NAMES = [
 ]
 
 CONFIG_FILES = [
+    Case(
+        "config-section-twice",
+        ["run", "IN/c.yaml"],
+        "c.yaml:4: key 'generate' appears twice",
+        {"c.yaml": "name: c\ngenerate:\n  max_items: 4\ngenerate:\n  layers: [1]\n"},
+    ),
+    Case(
+        "config-key-twice-in-section",
+        ["run", "IN/c.yaml"],
+        "c.yaml:3: key 'epochs' appears twice",
+        {"c.yaml": "train:\n  epochs: 1\n  epochs: 2\n"},
+    ),
+    Case(
+        "study-file-key-twice",
+        ["study", "IN/s.yaml"],
+        "s.yaml:2: key 'name' appears twice",
+        {"s.yaml": "name: s\nname: t\n"},
+    ),
+    Case("section-given-a-list", run("train=[1, 2]"), "'train' must be a section"),
     Case("config-path-missing", ["run", "IN/missing.yaml"], "missing.yaml not found"),
     Case("config-name-unknown", ["run", "nosuchconfig"], "no config named 'nosuchconfig'"),
     Case(

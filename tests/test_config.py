@@ -47,6 +47,16 @@ def test_overrides_are_typed_and_nested():
     assert config.name == "other"
 
 
+def test_text_keys_keep_their_text_and_a_section_merges():
+    """YAML would read these names as 2024.1 and 2024 (a date); a mapping given for a section
+    changes only its keys."""
+    assert load_config("tiny", ["name=2024.10"]).name == "2024.10"
+    assert load_config("tiny", ["name='2024.10'"]).name == "2024.10"
+    assert load_config("tiny", ["target=1e3"]).target == "1e3"
+    merged = load_config("tiny", ["train={epochs: 2}"]).train
+    assert (merged.epochs, merged.learning_rate, merged.num_workers) == (2, 1e-3, 2)
+
+
 def test_every_field_is_documented():
     undocumented = [key for key, _, doc in describe_fields() if not doc]
     assert undocumented == []
@@ -54,9 +64,9 @@ def test_every_field_is_documented():
 
 def test_yaml_file_path(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text("name: mine\ntarget: tiny-llama\ntrain:\n  epochs: 2\n")
+    path.write_text("name: 2024.10\ntarget: tiny-llama\ntrain:\n  epochs: 2\n")
     config = load_config(str(path))
-    assert (config.name, config.target, config.train.epochs) == ("mine", "tiny-llama", 2)
+    assert (config.name, config.target, config.train.epochs) == ("2024.10", "tiny-llama", 2)
 
 
 def test_enumerated_values_show_their_choices_and_match_the_tasks():

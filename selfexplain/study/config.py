@@ -21,6 +21,7 @@ from selfexplain.config import (
     is_safe_name,
     load_config,
     packaged_configs,
+    parse_override,
     read_yaml_mapping,
     resolve_config_path,
 )
@@ -197,14 +198,9 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
     data = read_yaml_mapping(path, "study file")
     known = {f.name for f in dataclasses.fields(StudyConfig)}
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not key=value; write e.g. train.epochs=1")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
-        if key in known:
+        study_key = item.partition("=")[0] in known
+        key, value = parse_override(item, StudyConfig if study_key else RunConfig)
+        if study_key:
             data[key] = value
         else:
             data.setdefault("overrides", {})[key] = value
