@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import re
 import sys
 import types
@@ -443,8 +444,14 @@ def _run_rules(config: RunConfig) -> list[Rule]:
         (0 <= config.seed < 2**32, "seed", "use an integer in [0, 2**32)"),
         (not config.corpus_from or is_safe_name(config.corpus_from), "corpus_from",
          f"give the name of a run in output_dir; {NAME_FIX}"),
-        (config.ray.num_cpus >= 2, "ray.num_cpus", "use 2 or more"),
+        (2 <= config.ray.num_cpus <= MAX_LOGICAL_CPUS, "ray.num_cpus",
+         f"use 2 to {MAX_LOGICAL_CPUS} (logical CPUs of the local cluster; a few times the cores)"),
     ]  # fmt: skip
+
+
+# A local cluster's logical CPUs: more than cores keeps Ray Data streaming beside training, but
+# thousands would start thousands of workers on one machine.
+MAX_LOGICAL_CPUS = max(64, 8 * (os.cpu_count() or 1))
 
 
 def _generate_rules(g: GenerateConfig, task: str) -> list[Rule]:

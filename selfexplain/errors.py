@@ -8,12 +8,25 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import unicodedata
+
+
+def show_invisible(text: str) -> str:
+    """``text`` with every character a terminal would not show (controls, zero-width and
+    non-breaking spaces, direction marks) written as an escape: a path or name that differs from
+    what the user typed by one of them looks different in the message."""
+    return "".join(
+        char if char == " " or unicodedata.category(char)[0] not in "CZ" else ascii(char)[1:-1]
+        for char in text
+    )
+
 
 class InputError(ValueError):
     """Bad input; the message names the file or key and the fix, on one line."""
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))  # one line, whatever the details held
+        # one line, whatever the details held; anything invisible shown as an escape
+        super().__init__(show_invisible(" ".join(str(message).split())))
 
 
 class ConfigError(InputError):

@@ -8,10 +8,27 @@ the fix.
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from selfexplain.errors import InputError
+
+
+def kind_of(path: Path) -> str:
+    """What is at ``path``, in words: "a folder", "a FIFO (named pipe)", "a file"..."""
+    mode = path.stat().st_mode
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISREG, "a file"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 def read_text(
@@ -23,8 +40,10 @@ def read_text(
     """The file's text; ``error`` builds the exception for a missing, unreadable or non-UTF-8 file
     (``fix`` says what to set when it is missing)."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise error(f"{what} {path} is {kind_of(path)}, not a file; {fix}")
     if not path.is_file():
-        raise error(f"{what} {path} not found{' (it is a folder)' if path.exists() else ''}; {fix}")
+        raise error(f"{what} {path} not found; {fix}")
     try:
         data = path.read_bytes()
     except OSError as err:

@@ -23,7 +23,8 @@ from selfexplain.corpus.integrity import (
     check_shard_files,
     check_unique_records,
 )
-from selfexplain.corpus.io import MANIFEST, PLAN, corpus_plan
+from selfexplain.corpus.io import MANIFEST, PLAN, corpus_plan, holds_work
+from selfexplain.places import check_output_dir, check_ray_address
 from selfexplain.storage import Location
 from selfexplain.tasks import TASK_NAMES, get_task
 
@@ -49,6 +50,7 @@ def check_run(
     earlier in the same session (a study)."""
     stages = set(stages)
     output = check_output_dir(config.output_dir)
+    check_ray_address(config.ray.address or os.environ.get("RAY_ADDRESS", ""))
     check_local_resources(config, stages)
     target_dir, tokenizer = check_model(config.target, config.trust_remote_code)
     if stages & {"train", "evaluate"}:
@@ -173,29 +175,6 @@ def check_cluster_storage(config: RunConfig) -> None:
         )
 
 
-def check_output_dir(uri: str, key: str = "output_dir") -> Location:
-    """A local folder (or one that can be made) or a URI of a filesystem pyarrow knows."""
-    try:
-        location = Location(uri)
-    except (ValueError, OSError) as err:  # pyarrow: unknown scheme, bad bucket name...
-        raise ConfigError(
-            f"config key '{key}': {uri!r} is not a usable folder or URI ({err}); "
-            "use a local path or s3://bucket/prefix, gs://bucket/prefix"
-        ) from None
-    if location.is_local:
-        path = location.local_path
-        existing = next(p for p in (path, *path.parents) if p.exists())
-        if not existing.is_dir():
-            raise ConfigError(
-                f"config key '{key}': {existing} is a file, not a folder; choose another {key}"
-            )
-        if not os.access(existing, os.W_OK | os.X_OK) and key == "output_dir":
-            raise ConfigError(
-                f"config key '{key}': {existing} is not writable; choose a folder you can write to"
-            )
-    return location
-
-
 def check_local_resources(config: RunConfig, stages: set[str]) -> None:
     """A local cluster has ``ray.num_cpus`` logical CPUs and this machine's GPUs: a request beyond
     them would wait forever for resources that never come."""
@@ -239,7 +218,12 @@ def check_corpus_files(
         raise FileNotFoundError(
             f"no corpus at {corpus} ({MANIFEST} missing); run `selfexplain generate` first"
         )
-    if plan is not None and plan_file.exists() and _read_json(plan_file) != plan:
+    if (
+        plan is not None
+        and plan_file.exists()
+        and _read_json(plan_file) != plan
+        and holds_work(corpus)
+    ):
         raise ConfigError(
             f"{corpus} was made with other settings or inputs; pick a new run name (name=...) "
             "or delete that folder"

@@ -10,6 +10,7 @@ and ``selfexplain explain``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,14 @@ CONFIG_VALUES = [
         "evaluate.explainer",
     ),
     Case("num-cpus-one", run("ray.num_cpus=1"), "ray.num_cpus"),
+    Case("num-cpus-absurd", run("ray.num_cpus=100000"), "ray.num_cpus"),
+    Case("ray-address-refused", run("ray.address=127.0.0.1:1"), "nothing answers at 127.0.0.1:1"),
+    Case("ray-address-no-port", run("ray.address=127.0.0.1"), "nothing answers at 127.0.0.1:6379"),
+    Case(
+        "ray-address-client-refused",
+        run("ray.address=ray://127.0.0.1:2"),
+        "nothing answers at 127.0.0.1:2",
+    ),
     Case("seed-negative", run("seed=-1"), "seed"),
     Case("seed-beyond-32-bits", run("seed=4294967296"), "seed"),
     Case("seed-float", run("seed=1.5"), "seed"),
@@ -173,6 +182,33 @@ RUN_NAMES = [
     Case("output-dir-empty", run("output_dir="), "output_dir"),
     Case("output-dir-is-a-file", run("output_dir=IN/plain.txt"), "is a file", {"plain.txt": "x"}),
     Case("output-dir-unknown-scheme", run("output_dir=nosuch://bucket/runs"), "output_dir"),
+    Case("output-dir-in-proc", run("output_dir=/proc/selfexplain"), "is on proc"),
+    Case("output-dir-in-sys", run("output_dir=/sys/kernel/runs"), "is on sysfs"),
+    Case(
+        "output-dir-a-fifo",
+        run("output_dir=IN/pipe"),
+        "is a FIFO (named pipe), not a folder",
+        {"pipe": "FIFO"},
+    ),
+    Case("output-dir-a-device", run("output_dir=/dev/null/runs"), "is a character device"),
+    Case(
+        "output-dir-bucket-uppercase",
+        run("output_dir=s3://My_Bucket/runs"),
+        "'My_Bucket' is not a valid bucket name",
+    ),
+    Case(
+        "output-dir-bucket-too-short",
+        run("output_dir=gs://ab/runs"),
+        "'ab' is not a valid bucket name",
+    ),
+    Case("output-dir-bucket-empty", run("output_dir=s3:///runs"), "'' is not a valid bucket name"),
+    Case(
+        "output-dir-invisible-character",
+        run("output_dir=s3://runs\u200b/x"),
+        "'runs\\u200b' is not a valid bucket name",
+    ),
+    Case("target-invisible-character", run("target=/models/tiny\u200b"), "tiny\\u200b"),
+    Case("name-invisible-character", run("name=run\u00a0one"), "run\\xa0one"),
 ]
 
 CONFIG_FILES = [
@@ -620,7 +656,7 @@ EXISTING_CORPUS = [
         "plan-other-settings",
         run(command="generate"),
         "made with other settings",
-        {CORPUS + "plan.json": '{"fingerprint": "x"}'},
+        {CORPUS + "plan.json": '{"fingerprint": "x"}', CORPUS + "shard-00000.parquet": "SHARD_0"},
     ),
     Case(
         "plan-bad-json",
@@ -1071,6 +1107,10 @@ def test_bad_input_is_one_clear_line_and_exit_2(
         if content is None:  # a file of a copied folder, lost
             path.unlink()
             continue
+        if content == "FIFO":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.mkfifo(path)
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         if content in shared:
             shutil.copy(sandbox_inputs / shared[content], path)
@@ -1090,3 +1130,29 @@ def test_bad_input_is_one_clear_line_and_exit_2(
     assert err.startswith("selfexplain: error:") and "\n" not in err, err
     assert case.expected in err, err
     assert _files(tmp_path) == before, "a bad input left files behind"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        # Google Cloud Storage retries an unreachable endpoint for many minutes
+        ("output_dir=gs://selfexplain-no-such-bucket/runs", "did not answer in 3 s"),
+        ("output_dir=s3://selfexplain-no-such-bucket/runs", "selfexplain-no-such-bucket"),
+    ],
+    ids=["gs-unreachable", "s3-unreachable"],
+)
+def test_an_object_store_that_does_not_answer_fails_within_seconds(
+    override, expected, monkeypatch, tmp_path, capsys
+):
+    import time
+
+    import selfexplain.places
+
+    monkeypatch.setattr(selfexplain.places, "PROBE_TIMEOUT_S", 3.0)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # the real AWS endpoint, unreachable
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    assert main(run(override)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("selfexplain: error:") and "\n" not in err and expected in err, err
+    assert time.monotonic() - started < 30

@@ -1,5 +1,7 @@
 """Corpus files: explicit schema, atomic shards, splits by prompt."""
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -49,3 +51,31 @@ def test_schema_has_no_inferred_types(tmp_path):
     path = tmp_path / "s.parquet"
     write_shard([], ABLATION_SCHEMA, Location(path))
     assert pq.read_schema(path).remove_metadata().equals(ABLATION_SCHEMA.remove_metadata())
+
+
+def test_a_plan_gives_way_only_while_nothing_was_written_under_it(tmp_path):
+    """A run that failed before writing anything does not lock its name; one that wrote a shard
+    refuses a rerun with other settings."""
+    from selfexplain.config import ConfigError
+    from selfexplain.corpus.io import claim_plan
+    from selfexplain.storage import Location
+
+    folder = Location(str(tmp_path))
+    claim_plan(folder, {"fingerprint": "first"})
+    claim_plan(folder, {"fingerprint": "corrected"})  # nothing written: replaced
+    assert json.loads((tmp_path / "plan.json").read_text()) == {"fingerprint": "corrected"}
+    (tmp_path / "shard-00000.parquet").write_bytes(b"a shard")
+    with pytest.raises(ConfigError, match="made with other settings"):
+        claim_plan(folder, {"fingerprint": "first"})
+
+
+def test_a_damaged_gguf_leaves_nothing_in_the_model_cache(tmp_path, monkeypatch):
+    from selfexplain.models.loading import ModelNotFoundError, resolve_model_dir
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SELFEXPLAIN_CACHE", str(cache))
+    garbage = tmp_path / "model.gguf"
+    garbage.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(ModelNotFoundError, match="damaged or truncated"):
+        resolve_model_dir(str(garbage))
+    assert not cache.exists() or not any(cache.rglob("*"))

@@ -68,6 +68,7 @@ def test_every_function_is_at_most_60_lines():
 LAYERS = (
     ("errors", "provenance", "internals", "interrupts", "yaml_values"),
     ("inputs", "storage"),
+    ("places",),
     ("data",),
     ("models",),
     ("corpus",),

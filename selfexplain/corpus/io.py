@@ -13,6 +13,7 @@ import json
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyarrow import fs as pafs
 
 from selfexplain.corpus.schema import item_id, rows_to_table, stable_id
 from selfexplain.errors import ConfigError
@@ -47,16 +48,31 @@ def claim_plan(folder: Location, plan: dict) -> None:
     """Record what ``folder`` is made from, or refuse if it was made from something else.
 
     The claim is atomic: of two runs of one name started at once with different settings,
-    exactly one writes its plan and the other is refused here, before it writes a shard."""
+    exactly one writes its plan and the other is refused here, before it writes a shard. A plan
+    under which nothing was written (a run that failed first) gives way to the new one."""
     path = folder / PLAN
-    if (
-        not path.create_exclusive(json.dumps(plan, indent=2, sort_keys=True).encode())
-        and path.read_json() != plan
-    ):
-        raise ConfigError(
-            f"{folder} was made with other settings or inputs; pick a new run name (name=...) "
-            "or delete that folder"
-        )
+    text = json.dumps(plan, indent=2, sort_keys=True).encode()
+    if path.create_exclusive(text) or path.read_json() == plan:
+        return
+    if not holds_work(folder):
+        path.write_bytes(text)
+        return
+    raise ConfigError(
+        f"{folder} was made with other settings or inputs; pick a new run name (name=...) "
+        "or delete that folder"
+    )
+
+
+# What a stage writes that a rerun keeps: corpus shards, Ray Train's checkpoints.
+WORK_PREFIXES = ("shard-", "checkpoint_")
+
+
+def holds_work(folder: Location) -> bool:
+    """Whether anything a rerun would reuse was written under ``folder``."""
+    selector = pafs.FileSelector(folder.path, recursive=True, allow_not_found=True)
+    return any(
+        info.base_name.startswith(WORK_PREFIXES) for info in folder.fs.get_file_info(selector)
+    )
 
 
 def read_manifest(corpus: Location) -> dict:
