@@ -20,6 +20,7 @@ import re
 import sys
 import types
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -391,6 +392,11 @@ MAX_COUNT = 100_000_000
 MAX_NEW_TOKENS = 1024
 
 
+def is_printable(text: str) -> bool:
+    """No control characters (a newline or tab pasted into a path)."""
+    return not any(unicodedata.category(char) == "Cc" for char in text)
+
+
 def is_safe_name(name: str) -> bool:
     return isinstance(name, str) and SAFE_NAME.fullmatch(name) is not None
 
@@ -444,10 +450,17 @@ def _run_rules(config: RunConfig) -> list[Rule]:
         (0 <= config.seed < 2**32, "seed", "use an integer in [0, 2**32)"),
         (not config.corpus_from or is_safe_name(config.corpus_from), "corpus_from",
          f"give the name of a run in output_dir; {NAME_FIX}"),
+        (bool(config.target.strip()), "target",
+         "name the model to explain: smollm2-135m, a model folder, a .gguf file or a hub id"),
+        (is_printable(config.output_dir), "output_dir",
+         "remove the control characters (a newline, a tab) from the path"),
         (2 <= config.ray.num_cpus <= MAX_LOGICAL_CPUS, "ray.num_cpus",
          f"use 2 to {MAX_LOGICAL_CPUS} (logical CPUs of the local cluster; a few times the cores)"),
     ]  # fmt: skip
 
+
+# Queries decoded at once: more only spends memory (and larger batches pad more).
+MAX_EVAL_BATCH = 4096
 
 # A local cluster's logical CPUs: more than cores keeps Ray Data streaming beside training, but
 # thousands would start thousands of workers on one machine.
@@ -467,8 +480,9 @@ def _generate_rules(g: GenerateConfig, task: str) -> list[Rule]:
         (g.num_actors >= 1, "generate.num_actors", "use 1 or more"),
         (g.held_out_by in groups + ("auto",), "generate.held_out_by",
          f"task {task} can hold out by {', '.join(groups)} or auto"),
-        (all(isinstance(x, int) and x >= 0 for x in g.layers), "generate.layers",
-         "give block indices, e.g. [0, 4, 8], or [] for all"),
+        (all(isinstance(x, int) and x >= 0 for x in g.layers)
+         and len(set(g.layers)) == len(g.layers), "generate.layers",
+         "give distinct block indices, e.g. [0, 4, 8], or [] for all"),
         (g.max_tokens >= 2, "generate.max_tokens", "use 2 or more"),
     ] + [rule for options in task_option_classes() for rule in options.rules(g)]  # fmt: skip
 
@@ -495,7 +509,10 @@ def _train_rules(t: TrainConfig) -> list[Rule]:
          "use 0, or a number of epochs together with train.select_best=true"),
         (t.num_workers >= 1, "train.num_workers", "use 1 or more"),
         (t.epochs >= 1, "train.epochs", "use 1 or more"),
-        (t.learning_rate > 0, "train.learning_rate", "use a positive number"),
+        (0 < t.learning_rate <= 1, "train.learning_rate",
+         "use a positive number up to 1 (the paper's is 5e-5)"),
+        (bool(t.explainer.strip()), "train.explainer",
+         "use self, other, or a model (an embedded name, a folder, a .gguf file, a hub id)"),
         (t.grad_accum >= 1 and t.batch_size % t.grad_accum == 0, "train.grad_accum",
          f"use a divisor of train.batch_size={t.batch_size}"),
         (t.checkpoint_every >= 0, "train.checkpoint_every",
@@ -536,8 +553,9 @@ def _evaluate_rules(e: EvaluateConfig) -> list[Rule]:
          "use positive scales, e.g. [1, 5, 10, 25, 50], or [] for no SelfIE baseline"),
         (e.candidate_outputs >= 0, "evaluate.candidate_outputs",
          "use 0 (every output seen in training) or a positive count"),
-        (e.batch_size >= 1 and e.max_new_tokens >= 0, "evaluate",
-         "use a positive batch_size and max_new_tokens >= 0 (0 = fit the longest answer)"),
+        (1 <= e.batch_size <= MAX_EVAL_BATCH and e.max_new_tokens >= 0, "evaluate",
+         f"use a batch_size of 1 to {MAX_EVAL_BATCH} and max_new_tokens >= 0 (0 = fit the "
+         "longest answer)"),
     ]  # fmt: skip
 
 

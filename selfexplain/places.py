@@ -27,7 +27,13 @@ def check_output_dir(uri: str, key: str = "output_dir") -> Location:
         location = open_store(uri, key)
         probe_bucket(location, key)
         return location
-    path = Location(uri).local_path
+    try:
+        path = Location(uri).local_path
+    except RuntimeError:  # Path.expanduser: "~name" of a user this machine does not have
+        raise ConfigError(
+            f"config key '{key}': {uri!r} names the home folder of a user this machine does not "
+            "have; give the folder's full path"
+        ) from None
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():
         raise ConfigError(

@@ -144,6 +144,57 @@ CONFIG_VALUES = [
         run("evaluate.explainer=nosuch://bucket/x"),
         "evaluate.explainer",
     ),
+    Case("lr-above-one", run("train.learning_rate=1e10"), "train.learning_rate"),
+    Case("target-empty", run("target="), "config key 'target'"),
+    Case("explainer-empty", run("train.explainer="), "config key 'train.explainer'"),
+    Case("eval-batch-absurd", run("evaluate.batch_size=1000000000"), "batch_size of 1 to"),
+    Case("layers-repeated", run("generate.layers=[1, 1]"), "distinct block indices"),
+    Case(
+        "candidate-outputs-negative",
+        run("evaluate.candidate_outputs=-1"),
+        "evaluate.candidate_outputs",
+    ),
+    Case("validate-every-negative", run("train.validate_every=-1"), "train.validate_every"),
+    Case("patience-negative", run("train.patience=-1"), "train.patience"),
+    Case(
+        "patience-without-select-best",
+        run("train.patience=2", "train.select_best=false"),
+        "train.select_best=true",
+    ),
+    Case("epochs-exponent", run("train.epochs=1e9"), "train.epochs"),
+    Case("lr-schedule-unknown", run("train.lr_schedule=exponential"), "cosine, constant"),
+    Case("projection-init-unknown", run("train.projection_init=random"), "orthogonal, lstsq"),
+    Case("vector-control-unknown", run("train.vector_control=maybe"), "none, zero, shuffled"),
+    Case(
+        "hints-per-fact-zero", gen("hint", "generate.hints_per_fact=0"), "generate.hints_per_fact"
+    ),
+    Case("hint-filter-text", gen("hint", "generate.hint_filter=maybe"), "generate.hint_filter"),
+    Case(
+        "probe-accuracy-above-one",
+        gen("features", "generate.min_probe_accuracy=2"),
+        "generate.min_probe_accuracy",
+    ),
+    Case("seed-text", run("seed=abc"), "config key 'seed'"),
+    Case("task-wrong-case", run("task=Ablation"), "'Ablation' is not one of"),
+    Case("dashboard-text", run("ray.dashboard=maybe"), "ray.dashboard"),
+    Case("workers-float", run("train.num_workers=1.5"), "train.num_workers"),
+    Case("lora-alpha-negative", run("train.lora_rank=8", "train.lora_alpha=-1"), "lora_alpha > 0"),
+    Case("keep-checkpoints-float", run("train.keep_checkpoints=1.5"), "train.keep_checkpoints"),
+    Case("grad-accum-zero", run("train.grad_accum=0"), "train.grad_accum"),
+    Case("clipping-nan", run("train.gradient_clipping=.nan"), "train.gradient_clipping"),
+    Case("override-double-dot", run("train..epochs=1"), "unknown config key 'train.'"),
+    Case("ray-address-not-a-host", run("ray.address=not a host"), "nothing answers at not a host"),
+    Case(
+        "ray-address-http-refused",
+        run("ray.address=http://127.0.0.1:3"),
+        "nothing answers at 127.0.0.1:3",
+    ),
+    Case(
+        "output-dir-unknown-user",
+        run("output_dir=~nosuchuser/runs"),
+        "home folder of a user this machine does not have",
+    ),
+    Case("output-dir-newline", run("output_dir=runs\nx"), "remove the control characters"),
     Case("num-cpus-one", run("ray.num_cpus=1"), "ray.num_cpus"),
     Case("num-cpus-absurd", run("ray.num_cpus=100000"), "ray.num_cpus"),
     Case("ray-address-refused", run("ray.address=127.0.0.1:1"), "nothing answers at 127.0.0.1:1"),
@@ -231,6 +282,7 @@ CONFIG_FILES = [
         {"s.yaml": "name: s\nname: t\n"},
     ),
     Case("section-given-a-list", run("train=[1, 2]"), "'train' must be a section"),
+    Case("config-a-folder", ["run", "IN/c.yaml"], "c.yaml", {"c.yaml/x": "x"}),
     Case("config-path-missing", ["run", "IN/missing.yaml"], "missing.yaml not found"),
     Case("config-name-unknown", ["run", "nosuchconfig"], "no config named 'nosuchconfig'"),
     Case(
@@ -385,6 +437,57 @@ INPUT_FILES = [
         gen("hint", QUESTIONS + "q.txt"),
         "q.txt: set generate.questions",
         {"q.txt": "x"},
+    ),
+    Case(
+        "pairs-identical",
+        gen("patching", PAIRS + "p.jsonl"),
+        "must be non-empty and differ",
+        {"p.jsonl": '{"prompt": "The capital is", "counterfactual": "The capital is"}\n'},
+    ),
+    Case(
+        "pairs-empty-prompt",
+        gen("patching", PAIRS + "p.jsonl"),
+        "must be non-empty and differ",
+        {"p.jsonl": '{"prompt": "", "counterfactual": "x"}\n'},
+    ),
+    Case(
+        "pairs-entity-a-number",
+        gen("patching", PAIRS + "p.jsonl"),
+        "p.jsonl:2: field 'entity' must be text, not int",
+        {
+            "p.jsonl": '{"prompt": "a b", "counterfactual": "a c"}\n'
+            '{"prompt": "a b", "counterfactual": "a d", "entity": 5}\n'
+        },
+    ),
+    Case(
+        "pairs-relation-a-list",
+        gen("patching", PAIRS + "p.jsonl"),
+        "field 'relation' must be text, not list",
+        {"p.jsonl": '{"prompt": "a b", "counterfactual": "a c", "relation": ["x"]}\n'},
+    ),
+    Case(
+        "questions-choices-numbers",
+        gen("hint", QUESTIONS + "q.jsonl"),
+        "'choices' and 'subject' must be text",
+        {"q.jsonl": '{"question": "q", "choices": [1, 2], "answer": 0}\n'},
+    ),
+    Case(
+        "questions-subject-a-number",
+        gen("hint", QUESTIONS + "q.jsonl"),
+        "'choices' and 'subject' must be text",
+        {"q.jsonl": '{"question": "q", "choices": ["a", "b"], "answer": 0, "subject": 3}\n'},
+    ),
+    Case(
+        "prompts-only-blank-lines",
+        gen("ablation", PROMPTS + "p.txt"),
+        "holds no prompts",
+        {"p.txt": "  \n\n   \n"},
+    ),
+    Case(
+        "prompts-a-fifo",
+        gen("ablation", PROMPTS + "p.txt"),
+        "is a FIFO (named pipe), not a file",
+        {"p.txt": "FIFO"},
     ),
     Case("pairs-missing", gen("patching", PAIRS + "p.jsonl"), "p.jsonl not found"),
     Case(
@@ -664,6 +767,7 @@ EXISTING_CORPUS = [
         "plan.json is not valid JSON",
         {CORPUS + "plan.json": "{"},
     ),
+    Case("corpus-from-missing-run", run("corpus_from=ghost", command="train"), "ghost/corpus"),
     Case("mix-run-without-corpus", run("train.mix={ghost: 1}", command="train"), "ghost/corpus"),
 ]
 
@@ -757,6 +861,14 @@ STUDIES = [
     ),
     Case("study-unknown-task", [*STUDY, "tasks={translation: {}}"], "study key 'tasks'"),
     Case("study-run-key-unknown", [*STUDY, "train.lrr=1"], "unknown config key 'train.lrr'"),
+    Case("study-controls-unknown", [*STUDY, "controls=[magic]"], "study key 'controls'"),
+    Case(
+        "study-vector-control-unknown", [*STUDY, "vector_control=one"], "study key 'vector_control'"
+    ),
+    Case(
+        "study-swapped-unknown-task", [*STUDY, "swapped={translation: {}}"], "study key 'swapped'"
+    ),
+    Case("study-base-missing", [*STUDY, "base=nosuch"], "no config named 'nosuch'"),
     Case("study-unknown-name", ["study", "nosuchstudy"], "no study named 'nosuchstudy'"),
     Case("study-other-missing", [*STUDY, "other_explainer=/no/such/model"], "/no/such/model"),
     Case(

@@ -50,6 +50,10 @@ def _normalize(record: dict, where: str) -> dict:
         raise QuestionFileError(
             f"{where}: needs 'question' (text) and 'choices' (2-{len(LETTERS)} options)"
         )
+    if not all(isinstance(choice, str) for choice in choices) or not isinstance(
+        record.get("subject", ""), str
+    ):
+        raise QuestionFileError(f"{where}: 'choices' and 'subject' must be text; quote them")
     if isinstance(answer, str) and answer.strip().upper() in LETTERS:
         answer = LETTERS.index(answer.strip().upper())
     if not isinstance(answer, int) or not 0 <= answer < len(choices):

@@ -142,6 +142,10 @@ def templated_pairs(tokenizer, seed: int) -> list[dict]:
     return pairs
 
 
+# A pair's optional fields: each is text when given (it becomes a string column of the corpus).
+OPTIONAL_PAIR_FIELDS = ("answer", "cf_answer", "relation", "template", "entity", "cf_entity")
+
+
 def read_pairs_file(path: Path) -> list[dict]:
     fix = (
         'set generate.pairs to a .jsonl file of {"prompt": ..., "counterfactual": ...} objects, '
@@ -154,6 +158,17 @@ def read_pairs_file(path: Path) -> list[dict]:
         if not all(isinstance(record.get(key), str) for key in ("prompt", "counterfactual")):
             raise PairFileError(
                 f"{path}:{number} needs string fields 'prompt' and 'counterfactual'"
+            )
+        if not record["prompt"].strip() or record["prompt"] == record["counterfactual"]:
+            raise PairFileError(
+                f"{path}:{number}: 'prompt' and 'counterfactual' must be non-empty and differ "
+                "(patching needs a token where they differ)"
+            )
+        not_text = [key for key in OPTIONAL_PAIR_FIELDS if not isinstance(record.get(key, ""), str)]
+        if not_text:
+            raise PairFileError(
+                f"{path}:{number}: field '{not_text[0]}' must be text, not "
+                f"{type(record[not_text[0]]).__name__}; quote it"
             )
         pairs.append(
             {
