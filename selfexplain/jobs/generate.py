@@ -36,6 +36,7 @@ from selfexplain.corpus.io import (
 )
 from selfexplain.corpus.schema import REJECTS_SCHEMA, item_id, stable_id
 from selfexplain.corpus.splits import split_for
+from selfexplain.models.architectures import hidden_size, num_layers
 from selfexplain.models.loading import load_model, load_tokenizer
 from selfexplain.provenance import versions
 from selfexplain.storage import Location
@@ -65,10 +66,10 @@ class GroundTruthWorker:
             target_name, device=device, dtype=dtype, trust_remote_code=trust_remote_code
         )
         options = from_dict(GenerateConfig, options)
-        layers = options.layers or list(range(model.config.num_hidden_layers))
+        layers = options.layers or list(range(num_layers(model)))
         self.context = GroundTruthContext(model, tokenizer, target_name, options, layers)
         self.task = get_task(task)
-        self.schema = self.task.schema(model.config.hidden_size)
+        self.schema = self.task.schema(hidden_size(model))
         self.corpus_dir = Location(corpus_dir)
 
     def __call__(self, batch: dict) -> dict:

@@ -3,8 +3,10 @@
 The residual stream after decoder block ``i`` is the output of ``<layers>[i]``; the stream
 entering block 0 is the output of ``<embed>``; block ``i``'s attention and MLP contributions
 (before they are added to the stream) are the outputs of ``<layers>[i].<attn>`` and
-``<layers>[i].<mlp>``. Adding an architecture is one row here, after the manner of pyvene's
-per-model tables; nothing else in selfexplain branches on model type.
+``<layers>[i].<mlp>``. A family not in the table is found through transformers' own accessors
+(:func:`discovered_spec`: ``get_decoder()``, ``get_input_embeddings()`` and the usual attribute
+names), so most new families need no row; a row pins one down, after the manner of pyvene's
+per-model tables. Nothing else in selfexplain branches on model type.
 """
 
 from __future__ import annotations
@@ -53,14 +55,61 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 }
 
 
+# Where families keep their parts, for the ones the table does not list.
+LAYER_LISTS = ("layers", "h", "blocks", "block")
+FINAL_NORMS = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f")
+ATTENTIONS = ("self_attn", "attn", "attention", "self_attention")
+MLPS = ("mlp", "feed_forward", "ffn")
+
+
 def arch_spec(model: torch.nn.Module) -> ArchSpec:
     model_type = getattr(model.config, "model_type", None)
-    if model_type not in ARCHITECTURES:
+    if model_type in ARCHITECTURES:
+        return ARCHITECTURES[model_type]
+    return discovered_spec(model)
+
+
+def discovered_spec(model: torch.nn.Module) -> ArchSpec:
+    """The hook points of a family the table does not list, found through the decoder that
+    ``get_decoder()`` returns (the language model of a multimodal wrapper); a ValueError names the
+    model type and the part that could not be found."""
+    model_type = getattr(model.config, "model_type", None)
+    names = {id(module): name for name, module in model.named_modules()}
+    getter = getattr(model, "get_decoder", None)
+    decoder = getter() if callable(getter) else None
+
+    def part(owner, candidates, what, kind=torch.nn.Module):
+        found = next(
+            (getattr(owner, name) for name in candidates
+             if isinstance(getattr(owner, name, None), kind)),
+            None,
+        )  # fmt: skip
+        if found is None or id(found) not in names:
+            raise ValueError(
+                f"model type {model_type!r}: cannot find its {what} (looked for "
+                f"{', '.join(candidates)}); add a row to selfexplain/models/architectures.py "
+                f"(known: {', '.join(sorted(ARCHITECTURES))})"
+            )
+        return found
+
+    if decoder is None:
         raise ValueError(
-            f"model type {model_type!r} has no residual-stream entry; add one to "
+            f"model type {model_type!r} has no get_decoder(); add a row to "
             f"selfexplain/models/architectures.py (known: {', '.join(sorted(ARCHITECTURES))})"
         )
-    return ARCHITECTURES[model_type]
+    layers = part(decoder, LAYER_LISTS, "decoder blocks", torch.nn.ModuleList)
+    block = layers[0]
+    return ArchSpec(
+        layers=names[id(layers)],
+        embed=names[id(model.get_input_embeddings())],
+        final_norm=names[id(part(decoder, FINAL_NORMS, "final norm"))],
+        attn=_child_name(block, part(block, ATTENTIONS, "attention sub-layer")),
+        mlp=_child_name(block, part(block, MLPS, "MLP sub-layer")),
+    )
+
+
+def _child_name(parent: torch.nn.Module, child: torch.nn.Module) -> str:
+    return next(name for name, module in parent.named_children() if module is child)
 
 
 def get_module(model: torch.nn.Module, path: str) -> torch.nn.Module:
@@ -80,4 +129,5 @@ def num_layers(model: torch.nn.Module) -> int:
 
 def hidden_size(model: torch.nn.Module) -> int:
     config = model.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return getattr(config, "hidden_size", None) or config.n_embd

@@ -23,6 +23,7 @@ from selfexplain.explainer.templates import render, templates
 from selfexplain.features import concepts as lexicon
 from selfexplain.features.saelens import is_sae_dir, load_sae, read_explanations
 from selfexplain.features.top_contexts import TextSetStreams, text_set
+from selfexplain.models.architectures import hidden_size
 from selfexplain.scoring.baselines import nearest_training_rows
 from selfexplain.scoring.embeddings import (
     detection_auroc,
@@ -185,7 +186,7 @@ def sae_rows(item: dict, context: GroundTruthContext) -> list[dict]:
     index = item["index"]
     if not 0 <= index < sae.decoder.shape[0]:
         raise Rejected(f"feature index {index} is outside the SAE (d_sae={sae.decoder.shape[0]})")
-    d_model = context.model.config.hidden_size
+    d_model = hidden_size(context.model)
     if sae.decoder.shape[1] != d_model:
         raise Rejected(
             f"SAE width {sae.decoder.shape[1]} does not match the target's hidden size {d_model}"
