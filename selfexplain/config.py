@@ -29,6 +29,7 @@ from typing import Any, Literal
 import yaml
 
 from selfexplain.errors import ConfigError
+from selfexplain.inputs import kind_of
 from selfexplain.storage import Location
 from selfexplain.tasks import TASK_NAMES, TaskName, get_task, task_option_classes
 from selfexplain.yaml_values import DuplicateKeyError, as_written, load_yaml
@@ -577,13 +578,20 @@ PACKAGED = {"config": "configs", "study": "configs/studies"}
 def resolve_config_path(name_or_path: str, kind: str = "config") -> Path:
     """A packaged config (or study) by name (``demo``) or a YAML path."""
     path = Path(name_or_path)
+    packaged = resources.files("selfexplain") / PACKAGED[kind] / f"{name_or_path}.yaml"
+    if path.suffix not in (".yaml", ".yml") and path.is_dir() and packaged.is_file():
+        return Path(str(packaged))  # a packaged name, whatever folder of that name is here
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.exists() and not path.is_file():
+            raise ConfigError(
+                f"{kind} file {path} is {kind_of(path)}, not a file; give a YAML path or one of "
+                f"{packaged_configs(kind)}"
+            )
         if not path.is_file():
             raise ConfigError(
                 f"{kind} file {path} not found; give a YAML path or one of {packaged_configs(kind)}"
             )
         return path
-    packaged = resources.files("selfexplain") / PACKAGED[kind] / f"{name_or_path}.yaml"
     if not packaged.is_file():
         raise ConfigError(
             f"no {kind} named {name_or_path!r}; give a YAML path or one of {packaged_configs(kind)}"

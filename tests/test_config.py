@@ -81,3 +81,10 @@ def test_enumerated_values_show_their_choices_and_match_the_tasks():
     docs = {key: doc for key, _, doc in describe_fields()}
     assert docs["generate.component"].endswith("[one of: residual, attn, mlp]")
     assert "[one of: ablation, hint, patching, features]" in docs["task"]
+
+
+def test_a_packaged_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    """`selfexplain study study` run from a folder that holds study outputs in ./study."""
+    (tmp_path / "tiny").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_config("tiny").name == "tiny"
