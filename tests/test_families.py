@@ -62,8 +62,9 @@ def pipeline_across(tmp_path, target_family: str, explainer: str, capsys) -> Non
     runs = tmp_path / "runs"
     argv = ["run", "tiny", f"output_dir={runs}", "name=across", "task=features",
             f"target={target}", f"train.explainer={explainer}", "generate.max_items=24",
-            "generate.min_probe_accuracy=0.5", "evaluate.max_examples=8"]  # fmt: skip
-    assert main(argv) == 0
+            "generate.min_probe_accuracy=0.5", "evaluate.max_examples=8",
+            "train.projection=always"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err[-3000:]
     export = runs / "across" / "explainer"
     interface = json.loads((export / "vector_interface.json").read_text())
     assert interface["projected"] and interface["d_target"] == 64
