@@ -55,6 +55,7 @@ def check_run(
     target_dir, tokenizer = check_model(config.target, config.trust_remote_code)
     if stages & {"train", "evaluate"}:
         explainer_dir, _ = check_model(config.explainer_ref, config.trust_remote_code)
+        check_text_explainer(config, explainer_dir)
         if "train" in stages:
             check_lora_modules(config, explainer_dir)
     if config.evaluate.explainer:
@@ -86,6 +87,21 @@ def check_model(reference: str, trust_remote_code: bool):
     folder = resolve_model_dir(reference)
     check_model_type_known(folder, trust_remote_code)
     return folder, load_tokenizer(folder, trust_remote_code)
+
+
+def check_text_explainer(config: RunConfig, explainer_dir: Path) -> None:
+    """An explainer answers in text from embedded queries, which a multimodal wrapper's
+    ``generate`` does not take; its language model can explain (as a target, the wrapper's
+    language model is explained as it is)."""
+    from selfexplain.models.files import is_multimodal  # deferred: as in check_model
+
+    if is_multimodal(explainer_dir):
+        key = "target" if config.train.explainer == "self" else "train.explainer"
+        raise ConfigError(
+            f"config key 'train.explainer': {config.explainer_ref} ({key}) is a multimodal model; "
+            "an explainer must be a text model: give its language model, or another explainer "
+            "(train.explainer=...)"
+        )
 
 
 def check_layers(config: RunConfig, target_dir: Path) -> None:

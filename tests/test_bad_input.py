@@ -20,6 +20,7 @@ import pytest
 
 from selfexplain.cli import main
 from selfexplain.models.loading import resolve_model_dir
+from tests.families import save_tiny_family
 
 NOT_UTF8 = b"The capital of \xff\xfe is\n"
 
@@ -653,6 +654,18 @@ MODEL_FILES = [
     ),
     Case("layers-beyond-depth", run("generate.layers=[1, 99]"), "layer 99 is beyond"),
     Case(
+        "explainer-multimodal",
+        run("train.explainer=IN/mm"),
+        "is a multimodal model; an explainer must be a text model",
+        {"mm/": "COPY_MULTIMODAL"},
+    ),
+    Case(
+        "self-explainer-multimodal",
+        run("target=IN/mm"),
+        "(target) is a multimodal model",
+        {"mm/": "COPY_MULTIMODAL"},
+    ),
+    Case(
         "lora-module-typo",
         run("train.lora_rank=8", "train.lora_target_modules=q_prj"),
         "has no module 'q_prj'",
@@ -1109,6 +1122,7 @@ def sandbox_inputs(tmp_path_factory):
     (root / "cut.gguf").write_bytes(header + b"\x00" * 16)  # declares 10 tensors, holds none
     pq.write_table(pa.table({"x": [1]}), root / "other.parquet")
     _finished_corpus(root)
+    save_tiny_family("gemma3", root / "multimodal", model)
     export = root / "explainers/export"
     shutil.copytree(model, export)
     (export / "selfexplain.json").write_text(
@@ -1200,6 +1214,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(
         "FINISHED_CORPUS": sandbox_inputs / "corpus",
         "COPY_EXPORT": sandbox_inputs / "explainers/export",
         "COPY_TINY_MODEL": resolve_model_dir("tiny-llama"),
+        "COPY_MULTIMODAL": sandbox_inputs / "multimodal",
     }
     places = {
         "IN": tmp_path / "in",

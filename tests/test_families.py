@@ -85,8 +85,10 @@ def test_every_family_runs_the_pipeline_as_target_and_as_explainer(
     ray_cluster, tmp_path, capsys, family
 ):
     """Each family as the target (explained by tiny-llama-wide), and as the other explainer of a
-    tiny qwen3."""
+    tiny qwen3 (a multimodal wrapper is refused as an explainer before Ray starts)."""
     pipeline_across(tmp_path, family, "tiny-llama-wide", capsys)
+    if family == "gemma3":
+        return  # refused as an explainer: tests/test_bad_input.py
     tokenizer = resolve_model_dir("tiny-llama")
     explainer = save_tiny_family(family, tmp_path / f"{family}-explainer", tokenizer, seed=1)
     pipeline_across(tmp_path / "as-explainer", "qwen3", str(explainer), capsys)

@@ -100,3 +100,9 @@ def module_names(folder: Path, trust_remote_code: bool = False) -> set[str]:
 def model_width(folder: Path) -> int | None:
     """The residual stream's width that config.json declares (``hidden_size``), or None."""
     return _declared(folder, ("hidden_size", "n_embd", "d_model"))
+
+
+def is_multimodal(folder: Path) -> bool:
+    """Whether config.json describes a model with a vision tower beside its language model."""
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    return isinstance(config.get("vision_config"), dict)
