@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import yaml
 
 from selfexplain.config import ConfigError, RunConfig
+from selfexplain.corpus.io import withdrawn_on_failure
 from selfexplain.jobs.ray_session import ray_session
 from selfexplain.preflight import check_cluster_storage, check_run
 
@@ -36,7 +37,7 @@ def run_generate(config: RunConfig):
             "generate those runs, then train this one"
         )
     plan = check_run(config, ("generate",))
-    with ray_session(config.ray):
+    with withdrawn_on_failure(), ray_session(config.ray):
         check_cluster_storage(config)
         corpus = generate(config, items=plan.items)
     save_config(config)
@@ -48,7 +49,7 @@ def run_train(config: RunConfig):
     from selfexplain.train.trainer import train
 
     check_run(config, ("train",))
-    with ray_session(config.ray):
+    with withdrawn_on_failure(), ray_session(config.ray):
         check_cluster_storage(config)
         return train(config)
 
@@ -59,7 +60,7 @@ def run_evaluate(config: RunConfig) -> dict[str, dict]:
     from selfexplain.evaluate.evaluate import evaluate_run
 
     check_run(config, ("evaluate",))
-    with ray_session(config.ray):
+    with withdrawn_on_failure(), ray_session(config.ray):
         check_cluster_storage(config)
         return evaluate_run(config)
 
@@ -84,7 +85,7 @@ def run_all(config: RunConfig) -> RunOutcome:
     plan = check_run(config, later if config.train.mix else ["generate", *later])
     stages = [("generate", lambda c: generate(c, items=plan.items))] if not config.train.mix else []
     timings = {}
-    with ray_session(config.ray):
+    with withdrawn_on_failure(), ray_session(config.ray):
         check_cluster_storage(config)
         for stage, step in (*stages, ("train", train), ("evaluate", evaluate_run)):
             started = time.time()

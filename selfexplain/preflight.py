@@ -23,7 +23,7 @@ from selfexplain.corpus.integrity import (
     check_shard_files,
     check_unique_records,
 )
-from selfexplain.corpus.io import MANIFEST, PLAN, corpus_plan, holds_work
+from selfexplain.corpus.io import MANIFEST, PLAN, corpus_plan
 from selfexplain.places import check_output_dir, check_ray_address
 from selfexplain.storage import Location
 from selfexplain.tasks import TASK_NAMES, get_task
@@ -234,12 +234,7 @@ def check_corpus_files(
         raise FileNotFoundError(
             f"no corpus at {corpus} ({MANIFEST} missing); run `selfexplain generate` first"
         )
-    if (
-        plan is not None
-        and plan_file.exists()
-        and _read_json(plan_file) != plan
-        and holds_work(corpus)
-    ):
+    if plan is not None and plan_file.exists() and _read_json(plan_file) != plan:
         raise ConfigError(
             f"{corpus} was made with other settings or inputs; pick a new run name (name=...) "
             "or delete that folder"

@@ -131,6 +131,11 @@ class Location:
     def write_json(self, data: Any) -> None:
         self.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
 
+    def delete(self) -> None:
+        """Remove this file, if it is there."""
+        if self.exists():
+            self.fs.delete_file(self.path)
+
     def delete_dir(self) -> None:
         if self.exists():
             self.fs.delete_dir(self.path)

@@ -53,20 +53,26 @@ def test_schema_has_no_inferred_types(tmp_path):
     assert pq.read_schema(path).remove_metadata().equals(ABLATION_SCHEMA.remove_metadata())
 
 
-def test_a_plan_gives_way_only_while_nothing_was_written_under_it(tmp_path):
+def test_a_failed_stage_withdraws_its_plan_only_while_nothing_was_written_under_it(tmp_path):
     """A run that failed before writing anything does not lock its name; one that wrote a shard
-    refuses a rerun with other settings."""
+    keeps its plan, and a rerun with other settings is refused."""
     from selfexplain.config import ConfigError
-    from selfexplain.corpus.io import claim_plan
+    from selfexplain.corpus.io import claim_plan, withdrawn_on_failure
     from selfexplain.storage import Location
 
-    folder = Location(str(tmp_path))
-    claim_plan(folder, {"fingerprint": "first"})
-    claim_plan(folder, {"fingerprint": "corrected"})  # nothing written: replaced
-    assert json.loads((tmp_path / "plan.json").read_text()) == {"fingerprint": "corrected"}
-    (tmp_path / "shard-00000.parquet").write_bytes(b"a shard")
+    first, second = Location(str(tmp_path / "first")), Location(str(tmp_path / "second"))
+    with pytest.raises(RuntimeError), withdrawn_on_failure():
+        claim_plan(first, {"fingerprint": "wrong"})
+        raise RuntimeError("the stage failed before its first shard")
+    claim_plan(first, {"fingerprint": "corrected"})  # not refused
+    with pytest.raises(RuntimeError), withdrawn_on_failure():
+        claim_plan(second, {"fingerprint": "wrong"})
+        (tmp_path / "second" / "shard-00000.parquet").write_bytes(b"a shard")
+        raise RuntimeError("the stage failed after a shard")
     with pytest.raises(ConfigError, match="made with other settings"):
-        claim_plan(folder, {"fingerprint": "first"})
+        claim_plan(second, {"fingerprint": "corrected"})
+    plan = json.loads((tmp_path / "first" / "plan.json").read_text())
+    assert plan == {"fingerprint": "corrected"}
 
 
 def test_a_damaged_gguf_leaves_nothing_in_the_model_cache(tmp_path, monkeypatch):

@@ -38,7 +38,8 @@ def learning_config(task: str, output_dir, base: str, *overrides: str):
 @pytest.mark.parametrize("task", ["ablation", "patching", "hint", "features"])
 def test_the_explainer_reproduces_its_training_rows(task, tmp_path):
     config = learning_config(
-        task, tmp_path, "demo", "generate.max_items=48", "train.epochs=12",
+        task, tmp_path, "demo", "generate.max_items=48", "generate.layers=[6, 15, 24]",
+        "train.epochs=12",
         "train.learning_rate=2e-4", "train.batch_size=8", "train.warmup_steps=2",
     )  # fmt: skip
     run_train(config)

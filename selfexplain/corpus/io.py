@@ -9,6 +9,8 @@ with other settings is refused instead of mixing two corpora.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,18 +51,39 @@ def claim_plan(folder: Location, plan: dict) -> None:
 
     The claim is atomic: of two runs of one name started at once with different settings,
     exactly one writes its plan and the other is refused here, before it writes a shard. A plan
-    under which nothing was written (a run that failed first) gives way to the new one."""
+    this process writes is withdrawn if its stage fails before writing anything a rerun would
+    reuse (:func:`withdrawn_on_failure`)."""
     path = folder / PLAN
-    text = json.dumps(plan, indent=2, sort_keys=True).encode()
-    if path.create_exclusive(text) or path.read_json() == plan:
+    if path.create_exclusive(json.dumps(plan, indent=2, sort_keys=True).encode()):
+        _claimed_here.append(folder)
         return
-    if not holds_work(folder):
-        path.write_bytes(text)
+    if path.read_json() == plan:
         return
     raise ConfigError(
         f"{folder} was made with other settings or inputs; pick a new run name (name=...) "
         "or delete that folder"
     )
+
+
+# The folders whose plans this process wrote, so that a failed stage can withdraw them.
+_claimed_here: list[Location] = []
+
+
+@contextmanager
+def withdrawn_on_failure() -> Iterator[None]:
+    """If the block fails, every plan it claimed under which nothing a rerun would reuse was
+    written (no shard, no checkpoint) is removed: the corrected rerun is not refused as "made
+    with other settings". A concurrent run's claim is never touched (only this process's)."""
+    start = len(_claimed_here)
+    try:
+        yield
+    except BaseException:
+        for folder in _claimed_here[start:]:
+            if not holds_work(folder):
+                (folder / PLAN).delete()
+        raise
+    finally:
+        del _claimed_here[start:]
 
 
 # What a stage writes that a rerun keeps: corpus shards, Ray Train's checkpoints.

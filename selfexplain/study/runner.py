@@ -30,7 +30,7 @@ def _scored(config: RunConfig) -> bool:
 def run_study(study: StudyConfig) -> dict:
     """Run every stage not yet done, then write the report; return the report's summary."""
     # deferred: loading a study and `--report-only` need none of the stages' heavy modules
-    from selfexplain.corpus.io import MANIFEST
+    from selfexplain.corpus.io import MANIFEST, withdrawn_on_failure
     from selfexplain.evaluate.evaluate import evaluate
     from selfexplain.jobs.generate import generate
     from selfexplain.jobs.ray_session import ray_session
@@ -47,7 +47,7 @@ def run_study(study: StudyConfig) -> dict:
         kind = ("generate",) if stage.role is None else ("train", "evaluate")
         plans[stage.name] = check_run(study.run_config(stage), kind, corpus_ready=False)
     first = study.run_config(stages[0])
-    with ray_session(first.ray):
+    with withdrawn_on_failure(), ray_session(first.ray):
         check_cluster_storage(first)
         for number, stage in enumerate(stages, 1):
             config = study.run_config(stage)
