@@ -13,6 +13,9 @@ from selfexplain.evaluate.learning_check import PASS_AT, check_training_rows
 from selfexplain.pipeline import run_generate, run_train
 
 ROWS = 64
+# Passes over the rows: enough for each task to reproduce them at 2e-4 (ablation reached 0.921 at
+# 12 epochs, its two answer forms naming the same tokens; the others 0.955-1.000).
+EPOCHS = {"ablation": 24}
 
 
 def learning_config(task: str, output_dir, base: str, *overrides: str):
@@ -39,7 +42,7 @@ def learning_config(task: str, output_dir, base: str, *overrides: str):
 def test_the_explainer_reproduces_its_training_rows(task, tmp_path):
     config = learning_config(
         task, tmp_path, "demo", "generate.max_items=48", "generate.layers=[6, 15, 24]",
-        "train.epochs=12",
+        f"train.epochs={EPOCHS.get(task, 12)}",
         "train.learning_rate=2e-4", "train.batch_size=8", "train.warmup_steps=2",
     )  # fmt: skip
     run_train(config)
