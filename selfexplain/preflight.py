@@ -22,6 +22,7 @@ from selfexplain.corpus.integrity import (
     CorpusFileError,
     check_shard_files,
     check_unique_records,
+    shard_names,
 )
 from selfexplain.corpus.io import MANIFEST, PLAN, corpus_plan
 from selfexplain.places import check_output_dir, check_ray_address
@@ -247,24 +248,15 @@ def check_corpus_files(
             schema = _task_schema(manifest_file, manifest, width)
             check_unique_records(corpus, check_shard_files(corpus, manifest, schema))
             return
-    if not corpus.exists():
-        return
-    shards = [
-        info
-        for info in corpus.fs.get_file_info(_selector(corpus))
-        if info.base_name.startswith("shard-")
-    ]
-    for info in shards:
+    for name in shard_names(corpus):
+        shard = corpus / name
         try:
-            metadata = pq.read_metadata(info.path, filesystem=corpus.fs)
+            metadata = pq.read_metadata(shard.path, filesystem=corpus.fs)
         except (OSError, ValueError) as err:
-            raise CorpusFileError(
-                f"corpus shard {corpus / info.base_name} is damaged ({err}); {REGENERATE}"
-            ) from None
+            damaged = f"corpus shard {shard} is damaged ({err}); {REGENERATE}"
+            raise CorpusFileError(damaged) from None
         if "split" not in metadata.schema.names:
-            raise CorpusFileError(
-                f"corpus shard {corpus / info.base_name} is not a selfexplain shard; {REGENERATE}"
-            )
+            raise CorpusFileError(f"corpus shard {shard} is not a selfexplain shard; {REGENERATE}")
 
 
 def _task_schema(manifest_file: Location, manifest: dict, width: int | None):
@@ -273,12 +265,6 @@ def _task_schema(manifest_file: Location, manifest: dict, width: int | None):
     if task not in TASK_NAMES:
         raise CorpusFileError(f"{manifest_file} names no known task ({task!r}); {REGENERATE}")
     return get_task(task).schema(width) if width else None
-
-
-def _selector(corpus: Location):
-    from pyarrow import fs as pafs  # deferred: only when a corpus exists
-
-    return pafs.FileSelector(corpus.path, allow_not_found=True)
 
 
 def _read_json(file: Location):

@@ -52,11 +52,7 @@ def check_shard_files(corpus: Location, manifest: dict, schema: pa.Schema | None
     (``schema``, when known) and its rejects file; no shard is there that it does not list.
     Returns the shards' locations."""
     listed = [entry.get("file") for entry in manifest["shards"]]
-    present = {
-        info.base_name
-        for info in corpus.fs.get_file_info(_selector(corpus))
-        if info.base_name.startswith("shard-")
-    }
+    present = set(shard_names(corpus))
     unlisted = sorted(present - set(listed))
     if unlisted:
         raise CorpusFileError(
@@ -107,5 +103,11 @@ def _check_parquet(file: Location, rows, schema: pa.Schema | None) -> None:
         )
 
 
-def _selector(corpus: Location) -> pafs.FileSelector:
-    return pafs.FileSelector(corpus.path, allow_not_found=True)
+def shard_names(corpus: Location) -> list[str]:
+    """The names of the shard files in a corpus folder (none when it does not exist)."""
+    selector = pafs.FileSelector(corpus.path, allow_not_found=True)
+    return [
+        info.base_name
+        for info in corpus.fs.get_file_info(selector)
+        if info.base_name.startswith("shard-")
+    ]
