@@ -151,23 +151,17 @@ def check_finished_corpora(config: RunConfig, output: Location, target_dir: Path
 
 
 def check_export(config: RunConfig) -> None:
-    """The explainer that evaluation scores is a complete export: its config.json and weights'
-    headers read, its ``selfexplain.json`` names the run's task."""
-    # deferred: a bad config key is refused before torch and transformers load
-    from selfexplain.explainer.export import EXPORT_DIR, ExplainerInfo, has_export
+    """The explainer that evaluation scores is a complete export (evaluation's own checks, before
+    Ray starts): its config.json and weights' headers read, its ``selfexplain.json`` names the
+    run's task (a task mix is scored per corpus, each with its own task)."""
+    # deferred: a bad config key is refused before torch, Ray and transformers load
+    from selfexplain.evaluate.evaluate import check_trained_for, trained_export
     from selfexplain.models.loading import resolve_model_dir
 
-    given = config.evaluate.explainer
-    export = Location(given) if given else config.run_dir / EXPORT_DIR
-    if not has_export(export):
-        hint = "check evaluate.explainer" if given else "run `selfexplain train` first"
-        raise FileNotFoundError(f"no trained explainer at {export}; {hint}")
-    trained_for = ExplainerInfo.read(resolve_model_dir(export.uri), TASK_NAMES).tasks
-    if config.task not in trained_for and not config.train.mix:
-        raise ConfigError(
-            f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
-            f"{config.task!r}; score it on a corpus of {' or '.join(trained_for)}"
-        )
+    export = trained_export(config)
+    local_export = resolve_model_dir(export.uri)
+    if not config.train.mix:
+        check_trained_for(config.task, export, local_export)
 
 
 def check_cluster_storage(config: RunConfig) -> None:

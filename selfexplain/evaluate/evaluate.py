@@ -194,18 +194,23 @@ def trained_export(config: RunConfig) -> Location:
     return export
 
 
+def check_trained_for(task: str, export: Location, local_export) -> None:
+    """The export (read from its local copy) was trained for ``task``."""
+    trained_for = ExplainerInfo.read(local_export, TASK_NAMES).tasks
+    if task not in trained_for:
+        raise ConfigError(
+            f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
+            f"{task!r}; score it on a corpus of {' or '.join(trained_for)}"
+        )
+
+
 def evaluate(config: RunConfig, out_dir: Location | None = None) -> dict[str, dict[str, float]]:
     """Write results.json, results.md and predictions.parquet to the run folder (or ``out_dir``);
     return the held-out results (``results.json`` also holds the in-distribution ones)."""
     task = get_task(config.task)
     export = trained_export(config)
     local_export = resolve_model_dir(export.uri)  # the driver's copy, for the small files
-    trained_for = ExplainerInfo.read(local_export, TASK_NAMES).tasks
-    if config.task not in trained_for:
-        raise ConfigError(
-            f"the explainer at {export} was trained for {' and '.join(trained_for)}, not "
-            f"{config.task!r}; score it on a corpus of {' or '.join(trained_for)}"
-        )
+    check_trained_for(config.task, export, local_export)
     corpus = read_scored_corpus(config, task)
     rows = corpus.rows
     context = ScoringContext(
