@@ -110,6 +110,18 @@ class ScoredCorpus:
         return [r for name in QUERY_SETS for r in self.queries[name]]
 
 
+def training_rows(config: RunConfig, table) -> list[dict]:
+    """The rows of a corpus table that the run's explainer trained on (before the length
+    filter)."""
+    t = config.train
+    return rows_trained_on(
+        table.filter(pc.equal(table["split"], "train")),
+        t.in_distribution_holdout,
+        t.data_fraction,
+        config.seed,
+    ).to_pylist()
+
+
 def read_scored_corpus(config: RunConfig, task: Task) -> ScoredCorpus:
     """The queries scored: the held-out split (new prompt families, concepts, entities), and
     training-split rows kept out of training (seen groups, unseen rows); each passes the training
@@ -118,12 +130,7 @@ def read_scored_corpus(config: RunConfig, task: Task) -> ScoredCorpus:
 
     table = read_corpus(config.corpus_dir)
     t = config.train
-    train_rows = rows_trained_on(
-        table.filter(pc.equal(table["split"], "train")),
-        t.in_distribution_holdout,
-        t.data_fraction,
-        config.seed,
-    ).to_pylist()
+    train_rows = training_rows(config, table)
     corpus = table.to_pandas()
     length_filter = LengthFilter(config.target, task, t.max_length, config.trust_remote_code)
     fits = corpus[[length_filter.fits(row) for row in corpus.to_dict("records")]]

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pyarrow.compute as pc
 import ray
 
 from selfexplain.config import RunConfig
 from selfexplain.corpus.io import read_corpus
-from selfexplain.corpus.subsets import rows_trained_on
-from selfexplain.evaluate.evaluate import explain_rows
+from selfexplain.evaluate.evaluate import explain_rows, training_rows
 from selfexplain.explainer.interface import INTERFACE, VectorInterface
 from selfexplain.jobs.ray_session import ray_session
 from selfexplain.tasks import get_task
@@ -44,14 +42,7 @@ class LearningCheck:
 def check_training_rows(config: RunConfig) -> LearningCheck:
     """Ask a trained run's explainer every row it was trained on; compare with the labels."""
     task = get_task(config.task)
-    table = read_corpus(config.corpus_dir)
-    t = config.train
-    rows = rows_trained_on(
-        table.filter(pc.equal(table["split"], "train")),
-        t.in_distribution_holdout,
-        t.data_fraction,
-        config.seed,
-    ).to_pylist()
+    rows = training_rows(config, read_corpus(config.corpus_dir))
     export = export_location(config).local_path
     interface_file = export / INTERFACE
     with ray_session(config.ray):
