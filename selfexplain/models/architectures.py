@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,13 @@ def arch_spec(model: torch.nn.Module) -> ArchSpec:
     model_type = getattr(model.config, "model_type", None)
     if model_type in ARCHITECTURES:
         return ARCHITECTURES[model_type]
-    return discovered_spec(model)
+    # found once per model class: every capture and patch asks, and the search walks every module
+    if type(model) not in _DISCOVERED:
+        _DISCOVERED[type(model)] = discovered_spec(model)
+    return _DISCOVERED[type(model)]
+
+
+_DISCOVERED: dict[type, ArchSpec] = {}
 
 
 def discovered_spec(model: torch.nn.Module) -> ArchSpec:
@@ -74,42 +81,33 @@ def discovered_spec(model: torch.nn.Module) -> ArchSpec:
     ``get_decoder()`` returns (the language model of a multimodal wrapper); a ValueError names the
     model type and the part that could not be found."""
     model_type = getattr(model.config, "model_type", None)
-    names = {id(module): name for name, module in model.named_modules()}
+    rows = ", ".join(sorted(ARCHITECTURES))
+    known = f"add a row to selfexplain/models/architectures.py (known: {rows})"
     getter = getattr(model, "get_decoder", None)
     decoder = getter() if callable(getter) else None
-
-    def part(owner, candidates, what, kind=torch.nn.Module):
-        found = next(
-            (getattr(owner, name) for name in candidates
-             if isinstance(getattr(owner, name, None), kind)),
-            None,
-        )  # fmt: skip
-        if found is None or id(found) not in names:
-            raise ValueError(
-                f"model type {model_type!r}: cannot find its {what} (looked for "
-                f"{', '.join(candidates)}); add a row to selfexplain/models/architectures.py "
-                f"(known: {', '.join(sorted(ARCHITECTURES))})"
-            )
-        return found
-
     if decoder is None:
+        raise ValueError(f"model type {model_type!r} has no get_decoder(); {known}")
+
+    def attribute(owner, candidates, what, kind=torch.nn.Module) -> str:
+        """The first of ``candidates`` that ``owner`` has as a ``kind``."""
+        for name in candidates:
+            if isinstance(getattr(owner, name, None), kind):
+                return name
         raise ValueError(
-            f"model type {model_type!r} has no get_decoder(); add a row to "
-            f"selfexplain/models/architectures.py (known: {', '.join(sorted(ARCHITECTURES))})"
+            f"model type {model_type!r}: cannot find its {what} (looked for "
+            f"{', '.join(candidates)}); {known}"
         )
-    layers = part(decoder, LAYER_LISTS, "decoder blocks", torch.nn.ModuleList)
-    block = layers[0]
+
+    path = {id(module): name for name, module in model.named_modules()}
+    layers = getattr(decoder, attribute(decoder, LAYER_LISTS, "decoder blocks", nn.ModuleList))
+    norm = getattr(decoder, attribute(decoder, FINAL_NORMS, "final norm"))
     return ArchSpec(
-        layers=names[id(layers)],
-        embed=names[id(model.get_input_embeddings())],
-        final_norm=names[id(part(decoder, FINAL_NORMS, "final norm"))],
-        attn=_child_name(block, part(block, ATTENTIONS, "attention sub-layer")),
-        mlp=_child_name(block, part(block, MLPS, "MLP sub-layer")),
+        layers=path[id(layers)],
+        embed=path[id(model.get_input_embeddings())],
+        final_norm=path[id(norm)],
+        attn=attribute(layers[0], ATTENTIONS, "attention sub-layer"),
+        mlp=attribute(layers[0], MLPS, "MLP sub-layer"),
     )
-
-
-def _child_name(parent: torch.nn.Module, child: torch.nn.Module) -> str:
-    return next(name for name, module in parent.named_children() if module is child)
 
 
 def get_module(model: torch.nn.Module, path: str) -> torch.nn.Module:
