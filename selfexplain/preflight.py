@@ -55,7 +55,11 @@ def check_run(
     check_local_resources(config, stages)
     target_dir, tokenizer = check_model(config.target, config.trust_remote_code)
     if stages & {"train", "evaluate"}:
-        explainer_dir, _ = check_model(config.explainer_ref, config.trust_remote_code)
+        explainer_dir = (
+            target_dir  # a self-explainer: the folder just checked
+            if config.explainer_ref == config.target
+            else check_model(config.explainer_ref, config.trust_remote_code)[0]
+        )
         check_text_explainer(config, explainer_dir)
         if "train" in stages:
             check_lora_modules(config, explainer_dir)

@@ -51,6 +51,11 @@ def check_safetensors(path: Path) -> None:
         )
 
 
+def read_config(folder: Path) -> dict:
+    """The folder's config.json (checked to be readable JSON when the folder was resolved)."""
+    return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+
+
 def text_config(config: dict) -> dict:
     """The language model's part of a config.json (a multimodal wrapper nests it)."""
     nested = config.get("text_config")
@@ -59,7 +64,7 @@ def text_config(config: dict) -> dict:
 
 def _declared(folder: Path, keys: tuple[str, ...]) -> int | None:
     """The first of ``keys`` that the language model's config.json sets to an integer."""
-    config = text_config(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+    config = text_config(read_config(folder))
     return next((config[key] for key in keys if isinstance(config.get(key), int)), None)
 
 
@@ -74,7 +79,7 @@ def check_model_type_known(folder: Path, trust_remote_code: bool) -> None:
     # deferred: transformers' registry is only needed when a run's inputs are checked
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = read_config(folder)
     model_type = config.get("model_type")
     if model_type in CONFIG_MAPPING_NAMES or (trust_remote_code and "auto_map" in config):
         return
@@ -104,5 +109,5 @@ def model_width(folder: Path) -> int | None:
 
 def is_multimodal(folder: Path) -> bool:
     """Whether config.json describes a model with a vision tower beside its language model."""
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = read_config(folder)
     return isinstance(config.get("vision_config"), dict)
