@@ -143,23 +143,22 @@ def test_lr_schedules_and_the_best_epoch_by_in_distribution_loss():
     assert lr_factor("cosine", 2, 10)(9) < 0.1
 
     class Train:
-        patience = 1
+        patience = 2
 
     run = ExplainerTraining.__new__(ExplainerTraining)  # only the bookkeeping, no model
     run.progress, run.world, run.rank, run.train = Progress(), 1, 0, Train()
     decisions = []
-    for epoch, in_distribution, held_out in [(1, 0.9, 0.5), (2, 0.7, 0.9), (3, 0.8, 0.1)]:
-        run.progress.epoch = epoch
-        decisions.append(
-            run._new_best({"val_in_distribution": in_distribution, "val_held_out": held_out})
-        )
-    # the held-out loss, lowest at epoch 3, never chooses; one epoch without a new best stops
-    assert decisions == [True, True, False]
-    assert (run.progress.best_epoch, run.progress.best_loss, run.progress.stopped_early) == (
-        2,
-        0.7,
-        True,
-    )
+    validations = [(10, 0, 0.9, 0.5), (20, 0, 0.7, 0.9), (30, 1, 0.8, 0.1), (40, 1, 0.75, 0.1)]
+    for step, epoch, in_distribution, held_out in validations:
+        run.progress.step = step
+        losses = {"val_in_distribution": in_distribution, "val_held_out": held_out}
+        decisions.append(run._new_best(losses, epoch))
+    # the held-out loss, lowest at steps 30 and 40, never chooses; two validations in a row
+    # without a new best stop training
+    assert decisions == [True, True, False, False]
+    progress = run.progress
+    assert (progress.best_step, progress.best_epoch, progress.best_loss) == (20, 1, 0.7)
+    assert progress.stopped_early
 
 
 def test_candidate_answers_are_ranked_by_their_log_likelihood(tiny_llama):

@@ -3,7 +3,10 @@
 :class:`ExplainerTraining` sets up (model, DeepSpeed engine, restored progress, the rank's data),
 then :meth:`~ExplainerTraining.run` trains epoch by epoch: one micro-batch at a time, an
 optimizer step at each accumulation boundary, validation and a checkpoint every so many steps
-and at each epoch's end, and the HF export with the last checkpoint.
+and at each epoch's end, and the HF export with the last checkpoint. With ``train.select_best``
+every validation may make a new best (exported then, carried in every later checkpoint), and
+``train.patience`` validations without one end training: ``train.epochs`` is then a budget, and
+training runs to convergence on the in-distribution validation loss.
 
 DeepSpeed joins the process group Ray Train already created (gloo on CPU, NCCL on GPU). Every
 rank saves its own DeepSpeed shard (ZeRO partitions optimizer state across ranks) into one
@@ -94,12 +97,15 @@ class Progress:
     loss_curve: list[float] = field(default_factory=list)
     validation_curve: list[dict] = field(default_factory=list)
     resumed_from_step: int = 0
+    best_step: int = 0
+    """With ``train.select_best``: the optimizer step whose weights are exported; 0 = none yet."""
     best_epoch: int = 0
-    """With ``train.select_best``: the epoch (1-based) whose weights are exported; 0 = none yet."""
+    """The epoch (1-based) that step belongs to."""
     best_loss: float | None = None
     """Its in-distribution validation loss."""
+    validations_since_best: int = 0
     stopped_early: bool = False
-    """``train.patience`` epochs passed without a new best, so training stopped."""
+    """``train.patience`` validations passed without a new best, so training stopped."""
     trainable_parameters: int = 0
     parameters: int = 0
 
@@ -166,6 +172,7 @@ class ExplainerTraining:
 
         self.model, self.tokenizer, self.interface = self._explainer()
         self.engine, self.scheduler = self._engine(use_gpu)
+        self.autocast = autocast_for(self.train.precision, use_gpu)
         # with select_best, rank 0 keeps the best epoch's export here and puts it in every
         # checkpoint
         self.best_export = Path(tempfile.mkdtemp(prefix="selfexplain-best-")) / EXPORT_DIR
@@ -191,6 +198,10 @@ class ExplainerTraining:
         if interface and interface.reference_norm is None:
             # the rescaling reference, fixed once from the base model and exported with it
             interface = interface.with_reference_norm(token_embedding_norm(model))
+        if self.train.gradient_checkpointing:
+            # non-reentrant: it works with frozen inputs (LoRA) and with the vector injection
+            model.gradient_checkpointing_enable({"use_reentrant": False})
+            model.config.use_cache = False
         lora = (lambda lm: with_lora(lm, self.train)) if self.train.lora_rank else None
         model = with_vector_input(model, tokenizer, interface, adapt_lm=lora).to(self.device)
         if interface and interface.projected and interface.projection_init == "lstsq":
@@ -304,6 +315,8 @@ class ExplainerTraining:
             if self.engine.is_gradient_accumulation_boundary():
                 self.after_optimizer_step(epoch, sum(losses) / len(losses), tokens)
                 losses, tokens = [], 0
+                if self.progress.stopped_early:
+                    return
 
     def micro_step(self, picked, epoch: int) -> tuple[float, int]:
         """Forward and backward on one micro-batch (the engine steps at accumulation boundaries)."""
@@ -314,7 +327,8 @@ class ExplainerTraining:
                 self.examples, picked, self.config.seed, epoch, self.tokenizer.pad_token_id
             ).items()
         }
-        loss = answer_only_loss(self.engine, inputs)
+        with self.autocast():
+            loss = answer_only_loss(self.engine, inputs)
         self.engine.backward(loss)
         self.engine.step()
         return loss.item(), int(inputs["attention_mask"].sum())
@@ -332,7 +346,7 @@ class ExplainerTraining:
             {"loss": loss, "lr": lr, "tokens_per_second": self.throughput.tokens_per_second},
         )
         if train.validate_every and progress.step % train.validate_every == 0:
-            self.validate()
+            self.validate_and_select(epoch)
         if self.rank == 0 and (progress.step % 10 == 0 or progress.step == self.total_steps):
             log.info(
                 "step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s",
@@ -352,47 +366,65 @@ class ExplainerTraining:
                 self.checkpoint(extra=self.throughput.metrics())
 
     def end_epoch(self, epoch: int) -> None:
-        speed = (
-            self.throughput.metrics()
-        )  # the steps so far, before this epoch's validation and checkpoint
-        if not self.train.validate_every or self.progress.step % self.train.validate_every:
-            self.validate()
+        # the steps so far, before this epoch's validation and checkpoint
+        speed = self.throughput.metrics()
+        curve = self.progress.validation_curve
+        if not curve or curve[-1]["step"] != self.progress.step:  # not validated at this step yet
+            self.validate_and_select(epoch)
         self.progress.epoch, self.progress.epoch_step = epoch + 1, 0
-        latest = {
-            k: v for k, v in (self.progress.validation_curve[-1:] or [{}])[0].items() if k != "step"
-        }
-        improved = self.train.select_best and self._new_best(latest)
+        latest = {k: v for k, v in (curve[-1:] or [{}])[0].items() if k != "step"}
         final = epoch == self.train.epochs - 1 or self.progress.stopped_early
-        self.checkpoint(extra={**speed, **latest}, final=final, export_now=improved)
+        self.checkpoint(extra={**speed, **latest}, final=final)
 
-    def _new_best(self, latest: dict[str, float]) -> bool:
-        """Is this epoch's in-distribution validation loss the lowest so far? Rank 0 decides and
-        tells the others (ZeRO-3's export is a collective: every rank must agree)."""
+    def validate_and_select(self, epoch: int) -> None:
+        """Validate; with ``train.select_best``, export the weights when the in-distribution loss
+        is a new low."""
+        losses = self.validate()
+        if self.train.select_best and self._new_best(losses, epoch):
+            self.export(self.best_export, replace=True)
+
+    def _new_best(self, losses: dict[str, float], epoch: int) -> bool:
+        """Is this validation's in-distribution loss the lowest so far? Rank 0 decides and tells
+        the others (ZeRO-3's export is a collective: every rank must agree). ``train.patience``
+        validations in a row without one stop training."""
         progress = self.progress
-        loss = latest.get("val_in_distribution")
+        loss = losses.get("val_in_distribution")
         decision = [loss is not None and (progress.best_loss is None or loss < progress.best_loss)]
         if self.world > 1:
             torch.distributed.broadcast_object_list(decision, src=0)
         if decision[0]:
-            progress.best_epoch, progress.best_loss = progress.epoch, loss
-        elif self.train.patience and progress.epoch - progress.best_epoch >= self.train.patience:
+            progress.best_step, progress.best_epoch, progress.best_loss = (
+                progress.step,
+                epoch + 1,
+                loss,
+            )
+            progress.validations_since_best = 0
+            return True
+        progress.validations_since_best += 1
+        if self.train.patience and progress.validations_since_best >= self.train.patience:
             progress.stopped_early = True
             if self.rank == 0:
                 log.info(
-                    "stopping: %d epochs without a lower in-distribution validation loss (best: "
-                    "epoch %d, %.4f)",
+                    "stopping at step %d: %d validations without a lower in-distribution loss "
+                    "(best: step %d, %.4f)",
+                    progress.step,
                     self.train.patience,
-                    progress.best_epoch,
+                    progress.best_step,
                     progress.best_loss,
                 )
-        return decision[0]
+        return False
 
     def validate(self) -> dict[str, float]:
         """Mean answer loss on each validation set; its time is kept out of the throughput."""
         with self.throughput.paused():
             losses = {
                 name: validation_loss(
-                    self.engine, data, self.micro_batch, self.tokenizer.pad_token_id, self.device
+                    self.engine,
+                    data,
+                    self.micro_batch,
+                    self.tokenizer.pad_token_id,
+                    self.device,
+                    self.autocast,
                 )
                 for name, data in self.validation.items()
             }
@@ -409,13 +441,11 @@ class ExplainerTraining:
         return losses
 
     # --- checkpoint and export ------------------------------------------------------------
-    def checkpoint(
-        self, extra: dict | None = None, final: bool = False, export_now: bool = False
-    ) -> None:
+    def checkpoint(self, extra: dict | None = None, final: bool = False) -> None:
         """Every rank saves its DeepSpeed shard into one folder; rank 0 adds the progress record
         and the HF export: with the ``final`` checkpoint, or with ``train.select_best`` the best
-        epoch's (exported when it is reached, ``export_now``, and carried in every later
-        checkpoint). ``ray.train.report`` persists it."""
+        validation's (exported when it was reached, and carried in every later checkpoint).
+        ``ray.train.report`` persists it."""
 
         metrics = {**self.progress.metrics(), **(extra or {})}
         tag = f"step-{self.progress.step}"
@@ -423,9 +453,8 @@ class ExplainerTraining:
             self.engine.save_checkpoint(folder, tag=tag)
             if self.rank == 0:
                 (Path(folder) / PROGRESS).write_text(json.dumps({"tag": tag, **metrics}))
-            if final and self.train.select_best and not self.progress.best_epoch:
-                export_now = True  # no in-distribution loss was ever measured: the last epoch it is
-            if export_now:
+            if final and self.train.select_best and not self.progress.best_step:
+                # no in-distribution loss was ever measured: the last weights it is
                 self.export(self.best_export, replace=True)
             if self.train.select_best:
                 if self.rank == 0 and self.best_export.is_dir():
@@ -539,9 +568,22 @@ def phrased(batch: dict, seed: int, epoch: int) -> tuple[list, list]:
     )
 
 
+def autocast_for(precision: str, use_gpu: bool):
+    """The context each forward pass runs in: torch's bf16 autocast for ``precision=bf16`` on CPU
+    (weights and optimizer stay fp32); on GPUs DeepSpeed's bf16 mode casts the weights itself."""
+    if precision == "bf16" and not use_gpu:
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
 @torch.no_grad()
 def validation_loss(
-    engine, examples: dict[str, np.ndarray], micro_batch: int, pad_id: int, device
+    engine,
+    examples: dict[str, np.ndarray],
+    micro_batch: int,
+    pad_id: int,
+    device,
+    autocast=contextlib.nullcontext,
 ) -> float:
     """Mean answer-only loss over a validation set's columns (example-weighted), in their order,
     the model in eval mode."""
@@ -561,7 +603,8 @@ def validation_loss(
             ).items()
         }
         rows = len(batch["input_ids"])
-        total += float(answer_only_loss(engine, inputs)) * rows
+        with autocast():
+            total += float(answer_only_loss(engine, inputs)) * rows
         count += rows
     engine.train()
     return total / max(count, 1)
