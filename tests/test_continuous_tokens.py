@@ -122,3 +122,26 @@ def test_saved_other_explainer_loads_with_plain_transformers_and_gives_the_same_
         expected = explainer.eval()(**batch, vectors=vectors, vector_layers=layers).logits
         actual = loaded(**batch, vectors=vectors, vector_layers=layers).logits
     assert torch.allclose(expected, actual, atol=1e-5)
+
+
+def test_a_family_with_reserved_tokens_carries_the_vector_in_them_without_growing():
+    """Llama-3 and Qwen tokenizers hold special tokens text never produces; the paper writes the
+    vector span in them, so the vocabulary and the embedding matrix keep their size."""
+    from selfexplain.explainer.vectors import FAMILY_MARKERS, add_vector_tokens
+    from selfexplain.train.examples import encode_example
+
+    for markers in FAMILY_MARKERS.values():
+        model, tokenizer = load_model("tiny-llama")
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": [markers.start, markers.placeholder, markers.end]}
+        )
+        model.resize_token_embeddings(len(tokenizer))  # as the family's checkpoint ships them
+        rows, size = model.get_input_embeddings().weight.shape[0], len(tokenizer)
+        placeholder = add_vector_tokens(tokenizer)
+        explainer = with_vector_input(model, tokenizer, _interface(64, 64, projected=False))
+        assert (len(tokenizer), explainer.lm.get_input_embeddings().weight.shape[0]) == (size, rows)
+        assert placeholder == tokenizer.convert_tokens_to_ids(markers.placeholder)
+        assert explainer.vector_token_id == placeholder
+        ids, _ = encode_example(tokenizer, f"At layer 1, {VECTOR_SPAN} encodes", "a colour")
+        assert ids.count(placeholder) == 1
+        assert tokenizer.convert_tokens_to_ids(markers.start) in ids

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from selfexplain.explainer.vectors import in_explainer_markers
+
 
 @torch.no_grad()
 def generate_answers(
@@ -33,9 +35,9 @@ def generate_answers(
     }
     try:
         for start in range(0, len(queries), batch_size):
-            batch = tokenizer(
-                list(queries[start : start + batch_size]), return_tensors="pt", padding=True
-            ).to(device)
+            chunk = queries[start : start + batch_size]
+            texts = [in_explainer_markers(tokenizer, q) for q in chunk]
+            batch = tokenizer(texts, return_tensors="pt", padding=True).to(device)
             if (
                 vectors is None
             ):  # a text query (to a vector explainer too: one trained on a task mix)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from selfexplain.explainer.vectors import in_explainer_markers
 from selfexplain.models.kv_cache import cache_argument, output_cache
 from selfexplain.train.examples import collate
 
@@ -70,7 +71,10 @@ def _query_prefix(model, tokenizer, queries: Sequence[str], vectors, layers):
     next-token log-probabilities, and the attention mask."""
     device = next(model.parameters()).device
     lm = getattr(model, "lm", model)
-    query_ids = [tokenizer(q, add_special_tokens=True)["input_ids"] for q in queries]
+    query_ids = [
+        tokenizer(in_explainer_markers(tokenizer, q), add_special_tokens=True)["input_ids"]
+        for q in queries
+    ]
     prefix = collate(
         query_ids,
         [len(ids) for ids in query_ids],

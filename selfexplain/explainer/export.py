@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from selfexplain.explainer.interface import INTERFACE, ExplainerFileError, VectorInterface
-from selfexplain.explainer.vectors import VECTOR_TOKEN, ExplainerWithVectors, VectorProjection
+from selfexplain.explainer.vectors import ExplainerWithVectors, VectorProjection, vector_markers
 from selfexplain.inputs import read_text
 from selfexplain.models.loading import load_model, resolve_model_dir
 
@@ -147,7 +147,7 @@ def load_explainer(
         projection.to(device=device, dtype=dtype)
     model = ExplainerWithVectors(
         lm,
-        tokenizer.convert_tokens_to_ids(VECTOR_TOKEN),
+        tokenizer.convert_tokens_to_ids(vector_markers(tokenizer).placeholder),
         projection,
         interface.rescale,
         interface.reference_norm,

@@ -27,6 +27,8 @@ gathering) sees one module: the embedding lookup goes through the LM's own embed
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -37,15 +39,60 @@ VECTOR_END = "<|vector_end|>"
 VECTOR_SPAN = f"{VECTOR_START}{VECTOR_TOKEN}{VECTOR_END}"
 
 
+@dataclass(frozen=True)
+class VectorMarkers:
+    """The three tokens of a vector span in one explainer's vocabulary."""
+
+    start: str
+    placeholder: str
+    end: str
+
+    @property
+    def span(self) -> str:
+        return f"{self.start}{self.placeholder}{self.end}"
+
+
+ADDED_MARKERS = VectorMarkers(VECTOR_START, VECTOR_TOKEN, VECTOR_END)
+# The paper's markers: special tokens a family's tokenizer already holds and text never produces,
+# so their embedding rows exist and the vocabulary does not grow.
+FAMILY_MARKERS = {
+    "llama-3 reserved tokens": VectorMarkers(
+        "<|reserved_special_token_10|>",
+        "<|reserved_special_token_12|>",
+        "<|reserved_special_token_11|>",
+    ),
+    "qwen vision tokens": VectorMarkers("<|vision_start|>", "<|vision_pad|>", "<|vision_end|>"),
+}
+
+
+def vector_markers(tokenizer) -> VectorMarkers:
+    """The family's own markers when its tokenizer holds them, else selfexplain's added tokens.
+    Decided by the vocabulary alone, so training, evaluation and a loaded export agree."""
+    special = tokenizer.get_added_vocab()
+    for markers in FAMILY_MARKERS.values():
+        if all(t in special for t in (markers.start, markers.placeholder, markers.end)):
+            return markers
+    return ADDED_MARKERS
+
+
+def in_explainer_markers(tokenizer, text: str) -> str:
+    """A query written with selfexplain's vector span, in the explainer's own markers (queries in
+    a corpus are model-independent; the span is swapped when an explainer tokenizes them)."""
+    markers = vector_markers(tokenizer)
+    return text if markers is ADDED_MARKERS else text.replace(VECTOR_SPAN, markers.span)
+
+
 def add_vector_tokens(tokenizer) -> int:
-    """Add the marker and placeholder tokens to a tokenizer (if missing); return the placeholder's
-    id. Always added in the same order, so every copy of a tokenizer gives the same ids."""
-    missing = [
-        t for t in (VECTOR_START, VECTOR_TOKEN, VECTOR_END) if t not in tokenizer.get_vocab()
-    ]
-    if missing:
-        tokenizer.add_tokens(missing, special_tokens=True)
-    return tokenizer.convert_tokens_to_ids(VECTOR_TOKEN)
+    """Make the vector span tokenizable: a family's own markers, or selfexplain's three tokens
+    added (if missing, always in the same order, so every copy of a tokenizer gives the same
+    ids). Return the placeholder's id."""
+    markers = vector_markers(tokenizer)
+    if markers is ADDED_MARKERS:
+        vocab = tokenizer.get_vocab()
+        missing = [t for t in (VECTOR_START, VECTOR_TOKEN, VECTOR_END) if t not in vocab]
+        if missing:
+            tokenizer.add_tokens(missing, special_tokens=True)
+    return tokenizer.convert_tokens_to_ids(markers.placeholder)
 
 
 def grow_embeddings(model, tokenizer) -> None:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from selfexplain.corpus.subsets import in_data_fraction, is_in_distribution_query
-from selfexplain.explainer.vectors import add_vector_tokens
+from selfexplain.explainer.vectors import add_vector_tokens, in_explainer_markers
 from selfexplain.models.loading import load_tokenizer
 from selfexplain.tasks import get_task
 
@@ -26,7 +26,9 @@ IGNORE_INDEX = -100
 
 def encode_example(tokenizer, query: str, answer: str) -> tuple[list[int], int]:
     """(token ids of query + answer + EOS, index of the first answer token)."""
-    query_ids = tokenizer(query, add_special_tokens=True)["input_ids"]
+    query_ids = tokenizer(in_explainer_markers(tokenizer, query), add_special_tokens=True)[
+        "input_ids"
+    ]
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     return query_ids + answer_ids + [tokenizer.eos_token_id], len(query_ids)
 
@@ -150,8 +152,6 @@ class ExampleEncoder:
         self.tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code)
         self.source, self.vector_width = source, vector_width
         if self.task.vector_input or vector_width:
-            from selfexplain.explainer.vectors import add_vector_tokens
-
             add_vector_tokens(self.tokenizer)
         self.length_filter = LengthFilter(
             target_tokenizer_dir or tokenizer_dir, self.task, max_length, trust_remote_code
