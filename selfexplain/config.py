@@ -153,6 +153,10 @@ class TrainConfig:
     """``auto``: bf16 on GPUs (DeepSpeed's bf16 mode), fp32 on CPU. ``bf16`` on CPU runs the
     forward and backward under bf16 autocast with fp32 master weights (1.76x the tokens/s of fp32
     for SmolLM2-135M on an avx512_bf16 CPU, measured by ``make bench``)."""
+    gpu_memory_gib: float = 80.0
+    """Memory of each training GPU (80 for an 80 GB A100 or H100). GPU runs are checked against
+    it before Ray starts: a run whose estimate (model states, activations; see
+    ``selfexplain/train/memory.py``) exceeds it is refused with the setting to change."""
     gradient_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass instead of keeping them:
     less memory (what lets long sequences or large micro-batches fit a GPU), about a third more
@@ -309,6 +313,10 @@ class RunConfig:
     vector to the explainer as a continuous token."""
     seed: int = 0
     """Seed for splits, sampling, model init and training."""
+    prompts: Literal["selfexplain", "paper"] = "selfexplain"
+    """How the vector tasks' queries are phrased: ``selfexplain`` (configs/prompts/templates.yaml)
+    or ``paper``, the paper's own templates (configs/prompts/paper.yaml). The trained explainer
+    records its set, and is scored and asked in it."""
     corpus_from: str = ""
     """Use the corpus of this run (a name in ``output_dir``) instead of this run's own, so several
     explainers train and are scored on identical data; empty = ``<run>/corpus``."""
@@ -545,6 +553,7 @@ def _train_input_rules(t: TrainConfig, corpus_from: str) -> list[Rule]:
          f"names: {NAME_FIX}"),
         (not (t.mix and corpus_from), "train.mix",
          "a mixed run reads the corpora train.mix names; leave corpus_from empty"),
+        (t.gpu_memory_gib > 0, "train.gpu_memory_gib", "use the GPUs' memory in GiB, e.g. 80"),
         (t.lora_rank >= 0 and t.lora_alpha > 0 and 0.0 <= t.lora_dropout < 1.0, "train.lora_rank",
          "use lora_rank >= 0 (0 = full fine-tuning), lora_alpha > 0 and lora_dropout in [0, 1)"),
         (not (t.lora_rank and t.zero_stage == 3), "train.lora_rank",

@@ -28,6 +28,7 @@ from selfexplain.corpus.io import MANIFEST, PLAN, corpus_plan
 from selfexplain.places import check_output_dir, check_ray_address
 from selfexplain.storage import Location
 from selfexplain.tasks import TASK_NAMES, get_task
+from selfexplain.train.memory import check_fits
 
 STAGES = ("generate", "train", "evaluate")
 
@@ -52,7 +53,6 @@ def check_run(
     stages = set(stages)
     output = check_output_dir(config.output_dir)
     check_ray_address(config.ray.address or os.environ.get("RAY_ADDRESS", ""))
-    check_local_resources(config, stages)
     target_dir, tokenizer = check_model(config.target, config.trust_remote_code)
     if stages & {"train", "evaluate"}:
         explainer_dir = (
@@ -63,6 +63,9 @@ def check_run(
         check_text_explainer(config, explainer_dir)
         if "train" in stages:
             check_lora_modules(config, explainer_dir)
+            if config.train.use_gpu:  # before the local check: a run that fits no GPU
+                check_fits(config.train, explainer_dir, config.trust_remote_code)
+    check_local_resources(config, stages)
     if config.evaluate.explainer:
         check_output_dir(config.evaluate.explainer, "evaluate.explainer")
     items = None

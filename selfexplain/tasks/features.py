@@ -342,7 +342,7 @@ class FeaturesTask:
         )
 
     def format_query(self, row: dict) -> str:
-        return render("features", row["record_id"], row.get("template_variant"), layer=row["layer"])
+        return render("features", row, layer=row["layer"])
 
     def format_answer(self, row: dict) -> str:
         return f" {row['description']}"

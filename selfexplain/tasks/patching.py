@@ -390,14 +390,13 @@ class PatchingTask(ChangeTask):
         position and the text."""
         question = render(
             "patching",
-            row["record_id"],
-            row.get("template_variant"),
+            row,
             layer=layer_name(row),
             token=display_token(row["token"]),
             position=row["position"],
             prompt=row["prompt"],
         )
-        return f"{question}\nAnswer:"
+        return f"{question.rstrip()}\nAnswer:"
 
     def query_row(self, query: dict, context: QueryContext) -> dict:
         """The patched vector, computed from the target on the counterfactual prompt."""

@@ -83,6 +83,7 @@ def encoded_examples(
             source=source.run,
             vector_width=vector_width,
             target_tokenizer_dir=target_tokenizer_ref or tokenizer_ref,
+            prompts=config.prompts,
         )
         for source in sources
     ]
@@ -271,7 +272,9 @@ def loop_config(
         explainer=config.explainer_ref,  # a reference, resolved by each worker on its node
         steps_per_epoch=plan.steps_per_epoch,
         model_card=_model_card(config, sources, manifests, len(plan.training)),
-        info=ExplainerInfo(tasks, config.target, config.explainer_ref, config.name, corpus_hashes),
+        info=ExplainerInfo(
+            tasks, config.target, config.explainer_ref, config.name, corpus_hashes, config.prompts
+        ),
         # In the object store, not Ray Datasets: each rank holds every example anyway, and
         # datasets would add Ray Data's stats actor and Ray Train's dataset manager, two more
         # processes waking beside the training threads.
