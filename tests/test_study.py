@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from selfexplain.config import ConfigError
+from selfexplain.models.loading import resolve_model_dir
 from selfexplain.study.config import load_study
 from selfexplain.study.runner import run_study
+from tests.families import save_tiny_family
 
 STUDY = {
     "name": "mini",
@@ -33,35 +35,39 @@ STUDY = {
 }
 
 
-# the study-gpu preset (its recipe: constant learning rate, best epoch by in-distribution loss),
-# cut to tiny models and one task on CPU
-TINY_GPU_STUDY = [
+# the study-paper preset (the paper's templates and recipe: bf16, constant learning rate, best
+# checkpoint by in-distribution loss), cut to one task on CPU, a tiny random llama as target and
+# self and a tiny random qwen3 as the other explainer
+TINY_PAPER_STUDY = [
     "name=mini",
     "base=tiny",
     "target=tiny-llama",
-    "other_explainer=tiny-llama-wide",
     "data_fractions=[0.5, 1.0]",
     "scaling_explainers=[self]",
     f"tasks={json.dumps(STUDY['tasks'])}",
+    "swapped={}",
     "train.use_gpu=false",
     "train.zero_stage=-1",
     "train.num_workers=1",
     "train.cpus_per_worker=1",
     "train.batch_size=8",
+    "train.grad_accum=1",
     "train.epochs=2",
     "train.learning_rate=1e-3",
     "train.validation_examples=32",
     "generate.num_actors=1",
+    "generate.cpus_per_actor=1",
     "generate.gpus_per_actor=0",
     "evaluate.max_examples=12",
-    "controls=[no-vector]",
 ]
 
 
 @pytest.fixture(scope="module")
 def finished_study(ray_cluster, tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
-    study = load_study("study-gpu", [*TINY_GPU_STUDY, f"output_dir={folder / 'runs'}"])
+    qwen3 = save_tiny_family("qwen3", folder / "tiny-qwen3", resolve_model_dir("tiny-llama"))
+    overrides = [*TINY_PAPER_STUDY, f"other_explainer={qwen3}", f"output_dir={folder / 'runs'}"]
+    study = load_study("study-paper", overrides)
     summary = run_study(study)
     return study, folder / "runs" / "mini", summary
 
@@ -84,9 +90,9 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     systems = set(frame.system)
     assert {
         "self (tiny-llama)",
-        "other (tiny-llama-wide)",
+        f"other ({study.other_explainer})",
         "untrained self (tiny-llama)",
-        "untrained other (tiny-llama-wide)",
+        f"untrained other ({study.other_explainer})",
         "nearest-neighbour baseline",
     } <= systems
     assert any(system.startswith("SelfIE (untrained target, best scale x") for system in systems)
@@ -116,6 +122,11 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
         losses = [point["val_in_distribution"] for point in metrics["validation_curve"]]
         assert len(losses) == 2 and metrics["best_loss"] == min(losses)
         assert metrics["best_epoch"] == 1 + losses.index(min(losses))
+    # the paper's templates, recorded with the explainer and asked in evaluation
+    info = json.loads((root / "features-self-100" / "explainer" / "selfexplain.json").read_text())
+    queries = pd.read_parquet(root / "features-self-100" / "predictions.parquet")["query"]
+    paper = ("encodes ", "activates at layer", "as encoding", "Generate a description", "What does")
+    assert info["prompts"] == "paper" and all(any(p in q for p in paper) for q in queries)
     # one corpus, shared: the explainer runs have none of their own
     assert (root / "features" / "corpus" / "manifest.json").is_file()
     assert not (root / "features-self-100" / "corpus").exists()
