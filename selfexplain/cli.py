@@ -55,9 +55,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("config", help=CONFIG_HELP.format(names=names))
         sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
+    _add_import(commands, names)
     _add_study(commands)
     _add_explain(commands)
     return parser
+
+
+def _add_import(commands, names: str) -> None:
+    text = (
+        "Write the paper's released data as the config's corpus: task=patching reads an "
+        "act_patch_*_counterfact dataset, task=hint an input_ablation_*_hint dataset (folders of "
+        "Parquet files per split, as the hub stores them), task=features the SAE explanation "
+        "archive (explanations/<split>_explanations.pkl, features/layer_<L>.pkl). The paper's "
+        "train/test splits are kept; bad records are rejected with a reason and counted; a "
+        "rerun finishes an interrupted import. Then `selfexplain train` as after generate."
+    )
+    sub = commands.add_parser("import", help=text.split(":")[0] + ".", description=text)
+    sub.add_argument("config", help=CONFIG_HELP.format(names=names))
+    sub.add_argument("source", help="the dataset's folder, or its object-store URI (s3://...)")
+    sub.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDE_HELP)
 
 
 def _add_study(commands) -> None:
@@ -244,7 +260,9 @@ def _run(args) -> None:
         _study(args)
         return
     config = load_config(args.config, overrides)
-    if args.command == "generate":
+    if args.command == "import":
+        print(f"corpus written to {pipeline.run_import(config, args.source)}")
+    elif args.command == "generate":
         print(f"corpus written to {pipeline.run_generate(config)}")
     elif args.command == "train":
         print(f"explainer exported to {pipeline.run_train(config)}")

@@ -17,7 +17,8 @@ import yaml
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import withdrawn_on_failure
 from selfexplain.jobs.ray_session import ray_session
-from selfexplain.preflight import check_cluster_storage, check_run
+from selfexplain.places import check_output_dir
+from selfexplain.preflight import check_cluster_storage, check_model, check_run
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,20 @@ def run_generate(config: RunConfig):
     with withdrawn_on_failure(), ray_session(config.ray):
         check_cluster_storage(config)
         corpus = generate(config, items=plan.items)
+    save_config(config)
+    return corpus
+
+
+def run_import(config: RunConfig, source: str):
+    """The paper's released data at ``source`` as the run's corpus (no Ray session: one process
+    reads the files and, for patching, runs the target on the counterfactual prompts)."""
+    # deferred: as in run_generate
+    from selfexplain.jobs.importing import import_corpus
+
+    check_output_dir(config.output_dir)
+    check_model(config.target, config.trust_remote_code)
+    with withdrawn_on_failure():
+        corpus = import_corpus(config, source)
     save_config(config)
     return corpus
 

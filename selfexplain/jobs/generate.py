@@ -198,7 +198,7 @@ def generate(
         )
     else:
         written, first = 0, None
-    manifest = _write_manifest(
+    manifest = write_manifest(
         config, corpus_dir, len(shards), len(items), time.time() - started, written, first
     )
     report_split(config, Counter(manifest["rows_by_split"]), "rows")
@@ -293,7 +293,7 @@ def _first_shard_timing(first_shard: Timing | None, seconds: float, written_rows
     }
 
 
-def _write_manifest(
+def write_manifest(
     config: RunConfig,
     corpus_dir: Location,
     num_shards: int,
