@@ -247,6 +247,47 @@ def test_controls_and_swapped_roles_add_their_stages():
     assert not control.evaluate.untrained_baseline
 
 
+def test_a_learning_rate_sweep_chooses_by_in_distribution_loss_alone(tmp_path):
+    """Each explainer trains at each rate for the same budget before its runs; its runs take the
+    rate of lowest in-distribution loss, whatever the held-out loss says."""
+    from selfexplain.study.report import sweep_markdown
+
+    study = load_study(
+        "study",
+        ["learning_rates=[3e-5, 1e-4, 3e-4]", "sweep_epochs=2", f"output_dir={tmp_path}"],
+    )
+    names = [stage.name for stage in study.stages()]
+    sweep = [name for name in names if "-lr" in name]
+    # (3 tasks + features with the roles swapped) x explainers x rates: the same for self and other
+    assert len(sweep) == 4 * 2 * 3
+    first_runs = [n for n in sweep if "swapped" not in n]
+    assert max(names.index(n) for n in first_runs) < names.index("features-self-100")
+    assert names.index("features-swapped-other-lr3e-05") < names.index("features-swapped-self-100")
+    stage = next(s for s in study.stages() if s.name == "patching-self-lr0.0001")
+    config = study.run_config(stage)
+    assert (config.train.learning_rate, config.train.epochs) == (1e-4, 2)
+    assert config.train.select_best and config.train.data_fraction == 0.12
+    main_stage = next(s for s in study.stages() if s.name == "patching-self-100")
+    assert study.run_config(main_stage).train.learning_rate == 5e-5  # the sweep has not run
+    losses = {3e-5: (0.9, 0.1), 1e-4: (0.7, 0.9), 3e-4: (0.8, 0.2)}  # (in-distribution, held-out)
+    for rate, (in_distribution, held_out) in losses.items():
+        run = tmp_path / "study" / f"patching-self-lr{rate:g}"
+        run.mkdir(parents=True)
+        metrics = {
+            "best_loss": in_distribution,
+            "validation_curve": [
+                {"step": 10, "val_in_distribution": in_distribution, "val_held_out": held_out}
+            ],
+        }
+        (run / "train_metrics.json").write_text(json.dumps(metrics))
+    for name in ("patching-self-100", "patching-self-100-randproj", "patching-self-12"):
+        stage = next(s for s in study.stages() if s.name == name)
+        assert study.run_config(stage).train.learning_rate == 1e-4, name
+    assert study.run_config(next(s for s in study.stages() if s.name == "patching-other-100")
+                            ).train.learning_rate == 5e-5  # fmt: skip
+    assert "| patching | self | **0.0001** | 0.7000 |" in sweep_markdown(study)
+
+
 def self_scores_n(root) -> int:
     return json.loads((root / "features-self-100" / "results.json").read_text())["results"][
         "trained explainer"

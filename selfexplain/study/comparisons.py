@@ -266,7 +266,11 @@ NOTES = {
 
 def study_comparisons(study: StudyConfig) -> list[Comparison]:
     """Every paired comparison the study has runs for, in the report's order."""
-    full = [s for s in study.stages() if s.role and s.fraction == 1.0]
+    full = [
+        s
+        for s in study.stages()
+        if s.role and s.fraction == 1.0 and s.learning_rate is None  # not a sweep's run
+    ]
     main = {(s.task, s.role, s.swapped): s for s in full if not s.variant}
     controls = [s for s in full if s.variant]
     pairs = {

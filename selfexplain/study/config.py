@@ -25,6 +25,7 @@ from selfexplain.config import (
     read_yaml_mapping,
     resolve_config_path,
 )
+from selfexplain.storage import Location
 from selfexplain.tasks import get_task
 
 CONTROLS = ("no-vector", "random-projection")
@@ -43,6 +44,8 @@ class Stage:
     fraction: float = 1.0
     variant: str = ""
     swapped: bool = False
+    learning_rate: float | None = None
+    """A learning-rate sweep's stage: train only, at this rate, for ``sweep_epochs``."""
 
     @property
     def corpus(self) -> str:
@@ -53,6 +56,8 @@ class Stage:
     def name(self) -> str:
         if self.role is None:
             return self.corpus
+        if self.learning_rate is not None:
+            return f"{self.corpus}-{self.role}-lr{self.learning_rate:g}"
         return run_name(self.corpus, self.role, self.fraction) + (
             f"-{self.variant}" if self.variant else ""
         )
@@ -84,6 +89,13 @@ class StudyConfig:
     ``random-projection`` (self reading its own vectors through a fixed random orthogonal map)."""
     vector_control: str = "zero"
     """How ``no-vector`` withholds the vector: ``zero`` or ``shuffled`` (another query's)."""
+    learning_rates: list[float] = field(default_factory=list)
+    """A learning-rate sweep: each explainer (per task and role) trains ``sweep_epochs`` at each
+    rate, and every later run of that explainer uses the rate of lowest in-distribution
+    validation loss (the held-out split chooses nothing). Self and other get the same rates and
+    budget. Empty: ``train.learning_rate`` for all."""
+    sweep_epochs: int = 1
+    """The sweep's budget per rate, in epochs of the full-data training rows."""
     swapped: dict[str, dict] = field(default_factory=dict)
     """Tasks also run with the roles swapped (``other_explainer`` as target and self, ``target``
     as other), each with overrides for that target (its layers differ), e.g.
@@ -108,6 +120,7 @@ class StudyConfig:
         data, the no-vector control, the swapped roles, the random projection, then the
         scaling sweep's smaller fractions."""
         stages = [Stage(task) for task in self.tasks]
+        stages += self.sweep_stages(swapped=False)
         stages += [Stage(task, role) for task in self.tasks for role in self.explainers()]
         vector_tasks = [task for task in self.tasks if get_task(task).vector_input]
         if "no-vector" in self.controls:
@@ -117,9 +130,8 @@ class StudyConfig:
                 for role in self.explainers()
             ]
         for task in self.swapped:
-            stages += [Stage(task, swapped=True)] + [
-                Stage(task, role, swapped=True) for role in self.explainers()
-            ]
+            stages += [Stage(task, swapped=True)] + self.sweep_stages(True, [task])
+            stages += [Stage(task, role, swapped=True) for role in self.explainers()]
         if "random-projection" in self.controls:
             stages += [Stage(task, "self", variant="randproj") for task in vector_tasks]
         stages += [
@@ -130,6 +142,28 @@ class StudyConfig:
             if fraction < 1.0
         ]
         return stages
+
+    def sweep_stages(self, swapped: bool, tasks=None) -> list[Stage]:
+        return [
+            Stage(task, role, swapped=swapped, learning_rate=rate)
+            for task in (tasks if tasks is not None else self.tasks)
+            for role in self.explainers()
+            for rate in self.learning_rates
+        ]
+
+    def chosen_learning_rate(self, stage: Stage) -> float | None:
+        """The swept rate of lowest in-distribution validation loss for ``stage``'s explainer
+        (task, role, roles swapped or not); None before its sweep has finished."""
+        losses = {}
+        for rate in self.learning_rates:
+            sweep = Stage(stage.task, stage.role, swapped=stage.swapped, learning_rate=rate)
+            metrics = Location(self.folder) / sweep.name / "train_metrics.json"
+            if not metrics.exists():
+                return None
+            losses[rate] = metrics.read_json().get("best_loss")
+        if any(loss is None for loss in losses.values()):
+            return None
+        return min(losses, key=lambda rate: (losses[rate], rate))
 
     def run_config(
         self, stage: Stage | str, role: str | None = None, fraction: float = 1.0
@@ -145,6 +179,7 @@ class StudyConfig:
         # a task's own train.data_fraction is what its "100%" trains on; the sweep scales it
         budget = float(settings.pop("train.data_fraction", 1.0))
         settings.update(variant_overrides(stage.variant, self.vector_control))
+        settings.update(self._rate_overrides(stage))
         pairs = [f"{k}={_yaml(v)}" for k, v in settings.items()]
         target = self.other_explainer if stage.swapped else self.target
         pairs += [
@@ -163,6 +198,19 @@ class StudyConfig:
                 f"evaluate.untrained_baseline={_yaml(stage.fraction == 1.0 and not stage.variant)}",
             ]
         return load_config(self.base, pairs)
+
+    def _rate_overrides(self, stage: Stage) -> dict:
+        """A sweep stage trains only, at its rate, for the sweep's budget, choosing by the
+        in-distribution loss; an explainer's other stages take the rate its sweep chose."""
+        if stage.learning_rate is not None:
+            return {
+                "train.learning_rate": stage.learning_rate,
+                "train.epochs": self.sweep_epochs,
+                "train.select_best": True,
+                "train.patience": 0,
+            }
+        chosen = self.chosen_learning_rate(stage) if stage.role and self.learning_rates else None
+        return {"train.learning_rate": chosen} if chosen is not None else {}
 
 
 def variant_overrides(variant: str, vector_control: str) -> dict:

@@ -95,12 +95,42 @@ def _markdown(study: StudyConfig, tables, seconds, plots, comparisons) -> str:
         )
     for name in plots:
         parts.append(f"![{name}]({name})\n")
+    sweep = sweep_markdown(study)
+    if sweep:
+        parts.append(f"## Learning-rate sweep\n\n{SWEEP_NOTE}\n\n{sweep}\n")
     parts.append(
         "## Stage wall times (s)\n\n| stage | seconds |\n|---|---:|\n"
         + "\n".join(f"| {k} | {v:.0f} |" for k, v in seconds.items())
         + "\n"
     )
     return "\n".join(parts)
+
+
+SWEEP_NOTE = (
+    "Each explainer trained at each rate for the same budget; the rate of lowest in-distribution "
+    "validation loss (bold) trained every later run of that explainer. Held-out queries chose "
+    "nothing."
+)
+
+
+def sweep_markdown(study: StudyConfig) -> str:
+    """The sweep's table: explainer, rate, lowest in-distribution loss; empty without a sweep."""
+    rows = []
+    for stage in study.stages():
+        if stage.learning_rate is None:
+            continue
+        metrics = Location(study.folder) / stage.name / "train_metrics.json"
+        loss = metrics.read_json().get("best_loss") if metrics.exists() else None
+        chosen = study.chosen_learning_rate(stage) == stage.learning_rate
+        rate = f"**{stage.learning_rate:g}**" if chosen else f"{stage.learning_rate:g}"
+        swapped = ", roles swapped" if stage.swapped else ""
+        shown = "not run" if loss is None else f"{loss:.4f}"
+        rows.append(f"| {stage.task}{swapped} | {stage.role} | {rate} | {shown} |")
+    if not rows:
+        return ""
+    return "| task | explainer | learning rate | in-distribution loss |\n|---|---|---:|---:|\n" + (
+        "\n".join(rows)
+    )
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -159,6 +189,10 @@ def _html(study: StudyConfig, tables, seconds, plots, comparisons) -> str:
             f"<p class=note>headline metric: {headline(task.split(' (')[0])}</p>"
             f"{_html_table(markdown_table(table))}"
         )
+    sweep = sweep_markdown(study)
+    if sweep:
+        parts.append(f"<h2>Learning-rate sweep</h2><p class=note>{SWEEP_NOTE}</p>")
+        parts.append(_html_table(sweep))
     parts.append(
         "<h2>Stage wall times</h2>"
         + _html_table(

@@ -45,6 +45,8 @@ def run_study(study: StudyConfig) -> dict:
     plans = {}  # every input of every stage, checked before Ray starts
     for stage in stages:
         kind = ("generate",) if stage.role is None else ("train", "evaluate")
+        if stage.learning_rate is not None:
+            kind = ("train",)
         plans[stage.name] = check_run(study.run_config(stage), kind, corpus_ready=False)
     first = study.run_config(stages[0])
     with withdrawn_on_failure(), ray_session(first.ray):
@@ -52,10 +54,11 @@ def run_study(study: StudyConfig) -> dict:
         for number, stage in enumerate(stages, 1):
             config = study.run_config(stage)
             started = time.time()
+            sweep = stage.learning_rate is not None  # trained, never scored
             done = (
                 (config.corpus_dir / MANIFEST).exists()
                 if stage.role is None
-                else is_trained(config) and _scored(config)
+                else is_trained(config) and (sweep or _scored(config))
             )
             log.info("== study %s: stage %d/%d: %s", study.name, number, len(stages), stage.name)
             if stage.role is None:
@@ -64,7 +67,7 @@ def run_study(study: StudyConfig) -> dict:
             else:
                 train(config)
                 save_config(config)
-                if not _scored(config):
+                if not sweep and not _scored(config):
                     evaluate(config)
             if not done:  # a reused stage keeps the time it took when it ran
                 seconds[stage.name] = round(time.time() - started, 1)
