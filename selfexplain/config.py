@@ -313,7 +313,7 @@ class RunConfig:
     vector to the explainer as a continuous token."""
     seed: int = 0
     """Seed for splits, sampling, model init and training."""
-    prompts: Literal["selfexplain", "paper"] = "selfexplain"
+    templates: Literal["selfexplain", "paper"] = "selfexplain"
     """How the vector tasks' queries are phrased: ``selfexplain`` (configs/prompts/templates.yaml)
     or ``paper``, the paper's own templates (configs/prompts/paper.yaml). The trained explainer
     records its set, and is scored and asked in it."""

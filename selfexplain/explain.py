@@ -84,7 +84,7 @@ class Explainer:
             decoded = generate_answers(
                 self.model,
                 self.tokenizer,
-                [task.format_query({**rows[i], "prompts": self.info.prompts}) for i in picked],
+                [task.format_query({**rows[i], "templates": self.info.templates}) for i in picked],
                 batch_size,
                 max_new_tokens,
                 vectors,

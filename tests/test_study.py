@@ -126,7 +126,7 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     info = json.loads((root / "features-self-100" / "explainer" / "selfexplain.json").read_text())
     queries = pd.read_parquet(root / "features-self-100" / "predictions.parquet")["query"]
     paper = ("encodes ", "activates at layer", "as encoding", "Generate a description", "What does")
-    assert info["prompts"] == "paper" and all(any(p in q for p in paper) for q in queries)
+    assert info["templates"] == "paper" and all(any(p in q for p in paper) for q in queries)
     # one corpus, shared: the explainer runs have none of their own
     assert (root / "features" / "corpus" / "manifest.json").is_file()
     assert not (root / "features-self-100" / "corpus").exists()

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterator
 from functools import cache
 
+import numpy as np
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
@@ -135,8 +136,6 @@ def read_pickle(file: Location):
 @cache
 def _decoder(folder_uri: str, layer: int):
     """``features/layer_<L>.pkl`` as a float32 numpy array (d_model x n_features)."""
-    import numpy as np
-
     weights = read_pickle(Location(folder_uri) / f"layer_{layer}.pkl")
     array = weights.detach().float().numpy() if hasattr(weights, "detach") else weights
     array = np.asarray(array, dtype=np.float32)

@@ -132,7 +132,7 @@ def read_scored_corpus(config: RunConfig, task: Task) -> ScoredCorpus:
     t = config.train
     train_rows = training_rows(config, table)
     corpus = table.to_pandas()
-    corpus["prompts"] = config.prompts  # every system is asked in the explainer's phrasing
+    corpus["templates"] = config.templates  # every system is asked in the explainer's phrasing
     length_filter = LengthFilter(config.target, task, t.max_length, config.trust_remote_code)
     fits = corpus[[length_filter.fits(row) for row in corpus.to_dict("records")]]
     test = fits[fits["split"] == "test"]

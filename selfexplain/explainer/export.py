@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from selfexplain.explainer.interface import INTERFACE, ExplainerFileError, VectorInterface
-from selfexplain.explainer.templates import DEFAULT_PROMPTS, PROMPT_SETS
+from selfexplain.explainer.templates import DEFAULT_TEMPLATES, TEMPLATE_SETS
 from selfexplain.explainer.vectors import ExplainerWithVectors, VectorProjection, vector_markers
 from selfexplain.inputs import read_text
 from selfexplain.models.loading import load_model, resolve_model_dir
@@ -43,8 +43,8 @@ class ExplainerInfo:
     run: str = ""
     corpus_config_hash: str | dict[str, str] = field(default="")
     """The generate-config hash of the corpus trained on (by corpus run, for a task mix)."""
-    prompts: str = "selfexplain"
-    """The set of query templates it was trained in (``prompts``): it is asked in the same."""
+    templates: str = "selfexplain"
+    """The set of query templates it was trained in (``templates``): it is asked in the same."""
 
     def to_json(self) -> str:
         data = {**asdict(self), "tasks": list(self.tasks)}
@@ -76,11 +76,11 @@ class ExplainerInfo:
             or not tasks
             or set(tasks) - set(known_tasks)
             or not isinstance(data.get("target_model"), str)
-            or data.get("prompts", DEFAULT_PROMPTS) not in PROMPT_SETS
+            or data.get("templates", DEFAULT_TEMPLATES) not in TEMPLATE_SETS
         ):
             raise ExplainerFileError(
                 f"{path} must name its tasks (of {sorted(known_tasks)}), target_model and a "
-                f"prompts set of {sorted(PROMPT_SETS)}; export the explainer again"
+                f"templates set of {sorted(TEMPLATE_SETS)}; export the explainer again"
             )
         return cls(
             tuple(tasks),
@@ -88,7 +88,7 @@ class ExplainerInfo:
             str(data.get("explainer_base", "")),
             str(data.get("run", "")),
             data.get("corpus_config_hash", ""),
-            data.get("prompts", DEFAULT_PROMPTS),
+            data.get("templates", DEFAULT_TEMPLATES),
         )
 
 

@@ -35,28 +35,19 @@ from selfexplain.corpus.paper_files import (
 )
 from selfexplain.corpus.schema import REJECTS_SCHEMA, stable_id
 from selfexplain.jobs.generate import write_manifest
-from selfexplain.jobs.paper_rows import (
-    ACT_PATCH_COLUMNS,
-    HINT_COLUMNS,
-    TargetReader,
-    features_row,
-    hint_row,
-    item_json,
-    patching_row,
-)
 from selfexplain.models.files import model_width
 from selfexplain.models.loading import load_model, load_tokenizer, resolve_model_dir
 from selfexplain.storage import Location
 from selfexplain.tasks import Rejected, get_task
+from selfexplain.tasks.paper_rows import PAPER_LAYOUTS, PaperLayout, TargetReader, item_json
 
 log = logging.getLogger(__name__)
 SHARD_RECORDS = 1024
-IMPORTED_TASKS = ("patching", "hint", "features")
 
 
-def source_records(task: str, source: Location) -> list[tuple[str, object]]:
+def source_records(layout: PaperLayout, task: str, source: Location) -> list[tuple[str, object]]:
     """Every record of the source, as (split, record), in a fixed order: by split, file and row."""
-    if task == "features":
+    if layout.archive:
         records = []
         for split in SPLITS:
             path = source / "explanations" / f"{split}_explanations.pkl"
@@ -71,11 +62,10 @@ def source_records(task: str, source: Location) -> list[tuple[str, object]]:
                 "give the folder of the explanation archive (explanation_dir in the paper's config)"
             )
         return records
-    columns = ACT_PATCH_COLUMNS if task == "patching" else HINT_COLUMNS
     records = []
     for split, files in sorted(split_files(source).items()):
         for file in files:
-            require_columns(file, columns, f"{task} dataset")
+            require_columns(file, layout.columns, f"{task} dataset")
             records += [(split, record) for record in read_records(file)]
     return records
 
@@ -85,15 +75,16 @@ def import_corpus(config: RunConfig, source: str) -> Location:
     folder."""
     started = time.time()
     task = get_task(config.task)
-    if config.task not in IMPORTED_TASKS:
+    layout = PAPER_LAYOUTS.get(config.task)
+    if layout is None:
         raise PaperFileError(
-            f"config key 'task': the paper released no {config.task} data; import patching, hint "
-            "or features"
+            f"config key 'task': the paper released no {config.task} data; import one of "
+            f"{', '.join(sorted(PAPER_LAYOUTS))}"
         )
     origin = Location(source)
     if not origin.exists():
         raise PaperFileError(f"import source {source} not found; give the dataset's folder or URI")
-    records = source_records(config.task, origin)
+    records = source_records(layout, config.task, origin)
     target_dir = resolve_model_dir(config.target)
     d_model = model_width(target_dir) or 0
     shards = [records[i : i + SHARD_RECORDS] for i in range(0, len(records), SHARD_RECORDS)]
@@ -112,7 +103,7 @@ def import_corpus(config: RunConfig, source: str) -> Location:
                           lambda: _load_target(target_dir, config.trust_remote_code))  # fmt: skip
     written = rejected = 0
     for done, index in enumerate(todo, 1):
-        rows, rejects = _convert(config.task, shards[index], target, d_model, origin)
+        rows, rejects = _convert(layout, config.task, shards[index], target, d_model, origin)
         if rows:
             written += write_shard(rows, task.schema(d_model), corpus / shard_name(index))
         else:  # an empty shard still marks the records as done, in the task's schema
@@ -128,13 +119,13 @@ def import_corpus(config: RunConfig, source: str) -> Location:
     return corpus
 
 
-def _convert(task: str, records, target: TargetReader, d_model: int, origin: Location):
+def _convert(layout, task: str, records, target: TargetReader, d_model: int, origin: Location):
     rows, rejects = [], []
     for split, record in records:
         try:
             if split not in SPLITS:
                 raise Rejected(f"split {split!r} is neither train nor test")
-            rows.append(_row(task, split, record, target, d_model, origin))
+            rows.append(layout.row(record, split, target, d_model, origin))
         except Rejected as why:
             rejects.append(_reject(task, record, str(why)))
         except (KeyError, TypeError, ValueError, IndexError) as err:
@@ -142,16 +133,6 @@ def _convert(task: str, records, target: TargetReader, d_model: int, origin: Loc
                 _reject(task, record, f"a malformed record ({type(err).__name__}: {err})")
             )
     return rows, rejects
-
-
-def _row(task: str, split: str, record, target: TargetReader, d_model: int, origin: Location):
-    if task == "patching":
-        return patching_row(record, split, target, d_model)
-    if task == "hint":
-        return hint_row(record, split, target)
-    if not isinstance(record, (list, tuple)) or len(record) != 2:
-        raise Rejected("not an (example, label) pair")
-    return features_row(record[0], record[1], split, target, origin / "features")
 
 
 def _reject(task: str, record, reason: str) -> dict:

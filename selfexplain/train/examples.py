@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from selfexplain.corpus.subsets import in_data_fraction, is_in_distribution_query
-from selfexplain.explainer.templates import DEFAULT_PROMPTS, phrasings
+from selfexplain.explainer.templates import DEFAULT_TEMPLATES, phrasings
 from selfexplain.explainer.vectors import add_vector_tokens, in_explainer_markers
 from selfexplain.models.loading import load_tokenizer
 from selfexplain.tasks import get_task
@@ -147,7 +147,7 @@ class ExampleEncoder:
         source: str = "",
         vector_width: int = 0,
         target_tokenizer_dir: str = "",
-        prompts: str = DEFAULT_PROMPTS,
+        templates: str = DEFAULT_TEMPLATES,
     ):
 
         self.task = get_task(task)
@@ -159,10 +159,10 @@ class ExampleEncoder:
             target_tokenizer_dir or tokenizer_dir, self.task, max_length, trust_remote_code
         )
         self.subset = (in_distribution_holdout, data_fraction, seed)
-        self.prompts = prompts
+        self.templates = templates
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        rows = [{**r, "prompts": self.prompts} for r in batch.to_dict("records")]
+        rows = [{**r, "templates": self.templates} for r in batch.to_dict("records")]
         roles = [self._role(r) for r in rows]
         rows = [r for r, role in zip(rows, roles) if role]
         roles = [role for role in roles if role]
@@ -180,7 +180,7 @@ class ExampleEncoder:
                     self.task.format_query({**r, "template_variant": v}),
                     self.task.format_answer(r),
                 )
-                for v in range(phrasings(self.task, self.prompts))
+                for v in range(phrasings(self.task, self.templates))
             ]
             if role == "train"
             else [pair]

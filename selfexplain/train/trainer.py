@@ -83,7 +83,7 @@ def encoded_examples(
             source=source.run,
             vector_width=vector_width,
             target_tokenizer_dir=target_tokenizer_ref or tokenizer_ref,
-            prompts=config.prompts,
+            templates=config.templates,
         )
         for source in sources
     ]
@@ -273,7 +273,7 @@ def loop_config(
         steps_per_epoch=plan.steps_per_epoch,
         model_card=_model_card(config, sources, manifests, len(plan.training)),
         info=ExplainerInfo(
-            tasks, config.target, config.explainer_ref, config.name, corpus_hashes, config.prompts
+            tasks, config.target, config.explainer_ref, config.name, corpus_hashes, config.templates
         ),
         # In the object store, not Ray Datasets: each rank holds every example anyway, and
         # datasets would add Ray Data's stats actor and Ray Train's dataset manager, two more

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -214,3 +215,30 @@ def item_json(record) -> str:
         return value
 
     return json.dumps(short(record), default=str)[:2000]
+
+
+def _features_record(record, split: str, target: TargetReader, d_model: int, origin: Location):
+    if not isinstance(record, (list, tuple)) or len(record) != 2:
+        raise Rejected("not an (example, label) pair")
+    return features_row(record[0], record[1], split, target, origin / "features")
+
+
+@dataclass(frozen=True)
+class PaperLayout:
+    """How one task's released data is laid out and read."""
+
+    archive: bool
+    """A pickled explanation archive (features), else a dataset of files per split."""
+    columns: tuple[str, ...]
+    """The columns a dataset's files must have."""
+    row: Callable[..., dict]
+    """(record, split, target reader, target width, source folder) -> a corpus row."""
+
+
+PAPER_LAYOUTS = {
+    "patching": PaperLayout(
+        False, ACT_PATCH_COLUMNS, lambda r, split, t, d, _: patching_row(r, split, t, d)
+    ),
+    "hint": PaperLayout(False, HINT_COLUMNS, lambda r, split, t, d, _: hint_row(r, split, t)),
+    "features": PaperLayout(True, (), _features_record),
+}
