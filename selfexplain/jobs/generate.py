@@ -188,6 +188,7 @@ def generate(
                 ):  # the stage's fixed cost: planning, actor start, model load, one shard
                     first = Timing(time.time() - started, int(result["rows"]))
                 results.append(result)
+                _report_progress(len(results), len(todo), started)
         written = sum(r["rows"] for r in results)
         log.info(
             "wrote %d shards: %d rows (%.1f rows/s), %d items rejected",
@@ -203,6 +204,20 @@ def generate(
     )
     report_split(config, Counter(manifest["rows_by_split"]), "rows")
     return corpus_dir
+
+
+def _report_progress(done: int, total: int, started: float) -> None:
+    """A line at every tenth of the shards (Ray Data's own bars are not shown off a terminal)."""
+    step = max(1, total // 10)
+    if done % step == 0 and done < total:
+        elapsed = time.time() - started
+        log.info(
+            "%d/%d shards written (%.0f s; about %.0f s to go)",
+            done,
+            total,
+            elapsed,
+            elapsed / done * (total - done),
+        )
 
 
 def report_split(config: RunConfig, counts: Counter, what: str) -> None:
