@@ -188,7 +188,7 @@ def generate(
                 ):  # the stage's fixed cost: planning, actor start, model load, one shard
                     first = Timing(time.time() - started, int(result["rows"]))
                 results.append(result)
-                _report_progress(len(results), len(todo), started)
+                _report_progress(len(results), len(todo), started, first.seconds)
         written = sum(r["rows"] for r in results)
         log.info(
             "wrote %d shards: %d rows (%.1f rows/s), %d items rejected",
@@ -206,18 +206,21 @@ def generate(
     return corpus_dir
 
 
-def _report_progress(done: int, total: int, started: float) -> None:
-    """A line at every tenth of the shards (Ray Data's own bars are not shown off a terminal)."""
+def _report_progress(done: int, total: int, started: float, first_seconds: float) -> None:
+    """A line at every tenth of the shards (Ray Data's own bars are not shown off a terminal);
+    the time to go is at the rate since the first shard (the first pays for starting actors)."""
     step = max(1, total // 10)
-    if done % step == 0 and done < total:
-        elapsed = time.time() - started
-        log.info(
-            "%d/%d shards written (%.0f s; about %.0f s to go)",
-            done,
-            total,
-            elapsed,
-            elapsed / done * (total - done),
-        )
+    if done % step or done >= total:
+        return
+    elapsed = time.time() - started
+    rate = (elapsed - first_seconds) / (done - 1) if done > 1 else first_seconds
+    log.info(
+        "%d/%d shards written (%.0f s; about %.0f s to go)",
+        done,
+        total,
+        elapsed,
+        rate * (total - done),
+    )
 
 
 def report_split(config: RunConfig, counts: Counter, what: str) -> None:

@@ -405,10 +405,11 @@ class ExplainerTraining:
             progress.stopped_early = True
             if self.rank == 0:
                 log.info(
-                    "stopping at step %d: %d validations without a lower in-distribution loss "
+                    "stopping at step %d: %d validation%s without a lower in-distribution loss "
                     "(best: step %d, %.4f)",
                     progress.step,
                     self.train.patience,
+                    "" if self.train.patience == 1 else "s",
                     progress.best_step,
                     progress.best_loss,
                 )
