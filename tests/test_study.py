@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from selfexplain.config import ConfigError
+from selfexplain.config import ConfigError, load_config
 from selfexplain.models.loading import resolve_model_dir
 from selfexplain.study.config import load_study
 from selfexplain.study.runner import run_study
@@ -268,8 +268,9 @@ def test_a_learning_rate_sweep_chooses_by_in_distribution_loss_alone(tmp_path):
     assert (config.train.learning_rate, config.train.epochs) == (1e-4, 2)
     assert config.train.select_best and config.train.data_fraction == 0.12
     main_stage = next(s for s in study.stages() if s.name == "patching-self-100")
-    assert study.run_config(main_stage).train.learning_rate == 5e-5  # the sweep has not run
-    losses = {3e-5: (0.9, 0.1), 1e-4: (0.7, 0.9), 3e-4: (0.8, 0.2)}  # (in-distribution, held-out)
+    unswept = load_config(study.base).train.learning_rate
+    assert study.run_config(main_stage).train.learning_rate == unswept  # the sweep has not run
+    losses = {3e-5: (0.9, 0.1), 1e-4: (0.8, 0.2), 3e-4: (0.7, 0.9)}  # (in-distribution, held-out)
     for rate, (in_distribution, held_out) in losses.items():
         run = tmp_path / "study" / f"patching-self-lr{rate:g}"
         run.mkdir(parents=True)
@@ -282,10 +283,10 @@ def test_a_learning_rate_sweep_chooses_by_in_distribution_loss_alone(tmp_path):
         (run / "train_metrics.json").write_text(json.dumps(metrics))
     for name in ("patching-self-100", "patching-self-100-randproj", "patching-self-12"):
         stage = next(s for s in study.stages() if s.name == name)
-        assert study.run_config(stage).train.learning_rate == 1e-4, name
+        assert study.run_config(stage).train.learning_rate == 3e-4, name
     assert study.run_config(next(s for s in study.stages() if s.name == "patching-other-100")
-                            ).train.learning_rate == 5e-5  # fmt: skip
-    assert "| patching | self | **0.0001** | 0.7000 |" in sweep_markdown(study)
+                            ).train.learning_rate == unswept  # fmt: skip
+    assert "| patching | self | **0.0003** | 0.7000 |" in sweep_markdown(study)
 
 
 def self_scores_n(root) -> int:
