@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -875,6 +876,9 @@ STUDIES = [
     Case("study-unknown-task", [*STUDY, "tasks={translation: {}}"], "study key 'tasks'"),
     Case("study-run-key-unknown", [*STUDY, "train.lrr=1"], "unknown config key 'train.lrr'"),
     Case("study-controls-unknown", [*STUDY, "controls=[magic]"], "study key 'controls'"),
+    Case("study-rate-negative", [*STUDY, "learning_rates=[-1e-4]"], "study key 'learning_rates'"),
+    Case("study-rates-repeated", [*STUDY, "learning_rates=[1e-4, 1e-4]"], "'learning_rates'"),
+    Case("study-sweep-epochs-zero", [*STUDY, "sweep_epochs=0"], "study key 'sweep_epochs'"),
     Case(
         "study-vector-control-unknown", [*STUDY, "vector_control=one"], "study key 'vector_control'"
     ),
@@ -1067,6 +1071,68 @@ EXPLAIN = [
     ),
 ]
 
+
+def _parquet(columns: dict) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    return buffer.getvalue()
+
+
+def imports(source: str, task: str) -> list[str]:
+    return ["import", "tiny", source, "output_dir=RUNS", f"task={task}"]
+
+
+IMPORTS = [
+    Case("import-source-missing", imports("IN/nothing", "patching"), "import source"),
+    Case(
+        "import-task-without-release",
+        imports("IN/data", "ablation"),
+        "the paper released no ablation data",
+        {"data/train.parquet": "x"},
+    ),
+    Case(
+        "import-no-dataset-files",
+        imports("IN/data", "patching"),
+        "holds no dataset files",
+        {"data/README.md": "a dataset card"},
+    ),
+    Case(
+        "import-columns-missing",
+        imports("IN/data", "patching"),
+        "lacks the patching dataset columns",
+        {"data/data/train-00000-of-00001.parquet": _parquet({"layer": [[1]]})},
+    ),
+    Case(
+        "import-parquet-damaged",
+        imports("IN/data", "hint"),
+        "not a readable Parquet file",
+        {"data/train.parquet": "PAR1 but not really"},
+    ),
+    Case(
+        "import-jsonl-damaged",
+        imports("IN/data", "hint"),
+        "train.jsonl:2 is not JSON",
+        {"data/train.jsonl": '{"hint": "x"}\n{oops\n'},
+    ),
+    Case(
+        "import-archive-missing",
+        imports("IN/archive", "features"),
+        "no explanations/train_explanations.pkl",
+        {"archive/features/layer_1.pkl": "x"},
+    ),
+    Case(
+        "import-archive-not-a-list",
+        imports("IN/archive", "features"),
+        "holds no list of (example, label) pairs",
+        {"archive/explanations/train_explanations.pkl": pickle.dumps(7)},
+    ),
+]
+
 CASES = (
     CONFIG_VALUES
     + RUN_NAMES
@@ -1077,6 +1143,7 @@ CASES = (
     + FINISHED_CORPUS
     + STUDIES
     + EXPLAIN
+    + IMPORTS
 )
 
 

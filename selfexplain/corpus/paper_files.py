@@ -92,7 +92,10 @@ def require_columns(file: Location, columns: tuple[str, ...], what: str) -> None
     """The file has the columns its loader requires (act_patch.py lines 37-46 check the same)."""
     if file.path.endswith(".jsonl"):
         return  # checked row by row: a missing field rejects the row
-    names = set(pq.read_schema(file.path, filesystem=file.fs).names)
+    try:
+        names = set(pq.read_schema(file.path, filesystem=file.fs).names)
+    except Exception as err:  # pyarrow raises several kinds for a damaged file
+        raise PaperFileError(f"{file} is not a readable Parquet file ({err})") from None
     missing = [c for c in columns if c not in names]
     if missing:
         raise PaperFileError(f"{file} lacks the {what} columns {missing}; is it the right dataset?")
