@@ -26,6 +26,8 @@ def learning_config(task: str, output_dir, base: str, *overrides: str):
         f"name=learn-{task}",
         "train.in_distribution_holdout=0",
         "train.select_best=false",
+        "train.patience=0",
+        "train.precision=fp32",
         "train.validation_examples=0",
         "train.lr_schedule=constant",
         *overrides,
