@@ -319,7 +319,9 @@ def write_manifest(
     seconds: float,
     written_rows: int,
     first_shard: Timing | None,
+    extra: dict | None = None,
 ) -> dict:
+    """The manifest, written last; ``extra`` adds or replaces keys (an import names its source)."""
     shards, by_split, reject_reasons = _shard_counts(corpus_dir, num_shards)
     schema = pq.read_schema((corpus_dir / shard_name(0)).path, filesystem=corpus_dir.fs)
     manifest = {
@@ -347,6 +349,7 @@ def write_manifest(
         "rows_written": written_rows,
         "rows_per_second": round(written_rows / seconds, 2) if seconds > 0 else None,
         **_first_shard_timing(first_shard, seconds, written_rows),
+        **(extra or {}),
     }
     previous = corpus_dir / MANIFEST
     if not written_rows and previous.exists():

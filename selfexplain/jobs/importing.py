@@ -104,17 +104,14 @@ def import_corpus(config: RunConfig, source: str) -> Location:
     written = rejected = 0
     for done, index in enumerate(todo, 1):
         rows, rejects = _convert(layout, config.task, shards[index], target, d_model, origin)
-        if rows:
-            written += write_shard(rows, task.schema(d_model), corpus / shard_name(index))
-        else:  # an empty shard still marks the records as done, in the task's schema
-            write_shard([], task.schema(d_model), corpus / shard_name(index))
+        # a shard of no rows still marks its records as done, in the task's schema
+        written += write_shard(rows, task.schema(d_model), corpus / shard_name(index))
         write_shard(rejects, REJECTS_SCHEMA, corpus / REJECTS / shard_name(index))
         rejected += len(rejects)
         log.info("shard %d/%d: %d rows, %d rejected", done, len(todo), len(rows), len(rejects))
-    manifest = write_manifest(config, corpus, len(shards), len(records), time.time() - started,
-                              written, None)  # fmt: skip
-    manifest.update({"imported_from": origin.uri, "held_out_by": "the paper's split"})
-    (corpus / "manifest.json").write_json(manifest)
+    source_keys = {"imported_from": origin.uri, "held_out_by": "the paper's split"}
+    write_manifest(config, corpus, len(shards), len(records), time.time() - started, written,
+                   None, extra=source_keys)  # fmt: skip
     log.info("imported %d rows (%d records rejected) into %s", written, rejected, corpus)
     return corpus
 
