@@ -280,16 +280,7 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError("study key 'scaling_explainers': use a list of self and/or other")
     if set(study.controls) - set(CONTROLS):
         raise ConfigError(f"study key 'controls': use a list of {', '.join(CONTROLS)}")
-    rates = study.learning_rates
-    if not all(isinstance(r, (int, float)) and 0 < r < 1 for r in rates) or len(set(rates)) < len(
-        rates
-    ):
-        raise ConfigError(
-            "study key 'learning_rates': give distinct rates in (0, 1), e.g. [3e-5, 1e-4, 3e-4], "
-            "or [] for no sweep"
-        )
-    if study.sweep_epochs < 1:
-        raise ConfigError("study key 'sweep_epochs': give 1 or more epochs per swept rate")
+    _check_sweep(study)
     if study.vector_control not in ("zero", "shuffled"):
         raise ConfigError("study key 'vector_control': use zero or shuffled")
     if set(study.swapped) - set(study.tasks):
@@ -300,3 +291,16 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
     for stage in study.stages():  # every run config is valid before anything runs
         study.run_config(stage)
     return study
+
+
+def _check_sweep(study: StudyConfig) -> None:
+    rates = study.learning_rates
+    if not all(isinstance(r, (int, float)) and 0 < r < 1 for r in rates) or len(set(rates)) < len(
+        rates
+    ):
+        raise ConfigError(
+            "study key 'learning_rates': give distinct rates in (0, 1), e.g. [3e-5, 1e-4, 3e-4], "
+            "or [] for no sweep"
+        )
+    if study.sweep_epochs < 1:
+        raise ConfigError("study key 'sweep_epochs': give 1 or more epochs per swept rate")
