@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,10 +48,10 @@ class TargetReader:
     to read the counterfactual prompt's next token and, where a record has none, the vector."""
 
     name: str
-    tokenizer: object
-    load: object
-    """A callable returning the (model, tokenizer) pair, called once when first needed."""
-    _model: object = field(default=None, repr=False)
+    tokenizer: Any
+    load: Callable[[], tuple[Any, Any]]
+    """Returns the (model, tokenizer) pair; called once, when first needed."""
+    _model: Any = field(default=None, repr=False)
 
     @property
     def model(self):
