@@ -79,6 +79,12 @@ def test_a_llama_explains_a_qwen3(ray_cluster, tmp_path, capsys):
     pipeline_across(tmp_path, "qwen3", "tiny-llama-wide", capsys)
 
 
+def test_a_qwen3_explains_a_llama(ray_cluster, tmp_path, capsys):
+    tokenizer = resolve_model_dir("tiny-llama")
+    explainer = save_tiny_family("qwen3", tmp_path / "qwen3-explainer", tokenizer, seed=1)
+    pipeline_across(tmp_path, "llama", str(explainer), capsys)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f != "qwen3"])
 def test_every_family_runs_the_pipeline_as_target_and_as_explainer(
