@@ -586,11 +586,14 @@ def _check(ok: bool, key: str, fix: str) -> None:
 def packaged_configs(kind: str = "config") -> list[str]:
     """Names of the packaged run configs (``kind="config"``) or studies (``kind="study"``)."""
     folder = resources.files("selfexplain") / PACKAGED[kind]
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    names = (p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(name for name in names if name not in NOT_RUN_CONFIGS)
 
 
 # Where packaged YAML files of each kind live inside the package.
 PACKAGED = {"config": "configs", "study": "configs/studies"}
+# YAML beside the run configs that is not one: Ray Data's logging setup, a job's runtime env.
+NOT_RUN_CONFIGS = frozenset({"ray_data_logging", "runtime_env"})
 
 
 def resolve_config_path(name_or_path: str, kind: str = "config") -> Path:
