@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+from functools import cache
 from pathlib import Path
 
 from selfexplain.errors import InputError
@@ -89,17 +90,23 @@ def check_model_type_known(folder: Path, trust_remote_code: bool) -> None:
     )
 
 
-def module_names(folder: Path, trust_remote_code: bool = False) -> set[str]:
-    """The dotted names of the model's modules, from config.json alone (built on the meta
-    device: no weights are read or allocated)."""
-    # deferred: torch and transformers only when LoRA's modules are checked
+@cache
+def meta_model(folder: Path, trust_remote_code: bool = False):
+    """The model that config.json describes, built on the meta device: its modules and parameter
+    shapes, no weights read or allocated. Built once per folder: the LoRA module check and the
+    GPU memory estimate both read it, and an 8B model takes seconds to build even so."""
+    # deferred: torch and transformers only when a run's model is checked this closely
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    return {name for name, _ in model.named_modules() if name}
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+
+
+def module_names(folder: Path, trust_remote_code: bool = False) -> set[str]:
+    """The dotted names of the model's modules, from config.json alone."""
+    return {name for name, _ in meta_model(folder, trust_remote_code).named_modules() if name}
 
 
 def model_width(folder: Path) -> int | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from selfexplain.config import TrainConfig
 from selfexplain.errors import ConfigError
+from selfexplain.models.files import meta_model
 
 GIB = 1 << 30
 CONTEXT_ALLOWANCE_GIB = 1.5
@@ -60,20 +61,17 @@ class ModelShape:
 
 @cache
 def model_shape(folder: Path, trust_remote_code: bool = False) -> ModelShape:
-    # deferred: torch and transformers only when a GPU run is checked
+    # deferred: torch only when a GPU run is checked
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    model = meta_model(folder, trust_remote_code)
     head = model.get_output_embeddings()
     linears = tuple(
         (name, module.in_features, module.out_features)
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear) and module is not head
     )
-    text = config.get_text_config()
+    text = model.config.get_text_config()
     return ModelShape(
         parameters=sum(p.numel() for p in model.parameters()),
         hidden_size=text.hidden_size,
