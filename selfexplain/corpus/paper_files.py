@@ -70,8 +70,10 @@ def _split_of(relative: str) -> str | None:
     return match.group("split") if match else None
 
 
-def read_records(file: Location) -> Iterator[dict]:
-    """A Parquet or JSON Lines file's rows as dicts (nested columns as lists and dicts)."""
+def read_records(file: Location, columns: tuple[str, ...] = (), what: str = "") -> Iterator[dict]:
+    """A Parquet or JSON Lines file's rows as dicts (nested columns as lists and dicts). A Parquet
+    file must have ``columns``, the ones its loader requires (act_patch.py lines 37-46 check the
+    same); in JSON Lines a missing field rejects its row."""
     if file.path.endswith(".jsonl"):
         for number, line in enumerate(file.read_text().splitlines(), 1):
             if not line.strip():
@@ -85,20 +87,10 @@ def read_records(file: Location) -> Iterator[dict]:
         table = pq.read_table(file.path, filesystem=file.fs)
     except Exception as err:  # pyarrow raises several kinds for a damaged file
         raise PaperFileError(f"{file} is not a readable Parquet file ({err})") from None
-    yield from table.to_pylist()
-
-
-def require_columns(file: Location, columns: tuple[str, ...], what: str) -> None:
-    """The file has the columns its loader requires (act_patch.py lines 37-46 check the same)."""
-    if file.path.endswith(".jsonl"):
-        return  # checked row by row: a missing field rejects the row
-    try:
-        names = set(pq.read_schema(file.path, filesystem=file.fs).names)
-    except Exception as err:  # pyarrow raises several kinds for a damaged file
-        raise PaperFileError(f"{file} is not a readable Parquet file ({err})") from None
-    missing = [c for c in columns if c not in names]
+    missing = [c for c in columns if c not in table.schema.names]
     if missing:
         raise PaperFileError(f"{file} lacks the {what} columns {missing}; is it the right dataset?")
+    yield from table.to_pylist()
 
 
 # --- pickles --------------------------------------------------------------------------------

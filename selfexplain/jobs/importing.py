@@ -30,7 +30,6 @@ from selfexplain.corpus.paper_files import (
     PaperFileError,
     read_pickle,
     read_records,
-    require_columns,
     split_files,
 )
 from selfexplain.corpus.schema import REJECTS_SCHEMA, stable_id
@@ -65,8 +64,7 @@ def source_records(layout: PaperLayout, task: str, source: Location) -> list[tup
     records = []
     for split, files in sorted(split_files(source).items()):
         for file in files:
-            require_columns(file, layout.columns, f"{task} dataset")
-            records += [(split, record) for record in read_records(file)]
+            records += [(split, r) for r in read_records(file, layout.columns, f"{task} dataset")]
     return records
 
 
