@@ -151,17 +151,21 @@ class StudyConfig:
             for rate in self.learning_rates
         ]
 
-    def chosen_learning_rate(self, stage: Stage) -> float | None:
-        """The swept rate of lowest in-distribution validation loss for ``stage``'s explainer
-        (task, role, roles swapped or not); None before its sweep has finished."""
+    def sweep_losses(self, stage: Stage) -> dict[float, float | None]:
+        """Each swept rate's lowest in-distribution validation loss for ``stage``'s explainer
+        (task, role, roles swapped or not); None for a rate not trained yet."""
         losses = {}
         for rate in self.learning_rates:
             sweep = Stage(stage.task, stage.role, swapped=stage.swapped, learning_rate=rate)
             metrics = Location(self.folder) / sweep.name / "train_metrics.json"
-            if not metrics.exists():
-                return None
-            losses[rate] = metrics.read_json().get("best_loss")
-        if any(loss is None for loss in losses.values()):
+            losses[rate] = metrics.read_json().get("best_loss") if metrics.exists() else None
+        return losses
+
+    def chosen_learning_rate(self, stage: Stage) -> float | None:
+        """The swept rate of lowest in-distribution validation loss for ``stage``'s explainer;
+        None before its sweep has finished."""
+        losses = self.sweep_losses(stage)
+        if not losses or None in losses.values():
             return None
         return min(losses, key=lambda rate: (losses[rate], rate))
 

@@ -119,8 +119,7 @@ def sweep_markdown(study: StudyConfig) -> str:
     for stage in study.stages():
         if stage.learning_rate is None:
             continue
-        metrics = Location(study.folder) / stage.name / "train_metrics.json"
-        loss = metrics.read_json().get("best_loss") if metrics.exists() else None
+        loss = study.sweep_losses(stage)[stage.learning_rate]
         chosen = study.chosen_learning_rate(stage) == stage.learning_rate
         rate = f"**{stage.learning_rate:g}**" if chosen else f"{stage.learning_rate:g}"
         swapped = ", roles swapped" if stage.swapped else ""
