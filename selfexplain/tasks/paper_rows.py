@@ -21,6 +21,7 @@ from selfexplain.corpus.schema import stable_id
 from selfexplain.models.hooks import capture_residual
 from selfexplain.storage import Location
 from selfexplain.tasks import Rejected
+from selfexplain.tasks.hint_questions import LETTERS
 
 ACT_PATCH_COLUMNS = (
     "layer",
@@ -39,7 +40,8 @@ HINT_COLUMNS = (
 )
 # The paper's hint sentence (dataloaders/hint_attribution.py line 130) names a letter in brackets.
 _HINT_LETTER = re.compile(r"\(([A-Z])\)")
-LETTERS = ["A", "B", "C", "D"]
+# MMLU's four options: the paper's hint sentence names one of (A)-(D) (hint_attribution.py line 130)
+MMLU_LETTERS = list(LETTERS[:4])
 
 
 @dataclass
@@ -149,7 +151,7 @@ def hint_row(record: dict, split: str, target: TargetReader) -> dict:
         "record_id": stable_id(target.name, "hint", hinted),
         "question_id": stable_id(question),
         "split": split, "target_model": target.name, "form": "choice", "subject": "mmlu",
-        "entity": question, "question": question, "choices": [], "outputs": LETTERS,
+        "entity": question, "question": question, "choices": [], "outputs": MMLU_LETTERS,
         # not in the release; no system is shown it
         "correct": "",
         "hint_answer": letter.group(1), "prompt": str(record["hint_user_prompt"]),
