@@ -228,6 +228,9 @@ def test_controls_and_swapped_roles_add_their_stages():
         "features-swapped-other-100",
     } <= set(names)
     assert "hint-self-100-novector" not in names  # hint carries no vector
+    self_only = load_study("study", ["controls=[no-vector]", "control_explainers=[self]"])
+    controls = [stage.name for stage in self_only.stages() if stage.variant]
+    assert controls == ["features-self-100-novector", "patching-self-100-novector"]
     swapped = study.run_config(
         next(s for s in study.stages() if s.name == "features-swapped-other-100")
     )
@@ -260,8 +263,12 @@ def test_a_learning_rate_sweep_chooses_by_in_distribution_loss_alone(tmp_path):
     sweep = [name for name in names if "-lr" in name]
     # (3 tasks + features with the roles swapped) x explainers x rates: the same for self and other
     assert len(sweep) == 4 * 2 * 3
-    first_runs = [n for n in sweep if "swapped" not in n]
-    assert max(names.index(n) for n in first_runs) < names.index("features-self-100")
+    # self's sweep and runs on every task come first, then other's: a study stopped early
+    # answers whether the self-explainer learns
+    last_self_sweep = max(names.index(n) for n in sweep if "-self-" in n and "swapped" not in n)
+    first_other_sweep = min(names.index(n) for n in sweep if "-other-" in n)
+    assert last_self_sweep < names.index("features-self-100")
+    assert names.index("hint-self-100") < first_other_sweep < names.index("features-other-100")
     assert names.index("features-swapped-other-lr3e-05") < names.index("features-swapped-self-100")
     stage = next(s for s in study.stages() if s.name == "patching-self-lr0.0001")
     config = study.run_config(stage)

@@ -87,6 +87,9 @@ class StudyConfig:
     """Controls for the tasks whose query carries a vector, on the full data: ``no-vector``
     (self and other trained and scored with the vector withheld: "gain from the vector") and
     ``random-projection`` (self reading its own vectors through a fixed random orthogonal map)."""
+    control_explainers: list[str] = field(default_factory=lambda: ["self", "other"])
+    """Which explainers train the ``no-vector`` control (the gain from the vector is self's
+    question first; the other's control doubles its cost)."""
     vector_control: str = "zero"
     """How ``no-vector`` withholds the vector: ``zero`` or ``shuffled`` (another query's)."""
     learning_rates: list[float] = field(default_factory=list)
@@ -116,18 +119,21 @@ class StudyConfig:
 
     def stages(self) -> list[Stage]:
         """Every stage in the order a study runs them, the headline first (so a study stopped
-        early has the comparisons that matter most): the corpora, self and other on the full
-        data, the no-vector control, the swapped roles, the random projection, then the
-        scaling sweep's smaller fractions."""
+        early has the comparisons that matter most): the corpora; self's learning-rate sweep and
+        self on the full data of every task (does the explainer learn at all), then the same for
+        other; the no-vector control, the swapped roles, the random projection, then the scaling
+        sweep's smaller fractions."""
         stages = [Stage(task) for task in self.tasks]
-        stages += self.sweep_stages(swapped=False)
-        stages += [Stage(task, role) for task in self.tasks for role in self.explainers()]
+        for role in self.explainers():
+            stages += self.sweep_stages(swapped=False, roles=[role])
+            stages += [Stage(task, role) for task in self.tasks]
         vector_tasks = [task for task in self.tasks if get_task(task).vector_input]
         if "no-vector" in self.controls:
             stages += [
                 Stage(task, role, variant="novector")
                 for task in vector_tasks
                 for role in self.explainers()
+                if role in self.control_explainers
             ]
         for task in self.swapped:
             stages += [Stage(task, swapped=True)] + self.sweep_stages(True, [task])
@@ -143,11 +149,11 @@ class StudyConfig:
         ]
         return stages
 
-    def sweep_stages(self, swapped: bool, tasks=None) -> list[Stage]:
+    def sweep_stages(self, swapped: bool, tasks=None, roles=None) -> list[Stage]:
         return [
             Stage(task, role, swapped=swapped, learning_rate=rate)
             for task in (tasks if tasks is not None else self.tasks)
-            for role in self.explainers()
+            for role in (roles if roles is not None else self.explainers())
             for rate in self.learning_rates
         ]
 
@@ -282,6 +288,8 @@ def load_study(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -
         )
     if set(study.scaling_explainers) - {"self", "other"}:
         raise ConfigError("study key 'scaling_explainers': use a list of self and/or other")
+    if not study.control_explainers or set(study.control_explainers) - {"self", "other"}:
+        raise ConfigError("study key 'control_explainers': use a list of self and/or other")
     if set(study.controls) - set(CONTROLS):
         raise ConfigError(f"study key 'controls': use a list of {', '.join(CONTROLS)}")
     _check_sweep(study)
