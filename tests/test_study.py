@@ -156,6 +156,13 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     held = versus[("features", "held-out", "similarity")]
     assert not held["baseline"].startswith("trained explainer")
     assert held["ci_low"] <= held["difference"] <= held["ci_high"]
+    # ... and minus each of them, on the headline metric alone
+    each = [r for r in comparisons["trained self - each baseline"] if r["task"] == "features"]
+    assert {r["metric"] for r in each} == {"similarity"}
+    predictions = pd.read_parquet(root / "features-self-100" / "predictions.parquet")
+    scored = {c.removeprefix("similarity: ") for c in predictions if c.startswith("similarity: ")}
+    assert {r["baseline"] for r in each} == scored - {"trained explainer"}
+    assert "nearest-neighbour baseline" in scored
     # the control: each explainer against itself trained and scored without the vector
     gains = {
         row["query_set"]
