@@ -377,6 +377,11 @@ class RunConfig:
         for dotted in OPERATIONAL_KEYS:
             section, key = dotted.split(".")
             data[section].pop(key, None)
+        for dotted in KEYS_ADDED_AFTER_FINGERPRINTS:
+            section, key = dotted.split(".")
+            default = getattr(RunConfig.__dataclass_fields__[section].default_factory(), key)
+            if data[section][key] == _plain(default):
+                del data[section][key]
         if sections:
             data = {key: data[key] for key in sections}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -400,6 +405,19 @@ OPERATIONAL_KEYS = frozenset(
         "ray.dashboard",
     }
 )
+
+
+# Keys added to the config after runs in the field were fingerprinted. Each is hashed only when set
+# away from its default, so a run started before the key existed keeps its fingerprint, and an
+# interrupted training or corpus resumes under the newer code instead of being refused as "made
+# with other settings". Every new section key goes here (tests/test_config.py checks); a changed
+# default of an older key still changes the fingerprint, as it should.
+KEYS_ADDED_AFTER_FINGERPRINTS: frozenset[str] = frozenset()
+
+
+def _plain(value: Any) -> Any:
+    """A default as ``to_dict`` gives it (dataclasses as dicts)."""
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 TASKS = set(TASK_NAMES)

@@ -38,6 +38,66 @@ def test_fingerprint_ignores_keys_that_cannot_change_a_result():
     ) != base.fingerprint("train")
 
 
+# Every config key when runs in the field were first fingerprinted. A key added since is listed in
+# KEYS_ADDED_AFTER_FINGERPRINTS instead, so that it leaves those runs' fingerprints alone.
+FINGERPRINTED_KEYS = """
+name output_dir target task seed templates corpus_from trust_remote_code
+generate.max_items generate.held_out_fraction generate.held_out_by generate.layers
+generate.max_tokens generate.items_per_shard generate.num_actors generate.cpus_per_actor
+generate.gpus_per_actor generate.max_actor_restarts generate.prompts generate.questions
+generate.hints_per_fact generate.hint_filter generate.pairs generate.layer_blocks
+generate.component generate.features generate.explanations generate.min_probe_accuracy
+generate.top_contexts train.explainer train.epochs train.learning_rate train.weight_decay
+train.batch_size train.grad_accum train.max_length train.zero_stage train.offload
+train.gradient_clipping train.warmup_steps train.lr_schedule train.length_buckets
+train.select_best train.patience train.num_workers train.use_gpu train.precision
+train.gpu_memory_gib train.gradient_checkpointing train.cpus_per_worker train.torch_threads
+train.projection train.projection_learning_rate train.projection_init train.freeze_projection
+train.vector_control train.rescale_vectors train.tensorboard train.keep_checkpoints
+train.keep_finished_checkpoints train.checkpoint_every train.max_failures
+train.in_distribution_holdout train.validation_examples train.validate_every train.data_fraction
+train.lora_rank train.lora_alpha train.lora_dropout train.lora_target_modules train.mix
+evaluate.max_examples evaluate.batch_size evaluate.max_new_tokens evaluate.untrained_baseline
+evaluate.candidate_choice evaluate.candidate_outputs evaluate.selfie_scales evaluate.explainer
+ray.num_cpus ray.address ray.dashboard storage.shared_filesystem
+""".split()
+
+
+def config_keys(config: RunConfig) -> set[str]:
+    keys = set()
+    for name, value in config.to_dict().items():
+        keys |= {f"{name}.{key}" for key in value} if isinstance(value, dict) else {name}
+    return keys
+
+
+def test_a_key_added_later_leaves_earlier_fingerprints_alone(monkeypatch):
+    """A run fingerprinted before a key existed resumes under the code that adds it, as long as
+    the key stays at its default; set away from it, the key changes the fingerprint."""
+    import selfexplain.config as config_module
+
+    base = load_config("tiny")
+    new_keys = config_keys(base) - set(FINGERPRINTED_KEYS)
+    assert new_keys == set(config_module.KEYS_ADDED_AFTER_FINGERPRINTS), (
+        "a config key was added: list it in selfexplain.config.KEYS_ADDED_AFTER_FINGERPRINTS "
+        f"so that runs fingerprinted before it still resume ({sorted(new_keys)})"
+    )
+    # as if train.lora_dropout had been added after this fingerprint was taken: the code before
+    # it hashed a config without the key
+    to_dict = RunConfig.to_dict
+
+    def without_lora_dropout(self):
+        data = to_dict(self)
+        del data["train"]["lora_dropout"]
+        return data
+
+    monkeypatch.setattr(RunConfig, "to_dict", without_lora_dropout)
+    without_the_key = base.fingerprint("train")
+    monkeypatch.undo()
+    monkeypatch.setattr(config_module, "KEYS_ADDED_AFTER_FINGERPRINTS", {"train.lora_dropout"})
+    assert base.fingerprint("train") == without_the_key
+    assert load_config("tiny", ["train.lora_dropout=0.3"]).fingerprint("train") != without_the_key
+
+
 def test_overrides_are_typed_and_nested():
     config = load_config(
         "tiny", ["train.epochs=3", "train.learning_rate=2e-4", "name=other", "train.offload=false"]
