@@ -300,7 +300,7 @@ def test_a_learning_rate_sweep_chooses_by_in_distribution_loss_alone(tmp_path):
         assert study.run_config(stage).train.learning_rate == 3e-4, name
     assert study.run_config(next(s for s in study.stages() if s.name == "patching-other-100")
                             ).train.learning_rate == unswept  # fmt: skip
-    assert "| patching | self | **0.0003** | 0.7000 |" in sweep_markdown(study)
+    assert "| patching | self | **0.0003** | 0.7000 | 0.9000 |" in sweep_markdown(study)
 
 
 def self_scores_n(root) -> int:

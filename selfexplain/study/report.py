@@ -114,7 +114,8 @@ SWEEP_NOTE = (
 
 
 def sweep_markdown(study: StudyConfig) -> str:
-    """The sweep's table: explainer, rate, lowest in-distribution loss; empty without a sweep."""
+    """The sweep's table: explainer, rate, lowest in-distribution loss, and the held-out loss at
+    that step (shown to read overfitting by; never used to choose); empty without a sweep."""
     rows = []
     for stage in study.stages():
         if stage.learning_rate is None:
@@ -124,12 +125,20 @@ def sweep_markdown(study: StudyConfig) -> str:
         rate = f"**{stage.learning_rate:g}**" if chosen else f"{stage.learning_rate:g}"
         swapped = ", roles swapped" if stage.swapped else ""
         shown = "not run" if loss is None else f"{loss:.4f}"
-        rows.append(f"| {stage.task}{swapped} | {stage.role} | {rate} | {shown} |")
+        held_out = _held_out_at_best(Location(study.folder) / stage.name / "train_metrics.json")
+        rows.append(f"| {stage.task}{swapped} | {stage.role} | {rate} | {shown} | {held_out} |")
     if not rows:
         return ""
-    return "| task | explainer | learning rate | in-distribution loss |\n|---|---|---:|---:|\n" + (
-        "\n".join(rows)
-    )
+    head = "| task | explainer | learning rate | in-distribution loss | held-out loss, same step |"
+    return head + "\n|---|---|---:|---:|---:|\n" + "\n".join(rows)
+
+
+def _held_out_at_best(metrics_file: Location) -> str:
+    curve = metrics_file.read_json().get("validation_curve", []) if metrics_file.exists() else []
+    curve = [p for p in curve if "val_held_out" in p and "val_in_distribution" in p]
+    if not curve:
+        return "-"
+    return f"{min(curve, key=lambda p: p['val_in_distribution'])['val_held_out']:.4f}"
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
