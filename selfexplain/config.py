@@ -205,6 +205,13 @@ class TrainConfig:
     in_distribution_holdout: float = 0.1
     """Fraction of training-split rows kept out of training and scored as *in-distribution*
     queries (their prompts/concepts/entities are seen in training), next to the held-out split."""
+    in_distribution_by: Literal["row", "group"] = "row"
+    """What the in-distribution draw keeps out: single rows (``row``: a query's concept, entity or
+    prompt family is seen in training), or whole held-out units of the training split (``group``:
+    every row of a feature, entity pair or prompt family together). ``group`` for features over
+    several layers: a concept trained on at one layer and asked at another has the same
+    description, so row-level queries, and the loss that selects checkpoints and learning rates
+    on them, reward memory."""
     validation_examples: int = 64
     """Validation: the answer loss on up to this many held-out and in-distribution queries,
     logged and reported (0 = no validation)."""
@@ -412,7 +419,7 @@ OPERATIONAL_KEYS = frozenset(
 # interrupted training or corpus resumes under the newer code instead of being refused as "made
 # with other settings". Every new section key goes here (tests/test_config.py checks); a changed
 # default of an older key still changes the fingerprint, as it should.
-KEYS_ADDED_AFTER_FINGERPRINTS: frozenset[str] = frozenset()
+KEYS_ADDED_AFTER_FINGERPRINTS: frozenset[str] = frozenset({"train.in_distribution_by"})
 
 
 def _plain(value: Any) -> Any:

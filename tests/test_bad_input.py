@@ -876,6 +876,11 @@ STUDIES = [
     Case("study-unknown-task", [*STUDY, "tasks={translation: {}}"], "study key 'tasks'"),
     Case("study-run-key-unknown", [*STUDY, "train.lrr=1"], "unknown config key 'train.lrr'"),
     Case("study-controls-unknown", [*STUDY, "controls=[magic]"], "study key 'controls'"),
+    Case(
+        "in-distribution-by-unknown",
+        [*STUDY, "train.in_distribution_by=unit"],
+        "'train.in_distribution_by'",
+    ),  # fmt: skip
     Case("study-control-explainers", [*STUDY, "control_explainers=[]"], "'control_explainers'"),
     Case("study-rate-negative", [*STUDY, "learning_rates=[-1e-4]"], "study key 'learning_rates'"),
     Case("study-rates-repeated", [*STUDY, "learning_rates=[1e-4, 1e-4]"], "'learning_rates'"),

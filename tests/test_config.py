@@ -93,7 +93,8 @@ def test_a_key_added_later_leaves_earlier_fingerprints_alone(monkeypatch):
     monkeypatch.setattr(RunConfig, "to_dict", without_lora_dropout)
     without_the_key = base.fingerprint("train")
     monkeypatch.undo()
-    monkeypatch.setattr(config_module, "KEYS_ADDED_AFTER_FINGERPRINTS", {"train.lora_dropout"})
+    added = config_module.KEYS_ADDED_AFTER_FINGERPRINTS | {"train.lora_dropout"}
+    monkeypatch.setattr(config_module, "KEYS_ADDED_AFTER_FINGERPRINTS", added)
     assert base.fingerprint("train") == without_the_key
     assert load_config("tiny", ["train.lora_dropout=0.3"]).fingerprint("train") != without_the_key
 

@@ -197,3 +197,31 @@ def test_training_subsets_are_deterministic_and_nested():
     assert quarter < half and 800 < len(quarter) < 1200
     trained = [i for i in ids if trains_on(i, 0.1, 1.0, 0)]
     assert set(trained).isdisjoint(held) and len(trained) + len(held) == len(ids)
+
+
+def test_in_distribution_queries_by_group_keep_every_layer_of_a_feature_out():
+    """Drawn by row, a concept trained on at one layer is asked at another (its description
+    already learnt); drawn by group, all of a feature's layers are kept out together."""
+    import pyarrow as pa
+
+    from selfexplain.corpus.subsets import in_distribution_keys, rows_trained_on
+    from selfexplain.tasks import get_task
+
+    rows = [
+        {"record_id": f"c{c}-l{layer}", "feature_id": f"concept:c{c}", "split": "train"}
+        for c in range(300)
+        for layer in (3, 8, 13)
+    ]
+    table = pa.Table.from_pylist(rows)
+    features = get_task("features")
+
+    def concepts_split(by: str) -> int:
+        keys = in_distribution_keys(features, table, by)
+        trained = set(rows_trained_on(table, 0.2, 1.0, 0, keys)["record_id"].to_pylist())
+        kept_out = {r["feature_id"] for r in rows if r["record_id"] not in trained}
+        trained_on = {r["feature_id"] for r in rows if r["record_id"] in trained}
+        return len(kept_out & trained_on)
+
+    assert concepts_split("row") > 50  # most kept-out concepts are trained on at another layer
+    assert concepts_split("group") == 0
+    assert in_distribution_keys(features, table, "row") is None  # the row ids

@@ -23,7 +23,12 @@ from transformers import AutoConfig
 
 from selfexplain.config import ConfigError, GenerateConfig, RunConfig, from_dict
 from selfexplain.corpus.io import read_corpus
-from selfexplain.corpus.subsets import is_in_distribution_query, rows_trained_on
+from selfexplain.corpus.subsets import (
+    in_distribution_key,
+    in_distribution_keys,
+    is_in_distribution_query,
+    rows_trained_on,
+)
 from selfexplain.evaluate.generation import generate_answers
 from selfexplain.evaluate.report import markdown_table
 from selfexplain.evaluate.selfie import best_scale, selfie_answers
@@ -110,15 +115,14 @@ class ScoredCorpus:
         return [r for name in QUERY_SETS for r in self.queries[name]]
 
 
-def training_rows(config: RunConfig, table) -> list[dict]:
-    """The rows of a corpus table that the run's explainer trained on (before the length
-    filter)."""
+def training_rows(config: RunConfig, table, task: Task | None = None) -> list[dict]:
+    """The rows of a corpus table (of ``task``, the run's own by default) that the run's
+    explainer trained on (before the length filter)."""
     t = config.train
+    train_split = table.filter(pc.equal(table["split"], "train"))
+    keys = in_distribution_keys(task or get_task(config.task), train_split, t.in_distribution_by)
     return rows_trained_on(
-        table.filter(pc.equal(table["split"], "train")),
-        t.in_distribution_holdout,
-        t.data_fraction,
-        config.seed,
+        train_split, t.in_distribution_holdout, t.data_fraction, config.seed, keys
     ).to_pylist()
 
 
@@ -130,7 +134,7 @@ def read_scored_corpus(config: RunConfig, task: Task) -> ScoredCorpus:
 
     table = read_corpus(config.corpus_dir)
     t = config.train
-    train_rows = training_rows(config, table)
+    train_rows = training_rows(config, table, task)
     corpus = table.to_pandas()
     corpus["templates"] = config.templates  # every system is asked in the explainer's phrasing
     length_filter = LengthFilter(config.target, task, t.max_length, config.trust_remote_code)
@@ -143,8 +147,17 @@ def read_scored_corpus(config: RunConfig, task: Task) -> ScoredCorpus:
         )
     seen = fits[
         (fits["split"] == "train")
-        & fits["record_id"].map(
-            lambda i: is_in_distribution_query(i, t.in_distribution_holdout, config.seed)
+        & pd.Series(
+            [
+                is_in_distribution_query(
+                    in_distribution_key(task, row, t.in_distribution_by),
+                    t.in_distribution_holdout,
+                    config.seed,
+                )
+                for row in fits.to_dict("records")
+            ],
+            index=fits.index,
+            dtype=bool,
         )
     ]
     queries = {}

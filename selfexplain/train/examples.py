@@ -16,7 +16,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from selfexplain.corpus.subsets import in_data_fraction, is_in_distribution_query
+from selfexplain.corpus.subsets import (
+    in_data_fraction,
+    in_distribution_key,
+    is_in_distribution_query,
+)
 from selfexplain.explainer.templates import DEFAULT_TEMPLATES, phrasings
 from selfexplain.explainer.vectors import add_vector_tokens, in_explainer_markers
 from selfexplain.models.loading import load_tokenizer
@@ -142,6 +146,7 @@ class ExampleEncoder:
         max_length: int,
         trust_remote_code: bool = False,
         in_distribution_holdout: float = 0.0,
+        in_distribution_by: str = "row",
         data_fraction: float = 1.0,
         seed: int = 0,
         source: str = "",
@@ -159,6 +164,7 @@ class ExampleEncoder:
             target_tokenizer_dir or tokenizer_dir, self.task, max_length, trust_remote_code
         )
         self.subset = (in_distribution_holdout, data_fraction, seed)
+        self.in_distribution_by = in_distribution_by
         self.templates = templates
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -211,6 +217,7 @@ class ExampleEncoder:
         holdout, fraction, seed = self.subset
         if row["split"] == "test":
             return "held-out"
-        if is_in_distribution_query(row["record_id"], holdout, seed):
+        key = in_distribution_key(self.task, row, self.in_distribution_by)
+        if is_in_distribution_query(key, holdout, seed):
             return "in-distribution"
         return "train" if in_data_fraction(row["record_id"], fraction, seed) else None

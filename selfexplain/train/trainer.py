@@ -25,7 +25,7 @@ from transformers import AutoConfig
 from selfexplain import internals
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import claim_plan, corpus_files, read_corpus
-from selfexplain.corpus.subsets import rows_trained_on
+from selfexplain.corpus.subsets import in_distribution_keys, rows_trained_on
 from selfexplain.explainer.export import EXPORT_DIR, MODEL_CARD, ExplainerInfo, has_export
 from selfexplain.explainer.interface import VectorInterface
 from selfexplain.explainer.vectors import controlled_vectors
@@ -78,6 +78,7 @@ def encoded_examples(
             max_length=t.max_length,
             trust_remote_code=config.trust_remote_code,
             in_distribution_holdout=t.in_distribution_holdout,
+            in_distribution_by=t.in_distribution_by,
             data_fraction=t.data_fraction,
             seed=config.seed,
             source=source.run,
@@ -299,15 +300,15 @@ def _dropped_over_max_length(
 ) -> int:
 
     t = config.train
-    kept = sum(
-        rows_trained_on(
-            read_corpus(source.corpus, split="train", columns=["split", "record_id"]),
-            t.in_distribution_holdout,
-            t.data_fraction,
-            config.seed,
+    # a unit's key may need any of the task's columns; a row's, its id alone
+    columns = None if t.in_distribution_by == "group" else ["split", "record_id"]
+    kept = 0
+    for source in sources:
+        train_split = read_corpus(source.corpus, split="train", columns=columns)
+        keys = in_distribution_keys(get_task(source.task), train_split, t.in_distribution_by)
+        kept += rows_trained_on(
+            train_split, t.in_distribution_holdout, t.data_fraction, config.seed, keys
         ).num_rows
-        for source in sources
-    )
     return kept - encoded_train_rows
 
 
