@@ -441,8 +441,13 @@ def _save(
     ]
     titles = {
         "held-out": f"Held-out queries ({held_out}: groups never seen in training)",
-        "in-distribution": "In-distribution queries (groups seen in training, these rows not "
-        "trained on)",
+        "in-distribution": "In-distribution queries ("
+        + (
+            f"whole {task.unit_name} of the training split, not trained on"
+            if config.train.in_distribution_by == "group"
+            else "groups seen in training, these rows not trained on"
+        )
+        + ")",
     }
     for name, table in results.items():
         sections.append(

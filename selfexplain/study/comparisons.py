@@ -349,9 +349,16 @@ def comparison_markdown(comparison: Comparison) -> str:
             r["metric"],
             f"{r['first']:.3f}",
             *second,
-            f"{r['difference']:+.3f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+            f"{r['difference']:+.3f} " + _interval(r),
             str(r["n"]),
             str(r["units"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _interval(row: dict) -> str:
+    """The 95% interval, or why there is none (one unit cannot be resampled)."""
+    if row["ci_low"] != row["ci_low"]:  # NaN
+        return f"[no interval: {row['units']} unit]"
+    return f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
