@@ -44,9 +44,9 @@ def in_distribution_key(task, row: dict, by: str) -> str:
 def in_distribution_keys(task, table: pa.Table, by: str) -> list[str] | None:
     """Each row's in-distribution key for :func:`rows_trained_on` (None, meaning the row ids, for
     ``by="row"``)."""
-    if by != "group":
+    if by == "row":
         return None
-    return [task.held_out_unit(row) for row in table.to_pylist()]
+    return [in_distribution_key(task, row, by) for row in table.to_pylist()]
 
 
 def trains_on(

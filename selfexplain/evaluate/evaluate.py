@@ -138,28 +138,24 @@ def read_scored_corpus(config: RunConfig, task: Task) -> ScoredCorpus:
     corpus = table.to_pandas()
     corpus["templates"] = config.templates  # every system is asked in the explainer's phrasing
     length_filter = LengthFilter(config.target, task, t.max_length, config.trust_remote_code)
-    fits = corpus[[length_filter.fits(row) for row in corpus.to_dict("records")]]
-    test = fits[fits["split"] == "test"]
+    records = corpus.to_dict("records")
+    fits = pd.Series([length_filter.fits(row) for row in records], index=corpus.index)
+    test = corpus[fits & (corpus["split"] == "test")]
     if test.empty:
         raise EmptyHeldOutSplit(
             f"the held-out split of {config.corpus_dir} is empty; raise "
             "generate.held_out_fraction or generate.max_items (more items, more groups)"
         )
-    seen = fits[
-        (fits["split"] == "train")
-        & pd.Series(
-            [
-                is_in_distribution_query(
-                    in_distribution_key(task, row, t.in_distribution_by),
-                    t.in_distribution_holdout,
-                    config.seed,
-                )
-                for row in fits.to_dict("records")
-            ],
-            index=fits.index,
-            dtype=bool,
+    in_distribution = [
+        row["split"] == "train"
+        and is_in_distribution_query(
+            in_distribution_key(task, row, t.in_distribution_by),
+            t.in_distribution_holdout,
+            config.seed,
         )
+        for row in records
     ]
+    seen = corpus[fits & pd.Series(in_distribution, index=corpus.index, dtype=bool)]
     queries = {}
     for name, frame in zip(QUERY_SETS, (test, seen)):
         if config.evaluate.max_examples and len(frame) > config.evaluate.max_examples:
