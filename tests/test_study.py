@@ -173,6 +173,19 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
         gains == {"held-out", "in-distribution"} and len(comparisons["gain from the vector"]) >= 6
     )
     assert "same-family baseline (another concept's description)" in systems
+    # the summary: one row per query set, each cell one of the rows above
+    across = {row["query_set"]: row for row in summary["summary"] if row["task"] == "features"}
+    held = across["held-out"]["differences"]
+    assert set(held) == {
+        "untrained self",
+        "SelfIE",
+        "nearest neighbour",
+        "trained other",
+        "self without the vector",
+    }  # features has no majority answer
+    assert held["trained other"] == paired[("held-out", "similarity")]
+    assert held["nearest neighbour"]["baseline"] == "nearest-neighbour baseline"
+    assert "Summary: trained self minus each system" in markdown
 
 
 def test_families_are_reported_apart_and_the_best_baseline_is_picked_per_query_set():

@@ -349,7 +349,7 @@ def comparison_markdown(comparison: Comparison) -> str:
             r["metric"],
             f"{r['first']:.3f}",
             *second,
-            f"{r['difference']:+.3f} " + _interval(r),
+            f"{r['difference']:+.3f} " + interval_text(r),
             str(r["n"]),
             str(r["units"]),
         ]
@@ -357,7 +357,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def _interval(row: dict) -> str:
+def interval_text(row: dict) -> str:
     """The 95% interval, or why there is none (one unit cannot be resampled)."""
     if row["ci_low"] != row["ci_low"]:  # NaN
         return f"[no interval: {row['units']} unit]"

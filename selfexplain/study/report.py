@@ -18,6 +18,8 @@ from selfexplain.study.comparisons import Comparison, comparison_markdown, study
 from selfexplain.study.config import StudyConfig
 from selfexplain.study.plots import plot_scaling, plot_self_vs_other
 from selfexplain.study.results import headline, results_tables, system_results
+from selfexplain.study.summary import NOTE as SUMMARY_NOTE
+from selfexplain.study.summary import summary_markdown, summary_rows
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +32,20 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
     frame = pd.DataFrame(rows)
     (folder / "results.csv").write_text(frame.to_csv(index=False))
     comparisons = study_comparisons(study)
+    summary = summary_rows(comparisons, list(study.tasks))
     (folder / "results.json").write_json(
         {
             "study": study.name,
             "target": study.target,
             "other_explainer": study.other_explainer,
             "rows": rows,
+            "summary": summary,
             "comparisons": {c.title: c.rows for c in comparisons},
             "seconds": seconds,
         }
     )
     tables = results_tables(frame)
+    sections = _headline_sections(summary, comparisons)
     plots = {}
     if folder.is_local:
         out = folder.local_path
@@ -54,12 +59,13 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
             "self_vs_other.png": plot_self_vs_other(main, scored, out / "self_vs_other.png"),
             "scaling.png": plot_scaling(main, scored, out / "scaling.png"),
         }
-    (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, comparisons))
-    (folder / "report.html").write_text(_html(study, tables, seconds, plots, comparisons))
+    (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, sections))
+    (folder / "report.html").write_text(_html(study, tables, seconds, plots, sections))
     log.info("study report written to %s", folder)
     return {
         "report": str(folder),
         "tables": {f"{t} / {q}": v for (t, q), v in tables.items()},
+        "summary": summary,
         "comparisons": {c.title: c.rows for c in comparisons},
     }
 
@@ -79,14 +85,19 @@ def _intro(study: StudyConfig, seconds: dict[str, float]) -> str:
     )
 
 
-def _headline_sections(comparisons: list[Comparison]) -> list[tuple[str, str, str]]:
-    """(title, note, markdown table) of each paired comparison that has rows."""
-    return [(f"Headline: {c.title}", c.note, comparison_markdown(c)) for c in comparisons]
+def _headline_sections(
+    summary: list[dict], comparisons: list[Comparison]
+) -> list[tuple[str, str, str]]:
+    """(title, note, markdown table): the summary across tasks, then each paired comparison
+    that has rows."""
+    first = [("Summary: trained self minus each system", SUMMARY_NOTE, summary_markdown(summary))]
+    rest = [(f"Headline: {c.title}", c.note, comparison_markdown(c)) for c in comparisons]
+    return (first if summary else []) + rest
 
 
-def _markdown(study: StudyConfig, tables, seconds, plots, comparisons) -> str:
+def _markdown(study: StudyConfig, tables, seconds, plots, sections) -> str:
     parts = [f"# Study `{study.name}`: self vs other explanation\n", _intro(study, seconds) + "\n"]
-    for title, note, table in _headline_sections(comparisons):
+    for title, note, table in sections:
         parts.append(f"## {title}\n\n{note}\n\n{table}\n")
     for (task, query_set), table in tables.items():
         parts.append(
@@ -166,7 +177,7 @@ def _html_table(markdown: str) -> str:
     return "\n".join(out) + "</table>"
 
 
-def _html(study: StudyConfig, tables, seconds, plots, comparisons) -> str:
+def _html(study: StudyConfig, tables, seconds, plots, sections) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset=utf-8><title>selfexplain study "
         f"{html.escape(study.name)}</title>"
@@ -181,7 +192,7 @@ def _html(study: StudyConfig, tables, seconds, plots, comparisons) -> str:
         "scale), "
         "with 95% intervals; grey lines: the baselines.",
     }
-    for title, note, table in _headline_sections(comparisons):
+    for title, note, table in sections:
         parts.append(
             f"<h2>{html.escape(title)}</h2><p class=note>{html.escape(note)}</p>"
             + _html_table(table)
