@@ -95,10 +95,17 @@ def _add_study(commands) -> None:
         help="study keys (name=..., data_fractions=[0.5,1.0]) or run-config keys for every run "
         "(train.epochs=1)",
     )
-    study.add_argument(
+    only = study.add_mutually_exclusive_group()
+    only.add_argument(
         "--report-only",
         action="store_true",
         help="run nothing: write the report from the stages already scored (a study under way)",
+    )
+    only.add_argument(
+        "--status",
+        action="store_true",
+        help="run nothing: list each stage's state (done, training and its last checkpoint, not "
+        "started) and the hours the finished stages took",
     )
 
 
@@ -154,6 +161,11 @@ def _study(args) -> None:
     from selfexplain.study.runner import run_study
 
     study = load_study(args.config, args.overrides)
+    if args.status:
+        from selfexplain.study.status import status_markdown, study_status
+
+        print(status_markdown(study_status(study)))
+        return
     if args.report_only:
         from selfexplain.storage import Location
         from selfexplain.study.report import write_report

@@ -332,6 +332,25 @@ def test_rerun_reuses_every_finished_stage(finished_study):
     assert json.loads((root / "timings.json").read_text()) == timings
 
 
+def test_status_names_each_stage_state_and_the_hours_done(finished_study, capsys):
+    from selfexplain.cli import main
+
+    study, root, _ = finished_study
+    overrides = [
+        *TINY_PAPER_STUDY,
+        f"other_explainer={study.other_explainer}",
+        f"output_dir={root.parent}",
+        "data_fractions=[0.25, 0.5, 1.0]",  # one stage more than was run
+    ]
+    assert main(["study", "study-paper", *overrides, "--status"]) == 0
+    out = capsys.readouterr().out
+    stages = len(study.stages())
+    minutes = json.loads((root / "timings.json").read_text())["features-self-100"] / 60
+    assert f"| features-self-100 | done | {minutes:.1f} min |" in out
+    assert "| features-self-25 | not started | - |" in out
+    assert f"{stages} of {stages + 1} stages done" in out
+
+
 @pytest.mark.skipif(
     shutil.which("chromium") is None,
     reason="headless Chromium (Debian package chromium) not installed",

@@ -11,33 +11,24 @@ from __future__ import annotations
 import logging
 import time
 
-from selfexplain.config import RunConfig
 from selfexplain.storage import Location
 from selfexplain.study.config import StudyConfig
 
 log = logging.getLogger(__name__)
 
 
-def _scored(config: RunConfig) -> bool:
-    """Scored with this config, in the current results format (with each system's record)."""
-    results = config.run_dir / "results.json"
-    if not results.exists():
-        return False
-    saved = results.read_json()
-    return saved.get("config_hash") == config.fingerprint() and "systems" in saved
-
-
 def run_study(study: StudyConfig) -> dict:
     """Run every stage not yet done, then write the report; return the report's summary."""
     # deferred: loading a study and `--report-only` need none of the stages' heavy modules
-    from selfexplain.corpus.io import MANIFEST, withdrawn_on_failure
+    from selfexplain.corpus.io import withdrawn_on_failure
     from selfexplain.evaluate.evaluate import evaluate
     from selfexplain.jobs.generate import generate
     from selfexplain.jobs.ray_session import ray_session
     from selfexplain.pipeline import save_config
     from selfexplain.preflight import check_cluster_storage, check_run
     from selfexplain.study.report import write_report
-    from selfexplain.train.trainer import is_trained, train
+    from selfexplain.study.status import is_done, is_scored
+    from selfexplain.train.trainer import train
 
     stages = study.stages()
     timings_file = Location(study.folder) / "timings.json"
@@ -55,21 +46,22 @@ def run_study(study: StudyConfig) -> dict:
             config = study.run_config(stage)
             started = time.time()
             sweep = stage.learning_rate is not None  # trained, never scored
-            done = (
-                (config.corpus_dir / MANIFEST).exists()
-                if stage.role is None
-                else is_trained(config) and (sweep or _scored(config))
-            )
+            done = is_done(stage, config)
             log.info("== study %s: stage %d/%d: %s", study.name, number, len(stages), stage.name)
-            if stage.role is None:
-                generate(config, items=plans[stage.name].items)
-                save_config(config)
-            else:
-                train(config)
-                save_config(config)
-                if not sweep and not _scored(config):
-                    evaluate(config)
-            if not done:  # a reused stage keeps the time it took when it ran
-                seconds[stage.name] = round(time.time() - started, 1)
-                timings_file.write_json(seconds)
+            try:
+                if stage.role is None:
+                    generate(config, items=plans[stage.name].items)
+                    save_config(config)
+                else:
+                    train(config)
+                    save_config(config)
+                    if not sweep and not is_scored(config):
+                        evaluate(config)
+            finally:
+                # a reused stage keeps its time; a stage that ran adds this sitting's, stopped
+                # or failed ones included, so the times add up to the study's cost
+                if not done:
+                    elapsed = time.time() - started
+                    seconds[stage.name] = round(seconds.get(stage.name, 0.0) + elapsed, 1)
+                    timings_file.write_json(seconds)
     return write_report(study, seconds)
