@@ -135,9 +135,9 @@ def test_description_scores_carry_semantic_metrics_and_intervals():
 
 def test_baselines_nearest_row_and_rules():
     assert nearest_rows([[1, 0], [0, 1]], [[0.1, 0.9], [5, 1]]) == [1, 0]
-    # the paper's nearest neighbour is by dot product: the longer of two parallel rows wins
-    assert nearest_rows([[1, 0], [3, 0.5]], [[1, 0]]) == [1]
-    assert nearest_rows([[1, 0], [3, 0.5]], [[1, 0]], bank_layers=[2, 5], query_layers=[2]) == [0]
+    # by cosine: a long row does not win by its length (a dot product would pick [30, 20])
+    assert nearest_rows([[1, 0.1], [30, 20]], [[1, 0]]) == [0]
+    assert nearest_rows([[1, 0.1], [30, 20]], [[1, 0]], bank_layers=[2, 5], query_layers=[5]) == [1]
     ablation, patching, hint = get_task("ablation"), get_task("patching"), get_task("hint")
     depth_30 = ScoringContext(seed=0, train_rows=[], corpus=None, target_layers=30)
     last = {

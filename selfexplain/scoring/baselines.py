@@ -11,16 +11,28 @@ from selfexplain.scoring.embeddings import embed
 
 
 def nearest_rows(bank, queries, bank_layers=None, query_layers=None) -> list[int]:
-    """Index of the bank row with the largest dot product for each query row (both 2-D arrays),
-    as the paper's nearest neighbour; with layers given, only among bank rows of the query's layer
-    (falling back to all rows when that layer has none)."""
-    bank = np.asarray(bank, dtype=np.float32)
-    queries = np.asarray(queries, dtype=np.float32)
+    """Index of the bank row of highest cosine similarity for each query row (both 2-D arrays);
+    with layers given, only among bank rows of the query's layer (falling back to all rows when
+    that layer has none).
+
+    The paper's nearest neighbour takes the largest dot product, over unit-norm feature
+    directions, where the two agree (so do sentence embeddings, normalized). Raw activations are
+    not unit-norm: a patched residual vector at the first position is about twice as long as one
+    at the subject, and a dot product then picks the same few long rows for every query (3
+    distinct neighbours for 300 patching queries), a baseline no better than the majority answer.
+    """
+    bank, queries = _unit_rows(bank), _unit_rows(queries)
     scores = queries @ bank.T
     if bank_layers is not None and query_layers is not None:
         same = np.asarray(query_layers)[:, None] == np.asarray(bank_layers)[None, :]
         scores = np.where(same | ~same.any(axis=1, keepdims=True), scores, -np.inf)
     return scores.argmax(axis=1).tolist()
+
+
+def _unit_rows(rows) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms > 0, norms, 1.0)  # a zero row stays zero: similar to nothing
 
 
 def nearest_training_rows(task, train_rows: list[dict], rows: list[dict]) -> list[int]:
