@@ -188,6 +188,37 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     assert "Summary: trained self minus each system" in markdown
 
 
+def test_the_summary_of_a_change_task_reads_exact_match_and_has_changed_f1_against_each():
+    from selfexplain.study.comparisons import Comparison
+    from selfexplain.study.summary import summary_markdown, summary_rows
+
+    def row(metric, baseline=None, difference=0.1, query_set="held-out", decoding="greedy"):
+        found = {"task": "patching", "query_set": query_set, "decoding": decoding}
+        found |= {"metric": metric, "first": 0.9, "second": 0.9 - difference}
+        found |= {"difference": difference, "ci_low": 0.0, "ci_high": 0.2, "n": 9, "units": 3}
+        return found | ({"baseline": baseline} if baseline else {})
+
+    each = [
+        row("exact match", "majority baseline", -0.1),
+        row("has-changed F1", "majority baseline", 0.6),
+        row("exact match", "untrained explainer (candidate choice)", 0.5),  # not the greedy one
+        row("exact match", "nearest-neighbour baseline", 0.3, decoding="candidate choice"),
+    ]
+    other = [row("exact match (changed rows)"), row("has-changed F1", difference=0.2)]
+    comparisons = [
+        Comparison("trained self - each baseline", "", "trained self", "baseline", each),
+        Comparison("self - other", "", "self", "other", other),
+    ]
+    rows = summary_rows(comparisons, ["patching"])
+    assert [(r["metric"], sorted(r["differences"])) for r in rows] == [
+        ("exact match", ["majority answer"]),
+        ("has-changed F1", ["majority answer", "trained other"]),
+    ]
+    assert "| patching | held-out | has-changed F1 | 0.900 | +0.600 [+0.00, +0.20] | - |" in (
+        summary_markdown(rows)
+    )
+
+
 def test_families_are_reported_apart_and_the_best_baseline_is_picked_per_query_set():
     from selfexplain.study.comparisons import best_other_system, families
 

@@ -1,6 +1,6 @@
-"""The study's summary: one row per task and query set, trained self minus each system that
-answers whether it learned, on the headline metric, each cell a paired difference with its
-interval.
+"""The study's summary: one row per task, query set and summary metric (the headline; for the
+change tasks also has-changed F1), trained self minus each system that answers whether it
+learned, each cell a paired difference with its interval.
 
 It is a view of rows the paired comparisons (:mod:`selfexplain.study.comparisons`) already hold:
 greedy decoding, the whole task (not a family), the roles as configured. Read across a row: does
@@ -54,35 +54,39 @@ COLUMNS = (
 )
 
 NOTE = (
-    "Trained self minus each system, on the headline metric (greedy decoding), paired on the same "
-    "queries, with 95% cluster intervals; a dash where the study has no such run or the task no "
-    "such baseline. The tables below give every metric, family and decoding."
+    "Trained self minus each system, on the headline metric (greedy decoding) and, for the change "
+    "tasks, has-changed F1 (does it tell which interventions change the output, whether or not it "
+    "names the output right), paired on the same queries, with 95% cluster intervals; a dash "
+    "where the study has no such run or the task no such baseline. The tables below give every "
+    "metric, family and decoding."
 )
 
 
 def summary_rows(comparisons: list[Comparison], tasks: list[str]) -> list[dict]:
-    """Per task and query set: the trained self's score and, per column, its difference row."""
+    """Per task, query set and summary metric: the trained self's score and, per column, its
+    difference row."""
     by_title = {c.title: c.rows for c in comparisons}
     out = []
     for task in tasks:
-        headline = metrics_of(task)[0].name
-        cells: dict[str, dict[str, dict]] = {}
+        metrics = [m.name for m in metrics_of(task) if m.against_each]
+        cells: dict[tuple[str, str], dict[str, dict]] = {}
         for column in COLUMNS:
             for row in by_title.get(column.comparison, []):
                 if (
                     row["decoding"] == "greedy"
-                    and row["metric"] == headline
+                    and row["metric"] in metrics
                     and column.picks(row, task)
                 ):
-                    cells.setdefault(row["query_set"], {})[column.heading] = row
-        for query_set, differences in cells.items():
-            first = next(iter(differences.values()))["first"]
+                    cells.setdefault((row["query_set"], row["metric"]), {})[column.heading] = row
+        for (query_set, metric), differences in sorted(
+            cells.items(), key=lambda item: (item[0][0], metrics.index(item[0][1]))
+        ):
             out.append(
                 {
                     "task": task,
                     "query_set": query_set,
-                    "metric": headline,
-                    "trained self": first,
+                    "metric": metric,
+                    "trained self": next(iter(differences.values()))["first"],
                     "differences": differences,
                 }
             )
