@@ -65,6 +65,16 @@ def test_a_least_squares_projection_fits_shared_tokens():
     assert torch.allclose(orthogonal.weight[0] @ orthogonal.weight[0].T, torch.eye(8), atol=1e-5)
 
 
+def test_a_projection_trains_under_bf16_autocast():
+    projection = VectorProjection([0, 5], d_target=8, d_explainer=12)
+    vectors, layers = torch.randn(4, 8), torch.tensor([0, 5, 5, 0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = projection(vectors, layers)
+    assert out.dtype == torch.float32  # the dtype of the embeddings it is written into
+    out.sum().backward()
+    assert projection.weight.grad is not None and projection.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("explainer, projected", [("smollm2-135m", False), ("gemma3-270m", True)])
 def test_the_embedded_models_get_vectors_at_their_token_scale(explainer, projected):

@@ -219,7 +219,9 @@ class VectorProjection(nn.Module):
                     f"no projection for target layer {layer}; this explainer knows {self.layers}"
                 )
             rows = layers == layer
-            out[rows] = vectors[rows] @ self.weight[self.layers.index(layer)].T
+            # under bf16 autocast the product is bf16; the vectors keep their own dtype, as the
+            # embeddings they are written into do
+            out[rows] = (vectors[rows] @ self.weight[self.layers.index(layer)].T).to(out.dtype)
         return out
 
 
