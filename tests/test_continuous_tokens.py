@@ -145,3 +145,15 @@ def test_a_family_with_reserved_tokens_carries_the_vector_in_them_without_growin
         ids, _ = encode_example(tokenizer, f"At layer 1, {VECTOR_SPAN} encodes", "a colour")
         assert ids.count(placeholder) == 1
         assert tokenizer.convert_tokens_to_ids(markers.start) in ids
+
+
+def test_markers_are_decided_again_when_the_vocabulary_grows():
+    from selfexplain.explainer.vectors import ADDED_MARKERS, FAMILY_MARKERS, vector_markers
+    from selfexplain.models.loading import load_tokenizer, resolve_model_dir
+
+    tokenizer = load_tokenizer(str(resolve_model_dir("tiny-llama")))
+    assert vector_markers(tokenizer) is ADDED_MARKERS
+    assert vector_markers(tokenizer) is ADDED_MARKERS  # the second answer comes from the cache
+    qwen = FAMILY_MARKERS["qwen vision tokens"]
+    tokenizer.add_tokens([qwen.start, qwen.placeholder, qwen.end], special_tokens=True)
+    assert vector_markers(tokenizer) == qwen
