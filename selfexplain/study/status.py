@@ -23,8 +23,8 @@ class StageStatus:
     number: int
     name: str
     state: str
-    """``done``; ``trained, not scored``; ``training, checkpoint at step N``; ``generating``;
-    or ``not started``."""
+    """``done``; ``trained, not scored``; ``training, checkpoint at step N``; ``training, no
+    checkpoint yet``; ``generating``; or ``not started``."""
     seconds: float | None
     """Stage wall time, for a stage finished in one sitting of this study (``timings.json``)."""
 
@@ -63,6 +63,8 @@ def _state(stage: Stage, config: RunConfig) -> str:
         kept = snapshot.read_json().get("checkpoint_results") or [{}]
         step = kept[-1].get("metrics", {}).get("step")
         return f"training, checkpoint at step {step}" if step is not None else "training"
+    if (config.run_dir / "ray_train").exists():  # claimed by a sitting, before its first checkpoint
+        return "training, no checkpoint yet"
     return "not started"
 
 
