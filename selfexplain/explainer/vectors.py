@@ -67,8 +67,9 @@ FAMILY_MARKERS = {
 
 
 # tokenizer -> (its length when decided, its markers). get_added_vocab takes 3 ms on Gemma's
-# tokenizer (6,384 added tokens), and encoding asks once per example and phrasing: 10 minutes of
-# a features corpus. Keyed weakly on the tokenizer itself, and decided again if tokens were added.
+# tokenizer (6,384 added tokens), and encoding asks once per example and phrasing: minutes before
+# each of Gemma's training stages. Keyed weakly on the tokenizer itself, and decided again if
+# tokens were added.
 _DECIDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
