@@ -111,8 +111,8 @@ def test_resume_after_worker_failure_matches_uninterrupted_run(ray_cluster, tiny
 def test_kept_checkpoints_a_changed_rerun_and_a_corrupt_checkpoint(ray_cluster, tiny_config):
     """One finished run serves four checks: a local cluster trains without Ray Train's
     placement-group cleaner and dataset manager; only the newest checkpoints are kept; a rerun of
-    the name with other training settings is refused before it writes; a checkpoint that lost its
-    progress record fails with that reason."""
+    the name with other training settings is refused before it writes, with or without the
+    finished export; a checkpoint that lost its progress record fails with that reason."""
     from ray.util.state import list_actors
 
     config = tiny_config(
@@ -139,7 +139,6 @@ def test_kept_checkpoints_a_changed_rerun_and_a_corrupt_checkpoint(ray_cluster, 
     checkpoints = checkpoint_folders()
     assert len(checkpoints) == 2  # epochs 2 and 3; epoch 1 was pruned
 
-    (config.run_dir / "explainer").delete_dir()
     changed = tiny_config(
         "name=keep",
         "generate.max_items=8",
@@ -148,8 +147,11 @@ def test_kept_checkpoints_a_changed_rerun_and_a_corrupt_checkpoint(ray_cluster, 
         "train.keep_finished_checkpoints=true",
         "train.learning_rate=0.5",
     )
-    with pytest.raises(ConfigError, match="new run name"):
-        train(changed)
+    with pytest.raises(ConfigError, match="explainer was trained with other settings"):
+        train(changed)  # the finished export is not reused for other settings
+    (config.run_dir / "explainer").delete_dir()
+    with pytest.raises(ConfigError, match="made with other settings or inputs"):
+        train(changed)  # nor are its checkpoints
     assert checkpoint_folders() == checkpoints  # refused before it wrote anything
 
     # The newest checkpoint loses its progress record; a rerun must say so, not crash in DeepSpeed.

@@ -45,6 +45,10 @@ class ExplainerInfo:
     """The generate-config hash of the corpus trained on (by corpus run, for a task mix)."""
     templates: str = "selfexplain"
     """The set of query templates it was trained in (``templates``): it is asked in the same."""
+    training_fingerprint: str = ""
+    """The run's training settings (target, task, seed, generate, train), hashed: a rerun of the
+    name with other settings is refused instead of reusing this explainer. Empty in older
+    exports."""
 
     def to_json(self) -> str:
         data = {**asdict(self), "tasks": list(self.tasks)}
@@ -89,6 +93,7 @@ class ExplainerInfo:
             str(data.get("run", "")),
             data.get("corpus_config_hash", ""),
             data.get("templates", DEFAULT_TEMPLATES),
+            str(data.get("training_fingerprint", "")),
         )
 
 

@@ -26,7 +26,13 @@ from selfexplain import internals
 from selfexplain.config import ConfigError, RunConfig
 from selfexplain.corpus.io import claim_plan, corpus_files, read_corpus
 from selfexplain.corpus.subsets import in_distribution_keys, rows_trained_on
-from selfexplain.explainer.export import EXPORT_DIR, MODEL_CARD, ExplainerInfo, has_export
+from selfexplain.explainer.export import (
+    EXPLAINER_INFO,
+    EXPORT_DIR,
+    MODEL_CARD,
+    ExplainerInfo,
+    has_export,
+)
 from selfexplain.explainer.interface import VectorInterface
 from selfexplain.explainer.vectors import controlled_vectors
 from selfexplain.interrupts import run_off_main_thread
@@ -166,6 +172,23 @@ def is_trained(config: RunConfig) -> bool:
     return has_export(export_location(config))
 
 
+def training_fingerprint(config: RunConfig) -> str:
+    """What an explainer's training depends on, hashed: its checkpoints and export are reused
+    only under the same."""
+    return config.fingerprint("target", "task", "seed", "generate", "train")
+
+
+def _check_trained_with(config: RunConfig, export_dir: Location) -> None:
+    """A finished export is reused only for the settings it was trained with (older exports
+    record none and are reused as they were)."""
+    recorded = (export_dir / EXPLAINER_INFO).read_json().get("training_fingerprint", "")
+    if recorded and recorded != training_fingerprint(config):
+        raise ConfigError(
+            f"{export_dir} was trained with other settings; pick a new run name (name=...) or "
+            f"delete {config.run_dir}"
+        )
+
+
 def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     """Fine-tune the explainer on the run's corpus and return the exported HF directory.
 
@@ -175,13 +198,14 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     sources = corpus_sources(config)
     export_dir = export_location(config)
     if is_trained(config):
+        _check_trained_with(config, export_dir)
         log.info("explainer already trained at %s; skipping training", export_dir)
         return export_dir
     storage = config.run_dir / "ray_train"
     # by corpus run: what each corpus was generated with (one entry, or one per corpus of a mix)
     corpus_hashes = {source.run: source.manifest["config_hash"] for source in sources}
     claim_plan(storage, {
-        "fingerprint": config.fingerprint("target", "task", "seed", "generate", "train"),
+        "fingerprint": training_fingerprint(config),
         "corpus": corpus_hashes if config.train.mix else corpus_hashes[sources[0].run],
     })  # fmt: skip
     interface = vector_interface(config, sources, resolve_model_dir(config.explainer_ref))
@@ -274,7 +298,8 @@ def loop_config(
         steps_per_epoch=plan.steps_per_epoch,
         model_card=_model_card(config, sources, manifests, len(plan.training)),
         info=ExplainerInfo(
-            tasks, config.target, config.explainer_ref, config.name, corpus_hashes, config.templates
+            tasks, config.target, config.explainer_ref, config.name, corpus_hashes,
+            config.templates, training_fingerprint(config),
         ),
         # In the object store, not Ray Datasets: each rank holds every example anyway, and
         # datasets would add Ray Data's stats actor and Ray Train's dataset manager, two more
