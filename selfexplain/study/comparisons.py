@@ -11,9 +11,9 @@ units for both systems at once:
 
 The comparisons a study reports (:func:`study_comparisons`): self - other; trained self - each
 other system of its run on the headline metric (and has-changed F1), and - the best of them on
-every metric; gain
-from the vector (each explainer against itself trained and scored with the vector withheld);
-self - self through a random projection; and self - other with the roles swapped.
+every metric; gain from the vector (each explainer against itself trained and scored with the
+vector withheld); self - self through a random projection; and self - other with the roles
+swapped.
 """
 
 from __future__ import annotations

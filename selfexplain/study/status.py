@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from selfexplain.config import RunConfig
 from selfexplain.corpus.io import MANIFEST, PLAN
-from selfexplain.explainer.export import EXPORT_DIR, has_export
 from selfexplain.storage import Location
 from selfexplain.study.config import Stage, StudyConfig
+from selfexplain.train.trainer import TRAINING_RUN, is_trained, training_storage
 
-TRAINING_SNAPSHOT = "ray_train/train/checkpoint_manager_snapshot.json"  # Ray Train's, per run
+SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's list of a run's kept checkpoints
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class StageStatus:
     """``done``; ``trained, not scored``; ``training, checkpoint at step N``; ``training, no
     checkpoint yet``; ``generating``; or ``not started``."""
     seconds: float | None
-    """Stage wall time, for a stage finished in one sitting of this study (``timings.json``)."""
+    """Stage wall time, summed over the sittings that worked on it (``timings.json``)."""
 
     @property
     def done(self) -> bool:
@@ -47,8 +47,7 @@ def is_done(stage: Stage, config: RunConfig) -> bool:
     and its scores under this config."""
     if stage.role is None:
         return (config.corpus_dir / MANIFEST).exists()
-    trained = has_export(config.run_dir / EXPORT_DIR)
-    return trained and (stage.learning_rate is not None or is_scored(config))
+    return is_trained(config) and (stage.learning_rate is not None or is_scored(config))
 
 
 def _state(stage: Stage, config: RunConfig) -> str:
@@ -56,14 +55,14 @@ def _state(stage: Stage, config: RunConfig) -> str:
         return "done"
     if stage.role is None:
         return "generating" if (config.corpus_dir / PLAN).exists() else "not started"
-    if has_export(config.run_dir / EXPORT_DIR):
+    if is_trained(config):
         return "trained, not scored"
-    snapshot = config.run_dir / TRAINING_SNAPSHOT
+    snapshot = training_storage(config) / TRAINING_RUN / SNAPSHOT
     if snapshot.exists():
         kept = snapshot.read_json().get("checkpoint_results") or [{}]
         step = kept[-1].get("metrics", {}).get("step")
         return f"training, checkpoint at step {step}" if step is not None else "training"
-    if (config.run_dir / "ray_train").exists():  # claimed by a sitting, before its first checkpoint
+    if training_storage(config).exists():  # claimed by a sitting, before its first checkpoint
         return "training, no checkpoint yet"
     return "not started"
 

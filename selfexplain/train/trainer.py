@@ -168,6 +168,14 @@ def export_location(config: RunConfig) -> Location:
     return config.run_dir / EXPORT_DIR
 
 
+TRAINING_STORAGE = "ray_train"  # a run's checkpoints, under its folder
+TRAINING_RUN = "train"  # Ray Train's run name inside it
+
+
+def training_storage(config: RunConfig) -> Location:
+    return config.run_dir / TRAINING_STORAGE
+
+
 def is_trained(config: RunConfig) -> bool:
     return has_export(export_location(config))
 
@@ -201,7 +209,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
         _check_trained_with(config, export_dir)
         log.info("explainer already trained at %s; skipping training", export_dir)
         return export_dir
-    storage = config.run_dir / "ray_train"
+    storage = training_storage(config)
     # by corpus run: what each corpus was generated with (one entry, or one per corpus of a mix)
     corpus_hashes = {source.run: source.manifest["config_hash"] for source in sources}
     claim_plan(storage, {
@@ -217,7 +225,7 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
         scaling_config=_scaling_config(config.train),
         torch_config=internals.bound_rendezvous_torch_config(),
         run_config=ray.train.RunConfig(
-            name="train",
+            name=TRAINING_RUN,
             storage_path=storage.uri,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
             failure_config=ray.train.FailureConfig(max_failures=config.train.max_failures),
