@@ -2,6 +2,7 @@
 sizes) on identical rows, a scaling sweep, evaluation with baselines, and the report, which is
 rendered in headless Chromium."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -315,12 +316,13 @@ def test_a_learning_rate_sweep_chooses_by_in_distribution_loss_alone(tmp_path):
     # (3 tasks + features with the roles swapped) x explainers x rates: the same for self and other
     assert len(sweep) == 4 * 2 * 3
     # self's sweep and runs on every task come first, then other's: a study stopped early
-    # answers whether the self-explainer learns
-    last_self_sweep = max(names.index(n) for n in sweep if "-self-" in n and "swapped" not in n)
+    # answers whether the self-explainer learns; each run comes right after its sweep, which it
+    # goes on from
     first_other_sweep = min(names.index(n) for n in sweep if "-other-" in n)
-    assert last_self_sweep < names.index("features-self-100")
-    assert names.index("hint-self-100") < first_other_sweep < names.index("features-other-100")
-    assert names.index("features-swapped-other-lr3e-05") < names.index("features-swapped-self-100")
+    assert names.index("hint-self-100") < first_other_sweep
+    for run in ("patching-self-100", "features-other-100", "features-swapped-other-100"):
+        at = names.index(run)
+        assert [n.rsplit("-lr", 1)[0] for n in names[at - 3 : at]] == [run[: -len("-100")]] * 3
     stage = next(s for s in study.stages() if s.name == "patching-self-lr0.0001")
     config = study.run_config(stage)
     assert (config.train.learning_rate, config.train.epochs) == (1e-4, 2)
@@ -345,6 +347,25 @@ def test_a_learning_rate_sweep_chooses_by_in_distribution_loss_alone(tmp_path):
     assert study.run_config(next(s for s in study.stages() if s.name == "patching-other-100")
                             ).train.learning_rate == unswept  # fmt: skip
     assert "| patching | self | **0.0003** | 0.7000 | 0.9000 |" in sweep_markdown(study)
+
+    # every sweep kept its last checkpoint; once the rate is chosen only the winner's is kept,
+    # and once the run that went on from it is trained, none
+    from selfexplain.study.warm_start import release_sweep_checkpoints
+
+    def kept() -> list[float]:
+        return [r for r in losses if (tmp_path / "study" / f"patching-self-lr{r:g}" /
+                                      "ray_train" / "train").is_dir()]  # fmt: skip
+
+    for rate in losses:
+        (tmp_path / "study" / f"patching-self-lr{rate:g}" / "ray_train" / "train").mkdir(
+            parents=True
+        )
+    release_sweep_checkpoints(study, main_stage)
+    assert kept() == [3e-4]
+    (tmp_path / "study" / "patching-self-100" / "explainer").mkdir(parents=True)
+    (tmp_path / "study" / "patching-self-100" / "explainer" / "README.md").write_text("trained")
+    release_sweep_checkpoints(study, main_stage)
+    assert kept() == []
 
 
 def self_scores_n(root) -> int:
@@ -425,3 +446,32 @@ def test_study_config_errors_name_the_key(tmp_path):
         load_study(str(path))
     with pytest.raises(ConfigError, match="no study named"):
         load_study("nonexistent-study")
+
+
+def test_a_run_goes_on_from_its_sweep_only_where_the_sweep_is_its_beginning(tmp_path):
+    """The chosen sweep's steps are a run's first steps only for the same training, learning
+    rate at every step and (under patience) best weights; anything else trains from scratch."""
+    from selfexplain.study.warm_start import continues
+
+    study = load_study("study-long", [f"output_dir={tmp_path}"])
+    stages = {stage.name: stage for stage in study.stages()}
+    sweep = study.run_config(stages["hint-self-lr0.0001"])
+    curve = [
+        {"step": s, "val_in_distribution": v} for s, v in ((100, 0.3), (200, 0.2), (300, 0.25))
+    ]
+    metrics = {"step": 347, "best_step": 200, "validation_curve": curve}
+    main = study.run_config(stages["hint-self-100"])  # at the base's rate, 1e-4: none chosen yet
+    assert continues(sweep, main, metrics)
+    assert not continues(study.run_config(stages["hint-self-lr0.0003"]), main, metrics)
+    cosine = dataclasses.replace(main, train=dataclasses.replace(main.train, lr_schedule="cosine"))
+    other_data = dataclasses.replace(main, train=dataclasses.replace(main.train, data_fraction=0.3))
+    assert not continues(sweep, cosine, metrics)  # the rate at each step depends on the length
+    assert not continues(sweep, other_data, metrics)
+    # patience 1 stops the run at step 300 with step 200 best; with a later best the sweep's
+    # export is not the weights that run exports
+    impatient = dataclasses.replace(main, train=dataclasses.replace(main.train, patience=1))
+    assert continues(sweep, impatient, metrics)
+    later_best = [*curve, {"step": 347, "val_in_distribution": 0.1}]
+    assert not continues(
+        sweep, impatient, {**metrics, "best_step": 347, "validation_curve": later_best}
+    )

@@ -119,14 +119,17 @@ class StudyConfig:
 
     def stages(self) -> list[Stage]:
         """Every stage in the order a study runs them, the headline first (so a study stopped
-        early has the comparisons that matter most): the corpora; self's learning-rate sweep and
-        self on the full data of every task (does the explainer learn at all), then the same for
-        other; the no-vector control, the swapped roles, the random projection, then the scaling
-        sweep's smaller fractions."""
+        early has the comparisons that matter most): the corpora; self on the full data of every
+        task, each after its learning-rate sweep (does the explainer learn at all), then the
+        same for other; the no-vector control, the swapped roles, the random projection, then
+        the scaling sweep's smaller fractions. A sweep comes right before its main run, which
+        goes on from the chosen rate's checkpoint (so at most one task's sweep checkpoints are
+        kept at a time)."""
         stages = [Stage(task) for task in self.tasks]
         for role in self.explainers():
-            stages += self.sweep_stages(swapped=False, roles=[role])
-            stages += [Stage(task, role) for task in self.tasks]
+            for task in self.tasks:
+                stages += self.sweep_stages(swapped=False, tasks=[task], roles=[role])
+                stages.append(Stage(task, role))
         vector_tasks = [task for task in self.tasks if get_task(task).vector_input]
         if "no-vector" in self.controls:
             stages += [
@@ -136,8 +139,10 @@ class StudyConfig:
                 if role in self.control_explainers
             ]
         for task in self.swapped:
-            stages += [Stage(task, swapped=True)] + self.sweep_stages(True, [task])
-            stages += [Stage(task, role, swapped=True) for role in self.explainers()]
+            stages.append(Stage(task, swapped=True))
+            for role in self.explainers():
+                stages += self.sweep_stages(True, [task], [role])
+                stages.append(Stage(task, role, swapped=True))
         if "random-projection" in self.controls:
             stages += [Stage(task, "self", variant="randproj") for task in vector_tasks]
         stages += [
@@ -218,6 +223,8 @@ class StudyConfig:
                 "train.epochs": self.sweep_epochs,
                 "train.select_best": True,
                 "train.patience": 0,
+                # the chosen rate's main run goes on from it (selfexplain.study.warm_start)
+                "train.keep_finished_checkpoints": True,
             }
         chosen = self.chosen_learning_rate(stage) if stage.role and self.learning_rates else None
         return {"train.learning_rate": chosen} if chosen is not None else {}

@@ -28,6 +28,7 @@ def run_study(study: StudyConfig) -> dict:
     from selfexplain.preflight import check_cluster_storage, check_run
     from selfexplain.study.report import write_report
     from selfexplain.study.status import is_done, is_scored
+    from selfexplain.study.warm_start import release_sweep_checkpoints, sweep_checkpoint
     from selfexplain.train.trainer import train
 
     stages = study.stages()
@@ -53,8 +54,9 @@ def run_study(study: StudyConfig) -> dict:
                     generate(config, items=plans[stage.name].items)
                     save_config(config)
                 else:
-                    train(config)
+                    train(config, warm_start=sweep_checkpoint(study, stage))
                     save_config(config)
+                    release_sweep_checkpoints(study, stage)
                     if not sweep and not is_scored(config):
                         evaluate(config)
             finally:

@@ -58,6 +58,7 @@ from selfexplain.train.deepspeed_config import deepspeed_config
 from selfexplain.train.examples import answer_only_loss, collate
 from selfexplain.train.lora import is_lora, merged_copy, trainable_parameters, with_lora
 from selfexplain.train.order import epoch_order, epoch_variant, length_bucketed, rank_micro_batches
+from selfexplain.train.patience import patience_stop
 from selfexplain.train.throughput import Throughput
 from selfexplain.train.tracking import TrainingTracker
 
@@ -83,6 +84,9 @@ class LoopConfig:
     """The validation query sets by name, each a ``ray.ObjectRef`` to its columns."""
     vector_interface: VectorInterface | None = None
     tensorboard_dir: str | None = None
+    warm_start: Any = None
+    """A ``ray.train.Checkpoint`` of a shorter run of the same training (a learning-rate sweep's,
+    :mod:`selfexplain.study.warm_start`) to go on from when the run has none of its own."""
 
 
 @dataclass
@@ -97,6 +101,8 @@ class Progress:
     loss_curve: list[float] = field(default_factory=list)
     validation_curve: list[dict] = field(default_factory=list)
     resumed_from_step: int = 0
+    warm_started_from: str = ""
+    """The checkpoint of the shorter run this one went on from (empty: none)."""
     best_step: int = 0
     """With ``train.select_best``: the optimizer step whose weights are exported; 0 = none yet."""
     best_epoch: int = 0
@@ -145,6 +151,33 @@ def lr_factor(schedule: str, warmup: int, total: int):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def stopped_by_patience(progress: Progress, patience: int, steps_per_epoch: int) -> Progress:
+    """``progress`` ended where ``patience`` validations without a new best would have stopped it.
+
+    A run that goes on from a shorter one trained without patience (a learning-rate sweep) may
+    start past that point; it then stops there, as it would have trained from scratch, with the
+    same best weights and a record that ends at the stopping validation."""
+    stop = patience_stop(progress.validation_curve, patience)
+    if stop is None or progress.stopped_early:
+        return progress
+    if stop.best_step != progress.best_step:  # the study checks this before it warm-starts
+        raise RuntimeError(
+            f"the checkpoint went on from holds the best weights of step {progress.best_step}, "
+            f"but patience stops this run at step {stop.step} with step {stop.best_step} best; "
+            "train it from scratch"
+        )
+    return dataclasses.replace(
+        progress,
+        step=stop.step,
+        epoch=-(-stop.step // steps_per_epoch),  # the stopped epoch counts as done
+        epoch_step=0,
+        loss_curve=progress.loss_curve[: stop.step],
+        validation_curve=progress.validation_curve[: stop.index + 1],
+        validations_since_best=patience,
+        stopped_early=True,
+    )
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -253,13 +286,15 @@ class ExplainerTraining:
         return engine, scheduler
 
     def _restore(self) -> Progress:
-        """The progress of the checkpoint Ray Train restored (the engine's state loaded), or a fresh
-        one."""
+        """The progress of the checkpoint Ray Train restored, or else of the warm start (the
+        engine's state loaded), or a fresh one."""
 
         # deferred: safe_checkpoint imports DeepSpeed (workers only)
         from selfexplain.train.safe_checkpoint import read_progress
 
         checkpoint = ray.train.get_checkpoint()
+        warm = checkpoint is None and self.loop.warm_start is not None
+        checkpoint = checkpoint or self.loop.warm_start
         if not checkpoint:
             return Progress(trainable_parameters=self.trainable, parameters=self.parameters)
         with checkpoint.as_directory() as folder:
@@ -267,14 +302,23 @@ class ExplainerTraining:
             self.engine.load_checkpoint(folder, tag=record["tag"])
             if self.train.select_best and (Path(folder) / EXPORT_DIR).is_dir():
                 shutil.copytree(Path(folder) / EXPORT_DIR, self.best_export)
+                self.label_export(self.best_export)  # a warm start's export names its own run
         progress = Progress.from_record(record)
         progress.resumed_from_step = progress.step
+        if warm:
+            progress.warm_started_from = checkpoint.path
+            if self.train.select_best:
+                progress = stopped_by_patience(
+                    progress, self.train.patience, self.loop.steps_per_epoch
+                )
         if self.rank == 0:
             log.info(
-                "resumed from checkpoint at step %d (%d epochs done, %d steps into the next)",
+                "%s checkpoint at step %d (%d epochs done, %d steps into the next)%s",
+                "went on from the" if warm else "resumed from",
                 progress.step,
                 progress.epoch,
                 progress.epoch_step,
+                f": {checkpoint.path}" if warm else "",
             )
         return progress
 
@@ -482,10 +526,13 @@ class ExplainerTraining:
         if is_lora(module):
             module = merged_copy(module)  # a plain HF model out, adapters merged
         save_explainer(module, self.tokenizer, out_dir, self.interface, state_dict)
+        self.label_export(out_dir)
+
+    def label_export(self, out_dir: Path) -> None:
+        """This run's record and model card in an export; the card last: it marks the export
+        complete."""
         (out_dir / EXPLAINER_INFO).write_text(self.loop.info.to_json())
-        (out_dir / MODEL_CARD).write_text(
-            self.loop.model_card
-        )  # last: it marks the export complete
+        (out_dir / MODEL_CARD).write_text(self.loop.model_card)
 
 
 @contextlib.contextmanager

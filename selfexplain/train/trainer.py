@@ -197,10 +197,14 @@ def _check_trained_with(config: RunConfig, export_dir: Location) -> None:
         )
 
 
-def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
+def train(
+    config: RunConfig, loop=train_loop_per_worker, warm_start: Location | None = None
+) -> Location:
     """Fine-tune the explainer on the run's corpus and return the exported HF directory.
 
-    A finished export is reused; an interrupted run resumes from its last epoch checkpoint.
+    A finished export is reused; an interrupted run resumes from its last checkpoint. A run with
+    no checkpoint of its own goes on from ``warm_start``, the last checkpoint of a shorter run
+    of the same training (the caller vouches for that: :mod:`selfexplain.study.warm_start`).
     ``loop`` is the per-worker function (tests wrap it to inject worker failures).
     """
     sources = corpus_sources(config)
@@ -221,7 +225,9 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     trainer_class = internals.local_cluster_trainer() if started_local_cluster() else TorchTrainer
     trainer = trainer_class(
         loop,
-        train_loop_config={"loop": loop_config(config, sources, plan, interface, corpus_hashes)},
+        train_loop_config={
+            "loop": loop_config(config, sources, plan, interface, corpus_hashes, warm_start)
+        },
         scaling_config=_scaling_config(config.train),
         torch_config=internals.bound_rendezvous_torch_config(),
         run_config=ray.train.RunConfig(
@@ -235,15 +241,28 @@ def train(config: RunConfig, loop=train_loop_per_worker) -> Location:
     result = run_off_main_thread(trainer.fit, name="ray-train-fit")
     with result.checkpoint.as_directory() as folder:
         export_dir.upload_dir(Path(folder) / EXPORT_DIR, marker=MODEL_CARD)
-    (config.run_dir / "train_metrics.json").write_json(
-        {"examples": len(plan.training), "dropped_over_max_length": plan.dropped, **result.metrics}
-    )
+    kept = {"final_checkpoint": Path(result.checkpoint.path).name}  # see final_checkpoint()
+    (config.run_dir / "train_metrics.json").write_json({
+        "examples": len(plan.training),
+        "dropped_over_max_length": plan.dropped,
+        **result.metrics,
+        **(kept if config.train.keep_finished_checkpoints else {}),
+    })  # fmt: skip
     if not config.train.keep_finished_checkpoints:
         # Ray Train's folder of this run, its checkpoints and their index; plan.json beside it
         # stays, so a rerun with other settings is still refused. Without the export a rerun
         # trains from scratch.
         (storage / "train").delete_dir()
     return export_dir
+
+
+def final_checkpoint(config: RunConfig) -> Location | None:
+    """The last checkpoint of a finished run that kept its checkpoints
+    (``train.keep_finished_checkpoints``), if it is still there."""
+    metrics = config.run_dir / "train_metrics.json"
+    name = metrics.read_json().get("final_checkpoint") if metrics.exists() else None
+    folder = training_storage(config) / TRAINING_RUN / name if name else None
+    return folder if folder is not None and folder.exists() else None
 
 
 class TrainingPlan(NamedTuple):
@@ -295,6 +314,7 @@ def loop_config(
     plan: TrainingPlan,
     interface,
     corpus_hashes: dict[str, str],
+    warm_start: Location | None = None,
 ) -> LoopConfig:
     """Everything a worker needs, decided on the driver."""
     t = config.train
@@ -318,6 +338,8 @@ def loop_config(
         vector_interface=interface,
         tensorboard_dir=(str(config.run_dir.local_path / "tensorboard")
                          if t.tensorboard and config.run_dir.is_local else None),
+        warm_start=(ray.train.Checkpoint(warm_start.path, filesystem=warm_start.fs)
+                    if warm_start is not None else None),
     )  # fmt: skip
 
 
