@@ -475,3 +475,8 @@ def test_a_run_goes_on_from_its_sweep_only_where_the_sweep_is_its_beginning(tmp_
     assert not continues(
         sweep, impatient, {**metrics, "best_step": 347, "validation_curve": later_best}
     )
+    # the pre-trained projection control: other at its chosen rate, trained from scratch
+    pretrained = study.run_config(stages["features-other-100-lstsq"])
+    assert pretrained.train.projection_init == "lstsq" and pretrained.train.explainer != "self"
+    other_sweep = study.run_config(stages["features-other-lr1e-05"])
+    assert not continues(other_sweep, pretrained, metrics)

@@ -288,6 +288,10 @@ NOTES = {
     "minus reading them through a fixed random orthogonal map: what the native basis adds.",
     "self - other, roles swapped": "The same comparison with {other} as target and self, and "
     "{target} as other.",
+    "self - other with a pre-trained projection": "Self minus the other explainer whose projection "
+    "starts as the least-squares map between the two models' token embeddings (the paper's "
+    '"pre-trained projection"), not at random: how much of self - other an untrained projection '
+    "explains.",
 }
 
 
@@ -313,6 +317,9 @@ def study_comparisons(study: StudyConfig) -> list[Comparison]:
         "self - other, roles swapped": [
             (main[(t, "self", True)], main[(t, "other", True)]) for t in study.swapped
         ],
+        "self - other with a pre-trained projection": [
+            (main[(s.task, "self", False)], s) for s in controls if s.variant == "lstsq"
+        ],
     }
     names = {
         "self - other": ("self", "other"),
@@ -321,6 +328,7 @@ def study_comparisons(study: StudyConfig) -> list[Comparison]:
         "gain from the vector": ("with the vector", "without"),
         "self - self through a random projection": ("self", "random projection"),
         "self - other, roles swapped": ("self", "other"),
+        "self - other with a pre-trained projection": ("self", "other, pre-trained projection"),
     }
     comparisons = []
     for title, (first, second) in names.items():

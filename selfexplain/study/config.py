@@ -28,15 +28,20 @@ from selfexplain.config import (
 from selfexplain.storage import Location
 from selfexplain.tasks import get_task
 
-CONTROLS = ("no-vector", "random-projection")
-VARIANT_OF_CONTROL = {"no-vector": "novector", "random-projection": "randproj"}
+CONTROLS = ("no-vector", "random-projection", "pretrained-projection")
+VARIANT_OF_CONTROL = {
+    "no-vector": "novector",
+    "random-projection": "randproj",
+    "pretrained-projection": "lstsq",
+}
 
 
 @dataclass(frozen=True)
 class Stage:
     """One stage of a study: a task's corpus (``role`` None), or one explainer trained and scored
     on it. ``variant`` names a control (``novector``: the vector withheld; ``randproj``: self
-    through a fixed random orthogonal map); ``swapped`` runs the task with target and other
+    through a fixed random orthogonal map; ``lstsq``: other with a pre-trained projection);
+    ``swapped`` runs the task with target and other
     explainer exchanged, on a corpus of its own."""
 
     task: str
@@ -85,8 +90,11 @@ class StudyConfig:
     """Run-config overrides for every run, as ``{key: value}`` (dotted keys)."""
     controls: list[str] = field(default_factory=list)
     """Controls for the tasks whose query carries a vector, on the full data: ``no-vector``
-    (self and other trained and scored with the vector withheld: "gain from the vector") and
-    ``random-projection`` (self reading its own vectors through a fixed random orthogonal map)."""
+    (self and other trained and scored with the vector withheld: "gain from the vector"),
+    ``random-projection`` (self reading its own vectors through a fixed random orthogonal map)
+    and ``pretrained-projection`` (other with its projection started as the least-squares map
+    between the two models' token embeddings, the paper's "pre-trained projection", against
+    the main runs' random start)."""
     control_explainers: list[str] = field(default_factory=lambda: ["self", "other"])
     """Which explainers train the ``no-vector`` control (the gain from the vector is self's
     question first; the other's control doubles its cost)."""
@@ -145,6 +153,8 @@ class StudyConfig:
                 stages.append(Stage(task, role, swapped=True))
         if "random-projection" in self.controls:
             stages += [Stage(task, "self", variant="randproj") for task in vector_tasks]
+        if "pretrained-projection" in self.controls:
+            stages += [Stage(task, "other", variant="lstsq") for task in vector_tasks]
         stages += [
             Stage(task, role, fraction)
             for task in self.tasks
@@ -240,6 +250,8 @@ def variant_overrides(variant: str, vector_control: str) -> dict:
             "train.projection_init": "orthogonal",
             "train.freeze_projection": True,
         }
+    if variant == "lstsq":
+        return {"train.projection_init": "lstsq"}
     return {}
 
 

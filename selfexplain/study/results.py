@@ -33,7 +33,11 @@ def _kept(system: System, stage: Stage) -> bool:
     return system.kind == "untrained" or stage.role == "self"
 
 
-VARIANT_LABELS = {"novector": "without the vector", "randproj": "random projection"}
+VARIANT_LABELS = {
+    "novector": "without the vector",
+    "randproj": "random projection",
+    "lstsq": "pre-trained projection",
+}
 
 
 def table_name(study: StudyConfig, stage: Stage) -> str:
