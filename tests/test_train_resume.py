@@ -178,3 +178,26 @@ def test_read_progress_names_what_is_wrong_with_a_checkpoint(tmp_path):
     (broken / "epoch-1").mkdir()
     (broken / "epoch-1" / "mp_rank_00_model_states.pt").write_bytes(b"")
     assert read_progress(str(broken), "progress.json")["step"] == 2
+
+
+def test_a_killed_workers_best_export_folder_is_removed_by_the_next(tmp_path):
+    """A worker killed mid-run leaves its temporary best export behind (1 GB for Gemma-3-270M);
+    the next worker deletes those of processes that no longer run, and only those."""
+    import os
+    import subprocess
+
+    from selfexplain.train.loop import best_export_folder
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    stale = tmp_path / f"selfexplain-best-{finished.pid}-k1ll3d"
+    (stale / "explainer").mkdir(parents=True)
+    (stale / "explainer" / "model.safetensors").write_bytes(b"weights")
+    running = tmp_path / f"selfexplain-best-{os.getpid()}-4l1v3"
+    running.mkdir()
+    unnamed = tmp_path / "selfexplain-best-n0p1d"  # no process named: not ours to judge
+    unnamed.mkdir()
+
+    fresh = best_export_folder(str(tmp_path))
+    assert not stale.exists() and running.exists() and unnamed.exists()
+    assert fresh.is_dir() and fresh.name.startswith(f"selfexplain-best-{os.getpid()}-")

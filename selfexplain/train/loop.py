@@ -180,6 +180,33 @@ def stopped_by_patience(progress: Progress, patience: int, steps_per_epoch: int)
     )
 
 
+BEST_EXPORT_PREFIX = "selfexplain-best-"
+
+
+def best_export_folder(temp_dir: str | None = None) -> Path:
+    """A fresh temporary folder for the best validation's export, named after this process.
+
+    A worker that is killed (a stopped sitting, a lost node) never reaches the cleanup, and a
+    Gemma-3-270M export is 1 GB: the folders of processes that no longer run are deleted first,
+    so a study stopped and resumed over many sittings does not fill the disk."""
+    parent = Path(temp_dir or tempfile.gettempdir())
+    for folder in parent.glob(f"{BEST_EXPORT_PREFIX}*-*"):
+        pid = folder.name.removeprefix(BEST_EXPORT_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _is_running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{BEST_EXPORT_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def train_loop_per_worker(loop_config: dict) -> None:
     """Ray Train's entry point on every rank (``train_loop_config={"loop": LoopConfig}``)."""
     ExplainerTraining(loop_config["loop"]).run()
@@ -208,7 +235,7 @@ class ExplainerTraining:
         self.autocast = autocast_for(self.train.precision, use_gpu)
         # with select_best, rank 0 keeps the best epoch's export here and puts it in every
         # checkpoint
-        self.best_export = Path(tempfile.mkdtemp(prefix="selfexplain-best-")) / EXPORT_DIR
+        self.best_export = best_export_folder() / EXPORT_DIR
         self.progress = self._restore()
         # every rank holds the whole training set and takes its share of each epoch's order, and
         # validates on the whole validation sets (ZeRO-3 forwards are collectives: every rank
