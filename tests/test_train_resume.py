@@ -10,6 +10,7 @@ from ray import cloudpickle
 
 from selfexplain.config import ConfigError
 from selfexplain.jobs.generate import generate
+from selfexplain.storage import Location
 from selfexplain.train.loop import train_loop_per_worker
 from selfexplain.train.safe_checkpoint import CheckpointError, read_progress
 from selfexplain.train.trainer import train
@@ -201,3 +202,35 @@ def test_a_killed_workers_best_export_folder_is_removed_by_the_next(tmp_path):
     fresh = best_export_folder(str(tmp_path))
     assert not stale.exists() and running.exists() and unnamed.exists()
     assert fresh.is_dir() and fresh.name.startswith(f"selfexplain-best-{os.getpid()}-")
+
+
+def test_the_validation_cadence_counts_where_it_chooses_the_export(tiny_config, tmp_path):
+    """With select_best the validations decide which step is exported, so a finished export is
+    not reused under another cadence; exports recorded before the cadence counted still are."""
+    import json
+
+    from selfexplain.train.trainer import (
+        _check_trained_with,
+        _settings_fingerprint,
+        training_fingerprint,
+    )
+
+    every_2 = tiny_config("train.select_best=true", "train.validate_every=2")
+    every_4 = tiny_config("train.select_best=true", "train.validate_every=4")
+    assert training_fingerprint(every_2) != training_fingerprint(every_4)
+    plain_2, plain_4 = (tiny_config(f"train.validate_every={n}") for n in (2, 4))
+    assert training_fingerprint(plain_2) == training_fingerprint(plain_4)  # nothing chosen by it
+
+    export = tmp_path / "explainer"
+    export.mkdir()
+    for recorded, reused in (
+        (training_fingerprint(every_2), True),
+        (training_fingerprint(every_4), False),
+        (_settings_fingerprint(every_4), True),  # an export from before the cadence counted
+    ):
+        (export / "selfexplain.json").write_text(json.dumps({"training_fingerprint": recorded}))
+        if reused:
+            _check_trained_with(every_2, Location(str(export)))
+        else:
+            with pytest.raises(ConfigError, match="was trained with other settings"):
+                _check_trained_with(every_2, Location(str(export)))

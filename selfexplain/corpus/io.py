@@ -9,7 +9,7 @@ with other settings is refused instead of mixing two corpora.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import pyarrow as pa
@@ -46,8 +46,9 @@ def corpus_plan(config, items: list[dict]) -> dict:
     }
 
 
-def claim_plan(folder: Location, plan: dict) -> None:
+def claim_plan(folder: Location, plan: dict, also_accepted: Sequence[dict] = ()) -> None:
     """Record what ``folder`` is made from, or refuse if it was made from something else.
+    ``also_accepted``: plans recorded in an older form that mean the same.
 
     The claim is atomic: of two runs of one name started at once with different settings,
     exactly one writes its plan and the other is refused here, before it writes a shard. A plan
@@ -57,7 +58,7 @@ def claim_plan(folder: Location, plan: dict) -> None:
     if path.create_exclusive(json.dumps(plan, indent=2, sort_keys=True).encode()):
         _claimed_here.append(folder)
         return
-    if path.read_json() == plan:
+    if path.read_json() in (plan, *also_accepted):
         return
     raise ConfigError(
         f"{folder} was made with other settings or inputs; pick a new run name (name=...) "

@@ -8,6 +8,7 @@ Once the export is written the checkpoints are deleted (``train.keep_finished_ch
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import NamedTuple
@@ -182,7 +183,19 @@ def is_trained(config: RunConfig) -> bool:
 
 def training_fingerprint(config: RunConfig) -> str:
     """What an explainer's training depends on, hashed: its checkpoints and export are reused
-    only under the same."""
+    only under the same. ``train.validate_every`` is an operational key for the config as a
+    whole, but with ``train.select_best`` the validations decide which step is exported and
+    when patience stops training, so here it counts."""
+    settings = _settings_fingerprint(config)
+    if not config.train.select_best:
+        return settings
+    cadence = f"{settings} validate_every={config.train.validate_every}"
+    return hashlib.sha256(cadence.encode()).hexdigest()[:16]
+
+
+def _settings_fingerprint(config: RunConfig) -> str:
+    """The fingerprint runs recorded before the validation cadence counted: still accepted from
+    their plans and exports, so they resume and are reused as they were."""
     return config.fingerprint("target", "task", "seed", "generate", "train")
 
 
@@ -190,7 +203,7 @@ def _check_trained_with(config: RunConfig, export_dir: Location) -> None:
     """A finished export is reused only for the settings it was trained with (older exports
     record none and are reused as they were)."""
     recorded = (export_dir / EXPLAINER_INFO).read_json().get("training_fingerprint", "")
-    if recorded and recorded != training_fingerprint(config):
+    if recorded and recorded not in (training_fingerprint(config), _settings_fingerprint(config)):
         raise ConfigError(
             f"{export_dir} was trained with other settings; pick a new run name (name=...) or "
             f"delete {config.run_dir}"
@@ -216,10 +229,12 @@ def train(
     storage = training_storage(config)
     # by corpus run: what each corpus was generated with (one entry, or one per corpus of a mix)
     corpus_hashes = {source.run: source.manifest["config_hash"] for source in sources}
-    claim_plan(storage, {
-        "fingerprint": training_fingerprint(config),
-        "corpus": corpus_hashes if config.train.mix else corpus_hashes[sources[0].run],
-    })  # fmt: skip
+    corpus = corpus_hashes if config.train.mix else corpus_hashes[sources[0].run]
+    claim_plan(
+        storage,
+        {"fingerprint": training_fingerprint(config), "corpus": corpus},
+        also_accepted=[{"fingerprint": _settings_fingerprint(config), "corpus": corpus}],
+    )
     interface = vector_interface(config, sources, resolve_model_dir(config.explainer_ref))
     plan = training_plan(config, sources, interface)
     trainer_class = internals.local_cluster_trainer() if started_local_cluster() else TorchTrainer
