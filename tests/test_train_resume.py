@@ -185,23 +185,27 @@ def test_a_killed_workers_best_export_folder_is_removed_by_the_next(tmp_path):
     """A worker killed mid-run leaves its temporary best export behind (1 GB for Gemma-3-270M);
     the next worker deletes those of processes that no longer run, and only those."""
     import os
+    import socket
     import subprocess
 
     from selfexplain.train.loop import best_export_folder
 
+    host = socket.gethostname()
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()
-    stale = tmp_path / f"selfexplain-best-{finished.pid}-k1ll3d"
+    stale = tmp_path / f"selfexplain-best-{finished.pid}@{host}-k1ll3d"
     (stale / "explainer").mkdir(parents=True)
     (stale / "explainer" / "model.safetensors").write_bytes(b"weights")
-    running = tmp_path / f"selfexplain-best-{os.getpid()}-4l1v3"
-    running.mkdir()
-    unnamed = tmp_path / "selfexplain-best-n0p1d"  # no process named: not ours to judge
-    unnamed.mkdir()
+    running = tmp_path / f"selfexplain-best-{os.getpid()}@{host}-4l1v3"
+    # another node's folder in a shared temporary folder, and an older unnamed one: not ours
+    elsewhere = tmp_path / f"selfexplain-best-{finished.pid}@another-node-0th3r"
+    unnamed = tmp_path / "selfexplain-best-n0p1d"
+    for folder in (running, elsewhere, unnamed):
+        folder.mkdir()
 
     fresh = best_export_folder(str(tmp_path))
-    assert not stale.exists() and running.exists() and unnamed.exists()
-    assert fresh.is_dir() and fresh.name.startswith(f"selfexplain-best-{os.getpid()}-")
+    assert not stale.exists() and running.exists() and elsewhere.exists() and unnamed.exists()
+    assert fresh.is_dir() and fresh.name.startswith(f"selfexplain-best-{os.getpid()}@{host}-")
 
 
 def test_the_validation_cadence_counts_where_it_chooses_the_export(tiny_config, tmp_path):

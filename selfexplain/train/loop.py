@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import warnings
@@ -184,17 +185,21 @@ BEST_EXPORT_PREFIX = "selfexplain-best-"
 
 
 def best_export_folder(temp_dir: str | None = None) -> Path:
-    """A fresh temporary folder for the best validation's export, named after this process.
+    """A fresh temporary folder for the best validation's export, named after this process and
+    host.
 
     A worker that is killed (a stopped sitting, a lost node) never reaches the cleanup, and a
-    Gemma-3-270M export is 1 GB: the folders of processes that no longer run are deleted first,
-    so a study stopped and resumed over many sittings does not fill the disk."""
-    parent = Path(temp_dir or tempfile.gettempdir())
-    for folder in parent.glob(f"{BEST_EXPORT_PREFIX}*-*"):
-        pid = folder.name.removeprefix(BEST_EXPORT_PREFIX).split("-", 1)[0]
+    Gemma-3-270M export is 1 GB: the folders of this host's processes that no longer run are
+    deleted first, so a study stopped and resumed over many sittings does not fill the disk. (The
+    host in the name keeps a temporary folder that several nodes share from judging another
+    node's processes.)"""
+    parent, host = Path(temp_dir or tempfile.gettempdir()), socket.gethostname()
+    for folder in parent.glob(f"{BEST_EXPORT_PREFIX}*@{host}-*"):
+        pid = folder.name.removeprefix(BEST_EXPORT_PREFIX).split("@", 1)[0]
         if pid.isdigit() and not _is_running(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{BEST_EXPORT_PREFIX}{os.getpid()}-", dir=parent))
+    prefix = f"{BEST_EXPORT_PREFIX}{os.getpid()}@{host}-"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
 def _is_running(pid: int) -> bool:
