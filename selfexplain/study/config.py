@@ -41,8 +41,8 @@ class Stage:
     """One stage of a study: a task's corpus (``role`` None), or one explainer trained and scored
     on it. ``variant`` names a control (``novector``: the vector withheld; ``randproj``: self
     through a fixed random orthogonal map; ``lstsq``: other with a pre-trained projection);
-    ``swapped`` runs the task with target and other
-    explainer exchanged, on a corpus of its own."""
+    ``swapped`` runs the task with target and other explainer exchanged, on a corpus of its
+    own."""
 
     task: str
     role: str | None = None

@@ -20,11 +20,10 @@ from selfexplain.study.config import Stage, StudyConfig
 from selfexplain.train.loop import lr_factor
 from selfexplain.train.patience import patience_stop
 from selfexplain.train.trainer import (
-    TRAINING_RUN,
+    delete_checkpoints,
     final_checkpoint,
     is_trained,
     training_fingerprint,
-    training_storage,
 )
 
 
@@ -85,6 +84,4 @@ def release_sweep_checkpoints(study: StudyConfig, stage: Stage) -> None:
     for rate in study.learning_rates:
         sweep = dataclasses.replace(chosen, learning_rate=rate)
         if rate != chosen.learning_rate or main_done:
-            folder = training_storage(study.run_config(sweep)) / TRAINING_RUN
-            if folder.exists():
-                folder.delete_dir()
+            delete_checkpoints(study.run_config(sweep))

@@ -264,11 +264,17 @@ def train(
         **(kept if config.train.keep_finished_checkpoints else {}),
     })  # fmt: skip
     if not config.train.keep_finished_checkpoints:
-        # Ray Train's folder of this run, its checkpoints and their index; plan.json beside it
-        # stays, so a rerun with other settings is still refused. Without the export a rerun
-        # trains from scratch.
-        (storage / "train").delete_dir()
+        delete_checkpoints(config)
     return export_dir
+
+
+def delete_checkpoints(config: RunConfig) -> None:
+    """Delete a run's Ray Train folder: its checkpoints and their index. ``plan.json`` beside it
+    stays, so a rerun with other settings is still refused; without the export a rerun trains
+    from scratch."""
+    folder = training_storage(config) / TRAINING_RUN
+    if folder.exists():
+        folder.delete_dir()
 
 
 def final_checkpoint(config: RunConfig) -> Location | None:
