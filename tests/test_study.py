@@ -403,6 +403,20 @@ def test_status_names_each_stage_state_and_the_hours_done(finished_study, capsys
     assert f"{stages} of {stages + 1} stages done" in out
 
 
+def test_status_names_the_sweep_a_finished_run_went_on_from(tmp_path):
+    from selfexplain.storage import Location
+    from selfexplain.study.status import went_on_from
+
+    study = Location(tmp_path / "study-long")
+    metrics = study / "patching-other-100" / "train_metrics.json"
+    assert went_on_from(metrics, study) is None  # not trained yet
+    metrics.write_json({"step": 400})
+    assert went_on_from(metrics, study) is None  # trained from scratch
+    sweep_checkpoint = f"{study.path}/patching-other-lr1e-05/ray_train/train/checkpoint_1"
+    metrics.write_json({"step": 400, "warm_started_from": sweep_checkpoint})
+    assert went_on_from(metrics, study) == "patching-other-lr1e-05"
+
+
 @pytest.mark.skipif(
     shutil.which("chromium") is None,
     reason="headless Chromium (Debian package chromium) not installed",

@@ -64,7 +64,7 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
     """One panel per task: held-out headline score against the number of training examples (the
     paper's data-efficiency figure; the fraction where that count is unknown), per explainer,
     with the baselines as horizontal lines."""
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 5.2), squeeze=False)
     held = frame[frame.query_set == "held-out"]
     for ax, task in zip(axes[0], tasks):
         metric = headline(task)
@@ -104,8 +104,9 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
         ax.set_xlabel("training examples" if counted else "fraction of training data")
         ax.set_ylabel(f"held-out {metric.replace('_', ' ')}")
         ax.set_title(task)
-        ax.legend(fontsize=7)
+        # below the panel: inside it, the legend of six baselines covered the points
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

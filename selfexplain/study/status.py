@@ -23,14 +23,15 @@ class StageStatus:
     number: int
     name: str
     state: str
-    """``done``; ``trained, not scored``; ``training, checkpoint at step N``; ``training, no
-    checkpoint yet``; ``generating``; or ``not started``."""
+    """``done`` (``done, went on from <sweep stage>`` for a warm-started run); ``trained, not
+    scored``; ``training, checkpoint at step N``; ``training, no checkpoint yet``;
+    ``generating``; or ``not started``."""
     seconds: float | None
     """Stage wall time, summed over the sittings that worked on it (``timings.json``)."""
 
     @property
     def done(self) -> bool:
-        return self.state == "done"
+        return self.state.startswith("done")
 
 
 def is_scored(config: RunConfig) -> bool:
@@ -50,9 +51,23 @@ def is_done(stage: Stage, config: RunConfig) -> bool:
     return is_trained(config) and (stage.learning_rate is not None or is_scored(config))
 
 
-def _state(stage: Stage, config: RunConfig) -> str:
+def went_on_from(metrics: Location, study_folder: Location) -> str | None:
+    """The stage whose checkpoint a finished run went on from (a main run warm-started from its
+    sweep, whose short stage time would otherwise read as a whole run's), if it did."""
+    source = metrics.read_json().get("warm_started_from") if metrics.exists() else None
+    if not source:
+        return None
+    for folder in (study_folder.uri, study_folder.path):  # a checkpoint's path has no scheme
+        prefix = folder.rstrip("/") + "/"
+        if source.startswith(prefix):
+            return source[len(prefix) :].split("/")[0]
+    return source
+
+
+def _state(stage: Stage, config: RunConfig, study_folder: Location) -> str:
     if is_done(stage, config):
-        return "done"
+        source = went_on_from(config.run_dir / "train_metrics.json", study_folder)
+        return f"done, went on from {source}" if source else "done"
     if stage.role is None:
         return "generating" if (config.corpus_dir / PLAN).exists() else "not started"
     if is_trained(config):
@@ -72,7 +87,10 @@ def study_status(study: StudyConfig) -> list[StageStatus]:
     seconds = timings.read_json() if timings.exists() else {}
     return [
         StageStatus(
-            number, stage.name, _state(stage, study.run_config(stage)), seconds.get(stage.name)
+            number,
+            stage.name,
+            _state(stage, study.run_config(stage), Location(study.folder)),
+            seconds.get(stage.name),
         )
         for number, stage in enumerate(study.stages(), 1)
     ]
