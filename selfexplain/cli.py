@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:  # the scorer's "Loading SentenceTransformer model from <path>"
+        logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
     stop_on_signals()
     try:
         _run(args)

@@ -250,6 +250,9 @@ def train(
             storage_path=storage.uri,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
             failure_config=ray.train.FailureConfig(max_failures=config.train.max_failures),
+            # Ray Train's INFO lines (resources requested, the worker group started) stay in the
+            # session folder's ray-train-sys-* files; its warnings still reach the console
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
     # Ray Train's fit() would replace Ctrl-C's handler with one that exits 0
