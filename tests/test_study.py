@@ -83,9 +83,16 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
         "report.html",
         "self_vs_other.png",
         "scaling.png",
+        "training.png",
     ):
         assert (report / name).stat().st_size > 0, name
     assert (report / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the training figure draws each main run's validation curve, both explainers on every task
+    from selfexplain.study.report import main_run_metrics
+
+    curves = main_run_metrics(study)
+    assert set(curves) == {(task, role) for task in study.tasks for role in ("self", "other")}
+    assert all(metrics["validation_curve"] for metrics in curves.values())
 
     frame = pd.read_csv(report / "results.csv")
     systems = set(frame.system)

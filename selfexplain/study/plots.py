@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from selfexplain.study.results import headline, system_order  # noqa: E402
 
@@ -108,5 +109,48 @@ def plot_scaling(frame: pd.DataFrame, tasks: list[str], path: Path) -> Path:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_training_curves(curves: dict[tuple[str, str], dict], tasks: list[str], path: Path) -> Path:
+    """One panel per task: each main run's validation losses against the optimizer step, the
+    in-distribution loss (which chose the exported step, marked) solid and the held-out loss
+    (which chose nothing) dashed, so a reader sees where each explainer converged and whether
+    held-out loss went up while in-distribution loss went down.
+
+    ``curves`` maps (task, role) to a run's ``train_metrics.json``."""
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for role, color in (("self", "#3b6ea8"), ("other", "#d9822b")):
+            metrics = curves.get((task, role))
+            if not metrics or not metrics.get("validation_curve"):
+                continue
+            points = pd.DataFrame(metrics["validation_curve"])
+            for column, style, where in (
+                ("val_in_distribution", "o-", "in-distribution"),
+                ("val_held_out", "s--", "held-out"),
+            ):
+                if column in points:
+                    ax.plot(
+                        points.step,
+                        points[column],
+                        style,
+                        color=color,
+                        markersize=3,
+                        label=f"{role}, {where}",
+                    )
+            if metrics.get("best_step"):
+                ax.axvline(metrics["best_step"], color=color, ls=":", lw=1)
+        ax.set_yscale("log")  # change-task losses fall by 10x and more; features' by less
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.03, not 3 x 10^-2
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("optimizer step (dotted: the exported step)")
+        ax.set_ylabel("validation loss")
+        ax.set_title(f"{task}: validation loss")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

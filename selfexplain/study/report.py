@@ -1,5 +1,6 @@
 """The study's report: results.csv / results.json (long format), report.md, and a one-page
-report.html with PNG plots (self vs other per task with intervals; data-scaling curves).
+report.html with PNG plots (self vs other per task with intervals; data-scaling curves; each main
+run's validation losses).
 
 Everything is read back from the runs' own ``results.json``, so the report can be rebuilt from
 a finished study folder alone.
@@ -15,8 +16,8 @@ import pandas as pd
 from selfexplain.evaluate.report import markdown_table
 from selfexplain.storage import Location
 from selfexplain.study.comparisons import Comparison, comparison_markdown, study_comparisons
-from selfexplain.study.config import StudyConfig
-from selfexplain.study.plots import plot_scaling, plot_self_vs_other
+from selfexplain.study.config import Stage, StudyConfig
+from selfexplain.study.plots import plot_scaling, plot_self_vs_other, plot_training_curves
 from selfexplain.study.results import headline, results_tables, system_results
 from selfexplain.study.summary import NOTE as SUMMARY_NOTE
 from selfexplain.study.summary import summary_markdown, summary_rows
@@ -58,6 +59,9 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
         plots = {
             "self_vs_other.png": plot_self_vs_other(main, scored, out / "self_vs_other.png"),
             "scaling.png": plot_scaling(main, scored, out / "scaling.png"),
+            "training.png": plot_training_curves(
+                main_run_metrics(study), scored, out / "training.png"
+            ),
         }
     (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, sections))
     (folder / "report.html").write_text(_html(study, tables, seconds, plots, sections))
@@ -115,6 +119,18 @@ def _markdown(study: StudyConfig, tables, seconds, plots, sections) -> str:
         + "\n"
     )
     return "\n".join(parts)
+
+
+def main_run_metrics(study: StudyConfig) -> dict[tuple[str, str], dict]:
+    """(task, role) -> the ``train_metrics.json`` of each trained main run (full data, no
+    control, roles as given)."""
+    metrics = {}
+    for task in study.tasks:
+        for role in study.explainers():
+            path = Location(study.folder) / Stage(task, role).name / "train_metrics.json"
+            if path.exists():
+                metrics[(task, role)] = path.read_json()
+    return metrics
 
 
 SWEEP_NOTE = (
@@ -191,6 +207,9 @@ def _html(study: StudyConfig, tables, seconds, plots, sections) -> str:
         "scaling.png": "Held-out headline score against the number of training examples (log "
         "scale), "
         "with 95% intervals; grey lines: the baselines.",
+        "training.png": "Each main run's validation loss against the optimizer step: "
+        "in-distribution (solid; it chose the exported step, dotted) and held-out (dashed; it "
+        "chose nothing).",
     }
     for title, note, table in sections:
         parts.append(
