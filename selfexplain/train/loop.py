@@ -590,9 +590,10 @@ def _prints_to_debug_log(source: str) -> Iterator[None]:
 
 def _setup_logging() -> None:
     """Step, validation and resume lines from rank 0; Ray Train's per-report INFO lines and
-    DeepSpeed's set-up chatter stay out of the console."""
+    DeepSpeed's set-up chatter stay out of the console. (The ``ray.train`` loggers' INFO lines
+    are kept off it by the run's ``LoggingConfig``, which leaves them in the session folder; the
+    report logger is named after its file, outside ``ray.train``, so that filter misses it.)"""
 
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
     report_logger = internals.ray_train_report_logger()
     if report_logger:
         logging.getLogger(report_logger).setLevel(logging.WARNING)
