@@ -348,9 +348,14 @@ def test_a_learning_rate_sweep_chooses_by_in_distribution_loss_alone(tmp_path):
             ],
         }
         (run / "train_metrics.json").write_text(json.dumps(metrics))
+    epochs = {}
     for name in ("patching-self-100", "patching-self-100-randproj", "patching-self-12"):
         stage = next(s for s in study.stages() if s.name == name)
-        assert study.run_config(stage).train.learning_rate == 3e-4, name
+        config = study.run_config(stage)
+        assert config.train.learning_rate == 3e-4, name
+        epochs[name] = config.train.epochs
+    # a scaling point on 1/8 of the rows gets the full set's step budget, patience stopping it
+    assert epochs["patching-self-12"] == 8 * epochs["patching-self-100"]
     assert study.run_config(next(s for s in study.stages() if s.name == "patching-other-100")
                             ).train.learning_rate == unswept  # fmt: skip
     assert "| patching | self | **0.0003** | 0.7000 | 0.9000 |" in sweep_markdown(study)

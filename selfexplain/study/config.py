@@ -8,6 +8,7 @@ study-wide ``overrides``, then the task's own overrides, so anything a run can d
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import yaml
@@ -222,7 +223,14 @@ class StudyConfig:
                 # once
                 f"evaluate.untrained_baseline={_yaml(stage.fraction == 1.0 and not stage.variant)}",
             ]
-        return load_config(self.base, pairs)
+        config = load_config(self.base, pairs)
+        if stage.role is None or stage.fraction == 1.0:
+            return config
+        # the scaling sweep's smaller sets get the full set's step budget (epochs x 1/fraction),
+        # stopped by the same patience: each point is trained to convergence, not cut off after
+        # the full set's epoch count, which on 1/16 of the rows is 1/16 of its steps
+        epochs = math.ceil(config.train.epochs / stage.fraction)
+        return load_config(self.base, [*pairs, f"train.epochs={epochs}"])
 
     def _rate_overrides(self, stage: Stage) -> dict:
         """A sweep stage trains only, at its rate, for the sweep's budget, choosing by the
