@@ -4,6 +4,7 @@ rendered in headless Chromium."""
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 
@@ -93,6 +94,11 @@ def test_study_trains_self_and_other_on_identical_rows_and_reports(finished_stud
     curves = main_run_metrics(study)
     assert set(curves) == {(task, role) for task in study.tasks for role in ("self", "other")}
     assert all(metrics["validation_curve"] for metrics in curves.values())
+    # the report's table of trained runs says how each ended, the scaling point included
+    runs = (report / "report.md").read_text().split("## Training runs")[1]
+    for name in ("features-self-100", "features-other-100", "features-self-50"):
+        ended = r"(patience \(\d+\)|budget \(\d+ epochs\))"
+        assert re.search(rf"\| {name} \|.*\| {ended} \|", runs), name
 
     frame = pd.read_csv(report / "results.csv")
     systems = set(frame.system)

@@ -21,6 +21,8 @@ from selfexplain.study.plots import plot_scaling, plot_self_vs_other, plot_train
 from selfexplain.study.results import headline, results_tables, system_results
 from selfexplain.study.summary import NOTE as SUMMARY_NOTE
 from selfexplain.study.summary import summary_markdown, summary_rows
+from selfexplain.study.training_runs import NOTE as RUNS_NOTE
+from selfexplain.study.training_runs import held_out_at_best, training_runs_markdown
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,9 @@ def _markdown(study: StudyConfig, tables, seconds, plots, sections) -> str:
     sweep = sweep_markdown(study)
     if sweep:
         parts.append(f"## Learning-rate sweep\n\n{SWEEP_NOTE}\n\n{sweep}\n")
+    runs = training_runs_markdown(study)
+    if runs:
+        parts.append(f"## Training runs\n\n{RUNS_NOTE}\n\n{runs}\n")
     parts.append(
         "## Stage wall times (s)\n\n| stage | seconds |\n|---|---:|\n"
         + "\n".join(f"| {k} | {v:.0f} |" for k, v in seconds.items())
@@ -152,20 +157,12 @@ def sweep_markdown(study: StudyConfig) -> str:
         rate = f"**{stage.learning_rate:g}**" if chosen else f"{stage.learning_rate:g}"
         swapped = ", roles swapped" if stage.swapped else ""
         shown = "not run" if loss is None else f"{loss:.4f}"
-        held_out = _held_out_at_best(Location(study.folder) / stage.name / "train_metrics.json")
+        held_out = held_out_at_best(Location(study.folder) / stage.name / "train_metrics.json")
         rows.append(f"| {stage.task}{swapped} | {stage.role} | {rate} | {shown} | {held_out} |")
     if not rows:
         return ""
     head = "| task | explainer | learning rate | in-distribution loss | held-out loss, same step |"
     return head + "\n|---|---|---:|---:|---:|\n" + "\n".join(rows)
-
-
-def _held_out_at_best(metrics_file: Location) -> str:
-    curve = metrics_file.read_json().get("validation_curve", []) if metrics_file.exists() else []
-    curve = [p for p in curve if "val_held_out" in p and "val_in_distribution" in p]
-    if not curve:
-        return "-"
-    return f"{min(curve, key=lambda p: p['val_in_distribution'])['val_held_out']:.4f}"
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -231,6 +228,10 @@ def _html(study: StudyConfig, tables, seconds, plots, sections) -> str:
     if sweep:
         parts.append(f"<h2>Learning-rate sweep</h2><p class=note>{SWEEP_NOTE}</p>")
         parts.append(_html_table(sweep))
+    runs = training_runs_markdown(study)
+    if runs:
+        parts.append(f"<h2>Training runs</h2><p class=note>{RUNS_NOTE}</p>")
+        parts.append(_html_table(runs))
     parts.append(
         "<h2>Stage wall times</h2>"
         + _html_table(
