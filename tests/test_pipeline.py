@@ -69,8 +69,10 @@ def test_generate_job_matches_direct_computation_and_resumes(ray_cluster, tiny_c
 
 def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
     runs = tmp_path / "runs"
+    # select_best: the exported weights are the validation's of lowest in-distribution loss
+    run_tiny = ["run", "tiny", f"output_dir={runs}", "train.select_best=true"]
     with watched_listeners() as listeners:
-        assert main(["run", "tiny", f"output_dir={runs}"]) == 0
+        assert main(run_tiny) == 0
     # nothing of the run, training's rendezvous store included, listened beyond loopback
     assert listeners and not reachable_from_network(listeners), listeners
     out, err = capsys.readouterr()
@@ -78,6 +80,8 @@ def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
         assert name in out
     # the workers' own lines reach the console; Ray Train's INFO lines stay in its session folder
     assert "validation: val_held_out" in out + err
+    # and the validation line says what selection made of it
+    assert "(lowest in-distribution loss so far: exported)" in out + err
     assert "Requesting resources" not in out + err and "worker group" not in out + err
 
     run_dir = runs / "tiny"
@@ -133,7 +137,7 @@ def test_run_end_to_end_on_tiny_llama(ray_cluster, tmp_path, capsys):
 
     # A rerun reuses every finished stage.
     mtime = (run_dir / "explainer" / "model.safetensors").stat().st_mtime_ns
-    assert main(["run", "tiny", f"output_dir={runs}"]) == 0
+    assert main(run_tiny) == 0
     assert (run_dir / "explainer" / "model.safetensors").stat().st_mtime_ns == mtime
 
     # `selfexplain explain` answers from the export, in the task's answer form.

@@ -6,7 +6,7 @@ import torch
 
 from selfexplain.tasks.ablation import ABLATION
 from selfexplain.train.examples import IGNORE_INDEX, answer_only_loss, collate, encode_example
-from selfexplain.train.loop import ExplainerTraining, Progress, lr_factor
+from selfexplain.train.loop import ExplainerTraining, Progress, lr_factor, selection_note
 from selfexplain.train.order import (
     epoch_order,
     example_columns,
@@ -147,12 +147,19 @@ def test_lr_schedules_and_the_best_epoch_by_in_distribution_loss():
 
     run = ExplainerTraining.__new__(ExplainerTraining)  # only the bookkeeping, no model
     run.progress, run.world, run.rank, run.train = Progress(), 1, 0, Train()
-    decisions = []
+    decisions, notes = [], []
     validations = [(10, 0, 0.9, 0.5), (20, 0, 0.7, 0.9), (30, 1, 0.8, 0.1), (40, 1, 0.75, 0.1)]
     for step, epoch, in_distribution, held_out in validations:
         run.progress.step = step
         losses = {"val_in_distribution": in_distribution, "val_held_out": held_out}
         decisions.append(run._new_best(losses, epoch))
+        notes.append(selection_note(run.progress, decisions[-1], Train.patience))
+    # each validation's console line says what selection made of it
+    assert notes[1] == "  (lowest in-distribution loss so far: exported)"
+    assert notes[2:] == [
+        "  (best 0.7000 at step 20; 1 of 2 without a lower one)",
+        "  (best 0.7000 at step 20; 2 of 2 without a lower one)",
+    ]
     # the held-out loss, lowest at steps 30 and 40, never chooses; two validations in a row
     # without a new best stop training
     assert decisions == [True, True, False, False]

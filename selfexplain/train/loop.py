@@ -154,6 +154,20 @@ def lr_factor(schedule: str, warmup: int, total: int):
     return factor
 
 
+def selection_note(progress: Progress, new_best: bool, patience: int) -> str:
+    """What best-checkpoint selection made of a validation, for its console line: exported, or
+    the best so far and how many validations patience has left."""
+    if new_best:
+        return "  (lowest in-distribution loss so far: exported)"
+    if progress.best_loss is None:
+        return ""
+    of = f" of {patience}" if patience else ""
+    return (
+        f"  (best {progress.best_loss:.4f} at step {progress.best_step}; "
+        f"{progress.validations_since_best}{of} without a lower one)"
+    )
+
+
 def stopped_by_patience(progress: Progress, patience: int, steps_per_epoch: int) -> Progress:
     """``progress`` ended where ``patience`` validations without a new best would have stopped it.
 
@@ -454,9 +468,26 @@ class ExplainerTraining:
 
     def validate_and_select(self, epoch: int) -> None:
         """Validate; with ``train.select_best``, export the weights when the in-distribution loss
-        is a new low."""
+        is a new low. The console line says which, and how near patience is to stopping."""
         losses = self.validate()
-        if self.train.select_best and self._new_best(losses, epoch):
+        new_best = self.train.select_best and self._new_best(losses, epoch)
+        if losses and self.rank == 0:
+            log.info(
+                "step %d  validation: %s%s",
+                self.progress.step,
+                "  ".join(f"{k} {v:.4f}" for k, v in losses.items()),
+                selection_note(self.progress, new_best, self.train.patience)
+                if self.train.select_best
+                else "",
+            )
+            if self.progress.stopped_early:
+                log.info(
+                    "stopping at step %d: %d validation%s without a lower in-distribution loss",
+                    self.progress.step,
+                    self.train.patience,
+                    "" if self.train.patience == 1 else "s",
+                )
+        if new_best:
             self.export(self.best_export, replace=True)
 
     def _new_best(self, losses: dict[str, float], epoch: int) -> bool:
@@ -479,16 +510,6 @@ class ExplainerTraining:
         progress.validations_since_best += 1
         if self.train.patience and progress.validations_since_best >= self.train.patience:
             progress.stopped_early = True
-            if self.rank == 0:
-                log.info(
-                    "stopping at step %d: %d validation%s without a lower in-distribution loss "
-                    "(best: step %d, %.4f)",
-                    progress.step,
-                    self.train.patience,
-                    "" if self.train.patience == 1 else "s",
-                    progress.best_step,
-                    progress.best_loss,
-                )
         return False
 
     def validate(self) -> dict[str, float]:
@@ -509,12 +530,6 @@ class ExplainerTraining:
             step = self.progress.step
             self.progress.validation_curve.append({"step": step, **losses})
             self.tracker.validation(step, losses)
-            if self.rank == 0:
-                log.info(
-                    "step %d  validation: %s",
-                    step,
-                    "  ".join(f"{k} {v:.4f}" for k, v in losses.items()),
-                )
         return losses
 
     # --- checkpoint and export ------------------------------------------------------------
