@@ -230,7 +230,7 @@ class StudyConfig:
         # stopped by the same patience: each point is trained to convergence, not cut off after
         # the full set's epoch count, which on 1/16 of the rows is 1/16 of its steps
         epochs = math.ceil(config.train.epochs / stage.fraction)
-        return load_config(self.base, [*pairs, f"train.epochs={epochs}"])
+        return dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs))
 
     def _rate_overrides(self, stage: Stage) -> dict:
         """A sweep stage trains only, at its rate, for the sweep's budget, choosing by the

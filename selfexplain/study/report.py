@@ -49,6 +49,7 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
     )
     tables = results_tables(frame)
     sections = _headline_sections(summary, comparisons)
+    appendix = _training_sections(study)
     plots = {}
     if folder.is_local:
         out = folder.local_path
@@ -65,8 +66,8 @@ def write_report(study: StudyConfig, seconds: dict[str, float]) -> dict:
                 main_run_metrics(study), scored, out / "training.png"
             ),
         }
-    (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, sections))
-    (folder / "report.html").write_text(_html(study, tables, seconds, plots, sections))
+    (folder / "report.md").write_text(_markdown(study, tables, seconds, plots, sections, appendix))
+    (folder / "report.html").write_text(_html(study, tables, seconds, plots, sections, appendix))
     log.info("study report written to %s", folder)
     return {
         "report": str(folder),
@@ -101,7 +102,17 @@ def _headline_sections(
     return (first if summary else []) + rest
 
 
-def _markdown(study: StudyConfig, tables, seconds, plots, sections) -> str:
+def _training_sections(study: StudyConfig) -> list[tuple[str, str, str]]:
+    """(title, note, markdown table) of the learning-rate sweep and the trained runs, those that
+    have rows; read once, rendered in both report.md and report.html."""
+    found = [
+        ("Learning-rate sweep", SWEEP_NOTE, sweep_markdown(study)),
+        ("Training runs", RUNS_NOTE, training_runs_markdown(study)),
+    ]
+    return [section for section in found if section[2]]
+
+
+def _markdown(study: StudyConfig, tables, seconds, plots, sections, appendix) -> str:
     parts = [f"# Study `{study.name}`: self vs other explanation\n", _intro(study, seconds) + "\n"]
     for title, note, table in sections:
         parts.append(f"## {title}\n\n{note}\n\n{table}\n")
@@ -112,12 +123,8 @@ def _markdown(study: StudyConfig, tables, seconds, plots, sections) -> str:
         )
     for name in plots:
         parts.append(f"![{name}]({name})\n")
-    sweep = sweep_markdown(study)
-    if sweep:
-        parts.append(f"## Learning-rate sweep\n\n{SWEEP_NOTE}\n\n{sweep}\n")
-    runs = training_runs_markdown(study)
-    if runs:
-        parts.append(f"## Training runs\n\n{RUNS_NOTE}\n\n{runs}\n")
+    for title, note, table in appendix:
+        parts.append(f"## {title}\n\n{note}\n\n{table}\n")
     parts.append(
         "## Stage wall times (s)\n\n| stage | seconds |\n|---|---:|\n"
         + "\n".join(f"| {k} | {v:.0f} |" for k, v in seconds.items())
@@ -157,7 +164,8 @@ def sweep_markdown(study: StudyConfig) -> str:
         rate = f"**{stage.learning_rate:g}**" if chosen else f"{stage.learning_rate:g}"
         swapped = ", roles swapped" if stage.swapped else ""
         shown = "not run" if loss is None else f"{loss:.4f}"
-        held_out = held_out_at_best(Location(study.folder) / stage.name / "train_metrics.json")
+        metrics = Location(study.folder) / stage.name / "train_metrics.json"
+        held_out = held_out_at_best(metrics.read_json() if metrics.exists() else {})
         rows.append(f"| {stage.task}{swapped} | {stage.role} | {rate} | {shown} | {held_out} |")
     if not rows:
         return ""
@@ -190,7 +198,13 @@ def _html_table(markdown: str) -> str:
     return "\n".join(out) + "</table>"
 
 
-def _html(study: StudyConfig, tables, seconds, plots, sections) -> str:
+def _html_section(title: str, note: str, table: str) -> str:
+    return f"<h2>{html.escape(title)}</h2><p class=note>{html.escape(note)}</p>" + _html_table(
+        table
+    )
+
+
+def _html(study: StudyConfig, tables, seconds, plots, sections, appendix) -> str:
     parts = [
         f"<!doctype html><html><head><meta charset=utf-8><title>selfexplain study "
         f"{html.escape(study.name)}</title>"
@@ -209,10 +223,7 @@ def _html(study: StudyConfig, tables, seconds, plots, sections) -> str:
         "chose nothing).",
     }
     for title, note, table in sections:
-        parts.append(
-            f"<h2>{html.escape(title)}</h2><p class=note>{html.escape(note)}</p>"
-            + _html_table(table)
-        )
+        parts.append(_html_section(title, note, table))
     for name in plots:
         parts.append(
             f"<figure><img src='{name}' "
@@ -224,14 +235,8 @@ def _html(study: StudyConfig, tables, seconds, plots, sections) -> str:
             f"<p class=note>headline metric: {headline(task.split(' (')[0])}</p>"
             f"{_html_table(markdown_table(table))}"
         )
-    sweep = sweep_markdown(study)
-    if sweep:
-        parts.append(f"<h2>Learning-rate sweep</h2><p class=note>{SWEEP_NOTE}</p>")
-        parts.append(_html_table(sweep))
-    runs = training_runs_markdown(study)
-    if runs:
-        parts.append(f"<h2>Training runs</h2><p class=note>{RUNS_NOTE}</p>")
-        parts.append(_html_table(runs))
+    for title, note, table in appendix:
+        parts.append(_html_section(title, note, table))
     parts.append(
         "<h2>Stage wall times</h2>"
         + _html_table(

@@ -18,9 +18,10 @@ NOTE = (
 )
 
 
-def held_out_at_best(metrics_file: Location) -> str:
-    """The held-out validation loss at the step of lowest in-distribution loss, or "-"."""
-    curve = metrics_file.read_json().get("validation_curve", []) if metrics_file.exists() else []
+def held_out_at_best(metrics: dict) -> str:
+    """The held-out validation loss at the step of lowest in-distribution loss in a run's
+    ``train_metrics.json``, or "-"."""
+    curve = metrics.get("validation_curve", [])
     curve = [p for p in curve if "val_held_out" in p and "val_in_distribution" in p]
     if not curve:
         return "-"
@@ -49,7 +50,7 @@ def training_runs_markdown(study: StudyConfig) -> str:
         rows.append(
             f"| {stage.name} | {metrics.get('examples', '-')} | {train.learning_rate:g} "
             f"| {metrics.get('step', '-')} | {metrics.get('best_step', '-')} "
-            f"| {'-' if best is None else f'{best:.4f}'} | {held_out_at_best(metrics_file)} "
+            f"| {'-' if best is None else f'{best:.4f}'} | {held_out_at_best(metrics)} "
             f"| {ended} |"
         )
     if not rows:
