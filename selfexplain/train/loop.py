@@ -476,9 +476,8 @@ class ExplainerTraining:
                 "step %d  validation: %s%s",
                 self.progress.step,
                 "  ".join(f"{k} {v:.4f}" for k, v in losses.items()),
-                selection_note(self.progress, new_best, self.train.patience)
-                if self.train.select_best
-                else "",
+                # empty without select_best: nothing was selected, so no best is known
+                selection_note(self.progress, new_best, self.train.patience),
             )
             if self.progress.stopped_early:
                 log.info(
